@@ -1,0 +1,91 @@
+/**
+ * Decoding and encoding of rallypoint.v1 frames. Validation happens here, once, at the
+ * edge (both server and client use it); everything past it works with typed messages.
+ */
+import type { ErrorCode } from './codes.js';
+import { ClientMessage, ServerMessage } from './schemas.js';
+
+export type DecodeFailure = { ok: false; code: Extract<ErrorCode, 'bad-json' | 'bad-message'>; message: string; ref?: string };
+export type Decoded<T> = { ok: true; message: T } | DecodeFailure;
+
+type Issue = { path: PropertyKey[]; code: string; message: string; note?: string };
+
+/** A one-line, human-readable summary of the first schema issues. */
+export function describeIssues(issues: readonly Issue[]): string {
+  return issues
+    .slice(0, 3)
+    .map((i) => {
+      const where = i.path.length ? i.path.map(String).join('.') : 'message';
+      const what = i.note ?? (i.code === 'invalid_union' ? 'unknown type' : i.code.replace(/_/g, ' '));
+      return `${where}: ${what}`;
+    })
+    .join('; ');
+}
+
+function parseJson(text: string): { ok: true; value: unknown } | DecodeFailure {
+  try {
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch {
+    return { ok: false, code: 'bad-json', message: 'frame is not valid JSON' };
+  }
+}
+
+/** The client's `ref`, if it sent a usable one, so an error can point back at the message. */
+function refOf(value: unknown): string | undefined {
+  if (typeof value === 'object' && value !== null && 'ref' in value) {
+    const ref = (value as { ref: unknown }).ref;
+    if (typeof ref === 'string' && ref.length <= 64) return ref;
+  }
+  return undefined;
+}
+
+function decodeWith<T>(
+  schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: readonly Issue[] } } },
+  text: string,
+): Decoded<T> {
+  const parsed = parseJson(text);
+  if (!parsed.ok) return parsed;
+  const result = schema.safeParse(parsed.value);
+  if (result.success) return { ok: true, message: result.data };
+  const failure: DecodeFailure = { ok: false, code: 'bad-message', message: describeIssues(result.error.issues) };
+  const ref = refOf(parsed.value);
+  if (ref !== undefined) failure.ref = ref;
+  return failure;
+}
+
+/** Parses and validates a client-to-server frame. */
+export function decodeClientMessage(text: string): Decoded<ClientMessage> {
+  return decodeWith<ClientMessage>(ClientMessage, text);
+}
+
+/** Parses and validates a server-to-client frame. */
+export function decodeServerMessage(text: string): Decoded<ServerMessage> {
+  return decodeWith<ServerMessage>(ServerMessage, text);
+}
+
+/** Validates and serializes a client-to-server message; throws on a message the server would refuse. */
+export function encodeClientMessage(message: ClientMessage): string {
+  const result = ClientMessage.safeParse(message);
+  if (!result.success) throw new TypeError(`invalid ${String(message.type)} message: ${describeIssues(result.error.issues)}`);
+  return JSON.stringify(result.data);
+}
+
+/** Serializes a server-to-client message (the server builds them, so no re-validation). */
+export function encodeServerMessage(message: ServerMessage): string {
+  return JSON.stringify(message);
+}
+
+/** UTF-8 byte length of a string without allocating (browser-safe). */
+export function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}

@@ -1,0 +1,102 @@
+/**
+ * Stable error codes and WebSocket close codes of the rallypoint.v1 protocol.
+ * Browser-safe: no Node imports. Documented in signaling/PROTOCOL.md.
+ */
+
+/** Every `error.code` the server can send. Never renamed; new ones may be added. */
+export const ERROR_CODES = [
+  'bad-json',
+  'bad-message',
+  'too-large',
+  'rate-limited',
+  'not-joined',
+  'already-joined',
+  'peer-not-found',
+  'room-full',
+  'too-many-rooms',
+  'unauthorized',
+  'server-full',
+  'internal',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/**
+ * WebSocket close codes. 1000-1015 are RFC 6455 §7.4.1; 4000-4999 are reserved for
+ * applications (RFC 6455 §7.4.2) and are the project's own.
+ */
+export const CLOSE_CODES = {
+  /** Client sent `leave` and the server ended the connection, or the client closed. */
+  normal: 1000,
+  /** Server shutting down (RFC 6455 §7.4.1 "going away"). */
+  goingAway: 1001,
+  /** Frame larger than the hard frame limit (`maxPayload`), closed by ws itself. */
+  frameTooLarge: 1009,
+  /** Unexpected server error. */
+  internal: 1011,
+  /** Repeated frames that are not JSON. */
+  badJson: 4000,
+  /** Repeated frames that do not match the schema. */
+  badMessage: 4001,
+  /** The token does not allow what the client asked for (e.g. another room). */
+  unauthorized: 4003,
+  /** Repeated messages over the message size limit. */
+  tooLarge: 4009,
+  /** Another connection resumed this session. */
+  replaced: 4010,
+  /** Repeated messages beyond the rate limit. */
+  rateLimited: 4029,
+  /** Repeated protocol misuse of another kind (not-joined, peer-not-found, ...). */
+  protocolAbuse: 4002,
+} as const;
+export type CloseCode = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
+
+/** The close code a connection gets when an error code repeats past the abuse threshold. */
+export function closeCodeFor(code: ErrorCode): CloseCode {
+  switch (code) {
+    case 'bad-json':
+      return CLOSE_CODES.badJson;
+    case 'bad-message':
+      return CLOSE_CODES.badMessage;
+    case 'too-large':
+      return CLOSE_CODES.tooLarge;
+    case 'rate-limited':
+      return CLOSE_CODES.rateLimited;
+    case 'unauthorized':
+      return CLOSE_CODES.unauthorized;
+    case 'internal':
+      return CLOSE_CODES.internal;
+    case 'not-joined':
+    case 'already-joined':
+    case 'peer-not-found':
+    case 'room-full':
+    case 'too-many-rooms':
+    case 'server-full':
+      return CLOSE_CODES.protocolAbuse;
+  }
+}
+
+/** Close codes after which a client must not reconnect on its own. */
+export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
+  CLOSE_CODES.badJson,
+  CLOSE_CODES.badMessage,
+  CLOSE_CODES.unauthorized,
+  CLOSE_CODES.replaced,
+  CLOSE_CODES.protocolAbuse,
+]);
+
+/** Reasons an upgrade is refused with, and the HTTP status each gets. */
+export const UPGRADE_REFUSALS = {
+  'bad-path': 404,
+  'bad-origin': 403,
+  'bad-subprotocol': 400,
+  unauthorized: 401,
+  'server-full': 503,
+  'ip-full': 429,
+  'shutting-down': 503,
+  'bad-request': 400,
+} as const;
+export type UpgradeRefusal = keyof typeof UPGRADE_REFUSALS;
+
+/** Why a peer left a room, as told in `peer-left.reason`. */
+export const LEAVE_REASONS = ['left', 'closed', 'timeout'] as const;
+export type LeaveReason = (typeof LEAVE_REASONS)[number];

@@ -1,0 +1,40 @@
+/**
+ * Default limits of the signaling service. Every limit is documented in PROTOCOL.md;
+ * the server announces the ones in force in `welcome.limits`.
+ */
+export const DEFAULT_LIMITS = {
+  /** Largest accepted message in bytes (UTF-8 of the JSON text); bigger gets `too-large`. */
+  maxMessageBytes: 16 * 1024,
+  /** Hard frame limit (ws `maxPayload`); a bigger frame closes the connection with 1009. */
+  maxFrameBytes: 64 * 1024,
+  /** Largest `meta` object in bytes of its JSON. */
+  maxMetaBytes: 1024,
+  /** Sustained messages per second per connection (token bucket refill rate). */
+  messagesPerSecond: 50,
+  /** Token bucket size: a burst this large is accepted at once. */
+  messageBurst: 200,
+  /** Peers per room. */
+  maxPeersPerRoom: 32,
+  /** Rooms on this server. */
+  maxRooms: 10_000,
+  /** Open WebSocket connections on this server. */
+  maxConnections: 10_000,
+  /** Open connections per client IP (0 = no limit). */
+  maxConnectionsPerIp: 64,
+  /** Errors a connection may cause before it is closed; they decay at 1 per second. */
+  abuseThreshold: 20,
+  /** How long a disconnected peer's id is kept for resume, in ms. */
+  resumeGraceMs: 10_000,
+  /** Signals kept for a disconnected peer during the grace period. */
+  resumeQueueLength: 64,
+  /** Interval between server pings, in ms; a peer that missed the last pong is terminated. */
+  pingIntervalMs: 30_000,
+} as const;
+
+export type Limits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };
+
+/** The limits the server announces to clients in `welcome.limits`. */
+export type AnnouncedLimits = Pick<
+  Limits,
+  'maxMessageBytes' | 'maxFrameBytes' | 'maxMetaBytes' | 'messagesPerSecond' | 'messageBurst' | 'maxPeersPerRoom' | 'resumeGraceMs'
+>;

@@ -1,0 +1,135 @@
+import { randomBytes } from 'node:crypto';
+import {
+  encodeServerMessage,
+  utf8Length,
+  type ErrorCode,
+  type JoinMessage,
+  type LeaveReason,
+  type LeaveMessage,
+  type SignalMessage,
+  type IceServer,
+} from '../protocol/index.js';
+import type { Connection } from './connection.js';
+import type { SignalingMetrics } from './metrics.js';
+import type { ResolvedOptions } from './options.js';
+import type { RoomStore } from './rooms.js';
+import { Session } from './session.js';
+
+/** What the message handlers need from the server. */
+export interface HandlerContext {
+  readonly options: ResolvedOptions;
+  readonly store: RoomStore;
+  readonly metrics: SignalingMetrics;
+  /** Sessions by resume token. */
+  readonly sessions: Map<string, Session>;
+  sendError(conn: Connection, code: ErrorCode, message: string, ref?: string): void;
+  iceServersFor(conn: Connection, peerId: string): IceServer[];
+  clearGrace(session: Session): void;
+}
+
+export const newPeerId = (): string => randomBytes(9).toString('base64url');
+const newResumeToken = (): string => randomBytes(24).toString('base64url');
+
+function sendWelcome(ctx: HandlerContext, conn: Connection, session: Session, peers: { id: string; meta?: Record<string, unknown> }[], resumed: boolean): void {
+  const { limits } = ctx.options;
+  conn.send(
+    encodeServerMessage({
+      type: 'welcome',
+      id: session.id,
+      room: session.room,
+      peers,
+      iceServers: ctx.iceServersFor(conn, session.id),
+      resume: { token: session.resumeToken, graceMs: limits.resumeGraceMs },
+      resumed,
+      limits: {
+        maxMessageBytes: limits.maxMessageBytes,
+        maxFrameBytes: limits.maxFrameBytes,
+        maxMetaBytes: limits.maxMetaBytes,
+        messagesPerSecond: limits.messagesPerSecond,
+        messageBurst: limits.messageBurst,
+        maxPeersPerRoom: limits.maxPeersPerRoom,
+        resumeGraceMs: limits.resumeGraceMs,
+      },
+    }),
+  );
+}
+
+/** Takes over a session within its grace period (or from a connection that is still open). */
+async function resume(ctx: HandlerContext, conn: Connection, session: Session): Promise<void> {
+  const previous = session.conn;
+  if (previous && previous !== conn) {
+    previous.session = null;
+    session.conn = null;
+    previous.close(4010, 'session resumed elsewhere');
+  }
+  ctx.clearGrace(session);
+  ctx.sessions.delete(session.resumeToken);
+  session.resumeToken = newResumeToken();
+  ctx.sessions.set(session.resumeToken, session);
+  // Peers are re-read so the client learns who came and went while it was away.
+  const members = await ctx.store.members(session.room);
+  if (conn.closed) return;
+  sendWelcome(ctx, conn, session, members.filter((p) => p.id !== session.id), true);
+  session.attach(conn);
+  ctx.metrics.resumes.inc({ result: 'resumed' });
+}
+
+export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: JoinMessage): Promise<void> {
+  if (conn.session) return ctx.sendError(conn, 'already-joined', `already joined room ${conn.session.room}; send leave first`, msg.ref);
+  if (conn.grant.room !== undefined && conn.grant.room !== msg.room) {
+    return ctx.sendError(conn, 'unauthorized', `token does not allow room ${msg.room}`, msg.ref);
+  }
+  if (msg.meta !== undefined && utf8Length(JSON.stringify(msg.meta)) > ctx.options.limits.maxMetaBytes) {
+    return ctx.sendError(conn, 'too-large', `meta exceeds ${ctx.options.limits.maxMetaBytes} bytes`, msg.ref);
+  }
+  if (msg.resume !== undefined) {
+    const session = ctx.sessions.get(msg.resume);
+    if (session && session.room === msg.room) return resume(ctx, conn, session);
+    ctx.metrics.resumes.inc({ result: 'expired' });
+  }
+  const session = new Session(newPeerId(), msg.room, msg.meta, newResumeToken(), ctx.options.limits.resumeQueueLength);
+  const outcome = await ctx.store.join(msg.room, msg.meta === undefined ? { id: session.id } : { id: session.id, meta: msg.meta }, session.sink);
+  if (!outcome.ok) {
+    const why = outcome.code === 'room-full' ? `room ${msg.room} has ${ctx.options.limits.maxPeersPerRoom} peers` : 'no more rooms on this server';
+    return ctx.sendError(conn, outcome.code, why, msg.ref);
+  }
+  if (conn.closed || conn.session) {
+    // The connection went away (or joined twice) while an async store was answering.
+    await ctx.store.leave(msg.room, session.id);
+    return;
+  }
+  ctx.sessions.set(session.resumeToken, session);
+  sendWelcome(ctx, conn, session, outcome.peers, false);
+  session.attach(conn);
+  await ctx.store.broadcast(
+    msg.room,
+    encodeServerMessage({ type: 'peer-joined', peer: msg.meta === undefined ? { id: session.id } : { id: session.id, meta: msg.meta } }),
+    session.id,
+  );
+}
+
+export async function handleSignal(ctx: HandlerContext, conn: Connection, msg: SignalMessage): Promise<void> {
+  const session = conn.session;
+  if (!session) return ctx.sendError(conn, 'not-joined', 'join a room before sending signals', msg.ref);
+  if (msg.to === session.id) return ctx.sendError(conn, 'peer-not-found', 'cannot signal yourself', msg.ref);
+  const frame = `${session.fromPrefix}${JSON.stringify(msg.data)}}`;
+  const delivered = await ctx.store.sendTo(session.room, msg.to, frame);
+  if (!delivered) ctx.sendError(conn, 'peer-not-found', `no peer ${msg.to} in room ${session.room}`, msg.ref);
+}
+
+export async function handleLeave(ctx: HandlerContext, conn: Connection, msg: LeaveMessage): Promise<void> {
+  const session = conn.session;
+  if (!session) return ctx.sendError(conn, 'not-joined', 'not in a room', msg.ref);
+  conn.session = null;
+  session.conn = null;
+  await endSession(ctx, session, 'left');
+}
+
+/** Removes a session from its room for good and tells the others. */
+export async function endSession(ctx: HandlerContext, session: Session, reason: LeaveReason): Promise<void> {
+  ctx.clearGrace(session);
+  ctx.sessions.delete(session.resumeToken);
+  if (await ctx.store.leave(session.room, session.id)) {
+    await ctx.store.broadcast(session.room, encodeServerMessage({ type: 'peer-left', id: session.id, reason }));
+  }
+}

@@ -1,0 +1,65 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The signaling server's Prometheus metrics, on a registry of its own so several servers
+ * (or a host app's own metrics) can live in one process.
+ */
+export class SignalingMetrics {
+  readonly registry: Registry;
+  readonly connections: Gauge;
+  readonly rooms: Gauge;
+  readonly peers: Gauge;
+  readonly messages: Counter<'type'>;
+  readonly errors: Counter<'code'>;
+  readonly refusals: Counter<'reason'>;
+  readonly closes: Counter<'code'>;
+  readonly upgradeSeconds: Histogram;
+  readonly bytesIn: Counter;
+  readonly bytesOut: Counter;
+  readonly resumes: Counter<'result'>;
+
+  constructor(opts: { registry?: Registry; defaultMetrics?: boolean; stats: () => { rooms: number; peers: number; connections: number } }) {
+    const registry = opts.registry ?? new Registry();
+    this.registry = registry;
+    const r = [registry];
+    const stats = opts.stats;
+    this.connections = new Gauge({
+      name: 'rallypoint_connections',
+      help: 'Open signaling WebSocket connections',
+      registers: r,
+      collect() {
+        this.set(stats().connections);
+      },
+    });
+    this.rooms = new Gauge({
+      name: 'rallypoint_rooms',
+      help: 'Rooms with at least one peer',
+      registers: r,
+      collect() {
+        this.set(stats().rooms);
+      },
+    });
+    this.peers = new Gauge({
+      name: 'rallypoint_peers',
+      help: 'Peers in rooms (including those inside their resume grace period)',
+      registers: r,
+      collect() {
+        this.set(stats().peers);
+      },
+    });
+    this.messages = new Counter({ name: 'rallypoint_messages_total', help: 'Valid client messages by type', labelNames: ['type'], registers: r });
+    this.errors = new Counter({ name: 'rallypoint_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers: r });
+    this.refusals = new Counter({ name: 'rallypoint_upgrade_refusals_total', help: 'Refused WebSocket upgrades, by reason', labelNames: ['reason'], registers: r });
+    this.closes = new Counter({ name: 'rallypoint_closes_total', help: 'Closed connections, by WebSocket close code', labelNames: ['code'], registers: r });
+    this.upgradeSeconds = new Histogram({
+      name: 'rallypoint_upgrade_duration_seconds',
+      help: 'Time from upgrade request to accepted WebSocket, including auth',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: r,
+    });
+    this.bytesIn = new Counter({ name: 'rallypoint_bytes_in_total', help: 'Bytes received in WebSocket messages', registers: r });
+    this.bytesOut = new Counter({ name: 'rallypoint_bytes_out_total', help: 'Bytes sent in WebSocket messages', registers: r });
+    this.resumes = new Counter({ name: 'rallypoint_resumes_total', help: 'Resume attempts, by result', labelNames: ['result'], registers: r });
+    if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'rallypoint_process_' });
+  }
+}

@@ -1,0 +1,119 @@
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+import { DEFAULT_LIMITS, DEFAULT_PATH, IceServer, type Limits } from '../protocol/index.js';
+import type { VerifyHook } from './auth.js';
+import type { Clock } from './clock.js';
+import type { RoomStore } from './rooms.js';
+
+export type IceServersOption = IceServer[] | ((ctx: { peerId: string; request: IncomingMessage }) => IceServer[]);
+
+export interface SignalingServerOptions {
+  /** WebSocket path. Default `/ws`. */
+  path?: string;
+  /**
+   * Origins allowed to open a WebSocket. Default: only the server's own origin (the
+   * request's Host). `'*'` allows every origin. Requests without an Origin header (not
+   * browsers) are always allowed: Origin protects browsers, it authenticates nobody.
+   */
+  allowedOrigins?: '*' | string[];
+  /** HMAC secret: when set, every upgrade needs a valid HS256 token (see `signToken`). */
+  secret?: string;
+  /** Custom upgrade check, run after the token check. */
+  verify?: VerifyHook;
+  /** Limits; every one has a documented default (PROTOCOL.md). */
+  limits?: Partial<Limits>;
+  /** ICE servers handed to each peer in `welcome.iceServers`. */
+  iceServers?: IceServersOption;
+  /** Rooms and delivery; default in-memory. */
+  store?: RoomStore;
+  /** pino logger, or false for none. Default: pino at `info` to stdout. */
+  logger?: Logger | false;
+  /** Timers; injectable for tests. */
+  clock?: Clock;
+  /** Take the client IP from X-Forwarded-For (only behind a proxy you run). */
+  trustProxy?: boolean;
+  /** Prometheus registry to register on; default a registry of its own. */
+  registry?: Registry;
+  /** Also collect Node process metrics. */
+  defaultMetrics?: boolean;
+  /** Refuse upgrades on other paths with 404 (default true); false leaves them to other listeners. */
+  refuseOtherPaths?: boolean;
+}
+
+const positiveInt = z.number().int().positive();
+const LimitsSchema = z
+  .object({
+    maxMessageBytes: positiveInt,
+    maxFrameBytes: positiveInt,
+    maxMetaBytes: positiveInt,
+    messagesPerSecond: z.number().positive(),
+    messageBurst: positiveInt,
+    maxPeersPerRoom: positiveInt,
+    maxRooms: positiveInt,
+    maxConnections: positiveInt,
+    maxConnectionsPerIp: z.number().int().nonnegative(),
+    abuseThreshold: positiveInt,
+    resumeGraceMs: z.number().int().nonnegative(),
+    resumeQueueLength: z.number().int().nonnegative(),
+    pingIntervalMs: positiveInt,
+  })
+  .partial()
+  .strict();
+
+const fn = z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', 'must be a function');
+const origin = z.string().refine((s) => {
+  try {
+    return new URL(s).origin === s;
+  } catch {
+    return false;
+  }
+}, 'must be an origin like https://example.com (scheme, host, optional port; no path)');
+
+const OptionsSchema = z
+  .object({
+    path: z.string().regex(/^\/[^?#\s]*$/, 'must start with / and have no query'),
+    allowedOrigins: z.union([z.literal('*'), z.array(origin)]),
+    secret: z.string().min(16, 'must be at least 16 characters'),
+    verify: fn,
+    limits: LimitsSchema,
+    iceServers: z.union([z.array(IceServer as unknown as z.ZodType<IceServer>), fn]),
+    store: z.custom<RoomStore>((v) => typeof v === 'object' && v !== null && 'join' in v, 'must be a RoomStore'),
+    logger: z.union([z.literal(false), z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'info' in v)]),
+    clock: z.custom<Clock>((v) => typeof v === 'object' && v !== null && 'now' in v),
+    trustProxy: z.boolean(),
+    registry: z.custom<Registry>((v) => typeof v === 'object' && v !== null),
+    defaultMetrics: z.boolean(),
+    refuseOtherPaths: z.boolean(),
+  })
+  .partial()
+  .strict();
+
+/** Thrown for options that make no sense, at construction time (like ws does). */
+export class InvalidOptionsError extends Error {
+  readonly code = 'ERR_RALLYPOINT_OPTIONS';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'InvalidOptionsError';
+  }
+}
+
+export function formatZodError(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'options'}: ${i.message}`).join('; ');
+}
+
+export interface ResolvedOptions extends Omit<SignalingServerOptions, 'limits' | 'path'> {
+  path: string;
+  limits: Limits;
+}
+
+export function resolveOptions(options: SignalingServerOptions): ResolvedOptions {
+  const parsed = OptionsSchema.safeParse(options);
+  if (!parsed.success) throw new InvalidOptionsError(`invalid signaling options: ${formatZodError(parsed.error)}`, { cause: parsed.error });
+  const limits: Limits = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
+  if (limits.maxMessageBytes > limits.maxFrameBytes) {
+    throw new InvalidOptionsError('invalid signaling options: limits.maxMessageBytes must not exceed limits.maxFrameBytes');
+  }
+  return { ...options, path: options.path ?? DEFAULT_PATH, limits };
+}

@@ -1,0 +1,35 @@
+import type { PeerInfo } from '../protocol/index.js';
+
+/** A result that may be ready now (in-memory) or later (a networked store such as Redis). */
+export type MaybePromise<T> = T | Promise<T>;
+
+/** Delivers one encoded frame to a member wherever its connection lives. */
+export type Sink = (frame: string) => void;
+
+export type JoinOutcome = { ok: true; peers: PeerInfo[] } | { ok: false; code: 'room-full' | 'too-many-rooms' };
+
+/**
+ * Rooms and delivery. The server talks to rooms only through this interface, so that a
+ * store shared by several nodes (Redis pub/sub) can replace the in-memory default.
+ * Frames are already encoded: the store never parses them.
+ */
+export interface RoomStore {
+  /** Adds `peer` to `room` with its sink; returns the other members, or why not. */
+  join(room: string, peer: PeerInfo, sink: Sink): MaybePromise<JoinOutcome>;
+  /** Removes a member; false if it was not there. */
+  leave(room: string, id: string): MaybePromise<boolean>;
+  /** Current members of `room`. */
+  members(room: string): MaybePromise<PeerInfo[]>;
+  /** Delivers a frame to one member of `room`; false if no such member. */
+  sendTo(room: string, to: string, frame: string): MaybePromise<boolean>;
+  /** Delivers a frame to every member of `room` but `except`. */
+  broadcast(room: string, frame: string, except?: string): MaybePromise<void>;
+  /** Counts for metrics. */
+  stats(): { rooms: number; peers: number };
+  close(): MaybePromise<void>;
+}
+
+export interface RoomStoreLimits {
+  maxPeersPerRoom: number;
+  maxRooms: number;
+}

@@ -1,0 +1,364 @@
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { CLOSE_CODES, SUBPROTOCOL, closeCodeFor, decodeClientMessage, encodeServerMessage, type ClientMessage, type ErrorCode, type IceServer } from '../protocol/index.js';
+import { systemClock, type Clock } from './clock.js';
+import { Connection } from './connection.js';
+import { endSession, handleJoin, handleLeave, handleSignal, type HandlerContext } from './handlers.js';
+import { Heartbeat } from './heartbeat.js';
+import { handleHttp } from './http.js';
+import { MemoryRoomStore } from './memory-rooms.js';
+import { SignalingMetrics } from './metrics.js';
+import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } from './options.js';
+import type { RoomStore } from './rooms.js';
+import type { Session } from './session.js';
+import { checkUpgrade, refuseUpgrade } from './upgrade.js';
+
+type State = 'running' | 'closing' | 'closed';
+
+/** How long `close()` waits for clients to finish the closing handshake before terminating them. */
+const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+
+/**
+ * The signaling service on one HTTP(S) server. Create it with `attachSignaling()` or
+ * `listenSignaling()`; stop it with `close()` (idempotent).
+ */
+export class SignalingServer implements HandlerContext {
+  readonly options: ResolvedOptions;
+  readonly store: RoomStore;
+  readonly metrics: SignalingMetrics;
+  readonly sessions = new Map<string, Session>();
+  readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly wss: WebSocketServer;
+  private readonly connections = new Set<Connection>();
+  private readonly perIp = new Map<string, number>();
+  private pendingUpgrades = 0;
+  private readonly heartbeat: Heartbeat;
+  private state: State = 'running';
+  private closePromise: Promise<void> | null = null;
+  private readonly onUpgradeBound = (req: IncomingMessage, socket: Duplex, head: Buffer): void => void this.onUpgrade(req, socket, head);
+
+  constructor(
+    readonly httpServer: HttpServer | HttpsServer,
+    options: SignalingServerOptions = {},
+    private readonly ownsHttpServer = false,
+  ) {
+    this.options = resolveOptions(options);
+    const { limits } = this.options;
+    this.clock = this.options.clock ?? systemClock;
+    this.logger = this.options.logger === false ? pino({ enabled: false }) : (this.options.logger ?? pino({ name: 'rallypoint' }));
+    this.store = this.options.store ?? new MemoryRoomStore(limits);
+    this.metrics = new SignalingMetrics({
+      ...(this.options.registry ? { registry: this.options.registry } : {}),
+      defaultMetrics: this.options.defaultMetrics ?? false,
+      stats: () => ({ ...this.store.stats(), connections: this.connections.size }),
+    });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: limits.maxFrameBytes,
+      clientTracking: false,
+      // Compression costs CPU and memory per connection for small JSON frames (and is a
+      // known DoS surface); signaling frames are small.
+      perMessageDeflate: false,
+      handleProtocols: () => SUBPROTOCOL,
+    });
+    this.heartbeat = new Heartbeat(this.clock, limits.pingIntervalMs, () => this.connections);
+    this.heartbeat.start();
+    httpServer.on('upgrade', this.onUpgradeBound);
+  }
+
+  /** Serves `/healthz` and `/metrics`; returns false when the request is not one of them. */
+  handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
+    return handleHttp(
+      {
+        registry: this.metrics.registry,
+        closing: () => this.state !== 'running',
+        status: () => ({ connections: this.connections.size, ...this.store.stats() }),
+      },
+      req,
+      res,
+    );
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Runs one heartbeat round now (for tests and embedding apps with their own clock). */
+  pingAll(): void {
+    this.heartbeat.tick();
+  }
+
+  sendError(conn: Connection, code: ErrorCode, message: string, ref?: string): void {
+    this.metrics.errors.inc({ code });
+    conn.send(encodeServerMessage(ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref }));
+    // unauthorized on join is final; everything else is final only when it keeps happening.
+    if (code === 'unauthorized' || conn.strikes.add(this.clock.now())) {
+      conn.close(closeCodeFor(code), code);
+    }
+  }
+
+  iceServersFor(conn: Connection, peerId: string): IceServer[] {
+    const opt = this.options.iceServers;
+    if (!opt) return [];
+    return typeof opt === 'function' ? opt({ peerId, request: conn.request }) : opt;
+  }
+
+  clearGrace(session: Session): void {
+    if (session.graceTimer !== null) {
+      this.clock.clearTimeout(session.graceTimer);
+      session.graceTimer = null;
+    }
+  }
+
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const started = performance.now();
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      this.metrics.refusals.inc({ reason: 'bad-request' });
+      return refuseUpgrade(socket, 'bad-request');
+    }
+    if (url.pathname !== this.options.path && this.options.refuseOtherPaths === false) return;
+    // A client that resets during an async auth check must not crash the process.
+    const onSocketError = (): void => {
+      socket.destroy();
+    };
+    socket.on('error', onSocketError);
+    this.pendingUpgrades++;
+    let check;
+    try {
+      check = await checkUpgrade(req, url, {
+        options: this.options,
+        closing: this.state !== 'running',
+        connections: this.connections.size + this.pendingUpgrades - 1,
+        connectionsFrom: (ip) => this.perIp.get(ip) ?? 0,
+      });
+    } catch (err) {
+      this.logger.error({ err }, 'upgrade check failed');
+      check = { ok: false as const, reason: 'unauthorized' as const };
+    } finally {
+      this.pendingUpgrades--;
+    }
+    if (!check.ok) {
+      this.metrics.refusals.inc({ reason: check.reason });
+      return refuseUpgrade(socket, check.reason);
+    }
+    if (this.state !== 'running' || socket.destroyed) {
+      this.metrics.refusals.inc({ reason: 'shutting-down' });
+      return refuseUpgrade(socket, 'shutting-down');
+    }
+    const { grant, ip } = check;
+    // Reserve the per-IP slot before the handshake completes so concurrent upgrades count.
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      socket.off('error', onSocketError);
+      this.metrics.upgradeSeconds.observe((performance.now() - started) / 1000);
+      this.onConnection(new Connection(ws, req, ip, grant, this.clock.now(), this.options.limits));
+    });
+  }
+
+  private onConnection(conn: Connection): void {
+    const { ws } = conn;
+    this.connections.add(conn);
+    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
+    ws.on('pong', () => {
+      conn.alive = true;
+    });
+    ws.on('error', (err) => this.logger.debug({ err, ip: conn.ip }, 'websocket error'));
+    ws.on('close', (code) => this.onClose(conn, code));
+    if (this.state !== 'running') conn.close(CLOSE_CODES.goingAway, 'server shutting down');
+  }
+
+  private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+    conn.bytesIn += size;
+    const now = this.clock.now();
+    if (!conn.bucket.take(now)) {
+      return this.sendError(conn, 'rate-limited', `more than ${this.options.limits.messagesPerSecond} messages/s`);
+    }
+    if (size > this.options.limits.maxMessageBytes) {
+      return this.sendError(conn, 'too-large', `message of ${size} bytes exceeds ${this.options.limits.maxMessageBytes}`);
+    }
+    if (isBinary) return this.sendError(conn, 'bad-message', 'binary frames are not part of rallypoint.v1; send JSON text');
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const decoded = decodeClientMessage(text);
+    if (!decoded.ok) return this.sendError(conn, decoded.code, decoded.message, decoded.ref);
+    this.metrics.messages.inc({ type: decoded.message.type });
+    // Messages of one connection are handled in order even when the store is async.
+    if (conn.pending) {
+      conn.pending = conn.pending.then(() => this.dispatch(conn, decoded.message));
+      return;
+    }
+    const result = this.dispatch(conn, decoded.message);
+    if (result) {
+      const tail: Promise<void> = result.finally(() => {
+        if (conn.pending === tail) conn.pending = null;
+      });
+      conn.pending = tail;
+    }
+  }
+
+  /** Runs a handler; returns a promise only if the handler actually went async. */
+  private dispatch(conn: Connection, msg: ClientMessage): Promise<void> | void {
+    const run = (): Promise<void> => {
+      switch (msg.type) {
+        case 'join':
+          return handleJoin(this, conn, msg);
+        case 'signal':
+          return handleSignal(this, conn, msg);
+        case 'leave':
+          return handleLeave(this, conn, msg);
+        default: {
+          const never: never = msg;
+          throw new Error(`unhandled message ${JSON.stringify(never)}`);
+        }
+      }
+    };
+    return run().catch((err: unknown) => {
+      this.logger.error({ err, id: conn.session?.id }, 'handler failed');
+      this.sendError(conn, 'internal', 'internal error');
+    });
+  }
+
+  private onClose(conn: Connection, code: number): void {
+    conn.closed = true;
+    this.connections.delete(conn);
+    const left = (this.perIp.get(conn.ip) ?? 1) - 1;
+    if (left <= 0) this.perIp.delete(conn.ip);
+    else this.perIp.set(conn.ip, left);
+    this.metrics.closes.inc({ code: String(code) });
+    const session = conn.session;
+    this.logger.info(
+      {
+        event: 'close',
+        id: session?.id ?? null,
+        room: session?.room ?? null,
+        code,
+        durationMs: this.clock.now() - conn.openedAt,
+        bytesIn: conn.bytesIn,
+        bytesOut: conn.bytesOut,
+        ip: conn.ip,
+      },
+      'connection closed',
+    );
+    if (!session) return;
+    conn.session = null;
+    session.conn = null;
+    // 1000/1001 are deliberate (the client closed or the page went away): no resume.
+    const deliberate = code === CLOSE_CODES.normal || code === CLOSE_CODES.goingAway;
+    const grace = this.options.limits.resumeGraceMs;
+    const reason = conn.timedOut ? 'timeout' : 'closed';
+    if (deliberate || grace === 0 || this.state !== 'running') {
+      void endSession(this, session, reason).catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
+      return;
+    }
+    session.graceTimer = this.clock.setTimeout(() => {
+      session.graceTimer = null;
+      void endSession(this, session, reason).catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
+    }, grace);
+  }
+
+  /**
+   * Stops the service: refuses new upgrades (503), closes every client with 1001, waits
+   * up to `timeoutMs` for closing handshakes, terminates the rest, ends every session and
+   * clears every timer. Closes the HTTP server only if this module created it. Idempotent.
+   */
+  close(opts: { timeoutMs?: number } = {}): Promise<void> {
+    this.closePromise ??= this.doClose(opts.timeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
+    return this.closePromise;
+  }
+
+  private async doClose(timeoutMs: number): Promise<void> {
+    this.state = 'closing';
+    this.heartbeat.stop();
+    const open = [...this.connections];
+    const allClosed = Promise.all(open.map((c) => new Promise<void>((resolve) => (c.closed ? resolve() : c.ws.once('close', () => resolve())))));
+    for (const conn of open) conn.close(CLOSE_CODES.goingAway, 'server shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([allClosed, timedOut]);
+    clearTimeout(timer);
+    for (const conn of this.connections) conn.ws.terminate();
+    await allClosed;
+    for (const session of new Set(this.sessions.values())) {
+      this.clearGrace(session);
+      await this.store.leave(session.room, session.id);
+    }
+    this.sessions.clear();
+    await this.store.close();
+    this.httpServer.off('upgrade', this.onUpgradeBound);
+    this.wss.close();
+    if (this.ownsHttpServer) {
+      await new Promise<void>((resolve) => {
+        this.httpServer.close(() => resolve());
+        this.httpServer.closeAllConnections();
+      });
+    }
+    this.state = 'closed';
+  }
+}
+
+/** Attaches the signaling service to an existing HTTP(S) server (its `upgrade` event). */
+export function attachSignaling(server: HttpServer | HttpsServer, options: SignalingServerOptions = {}): SignalingServer {
+  return new SignalingServer(server, options, false);
+}
+
+export interface ListenOptions extends SignalingServerOptions {
+  /** Port; 0 picks a free one. Default 8080. */
+  port?: number;
+  /** Interface; default all. */
+  host?: string;
+  /** Handles HTTP requests that are not `/healthz` or `/metrics` (e.g. the demo page). */
+  onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
+export interface ListeningSignalingServer {
+  server: SignalingServer;
+  http: HttpServer;
+  port: number;
+  /** `http://host:port` (with `localhost` when bound to all interfaces). */
+  url: string;
+  /** The WebSocket URL clients connect to. */
+  wsUrl: string;
+  close(opts?: { timeoutMs?: number }): Promise<void>;
+}
+
+/** Starts an HTTP server of its own that serves signaling, `/healthz` and `/metrics`. */
+export async function listenSignaling(options: ListenOptions = {}): Promise<ListeningSignalingServer> {
+  const { port = 8080, host, onRequest, ...rest } = options;
+  let signaling: SignalingServer | null = null;
+  const http = createServer((req, res) => {
+    if (signaling?.handleHttp(req, res)) return;
+    if (onRequest) return onRequest(req, res);
+    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+  });
+  signaling = new SignalingServer(http, rest, true);
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(port, host, () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = http.address() as AddressInfo;
+  const unspecified = addr.address === '0.0.0.0' || addr.address === '::';
+  const hostPart = unspecified ? 'localhost' : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${hostPart}:${addr.port}`;
+  const s = signaling;
+  return {
+    server: s,
+    http,
+    port: addr.port,
+    url,
+    wsUrl: `ws://${hostPart}:${addr.port}${s.options.path}`,
+    close: (opts) => s.close(opts),
+  };
+}

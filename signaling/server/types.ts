@@ -1,0 +1,1 @@
+export type Meta = Record<string, unknown>;

@@ -1,0 +1,97 @@
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { SUBPROTOCOL, UPGRADE_REFUSALS, type UpgradeRefusal } from '../protocol/index.js';
+import { tokenFrom, verifyToken, type Grant } from './auth.js';
+import type { ResolvedOptions } from './options.js';
+
+export type UpgradeCheck = { ok: true; grant: Grant; ip: string } | { ok: false; reason: UpgradeRefusal };
+
+/** The client address, honouring X-Forwarded-For only when configured to. */
+export function clientIp(request: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const fwd = request.headers['x-forwarded-for'];
+    const first = (Array.isArray(fwd) ? fwd[0] : fwd)?.split(',')[0]?.trim();
+    if (first) return first;
+  }
+  return request.socket.remoteAddress ?? 'unknown';
+}
+
+/** Subprotocols offered in Sec-WebSocket-Protocol (RFC 6455 §4.1, comma-separated tokens). */
+export function offeredSubprotocols(request: IncomingMessage): string[] {
+  const header = request.headers['sec-websocket-protocol'];
+  if (!header) return [];
+  return header.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * Origin check (RFC 6455 §10.2): browsers always send Origin, and only browsers need
+ * protecting from cross-site WebSocket hijacking, so a missing Origin is allowed.
+ */
+export function originAllowed(request: IncomingMessage, allowed: ResolvedOptions['allowedOrigins']): boolean {
+  const origin = request.headers.origin;
+  if (origin === undefined) return true;
+  if (allowed === '*') return true;
+  if (allowed) return allowed.includes(origin);
+  // Default: same origin as the URL the client used (its Host header), any scheme.
+  const host = request.headers.host;
+  if (!host) return false;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+export interface UpgradeContext {
+  options: ResolvedOptions;
+  closing: boolean;
+  connections: number;
+  connectionsFrom(ip: string): number;
+}
+
+/** Every check that must pass before a 101, in order of cost. */
+export async function checkUpgrade(request: IncomingMessage, url: URL, ctx: UpgradeContext): Promise<UpgradeCheck> {
+  const { options } = ctx;
+  if (ctx.closing) return { ok: false, reason: 'shutting-down' };
+  if (url.pathname !== options.path) return { ok: false, reason: 'bad-path' };
+  if (!originAllowed(request, options.allowedOrigins)) return { ok: false, reason: 'bad-origin' };
+  if (!offeredSubprotocols(request).includes(SUBPROTOCOL)) return { ok: false, reason: 'bad-subprotocol' };
+  if (ctx.connections >= options.limits.maxConnections) return { ok: false, reason: 'server-full' };
+  const ip = clientIp(request, options.trustProxy ?? false);
+  const perIp = options.limits.maxConnectionsPerIp;
+  if (perIp > 0 && ctx.connectionsFrom(ip) >= perIp) return { ok: false, reason: 'ip-full' };
+  let grant: Grant = {};
+  if (options.secret !== undefined) {
+    const token = tokenFrom(request, url);
+    const verified = token ? await verifyToken(options.secret, token) : null;
+    if (!verified) return { ok: false, reason: 'unauthorized' };
+    grant = verified;
+  }
+  if (options.verify) {
+    const result = await options.verify(request);
+    if (result === false) return { ok: false, reason: 'unauthorized' };
+    if (typeof result === 'object') grant = { ...grant, ...result };
+  }
+  return { ok: true, grant, ip };
+}
+
+/** Answers a refused upgrade with a real HTTP status before any 101 (like ws's abortHandshake). */
+export function refuseUpgrade(socket: Duplex, reason: UpgradeRefusal): void {
+  const status = UPGRADE_REFUSALS[reason];
+  const body = `${reason}\n`;
+  const headers = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    `X-Rallypoint-Refusal: ${reason}`,
+  ];
+  if (reason === 'unauthorized') headers.push('WWW-Authenticate: Bearer');
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
+  // end() flushes; destroy after a beat is not needed: the client reads the status, then we close.
+}
