@@ -18,7 +18,7 @@ export class SignalingMetrics {
   readonly bytesOut: Counter;
   readonly resumes: Counter<'result'>;
 
-  constructor(opts: { registry?: Registry; defaultMetrics?: boolean; stats: () => { rooms: number; peers: number; connections: number } }) {
+  constructor(opts: { registry?: Registry; defaultMetrics?: boolean; stats: () => { rooms: number; peers: number; connections: number }; bytes: () => { in: number; out: number } }) {
     const registry = opts.registry ?? new Registry();
     this.registry = registry;
     const r = [registry];
@@ -57,8 +57,31 @@ export class SignalingMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: r,
     });
-    this.bytesIn = new Counter({ name: 'rallypoint_bytes_in_total', help: 'Bytes received in WebSocket messages', registers: r });
-    this.bytesOut = new Counter({ name: 'rallypoint_bytes_out_total', help: 'Bytes sent in WebSocket messages', registers: r });
+    // Byte totals are summed at scrape time (closed connections + open ones) rather than
+    // counted per frame, which keeps the relay path free of metric updates.
+    const bytes = opts.bytes;
+    let reportedIn = 0;
+    let reportedOut = 0;
+    this.bytesIn = new Counter({
+      name: 'rallypoint_bytes_in_total',
+      help: 'Bytes received in WebSocket messages',
+      registers: r,
+      collect() {
+        const now = bytes().in;
+        if (now > reportedIn) this.inc(now - reportedIn);
+        reportedIn = now;
+      },
+    });
+    this.bytesOut = new Counter({
+      name: 'rallypoint_bytes_out_total',
+      help: 'Bytes sent in WebSocket messages',
+      registers: r,
+      collect() {
+        const now = bytes().out;
+        if (now > reportedOut) this.inc(now - reportedOut);
+        reportedOut = now;
+      },
+    });
     this.resumes = new Counter({ name: 'rallypoint_resumes_total', help: 'Resume attempts, by result', labelNames: ['result'], registers: r });
     if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'rallypoint_process_' });
   }

@@ -37,6 +37,7 @@ export class SignalingServer implements HandlerContext {
   private readonly connections = new Set<Connection>();
   private readonly perIp = new Map<string, number>();
   private pendingUpgrades = 0;
+  private readonly closedBytes = { in: 0, out: 0 };
   private readonly heartbeat: Heartbeat;
   private state: State = 'running';
   private closePromise: Promise<void> | null = null;
@@ -56,6 +57,15 @@ export class SignalingServer implements HandlerContext {
       ...(this.options.registry ? { registry: this.options.registry } : {}),
       defaultMetrics: this.options.defaultMetrics ?? false,
       stats: () => ({ ...this.store.stats(), connections: this.connections.size }),
+      bytes: () => {
+        let bytesIn = this.closedBytes.in;
+        let bytesOut = this.closedBytes.out;
+        for (const c of this.connections) {
+          bytesIn += c.bytesIn;
+          bytesOut += c.bytesOut;
+        }
+        return { in: bytesIn, out: bytesOut };
+      },
     });
     this.wss = new WebSocketServer({
       noServer: true,
@@ -233,6 +243,8 @@ export class SignalingServer implements HandlerContext {
     if (left <= 0) this.perIp.delete(conn.ip);
     else this.perIp.set(conn.ip, left);
     this.metrics.closes.inc({ code: String(code) });
+    this.closedBytes.in += conn.bytesIn;
+    this.closedBytes.out += conn.bytesOut;
     const session = conn.session;
     this.logger.info(
       {

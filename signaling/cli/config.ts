@@ -1,0 +1,117 @@
+import { z } from 'zod';
+import { DEFAULT_LIMITS, DEFAULT_PATH } from '../protocol/index.js';
+
+/** One CLI option: its flag, its environment variable, and how to read it. */
+export interface OptionSpec {
+  flag: string;
+  env: string;
+  description: string;
+  defaultText: string;
+  schema: z.ZodType;
+  boolean?: boolean;
+}
+
+const intFrom = (min: number) => z.coerce.number({ message: 'must be a number' }).int('must be a whole number').min(min);
+const limit = (key: keyof typeof DEFAULT_LIMITS, flag: string, env: string, description: string, min = 1): [string, OptionSpec] => [
+  key,
+  { flag, env, description, defaultText: String(DEFAULT_LIMITS[key]), schema: intFrom(min).optional() },
+];
+
+export const SERVE_OPTIONS: Record<string, OptionSpec> = {
+  port: { flag: 'port', env: 'PORT', description: 'TCP port (0 picks a free one)', defaultText: '8080', schema: intFrom(0).max(65535).default(8080) },
+  host: { flag: 'host', env: 'HOST', description: 'interface to listen on', defaultText: 'all interfaces', schema: z.string().min(1).optional() },
+  path: {
+    flag: 'path',
+    env: 'RALLYPOINT_PATH',
+    description: 'WebSocket path',
+    defaultText: DEFAULT_PATH,
+    schema: z.string().regex(/^\/[^?#\s]*$/, 'must start with /').default(DEFAULT_PATH),
+  },
+  origins: {
+    flag: 'origins',
+    env: 'RALLYPOINT_ORIGINS',
+    description: 'allowed browser origins, comma-separated, or * for any',
+    defaultText: "the server's own origin",
+    schema: z
+      .string()
+      .optional()
+      .transform((s) => (s === undefined ? undefined : s.trim() === '*' ? ('*' as const) : s.split(',').map((o) => o.trim()).filter(Boolean))),
+  },
+  secret: {
+    flag: 'secret',
+    env: 'RALLYPOINT_SECRET',
+    description: 'HMAC secret; when set, clients need a signed token',
+    defaultText: 'none (no auth)',
+    schema: z.string().min(16, 'must be at least 16 characters').optional(),
+  },
+  trustProxy: {
+    flag: 'trust-proxy',
+    env: 'RALLYPOINT_TRUST_PROXY',
+    description: 'take client IPs from X-Forwarded-For',
+    defaultText: 'false',
+    boolean: true,
+    schema: z
+      .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+      .default(false)
+      .transform((v) => v === true || v === 'true' || v === '1'),
+  },
+  logLevel: {
+    flag: 'log-level',
+    env: 'LOG_LEVEL',
+    description: 'fatal, error, warn, info, debug, trace or silent',
+    defaultText: 'info',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  },
+  shutdownTimeoutMs: {
+    flag: 'shutdown-timeout-ms',
+    env: 'RALLYPOINT_SHUTDOWN_TIMEOUT_MS',
+    description: 'how long SIGTERM waits for clients before terminating them',
+    defaultText: '5000',
+    schema: intFrom(0).default(5000),
+  },
+  ...Object.fromEntries([
+    limit('maxConnections', 'max-connections', 'RALLYPOINT_MAX_CONNECTIONS', 'open connections'),
+    limit('maxConnectionsPerIp', 'max-connections-per-ip', 'RALLYPOINT_MAX_CONNECTIONS_PER_IP', 'connections per client IP (0 = no limit)', 0),
+    limit('maxRooms', 'max-rooms', 'RALLYPOINT_MAX_ROOMS', 'rooms'),
+    limit('maxPeersPerRoom', 'max-peers-per-room', 'RALLYPOINT_MAX_PEERS_PER_ROOM', 'peers per room'),
+    limit('maxMessageBytes', 'max-message-bytes', 'RALLYPOINT_MAX_MESSAGE_BYTES', 'largest message (bytes)'),
+    limit('maxFrameBytes', 'max-frame-bytes', 'RALLYPOINT_MAX_FRAME_BYTES', 'hard frame limit (bytes), closes with 1009'),
+    limit('messagesPerSecond', 'messages-per-second', 'RALLYPOINT_MESSAGES_PER_SECOND', 'sustained messages/s per connection'),
+    limit('messageBurst', 'message-burst', 'RALLYPOINT_MESSAGE_BURST', 'message burst per connection'),
+    limit('resumeGraceMs', 'resume-grace-ms', 'RALLYPOINT_RESUME_GRACE_MS', 'how long a dropped peer may resume (ms)', 0),
+    limit('pingIntervalMs', 'ping-interval-ms', 'RALLYPOINT_PING_INTERVAL_MS', 'heartbeat ping interval (ms)'),
+  ]),
+};
+
+export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof typeof DEFAULT_LIMITS)[];
+
+/** Thrown for a bad option value; the CLI prints it and exits 2. */
+export class ConfigError extends Error {
+  readonly code = 'ERR_RALLYPOINT_CONFIG';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Merges flags over environment variables, validates each, and returns typed values. */
+export function resolveConfig(
+  specs: Record<string, OptionSpec>,
+  flags: Record<string, string | boolean | undefined>,
+  env: Record<string, string | undefined>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [key, spec] of Object.entries(specs)) {
+    const fromFlag = flags[spec.flag];
+    const raw = fromFlag ?? (env[spec.env] === '' ? undefined : env[spec.env]);
+    const parsed = spec.schema.safeParse(raw);
+    if (parsed.success) out[key] = parsed.data;
+    else {
+      const source = fromFlag !== undefined ? `--${spec.flag}` : spec.env;
+      problems.push(`${source}=${String(raw)}: ${parsed.error.issues.map((i) => i.message).join(', ')}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  return out;
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { listenSignaling } from '../server/index.js';
+import { InvalidOptionsError } from '../server/options.js';
+import { ConfigError, LIMIT_KEYS, SERVE_OPTIONS, resolveConfig } from './config.js';
+import { helpText } from './help.js';
+
+async function serve(flags: Record<string, string | boolean | undefined>): Promise<void> {
+  const cfg = resolveConfig(SERVE_OPTIONS, flags, process.env);
+  // Logs go to stderr so stdout carries only the start line (easy to script against).
+  const logger = pino({ name: 'rallypoint', level: cfg.logLevel as string }, pino.destination(2));
+  const limits: Record<string, number> = {};
+  for (const key of LIMIT_KEYS) if (typeof cfg[key] === 'number') limits[key] = cfg[key] as number;
+  const listening = await listenSignaling({
+    port: cfg.port as number,
+    ...(cfg.host !== undefined ? { host: cfg.host as string } : {}),
+    path: cfg.path as string,
+    ...(cfg.origins !== undefined ? { allowedOrigins: cfg.origins as '*' | string[] } : {}),
+    ...(cfg.secret !== undefined ? { secret: cfg.secret as string } : {}),
+    trustProxy: cfg.trustProxy as boolean,
+    limits,
+    logger,
+    defaultMetrics: true,
+  });
+  process.stdout.write(`rallypoint listening on ${listening.url} (signaling ${listening.wsUrl})\n`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    // A second signal, or a hung close, must not keep the process alive forever.
+    const hard = setTimeout(() => process.exit(1), (cfg.shutdownTimeoutMs as number) + 5_000);
+    hard.unref();
+    listening.close({ timeoutMs: cfg.shutdownTimeoutMs as number }).then(
+      () => {
+        logger.info('stopped');
+        logger.flush();
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<number> {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const spec of Object.values(SERVE_OPTIONS)) options[spec.flag] = { type: spec.boolean ? 'boolean' : 'string' };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`rallypoint: ${(err as Error).message}\n\n${helpText()}\n`);
+    return 2;
+  }
+  const [command = 'help', ...extra] = parsed.positionals;
+  if (parsed.values.help || command === 'help') {
+    process.stdout.write(`${helpText()}\n`);
+    return 0;
+  }
+  if (extra.length) {
+    process.stderr.write(`rallypoint: unexpected argument ${extra[0]}\n`);
+    return 2;
+  }
+  if (command !== 'serve') {
+    process.stderr.write(`rallypoint: unknown command ${command}\n\n${helpText()}\n`);
+    return 2;
+  }
+  try {
+    await serve(parsed.values as Record<string, string | boolean | undefined>);
+    return -1; // keep running
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof InvalidOptionsError) {
+      process.stderr.write(`rallypoint: ${err.message}\n`);
+      return 2;
+    }
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      process.stderr.write(`rallypoint: ${(err as Error).message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`rallypoint: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,281 @@
+import {
+  CLOSE_CODES,
+  FINAL_CLOSE_CODES,
+  SUBPROTOCOL,
+  decodeServerMessage,
+  encodeClientMessage,
+  utf8Length,
+  type ClientMessage,
+  type IceServer,
+  type LeaveReason,
+  type PeerInfo,
+  type WelcomeMessage,
+} from '../protocol/index.js';
+import { ExponentialBackoff, type ReconnectPolicy } from './backoff.js';
+import { TypedEmitter } from './emitter.js';
+import { SignalingError } from './errors.js';
+
+/** The part of the W3C WebSocket the client uses; browsers' and `ws`'s both fit. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  readonly protocol: string;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+export interface SignalingClientOptions {
+  /** The service's WebSocket URL, e.g. `wss://example.com/ws`. */
+  url: string;
+  room: string;
+  meta?: Record<string, unknown>;
+  /** Auth token, sent as the `token` query parameter. */
+  token?: string;
+  /** WebSocket implementation; default `globalThis.WebSocket`. */
+  WebSocket?: WebSocketConstructor;
+  /** When to reconnect; default exponential backoff with full jitter. `false`: never. */
+  reconnect?: ReconnectPolicy | false;
+}
+
+export type SignalingState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+export interface Welcome {
+  id: string;
+  room: string;
+  peers: PeerInfo[];
+  iceServers: IceServer[];
+  /** True when the server gave back the same id after a reconnect. */
+  resumed: boolean;
+}
+
+export type SignalingClientEvents = {
+  /** A `welcome` arrived: first join, or after a reconnect (check `resumed`). */
+  open: (welcome: Welcome) => void;
+  'peer-joined': (peer: PeerInfo) => void;
+  'peer-left': (id: string, reason: LeaveReason) => void;
+  signal: (from: string, data: unknown) => void;
+  /** A server `error` frame, or a frame the client could not decode. */
+  error: (error: SignalingError) => void;
+  /** The connection was lost; another attempt follows after `delayMs`. */
+  reconnecting: (info: { attempt: number; delayMs: number; closeCode: number }) => void;
+  state: (state: SignalingState) => void;
+  /** Final close: by `close()`, by a final close code, or when the policy gave up. */
+  close: (info: { code: number; reason: string }) => void;
+};
+
+const OPEN = 1;
+
+/**
+ * Client of the rallypoint signaling service (browser and Node). Joins one room,
+ * reconnects with backoff and resumes its session (same id) within the grace period.
+ */
+export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
+  private ws: WebSocketLike | null = null;
+  private stateValue: SignalingState = 'idle';
+  private welcome: WelcomeMessage | null = null;
+  private resumeToken: string | undefined;
+  private attempt = 0;
+  private outageStart = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly policy: ReconnectPolicy | null;
+  private readonly WS: WebSocketConstructor;
+  private connectWaiters: { resolve: (w: Welcome) => void; reject: (e: Error) => void }[] = [];
+
+  constructor(readonly options: SignalingClientOptions) {
+    super();
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!WS) throw new SignalingError('not-open', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
+    this.WS = WS;
+    this.policy = options.reconnect === false ? null : (options.reconnect ?? new ExponentialBackoff());
+    // Validate the join now so a bad room name fails at construction, not on the wire.
+    encodeClientMessage(this.joinMessage());
+  }
+
+  get state(): SignalingState {
+    return this.stateValue;
+  }
+
+  /** Our id in the room, once welcomed. */
+  get id(): string | null {
+    return this.welcome?.id ?? null;
+  }
+
+  get limits(): Record<string, number> {
+    return this.welcome?.limits ?? {};
+  }
+
+  /** Connects and joins; resolves on the first `welcome`. */
+  connect(): Promise<Welcome> {
+    if (this.stateValue === 'closed') return Promise.reject(new SignalingError('closed', 'client is closed'));
+    const promise = new Promise<Welcome>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
+    if (this.stateValue === 'idle') {
+      this.outageStart = Date.now();
+      this.open();
+    } else if (this.stateValue === 'open' && this.welcome) {
+      this.settle(null, toWelcome(this.welcome));
+    }
+    return promise;
+  }
+
+  /** Sends a signal to a peer of the room. Throws SignalingError on invalid data or when not open. */
+  signal(to: string, data: unknown, ref?: string): void {
+    this.send(ref === undefined ? { type: 'signal', to, data } : { type: 'signal', to, data, ref });
+  }
+
+  /** Leaves the room and closes for good (the room sees `peer-left` with reason `left`). */
+  leave(): void {
+    if (this.ws?.readyState === OPEN && this.welcome) this.send({ type: 'leave' });
+    this.close();
+  }
+
+  /** Closes for good. Idempotent. */
+  close(): void {
+    if (this.stateValue === 'closed') return;
+    this.clearRetry();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      detach(ws);
+      ws.close(CLOSE_CODES.normal, 'client closed');
+    }
+    this.finish(CLOSE_CODES.normal, 'client closed');
+  }
+
+  private send(message: ClientMessage): void {
+    if (!this.ws || this.ws.readyState !== OPEN || !this.welcome) throw new SignalingError('not-open', `cannot send ${message.type}: not joined`);
+    let text: string;
+    try {
+      text = encodeClientMessage(message);
+    } catch (err) {
+      throw new SignalingError('invalid-message', (err as Error).message, message.ref, { cause: err });
+    }
+    const max = this.welcome.limits.maxMessageBytes;
+    if (max !== undefined && utf8Length(text) > max) throw new SignalingError('too-large', `message exceeds ${max} bytes`, message.ref);
+    this.ws.send(text);
+  }
+
+  private joinMessage(): ClientMessage {
+    const msg: ClientMessage = { type: 'join', room: this.options.room };
+    if (this.options.meta !== undefined) msg.meta = this.options.meta;
+    if (this.resumeToken !== undefined) msg.resume = this.resumeToken;
+    return msg;
+  }
+
+  private setState(state: SignalingState): void {
+    if (this.stateValue === state) return;
+    this.stateValue = state;
+    this.emit('state', state);
+  }
+
+  private open(): void {
+    this.setState(this.attempt === 0 ? 'connecting' : 'reconnecting');
+    const url = new URL(this.options.url);
+    if (this.options.token !== undefined) url.searchParams.set('token', this.options.token);
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WS(url.toString(), [SUBPROTOCOL]);
+    } catch (err) {
+      // A malformed URL is a programming error: no retry will fix it.
+      this.settle(new SignalingError('not-open', `cannot open ${this.options.url}: ${(err as Error).message}`, undefined, { cause: err }));
+      this.finish(CLOSE_CODES.normal, 'invalid url');
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => ws.send(encodeClientMessage(this.joinMessage()));
+    ws.onmessage = (ev) => this.onFrame(ev.data);
+    ws.onerror = () => {
+      // Followed by onclose, which decides what happens next.
+    };
+    ws.onclose = (ev) => this.onClose(ws, ev.code, ev.reason);
+  }
+
+  private onFrame(data: unknown): void {
+    if (typeof data !== 'string') return this.emit('error', new SignalingError('bad-message', 'server sent a binary frame'));
+    const decoded = decodeServerMessage(data);
+    if (!decoded.ok) return this.emit('error', new SignalingError(decoded.code, `undecodable server frame: ${decoded.message}`));
+    const msg = decoded.message;
+    switch (msg.type) {
+      case 'welcome':
+        this.welcome = msg;
+        this.resumeToken = msg.resume.token;
+        this.attempt = 0;
+        this.setState('open');
+        this.emit('open', toWelcome(msg));
+        this.settle(null, toWelcome(msg));
+        return;
+      case 'peer-joined':
+        return this.emit('peer-joined', msg.peer);
+      case 'peer-left':
+        return this.emit('peer-left', msg.id, msg.reason);
+      case 'signal':
+        return this.emit('signal', msg.from, msg.data);
+      case 'error':
+        return this.emit('error', new SignalingError(msg.code, msg.message, msg.ref));
+      default: {
+        const never: never = msg;
+        return void never;
+      }
+    }
+  }
+
+  private onClose(ws: WebSocketLike, code: number, reason: string): void {
+    if (ws !== this.ws) return;
+    detach(ws);
+    this.ws = null;
+    this.welcome = null;
+    if (this.stateValue === 'closed') return;
+    if (FINAL_CLOSE_CODES.has(code) || !this.policy) {
+      this.settle(new SignalingError('closed', `connection closed (${code}${reason ? ` ${reason}` : ''})`));
+      return this.finish(code, reason);
+    }
+    if (this.attempt === 0) this.outageStart = Date.now();
+    const delayMs = this.policy.nextDelayMs({ attempt: this.attempt, elapsedMs: Date.now() - this.outageStart, closeCode: code });
+    if (delayMs === null) {
+      this.settle(new SignalingError('gave-up', `gave up reconnecting after ${this.attempt} attempts (last close ${code})`));
+      return this.finish(code, reason || 'gave up reconnecting');
+    }
+    this.setState('reconnecting');
+    this.emit('reconnecting', { attempt: this.attempt, delayMs, closeCode: code });
+    this.attempt++;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.open();
+    }, delayMs);
+  }
+
+  private settle(error: Error | null, welcome?: Welcome): void {
+    const waiters = this.connectWaiters;
+    this.connectWaiters = [];
+    for (const w of waiters) {
+      if (error) w.reject(error);
+      else if (welcome) w.resolve(welcome);
+    }
+  }
+
+  private finish(code: number, reason: string): void {
+    this.clearRetry();
+    this.settle(new SignalingError('closed', 'client closed before joining'));
+    this.setState('closed');
+    this.emit('close', { code, reason });
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+}
+
+function detach(ws: WebSocketLike): void {
+  ws.onopen = null;
+  ws.onmessage = null;
+  ws.onclose = null;
+  ws.onerror = () => {};
+}
+
+function toWelcome(msg: WelcomeMessage): Welcome {
+  return { id: msg.id, room: msg.room, peers: msg.peers, iceServers: msg.iceServers, resumed: msg.resumed };
+}

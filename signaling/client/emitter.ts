@@ -1,0 +1,41 @@
+/** A minimal typed event emitter that runs in browsers and Node alike. */
+export type EventMap = { [event: string]: (...args: never[]) => void };
+
+export class TypedEmitter<E extends EventMap> {
+  private readonly listeners = new Map<keyof E, Set<E[keyof E]>>();
+
+  on<K extends keyof E>(event: K, listener: E[K]): this {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(listener);
+    return this;
+  }
+
+  off<K extends keyof E>(event: K, listener: E[K]): this {
+    this.listeners.get(event)?.delete(listener);
+    return this;
+  }
+
+  once<K extends keyof E>(event: K, listener: E[K]): this {
+    const wrapper = ((...args: Parameters<E[K]>) => {
+      this.off(event, wrapper);
+      (listener as (...a: Parameters<E[K]>) => void)(...args);
+    }) as unknown as E[K];
+    return this.on(event, wrapper);
+  }
+
+  /** Resolves with the arguments of the next `event`. */
+  next<K extends keyof E>(event: K): Promise<Parameters<E[K]>> {
+    return new Promise((resolve) => this.once(event, ((...args: Parameters<E[K]>) => resolve(args)) as unknown as E[K]));
+  }
+
+  protected emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): void {
+    const set = this.listeners.get(event);
+    if (!set) return;
+    for (const listener of [...set]) (listener as (...a: Parameters<E[K]>) => void)(...args);
+  }
+
+  removeAllListeners(): void {
+    this.listeners.clear();
+  }
+}
