@@ -1,0 +1,103 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const cli = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
+const children: ChildProcessWithoutNullStreams[] = [];
+
+function start(cmd: string, args: string[], env: Record<string, string> = {}): ChildProcessWithoutNullStreams {
+  const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: 'pipe' });
+  children.push(child);
+  return child;
+}
+
+/** Resolves with the first stdout line (the start line). */
+async function firstLine(child: ChildProcessWithoutNullStreams): Promise<string> {
+  const rl = createInterface({ input: child.stdout });
+  const exited = once(child, 'exit').then(([code]) => {
+    throw new Error(`exited ${String(code)} before printing`);
+  });
+  const [line] = (await Promise.race([once(rl, 'line'), exited])) as [string];
+  rl.close();
+  return line;
+}
+
+async function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = start(process.execPath, [cli, ...args], env);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+const START_LINE = /^rallypoint listening on (http:\/\/[^\s]+) \(signaling (ws:\/\/[^\s)]+)\)$/;
+
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+describe('CLI', () => {
+  it('`npm start` prints one line with its URL and serves /healthz', async () => {
+    const child = start('npm', ['start', '--silent'], { PORT: '0', HOST: '127.0.0.1' });
+    const line = await firstLine(child);
+    const m = START_LINE.exec(line);
+    expect(m, line).not.toBeNull();
+    const [, httpUrl, wsUrl] = m as RegExpExecArray;
+    expect(wsUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/ws$/);
+    const res = await fetch(`${httpUrl}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'ok', connections: 0 });
+    const metrics = await (await fetch(`${httpUrl}/metrics`)).text();
+    expect(metrics).toContain('rallypoint_connections 0');
+  });
+
+  it('exits 0 on SIGTERM after closing clients with 1001', async () => {
+    const child = start(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1']);
+    const [, , wsUrl] = START_LINE.exec(await firstLine(child)) as RegExpExecArray;
+    const ws = new WebSocket(wsUrl as string, 'rallypoint.v1');
+    await once(ws, 'open');
+    ws.send(JSON.stringify({ type: 'join', room: 'lobby' }));
+    await once(ws, 'message');
+    const closed = once(ws, 'close');
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    const [code] = (await closed) as [number];
+    expect(code).toBe(1001);
+    const [exitCode] = (await exited) as [number | null];
+    expect(exitCode).toBe(0);
+  });
+
+  it('takes options from environment variables, flags winning', async () => {
+    const child = start(process.execPath, [cli, 'serve', '--path', '/signal'], { PORT: '0', HOST: '127.0.0.1', RALLYPOINT_PATH: '/ignored' });
+    const [, , wsUrl] = START_LINE.exec(await firstLine(child)) as RegExpExecArray;
+    expect(wsUrl).toMatch(/\/signal$/);
+  });
+
+  it('--help lists commands and every option with its environment variable', async () => {
+    const { code, stdout } = await run(['--help']);
+    expect(code).toBe(0);
+    expect(stdout).toContain('serve');
+    for (const env of ['PORT', 'HOST', 'RALLYPOINT_PATH', 'RALLYPOINT_ORIGINS', 'RALLYPOINT_SECRET', 'RALLYPOINT_MAX_CONNECTIONS']) expect(stdout).toContain(env);
+  });
+
+  it('refuses invalid options with a clear message and exit code 2', async () => {
+    const bad = await run(['serve'], { PORT: 'eighty' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('PORT=eighty: must be a number');
+    const short = await run(['serve', '--secret', 'short', '--port', '0']);
+    expect(short.code).toBe(2);
+    expect(short.stderr).toContain('--secret=short: must be at least 16 characters');
+    const unknown = await run(['serve', '--nope']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/Unknown option '--nope'/);
+    const cmd = await run(['launch']);
+    expect(cmd.code).toBe(2);
+    expect(cmd.stderr).toContain('unknown command launch');
+  });
+});
