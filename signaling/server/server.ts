@@ -196,7 +196,8 @@ export class SignalingServer implements HandlerContext {
       return this.sendError(conn, 'too-large', `message of ${size} bytes exceeds ${this.options.limits.maxMessageBytes}`);
     }
     if (isBinary) return this.sendError(conn, 'bad-message', 'binary frames are not part of rallypoint.v1; send JSON text');
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    // ws hands text frames over as a Buffer (binaryType 'nodebuffer'); decode without copying.
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
     const decoded = decodeClientMessage(text);
     if (!decoded.ok) return this.sendError(conn, decoded.code, decoded.message, decoded.ref);
     this.metrics.messages.inc({ type: decoded.message.type });
