@@ -19,9 +19,6 @@ import { checkUpgrade, refuseUpgrade } from './upgrade.js';
 
 type State = 'running' | 'closing' | 'closed';
 
-/** RFC 6455 §7.4.1: the peer's close frame carried no status code (never sent on the wire). */
-const NO_STATUS_RECEIVED = 1005;
-
 /** How long `close()` waits for clients to finish the closing handshake before terminating them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 
@@ -266,10 +263,8 @@ export class SignalingServer implements HandlerContext {
     if (!session) return;
     conn.session = null;
     session.conn = null;
-    // 1000/1001 are deliberate (the client closed or the page went away): no resume. So is
-    // 1005: a close frame without a status code, which is what a browser's `ws.close()` with
-    // no arguments sends; only 1006 (no close frame at all) means the connection was lost.
-    const deliberate = code === CLOSE_CODES.normal || code === CLOSE_CODES.goingAway || code === NO_STATUS_RECEIVED;
+    // 1000/1001 are deliberate (the client closed or the page went away): no resume.
+    const deliberate = code === CLOSE_CODES.normal || code === CLOSE_CODES.goingAway;
     const grace = this.options.limits.resumeGraceMs;
     const reason = conn.timedOut ? 'timeout' : 'closed';
     if (deliberate || grace === 0 || this.state !== 'running') {
