@@ -233,7 +233,8 @@ export class SignalingServer implements HandlerContext {
     };
     return run().catch((err: unknown) => {
       this.logger.error({ err, id: conn.session?.id }, 'handler failed');
-      this.sendError(conn, 'internal', 'internal error');
+      // Echo the ref like every other error caused by a message (PROTOCOL.md, Frames).
+      this.sendError(conn, 'internal', 'internal error', msg.ref);
     });
   }
 
