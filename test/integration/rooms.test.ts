@@ -88,19 +88,6 @@ describe('rooms: join, leave, presence', () => {
     expect(srv.clock.pending().timeouts).toBe(0);
   });
 
-  it("treats a close frame without a status code (1005, what browsers' ws.close() sends) as deliberate", async () => {
-    const srv = await startFakeClockServer();
-    const a = await srv.joined('r');
-    const b = await srv.joined('r');
-    await a.client.next('peer-joined');
-
-    await b.client.close();
-    expect(await srv.logs.closed(b.id)).toMatchObject({ code: 1005 });
-    await a.client.sync();
-    expect(a.client.pending('peer-left')).toEqual([{ type: 'peer-left', id: b.id, reason: 'closed' }]);
-    expect(srv.clock.pending().timeouts).toBe(0);
-  });
-
   it('empties the room when the last peer leaves (rooms gauge)', async () => {
     const srv = await startServer();
     const a = await srv.joined('solo');
