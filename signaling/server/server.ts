@@ -166,11 +166,27 @@ export class SignalingServer implements HandlerContext {
     const { grant, ip } = check;
     // Reserve the per-IP slot before the handshake completes so concurrent upgrades count.
     this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    let accepted = false;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      accepted = true;
       socket.off('error', onSocketError);
       this.metrics.upgradeSeconds.observe((performance.now() - started) / 1000);
       this.onConnection(new Connection(ws, req, ip, grant, this.clock.now(), this.options.limits));
     });
+    // ws answers a malformed handshake (method, Upgrade, Sec-WebSocket-Key/-Version,
+    // protocol list) with 400/405 itself and never calls back; it calls back synchronously
+    // when it accepts (noServer, no verifyClient). Give the reserved slot back, or every
+    // such request would lock its IP out for good.
+    if (!accepted) {
+      this.releaseIp(ip);
+      this.metrics.refusals.inc({ reason: 'bad-request' });
+    }
+  }
+
+  private releaseIp(ip: string): void {
+    const left = (this.perIp.get(ip) ?? 1) - 1;
+    if (left <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, left);
   }
 
   private onConnection(conn: Connection): void {
@@ -241,9 +257,7 @@ export class SignalingServer implements HandlerContext {
   private onClose(conn: Connection, code: number): void {
     conn.closed = true;
     this.connections.delete(conn);
-    const left = (this.perIp.get(conn.ip) ?? 1) - 1;
-    if (left <= 0) this.perIp.delete(conn.ip);
-    else this.perIp.set(conn.ip, left);
+    this.releaseIp(conn.ip);
     this.metrics.closes.inc({ code: String(code) });
     this.closedBytes.in += conn.bytesIn;
     this.closedBytes.out += conn.bytesOut;
