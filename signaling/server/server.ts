@@ -15,7 +15,7 @@ import { SignalingMetrics } from './metrics.js';
 import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } from './options.js';
 import type { RoomStore } from './rooms.js';
 import type { Session } from './session.js';
-import { checkUpgrade, refuseUpgrade } from './upgrade.js';
+import { checkUpgrade, clientIp, refuseUpgrade } from './upgrade.js';
 
 type State = 'running' | 'closing' | 'closed';
 
@@ -141,13 +141,18 @@ export class SignalingServer implements HandlerContext {
     };
     socket.on('error', onSocketError);
     this.pendingUpgrades++;
+    // Reserve this IP's slot before the (possibly async) token and verify checks, so that
+    // concurrent upgrades from one IP count against maxConnectionsPerIp, as pendingUpgrades
+    // makes them count against maxConnections. Every refusal below gives it back.
+    const ip = clientIp(req, this.options.trustProxy ?? false);
+    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
     let check;
     try {
       check = await checkUpgrade(req, url, {
         options: this.options,
         closing: this.state !== 'running',
         connections: this.connections.size + this.pendingUpgrades - 1,
-        connectionsFrom: (ip) => this.perIp.get(ip) ?? 0,
+        connectionsFrom: (from) => (this.perIp.get(from) ?? 0) - (from === ip ? 1 : 0),
       });
     } catch (err) {
       this.logger.error({ err }, 'upgrade check failed');
@@ -156,16 +161,16 @@ export class SignalingServer implements HandlerContext {
       this.pendingUpgrades--;
     }
     if (!check.ok) {
+      this.releaseIp(ip);
       this.metrics.refusals.inc({ reason: check.reason });
       return refuseUpgrade(socket, check.reason);
     }
     if (this.state !== 'running' || socket.destroyed) {
+      this.releaseIp(ip);
       this.metrics.refusals.inc({ reason: 'shutting-down' });
       return refuseUpgrade(socket, 'shutting-down');
     }
-    const { grant, ip } = check;
-    // Reserve the per-IP slot before the handshake completes so concurrent upgrades count.
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    const { grant } = check;
     let accepted = false;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       accepted = true;
@@ -233,25 +238,34 @@ export class SignalingServer implements HandlerContext {
 
   /** Runs a handler; returns a promise only if the handler actually went async. */
   private dispatch(conn: Connection, msg: ClientMessage): Promise<void> | void {
-    const run = (): Promise<void> => {
+    let result: Promise<void> | void;
+    try {
       switch (msg.type) {
         case 'join':
-          return handleJoin(this, conn, msg);
+          result = handleJoin(this, conn, msg);
+          break;
         case 'signal':
-          return handleSignal(this, conn, msg);
+          // Synchronous with a synchronous store: the relay path creates no promise.
+          result = handleSignal(this, conn, msg);
+          break;
         case 'leave':
-          return handleLeave(this, conn, msg);
+          result = handleLeave(this, conn, msg);
+          break;
         default: {
           const never: never = msg;
           throw new Error(`unhandled message ${JSON.stringify(never)}`);
         }
       }
-    };
-    return run().catch((err: unknown) => {
-      this.logger.error({ err, id: conn.session?.id }, 'handler failed');
-      // Echo the ref like every other error caused by a message (PROTOCOL.md, Frames).
-      this.sendError(conn, 'internal', 'internal error', msg.ref);
-    });
+    } catch (err) {
+      return this.handlerFailed(conn, msg, err);
+    }
+    if (result) return result.catch((err: unknown) => this.handlerFailed(conn, msg, err));
+  }
+
+  private handlerFailed(conn: Connection, msg: ClientMessage, err: unknown): void {
+    this.logger.error({ err, id: conn.session?.id }, 'handler failed');
+    // Echo the ref like every other error caused by a message (PROTOCOL.md, Frames).
+    this.sendError(conn, 'internal', 'internal error', msg.ref);
   }
 
   private onClose(conn: Connection, code: number): void {
