@@ -20,3 +20,15 @@ export async function cleanup(): Promise<void> {
   }
   if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed');
 }
+
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+}
+
+/** Promise.withResolvers for Node 20. */
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { UPGRADE_REFUSALS } from '../../signaling/protocol/index.js';
 import { signToken, verifyToken, type Grant } from '../../signaling/server/index.js';
 import { rawUpgrade, type HttpResult } from '../helpers/http.js';
-import { cleanup } from '../helpers/resources.js';
+import { cleanup, defer, deferred } from '../helpers/resources.js';
 import { metricValue, startServer, type TestServer } from '../helpers/server.js';
 
 afterEach(cleanup);
@@ -242,6 +242,39 @@ describe('upgrade: capacity', () => {
     const direct = await startServer({ limits: { maxConnectionsPerIp: 1 } });
     await direct.connect({ headers: { 'X-Forwarded-For': '203.0.113.7' } });
     expectRefusal(await rawUpgrade(direct.wsUrl, { 'X-Forwarded-For': '203.0.113.8' }), 'ip-full');
+  });
+
+  it('counts upgrades still in an async auth check against maxConnectionsPerIp and maxConnections', async () => {
+    // verify() holds each upgrade until the test lets it go. Should a second upgrade reach
+    // verify (the bug this guards against), everything is let go so the test fails fast.
+    const waiting: (() => void)[] = [];
+    const releaseAll = (): void => {
+      for (const release of waiting.splice(0)) release();
+    };
+    defer(releaseAll);
+    let held = deferred();
+    const gatedVerify = (): Promise<boolean> =>
+      new Promise((resolve) => {
+        waiting.push(() => resolve(true));
+        held.resolve();
+        if (waiting.length > 1) releaseAll();
+      });
+
+    const perIp = await startServer({ verify: gatedVerify, limits: { maxConnectionsPerIp: 1 } });
+    const first = rawUpgrade(perIp.wsUrl);
+    await held.promise;
+    // The second request is refused at once: the first one holds the IP's only slot.
+    expectRefusal(await rawUpgrade(perIp.wsUrl), 'ip-full');
+    releaseAll();
+    expect((await first).status).toBe(101);
+
+    held = deferred();
+    const total = await startServer({ verify: gatedVerify, limits: { maxConnections: 1, maxConnectionsPerIp: 0 } });
+    const one = rawUpgrade(total.wsUrl);
+    await held.promise;
+    expectRefusal(await rawUpgrade(total.wsUrl), 'server-full');
+    releaseAll();
+    expect((await one).status).toBe(101);
   });
 
   it('does not leak a per-IP slot when the WebSocket layer rejects a malformed handshake', async () => {
