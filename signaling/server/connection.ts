@@ -14,6 +14,8 @@ export class Connection {
   /** The heartbeat terminated this connection. */
   timedOut = false;
   closed = false;
+  /** A close code ws sent on its own (1009) when it will not read the client's reply. */
+  closeCodeSent: number | null = null;
   /** The joined session, if any. */
   session: Session | null = null;
   /** Tail of this connection's message chain while an async store is involved. */

@@ -201,8 +201,13 @@ export class SignalingServer implements HandlerContext {
     ws.on('pong', () => {
       conn.alive = true;
     });
-    ws.on('error', (err) => this.logger.debug({ err, ip: conn.ip }, 'websocket error'));
-    ws.on('close', (code) => this.onClose(conn, code));
+    ws.on('error', (err) => {
+      // A frame over maxPayload: ws sends close 1009 itself but then stops reading, so it never
+      // sees the client's close frame and reports 1006. Remember 1009 for the log and metrics.
+      if ((err as Error & { code?: unknown }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') conn.closeCodeSent = CLOSE_CODES.frameTooLarge;
+      this.logger.debug({ err, ip: conn.ip }, 'websocket error');
+    });
+    ws.on('close', (code) => this.onClose(conn, code === 1006 && conn.closeCodeSent !== null ? conn.closeCodeSent : code));
     if (this.state !== 'running') conn.close(CLOSE_CODES.goingAway, 'server shutting down');
   }
 
