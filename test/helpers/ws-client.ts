@@ -112,6 +112,19 @@ export class TestClient {
     return this.queue.filter((m) => type === undefined || m.type === type);
   }
 
+  /** Takes (removes) every queued frame of `type`. */
+  drain<T extends FrameType>(type: T): FrameOf<T>[] {
+    const taken: FrameOf<T>[] = [];
+    for (let i = 0; i < this.queue.length; ) {
+      const m = this.queue[i] as ServerMessage;
+      if (m.type === type) {
+        taken.push(m as FrameOf<T>);
+        this.queue.splice(i, 1);
+      } else i++;
+    }
+    return taken;
+  }
+
   /**
    * A barrier: pings the server and waits for the pong. The server answers in order on this
    * socket, so every frame it sent before it processed the ping has arrived by then.
