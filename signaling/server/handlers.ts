@@ -25,6 +25,8 @@ export interface HandlerContext {
   sendError(conn: Connection, code: ErrorCode, message: string, ref?: string): void;
   iceServersFor(conn: Connection, peerId: string): IceServer[];
   clearGrace(session: Session): void;
+  /** Keeps a session without a connection for the resume grace period, then ends it. */
+  startGrace(session: Session, reason: LeaveReason): void;
 }
 
 export const newPeerId = (): string => randomBytes(9).toString('base64url');
@@ -68,7 +70,9 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   ctx.sessions.set(session.resumeToken, session);
   // Peers are re-read so the client learns who came and went while it was away.
   const members = await ctx.store.members(session.room);
-  if (conn.closed) return;
+  // The new connection went away while an async store answered. The session has no
+  // connection and its grace timer was cleared above: re-arm it, or it stays in its room forever.
+  if (conn.closed) return ctx.startGrace(session, 'closed');
   sendWelcome(ctx, conn, session, members.filter((p) => p.id !== session.id), true);
   session.attach(conn);
   ctx.metrics.resumes.inc({ result: 'resumed' });
@@ -108,13 +112,25 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
   );
 }
 
-export async function handleSignal(ctx: HandlerContext, conn: Connection, msg: SignalMessage): Promise<void> {
+/**
+ * Relays a signal. Not `async`: with a synchronous store (the in-memory default) the relay
+ * path allocates no promise; a promise is returned only when the store answers with one.
+ */
+export function handleSignal(ctx: HandlerContext, conn: Connection, msg: SignalMessage): Promise<void> | void {
   const session = conn.session;
   if (!session) return ctx.sendError(conn, 'not-joined', 'join a room before sending signals', msg.ref);
   if (msg.to === session.id) return ctx.sendError(conn, 'peer-not-found', 'cannot signal yourself', msg.ref);
   const frame = `${session.fromPrefix}${JSON.stringify(msg.data)}}`;
-  const delivered = await ctx.store.sendTo(session.room, msg.to, frame);
-  if (!delivered) ctx.sendError(conn, 'peer-not-found', `no peer ${msg.to} in room ${session.room}`, msg.ref);
+  const delivered = ctx.store.sendTo(session.room, msg.to, frame);
+  if (delivered === true) return;
+  if (delivered === false) return signalNotDelivered(ctx, conn, session, msg);
+  return Promise.resolve(delivered).then((ok) => {
+    if (!ok) signalNotDelivered(ctx, conn, session, msg);
+  });
+}
+
+function signalNotDelivered(ctx: HandlerContext, conn: Connection, session: Session, msg: SignalMessage): void {
+  ctx.sendError(conn, 'peer-not-found', `no peer ${msg.to} in room ${session.room}`, msg.ref);
 }
 
 export async function handleLeave(ctx: HandlerContext, conn: Connection, msg: LeaveMessage): Promise<void> {

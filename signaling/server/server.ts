@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { CLOSE_CODES, SUBPROTOCOL, closeCodeFor, decodeClientMessage, encodeServerMessage, type ClientMessage, type ErrorCode, type IceServer } from '../protocol/index.js';
+import { CLOSE_CODES, SUBPROTOCOL, closeCodeFor, decodeClientMessage, encodeServerMessage, type ClientMessage, type ErrorCode, type IceServer, type LeaveReason } from '../protocol/index.js';
 import { systemClock, type Clock } from './clock.js';
 import { Connection } from './connection.js';
 import { endSession, handleJoin, handleLeave, handleSignal, type HandlerContext } from './handlers.js';
@@ -299,12 +299,22 @@ export class SignalingServer implements HandlerContext {
     session.conn = null;
     // 1000/1001 are deliberate (the client closed or the page went away): no resume.
     const deliberate = code === CLOSE_CODES.normal || code === CLOSE_CODES.goingAway;
-    const grace = this.options.limits.resumeGraceMs;
     const reason = conn.timedOut ? 'timeout' : 'closed';
-    if (deliberate || grace === 0 || this.state !== 'running') {
+    if (deliberate) {
       void endSession(this, session, reason).catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
       return;
     }
+    this.startGrace(session, reason);
+  }
+
+  /** Keeps a session without a connection for the resume grace period, then ends it. */
+  startGrace(session: Session, reason: LeaveReason): void {
+    const grace = this.options.limits.resumeGraceMs;
+    if (grace === 0 || this.state !== 'running') {
+      void endSession(this, session, reason).catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
+      return;
+    }
+    this.clearGrace(session);
     session.graceTimer = this.clock.setTimeout(() => {
       session.graceTimer = null;
       void endSession(this, session, reason).catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
