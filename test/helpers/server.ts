@@ -2,7 +2,7 @@ import { MemoryRoomStore, listenSignaling, type ListenOptions, type ListeningSig
 import { FakeClock } from './fake-clock.js';
 import { httpGet } from './http.js';
 import { LogCapture } from './logs.js';
-import { defer } from './resources.js';
+import { defer, deferred } from './resources.js';
 import { TestClient, type ConnectOptions } from './ws-client.js';
 
 export interface TestServer extends ListeningSignalingServer {
@@ -71,19 +71,22 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return undefined;
 }
 
-/** A room store whose `close()` waits until the test opens the gate: keeps a server in `closing`. */
+/**
+ * A room store whose `close()` waits until the test calls `release()`: keeps a server in its
+ * `closing` state (after every client is gone, before the HTTP server closes).
+ */
 export class GatedStore extends MemoryRoomStore {
-  private open!: () => void;
-  readonly gate = new Promise<void>((resolve) => (this.open = resolve));
-  closeCalled = false;
+  /** Resolves when the server calls `close()`. */
+  readonly closeStarted = deferred();
+  private readonly gate = deferred();
 
   override async close(): Promise<void> {
-    this.closeCalled = true;
-    await this.gate;
+    this.closeStarted.resolve();
+    await this.gate.promise;
     super.close();
   }
 
   release(): void {
-    this.open();
+    this.gate.resolve();
   }
 }
