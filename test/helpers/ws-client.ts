@@ -37,6 +37,9 @@ export class TestClient {
   readonly invalid: string[] = [];
   readonly closed: Promise<CloseInfo>;
   closeInfo: CloseInfo | null = null;
+  /** Payload bytes of the messages sent and received (not counting WebSocket framing). */
+  bytesSent = 0;
+  bytesReceived = 0;
   private readonly queue: ServerMessage[] = [];
   private waiters: Waiter[] = [];
   private pings = 0;
@@ -50,6 +53,7 @@ export class TestClient {
       });
     });
     ws.on('message', (data, isBinary) => {
+      this.bytesReceived += (data as Buffer).byteLength;
       const text = isBinary ? '<binary>' : (data as Buffer).toString('utf8');
       const decoded = decodeServerMessage(text);
       if (!decoded.ok) {
@@ -90,10 +94,11 @@ export class TestClient {
   }
 
   send(message: unknown): void {
-    this.ws.send(JSON.stringify(message));
+    this.sendRaw(JSON.stringify(message));
   }
 
   sendRaw(data: string | Buffer, binary = false): void {
+    this.bytesSent += Buffer.byteLength(data);
     this.ws.send(data, { binary });
   }
 
