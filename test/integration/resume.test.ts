@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PeerInfo } from '../../signaling/protocol/index.js';
-import { MemoryRoomStore } from '../../signaling/server/index.js';
+import { MemoryRoomStore, type JoinOutcome, type RoomStore, type Sink } from '../../signaling/server/index.js';
 import { cleanup, defer, deferred, type Deferred } from '../helpers/resources.js';
 import { metricValue, startFakeClockServer } from '../helpers/server.js';
 
@@ -176,20 +176,39 @@ describe('resume', () => {
 });
 
 /** A store whose `members()` answers only when the test lets it (like a slow networked store). */
-class SlowMembersStore extends MemoryRoomStore {
+class SlowMembersStore implements RoomStore {
   gate: Deferred<void> | null = null;
   readonly asked = deferred();
+  private readonly inner = new MemoryRoomStore({ maxPeersPerRoom: 8, maxRooms: 8 });
 
-  override async members(room: string): Promise<PeerInfo[]> {
+  async members(room: string): Promise<PeerInfo[]> {
     this.asked.resolve();
     if (this.gate) await this.gate.promise;
-    return super.members(room);
+    return this.inner.members(room);
+  }
+  join(room: string, peer: PeerInfo, sink: Sink): JoinOutcome {
+    return this.inner.join(room, peer, sink);
+  }
+  leave(room: string, id: string): boolean {
+    return this.inner.leave(room, id);
+  }
+  sendTo(room: string, to: string, frame: string): boolean {
+    return this.inner.sendTo(room, to, frame);
+  }
+  broadcast(room: string, frame: string, except?: string): void {
+    this.inner.broadcast(room, frame, except);
+  }
+  stats(): { rooms: number; peers: number } {
+    return this.inner.stats();
+  }
+  close(): void {
+    this.inner.close();
   }
 }
 
 describe('resume with an asynchronous room store', () => {
   it('does not strand a session whose resuming connection drops while the store answers', async () => {
-    const store = new SlowMembersStore({ maxPeersPerRoom: 8, maxRooms: 8 });
+    const store = new SlowMembersStore();
     const srv = await startFakeClockServer({ store, limits: { resumeGraceMs: GRACE } });
     const a = await srv.joined('r');
     const b = await srv.joined('r');
