@@ -17,6 +17,8 @@ export interface ConnectOptions {
   origin?: string;
   /** false: the client does not answer pings (a dead peer for the heartbeat). */
   autoPong?: boolean;
+  /** Frames that are not rallypoint.v1 are expected (talking to another server). */
+  allowInvalidFrames?: boolean;
 }
 
 interface Waiter {
@@ -81,7 +83,11 @@ export class TestClient {
     if (opts.origin) options.origin = opts.origin;
     const ws = new WebSocket(url, opts.protocols ?? [SUBPROTOCOL], options);
     const client = new TestClient(ws);
-    defer(() => client.destroy());
+    defer(async () => {
+      await client.destroy();
+      // Every frame the server sent must have been valid rallypoint.v1, whatever the test awaited.
+      if (!opts.allowInvalidFrames && client.invalid.length > 0) throw new Error(`server sent frames that are not rallypoint.v1: ${client.invalid.join(' | ')}`);
+    });
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(client));
       ws.once('unexpected-response', (_req, res) => {

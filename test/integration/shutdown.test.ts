@@ -89,8 +89,9 @@ describe('graceful shutdown', () => {
 
   it('while closing: refuses upgrades with 503 shutting-down and answers /healthz 503 closing', async () => {
     const store = new GatedStore({ maxPeersPerRoom: 8, maxRooms: 8 });
-    defer(() => store.release());
     const srv = await startServer({ store });
+    // Registered after the server, so cleanup opens the gate before it awaits close().
+    defer(() => store.release());
     const a = await srv.joined('r');
     const healthy = await httpGet(`${srv.url}/healthz`);
     expect(healthy.status).toBe(200);

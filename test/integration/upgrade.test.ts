@@ -33,6 +33,12 @@ describe('upgrade: path', () => {
     expect(text).not.toMatch(/^rallypoint_closes_total\{/m);
   });
 
+  it('refuses an unparseable request target with 400 bad-request', async () => {
+    const srv = await startServer();
+    expectRefusal(await rawUpgrade(`${srv.url}//`), 'bad-request');
+    expect(await refusals(srv, 'bad-request')).toBe(1);
+  });
+
   it('accepts the signaling path with a query string, and a custom path', async () => {
     const srv = await startServer();
     expect((await rawUpgrade(`${srv.url}/ws?x=1`)).status).toBe(101);
@@ -251,7 +257,6 @@ describe('upgrade: capacity', () => {
     const releaseAll = (): void => {
       for (const release of waiting.splice(0)) release();
     };
-    defer(releaseAll);
     let held = deferred();
     const gatedVerify = (): Promise<boolean> =>
       new Promise((resolve) => {
@@ -261,6 +266,7 @@ describe('upgrade: capacity', () => {
       });
 
     const perIp = await startServer({ verify: gatedVerify, limits: { maxConnectionsPerIp: 1 } });
+    defer(releaseAll); // after the server: cleanup lets held upgrades go before closing it
     const first = rawUpgrade(perIp.wsUrl);
     await held.promise;
     // The second request is refused at once: the first one holds the IP's only slot.
@@ -270,6 +276,7 @@ describe('upgrade: capacity', () => {
 
     held = deferred();
     const total = await startServer({ verify: gatedVerify, limits: { maxConnections: 1, maxConnectionsPerIp: 0 } });
+    defer(releaseAll);
     const one = rawUpgrade(total.wsUrl);
     await held.promise;
     expectRefusal(await rawUpgrade(total.wsUrl), 'server-full');
