@@ -84,6 +84,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   private readonly policy: ReconnectPolicy | null;
   private readonly WS: WebSocketConstructor;
   private connectWaiters: { resolve: (w: Welcome) => void; reject: (e: Error) => void }[] = [];
+  /** The server refused our `join` (an error frame before `welcome`): the close that follows is final. */
+  private joinRefused: SignalingError | null = null;
 
   constructor(readonly options: SignalingClientOptions) {
     super();
@@ -123,6 +125,10 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
 
   /** Sends a signal to a peer of the room. Throws SignalingError on invalid data or when not open. */
   signal(to: string, data: unknown, ref?: string): void {
+    // JSON.stringify drops these silently, which would put a signal without `data` on the wire.
+    if (typeof data === 'function' || typeof data === 'symbol') {
+      throw new SignalingError('invalid-message', `invalid signal message: data: ${typeof data} is not JSON`, ref);
+    }
     this.send(ref === undefined ? { type: 'signal', to, data } : { type: 'signal', to, data, ref });
   }
 
@@ -173,10 +179,11 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
 
   private open(): void {
     this.setState(this.attempt === 0 ? 'connecting' : 'reconnecting');
-    const url = new URL(this.options.url);
-    if (this.options.token !== undefined) url.searchParams.set('token', this.options.token);
+    this.joinRefused = null;
     let ws: WebSocketLike;
     try {
+      const url = new URL(this.options.url);
+      if (this.options.token !== undefined) url.searchParams.set('token', this.options.token);
       ws = new this.WS(url.toString(), [SUBPROTOCOL]);
     } catch (err) {
       // A malformed URL is a programming error: no retry will fix it.
@@ -213,8 +220,20 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         return this.emit('peer-left', msg.id, msg.reason);
       case 'signal':
         return this.emit('signal', msg.from, msg.data);
-      case 'error':
-        return this.emit('error', new SignalingError(msg.code, msg.message, msg.ref));
+      case 'error': {
+        const error = new SignalingError(msg.code, msg.message, msg.ref);
+        // Before `welcome` the only message we sent is `join`: this error refuses it (room-full,
+        // too-many-rooms, meta too-large, unauthorized, ...). Retrying the same join would not
+        // help, and the server keeps the connection open for most of these: end it ourselves.
+        if (!this.welcome && !this.joinRefused) {
+          this.joinRefused = error;
+          this.emit('error', error);
+          this.settle(error);
+          this.ws?.close(CLOSE_CODES.normal, `join refused: ${msg.code}`);
+          return;
+        }
+        return this.emit('error', error);
+      }
       default: {
         const never: never = msg;
         return void never;
@@ -228,7 +247,9 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.ws = null;
     this.welcome = null;
     if (this.stateValue === 'closed') return;
-    if (FINAL_CLOSE_CODES.has(code) || !this.policy) {
+    if (this.joinRefused) return this.finish(code, reason || `join refused: ${this.joinRefused.code}`);
+    // PROTOCOL.md: 1000 (normal close) is not reconnected either.
+    if (FINAL_CLOSE_CODES.has(code) || code === CLOSE_CODES.normal || !this.policy) {
       this.settle(new SignalingError('closed', `connection closed (${code}${reason ? ` ${reason}` : ''})`));
       return this.finish(code, reason);
     }

@@ -1,6 +1,8 @@
 /** A minimal typed event emitter that runs in browsers and Node alike. */
 export type EventMap = { [event: string]: (...args: never[]) => void };
 
+type Wrapped = { original?: unknown };
+
 export class TypedEmitter<E extends EventMap> {
   private readonly listeners = new Map<keyof E, Set<E[keyof E]>>();
 
@@ -11,8 +13,20 @@ export class TypedEmitter<E extends EventMap> {
     return this;
   }
 
+  /** Removes a listener added with `on` or `once`. */
   off<K extends keyof E>(event: K, listener: E[K]): this {
-    this.listeners.get(event)?.delete(listener);
+    const set = this.listeners.get(event);
+    if (!set) return this;
+    if (!set.delete(listener)) {
+      // A `once` listener is stored wrapped; find its wrapper.
+      for (const l of set) {
+        if ((l as Wrapped).original === listener) {
+          set.delete(l);
+          break;
+        }
+      }
+    }
+    if (set.size === 0) this.listeners.delete(event);
     return this;
   }
 
@@ -21,6 +35,7 @@ export class TypedEmitter<E extends EventMap> {
       this.off(event, wrapper);
       (listener as (...a: Parameters<E[K]>) => void)(...args);
     }) as unknown as E[K];
+    (wrapper as Wrapped).original = listener;
     return this.on(event, wrapper);
   }
 
