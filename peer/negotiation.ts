@@ -1,0 +1,116 @@
+import { PeerError } from './errors.js';
+
+/** What peers exchange through the signaling service (`signal.data`). */
+export interface SignalPayload {
+  description?: RTCSessionDescriptionInit;
+  /** A trickled candidate; null marks the end of candidates. */
+  candidate?: RTCIceCandidateInit | null;
+}
+
+export interface NegotiatorOptions {
+  /** The polite peer yields on offer collisions (W3C WebRTC §10.7 "perfect negotiation"). */
+  polite: boolean;
+  send(payload: SignalPayload): void;
+  onError(err: PeerError): void;
+}
+
+function candidateJson(c: RTCIceCandidate): RTCIceCandidateInit {
+  if (typeof c.toJSON === 'function') return c.toJSON();
+  return { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex };
+}
+
+/**
+ * Perfect negotiation over one RTCPeerConnection. Every negotiation step runs one at a time
+ * on a chain (setLocal/RemoteDescription must not interleave), remote candidates that arrive
+ * before the remote description are queued, and offer collisions are settled by politeness.
+ */
+export class Negotiator {
+  private chain: Promise<void> = Promise.resolve();
+  private ignoreOffer = false;
+  private readonly pendingCandidates: RTCIceCandidateInit[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly pc: RTCPeerConnection,
+    private readonly opts: NegotiatorOptions,
+  ) {
+    pc.onicecandidate = (ev) => {
+      if (this.closed) return;
+      this.opts.send({ candidate: ev.candidate ? candidateJson(ev.candidate) : null });
+    };
+  }
+
+  /** Queues an offer (an ICE restart when asked). */
+  offer(iceRestart = false): Promise<void> {
+    return this.run(async () => {
+      if (this.pc.signalingState !== 'stable') return; // a negotiation is under way; it will carry our changes
+      const offer = await this.pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
+      if (this.closed || this.pc.signalingState !== 'stable') return;
+      await this.pc.setLocalDescription(offer);
+      const local = this.pc.localDescription;
+      if (local && !this.closed) this.opts.send({ description: { type: local.type, sdp: local.sdp } });
+    });
+  }
+
+  /** Applies a payload from the remote peer. */
+  receive(payload: SignalPayload): Promise<void> {
+    return this.run(async () => {
+      if (payload.description) await this.onDescription(payload.description);
+      else if (payload.candidate !== undefined) await this.onCandidate(payload.candidate);
+    });
+  }
+
+  private async onDescription(description: RTCSessionDescriptionInit): Promise<void> {
+    const pc = this.pc;
+    const collision = description.type === 'offer' && pc.signalingState !== 'stable';
+    this.ignoreOffer = !this.opts.polite && collision;
+    if (this.ignoreOffer) return;
+    if (collision) await pc.setLocalDescription({ type: 'rollback' });
+    await pc.setRemoteDescription(description);
+    for (const c of this.pendingCandidates.splice(0)) await this.addCandidate(c);
+    if (description.type === 'offer') {
+      const answer = await pc.createAnswer();
+      if (this.closed) return;
+      await pc.setLocalDescription(answer);
+      const local = pc.localDescription;
+      if (local && !this.closed) this.opts.send({ description: { type: local.type, sdp: local.sdp } });
+    }
+  }
+
+  private async onCandidate(candidate: RTCIceCandidateInit | null): Promise<void> {
+    if (candidate === null || !candidate.candidate) return; // end-of-candidates: nothing to do for data channels
+    if (!this.pc.remoteDescription) {
+      this.pendingCandidates.push(candidate);
+      return;
+    }
+    await this.addCandidate(candidate);
+  }
+
+  private async addCandidate(candidate: RTCIceCandidateInit): Promise<void> {
+    try {
+      await this.pc.addIceCandidate(candidate);
+    } catch (err) {
+      // Candidates of an offer we ignored in a collision are expected to fail.
+      if (!this.ignoreOffer) this.opts.onError(new PeerError('negotiation-failed', `addIceCandidate failed: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  private run(step: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(async () => {
+      if (this.closed) return;
+      try {
+        await step();
+      } catch (err) {
+        if (!this.closed) this.opts.onError(new PeerError('negotiation-failed', `negotiation failed: ${(err as Error).message}`, { cause: err }));
+      }
+    });
+    this.chain = next;
+    return next;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pc.onicecandidate = null;
+    this.pendingCandidates.length = 0;
+  }
+}

@@ -1,0 +1,206 @@
+import { SignalingClient, type SignalingClientOptions, type Welcome, type WebSocketConstructor } from '../signaling/client/client.js';
+import type { ReconnectPolicy } from '../signaling/client/backoff.js';
+import { TypedEmitter } from '../signaling/client/emitter.js';
+import type { SignalingError } from '../signaling/client/errors.js';
+import type { LeaveReason, PeerInfo } from '../signaling/protocol/index.js';
+import { DEFAULT_FLOW, type FlowLimits, type MessageData, type SendData } from './channel.js';
+import { resolveChannels, type ChannelOptions, type ResolvedChannel } from './channels.js';
+import { PeerError } from './errors.js';
+import { DEFAULT_RESTART, RemotePeer, type RestartPolicy } from './remote-peer.js';
+import { nativeRuntime } from './runtime/browser.js';
+import type { RtcRuntime } from './runtime/types.js';
+import { toSignalPayload } from './signal-payload.js';
+import type { PeerPath } from './stats.js';
+
+export interface JoinRoomOptions {
+  /** The signaling service's WebSocket URL. */
+  url: string;
+  room: string;
+  token?: string;
+  meta?: Record<string, unknown>;
+  /** Extra or overridden channels; `reliable` and `unreliable` always exist. */
+  channels?: Record<string, ChannelOptions>;
+  /** ICE servers; default those the signaling service hands out in `welcome`. */
+  iceServers?: RTCIceServer[];
+  /** Other RTCConfiguration fields, e.g. `{ iceTransportPolicy: 'relay' }`. */
+  rtcConfig?: Omit<RTCConfiguration, 'iceServers'>;
+  /** WebRTC implementation; default the global one (browsers). */
+  rtc?: RtcRuntime;
+  /** WebSocket implementation for signaling; default the global one. */
+  WebSocket?: WebSocketConstructor;
+  /** Signaling reconnect policy (see SignalingClient). */
+  reconnect?: ReconnectPolicy | false;
+  flow?: Partial<FlowLimits>;
+  restart?: Partial<RestartPolicy>;
+}
+
+export interface RoomMessage {
+  peer: RemotePeer;
+  channel: string;
+  data: MessageData;
+}
+
+export type RoomEvents = {
+  /** A peer is in the room; its connection is being set up. */
+  'peer-joined': (peer: RemotePeer) => void;
+  /** Every channel to the peer is open. */
+  'peer-connected': (peer: RemotePeer) => void;
+  /** ICE lost the path to the peer; it is being restarted. */
+  'peer-disconnected': (peer: RemotePeer) => void;
+  'peer-left': (peer: RemotePeer, reason: LeaveReason) => void;
+  message: (message: RoomMessage) => void;
+  'path-change': (peer: RemotePeer, path: PeerPath) => void;
+  error: (error: PeerError | SignalingError, peer?: RemotePeer) => void;
+  /** The room is left for good (leave(), or signaling gave up). */
+  close: () => void;
+};
+
+/** A room of peers: a WebRTC connection to every other member (full mesh). */
+export class Room extends TypedEmitter<RoomEvents> {
+  private readonly remote = new Map<string, RemotePeer>();
+  private readonly channels: ResolvedChannel[];
+  private readonly runtime: RtcRuntime;
+  private readonly flow: FlowLimits;
+  private readonly restart: RestartPolicy;
+  private localId: string;
+  private iceServers: RTCIceServer[];
+  private closed = false;
+
+  constructor(
+    private readonly signaling: SignalingClient,
+    welcome: Welcome,
+    private readonly options: JoinRoomOptions,
+  ) {
+    super();
+    this.channels = resolveChannels(options.channels);
+    this.runtime = options.rtc ?? nativeRuntime();
+    this.flow = { ...DEFAULT_FLOW, ...options.flow };
+    this.restart = { ...DEFAULT_RESTART, ...options.restart };
+    this.localId = welcome.id;
+    this.iceServers = options.iceServers ?? welcome.iceServers;
+    signaling.on('peer-joined', (info) => this.addPeer(info, false));
+    signaling.on('peer-left', (id, reason) => this.removePeer(id, reason));
+    signaling.on('signal', (from, data) => this.onSignal(from, data));
+    signaling.on('error', (err) => this.emit('error', err));
+    signaling.on('open', (w) => this.onWelcome(w));
+    signaling.on('close', () => this.leave());
+  }
+
+  /** Our id in the room. */
+  get id(): string {
+    return this.localId;
+  }
+
+  get name(): string {
+    return this.options.room;
+  }
+
+  /** The other peers, by id. */
+  get peers(): ReadonlyMap<string, RemotePeer> {
+    return this.remote;
+  }
+
+  /** Sends to every peer whose channels are open; resolves when all sends settled. */
+  async broadcast(channel: string, data: SendData): Promise<void> {
+    const sends = [...this.remote.values()].filter((p) => p.connected).map((p) => p.send(channel, data));
+    const results = await Promise.allSettled(sends);
+    for (const r of results) if (r.status === 'rejected' && r.reason instanceof PeerError && r.reason.code !== 'closed') throw r.reason;
+  }
+
+  /** Leaves the room: closes every connection, the signaling client and every timer. Idempotent. */
+  leave(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const peer of this.remote.values()) peer.close();
+    this.remote.clear();
+    this.signaling.leave();
+    this.signaling.removeAllListeners();
+    this.emit('close');
+    this.removeAllListeners();
+  }
+
+  /** Connects to the peers already in the room; as the newcomer we offer. */
+  connectExisting(peers: PeerInfo[]): void {
+    for (const info of peers) this.addPeer(info, true);
+  }
+
+  private onWelcome(welcome: Welcome): void {
+    if (welcome.resumed || welcome.id === this.localId) return;
+    // The signaling session could not be resumed: we are a new peer to everyone.
+    for (const [id, peer] of this.remote) {
+      this.remote.delete(id);
+      peer.close();
+      this.emit('peer-left', peer, 'closed');
+    }
+    this.localId = welcome.id;
+    this.iceServers = this.options.iceServers ?? welcome.iceServers;
+    this.connectExisting(welcome.peers);
+  }
+
+  private addPeer(info: PeerInfo, initiator: boolean): void {
+    if (this.closed || this.remote.has(info.id)) return;
+    const pc = new this.runtime.RTCPeerConnection({ ...this.options.rtcConfig, iceServers: this.iceServers });
+    const peer = new RemotePeer({
+      id: info.id,
+      meta: info.meta,
+      localId: this.localId,
+      initiator,
+      channels: this.channels,
+      pc,
+      flow: this.flow,
+      restart: this.restart,
+      send: (payload) => {
+        try {
+          this.signaling.signal(info.id, payload);
+        } catch (err) {
+          this.emit('error', new PeerError('signaling', `cannot signal ${info.id}: ${(err as Error).message}`, { cause: err }), peer);
+        }
+      },
+    });
+    this.remote.set(info.id, peer);
+    peer.on('connected', () => this.emit('peer-connected', peer));
+    peer.on('disconnected', () => this.emit('peer-disconnected', peer));
+    peer.on('message', (channel, data) => this.emit('message', { peer, channel, data }));
+    peer.on('path-change', (path) => this.emit('path-change', peer, path));
+    peer.on('error', (err) => this.emit('error', err, peer));
+    this.emit('peer-joined', peer);
+  }
+
+  private removePeer(id: string, reason: LeaveReason): void {
+    const peer = this.remote.get(id);
+    if (!peer) return;
+    this.remote.delete(id);
+    peer.close();
+    this.emit('peer-left', peer, reason);
+  }
+
+  private onSignal(from: string, data: unknown): void {
+    const peer = this.remote.get(from);
+    const payload = toSignalPayload(data);
+    if (!peer || !payload) {
+      this.emit('error', new PeerError('signaling', peer ? `malformed signal from ${from}` : `signal from unknown peer ${from}`));
+      return;
+    }
+    void peer.handleSignal(payload);
+  }
+}
+
+/**
+ * Joins a room through the signaling service and connects to every other peer in it.
+ * Resolves once joined (connections open in the background: see `peer-connected`).
+ */
+export async function joinRoom(options: JoinRoomOptions): Promise<Room> {
+  const clientOptions: SignalingClientOptions = { url: options.url, room: options.room };
+  if (options.token !== undefined) clientOptions.token = options.token;
+  if (options.meta !== undefined) clientOptions.meta = options.meta;
+  if (options.WebSocket !== undefined) clientOptions.WebSocket = options.WebSocket;
+  if (options.reconnect !== undefined) clientOptions.reconnect = options.reconnect;
+  // Validate channels and the runtime before touching the network.
+  resolveChannels(options.channels);
+  if (!options.rtc) nativeRuntime();
+  const signaling = new SignalingClient(clientOptions);
+  const welcome = await signaling.connect();
+  const room = new Room(signaling, welcome, options);
+  room.connectExisting(welcome.peers);
+  return room;
+}

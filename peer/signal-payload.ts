@@ -1,0 +1,26 @@
+import type { SignalPayload } from './negotiation.js';
+
+const SDP_TYPES = new Set(['offer', 'answer', 'pranswer', 'rollback']);
+
+/** Checks what another peer sent through the signaling service before it reaches the RTCPeerConnection. */
+export function toSignalPayload(data: unknown): SignalPayload | null {
+  if (typeof data !== 'object' || data === null) return null;
+  const d = data as Record<string, unknown>;
+  if (d.description !== undefined) {
+    const desc = d.description as Record<string, unknown> | null;
+    if (typeof desc !== 'object' || desc === null || typeof desc.type !== 'string' || !SDP_TYPES.has(desc.type)) return null;
+    if (desc.sdp !== undefined && typeof desc.sdp !== 'string') return null;
+    return { description: { type: desc.type as RTCSdpType, ...(typeof desc.sdp === 'string' ? { sdp: desc.sdp } : {}) } };
+  }
+  if (d.candidate === null) return { candidate: null };
+  if (typeof d.candidate === 'object') {
+    const c = d.candidate as Record<string, unknown>;
+    if (typeof c.candidate !== 'string') return null;
+    const out: RTCIceCandidateInit = { candidate: c.candidate };
+    if (typeof c.sdpMid === 'string') out.sdpMid = c.sdpMid;
+    if (typeof c.sdpMLineIndex === 'number') out.sdpMLineIndex = c.sdpMLineIndex;
+    if (typeof c.usernameFragment === 'string') out.usernameFragment = c.usernameFragment;
+    return { candidate: out };
+  }
+  return null;
+}

@@ -1,0 +1,64 @@
+/** Where a connection's packets go: straight between the peers, or through a TURN relay. */
+export type PeerPath = 'direct' | 'relay';
+
+export interface CandidateInfo {
+  type: string | undefined;
+  address: string | undefined;
+  port: number | undefined;
+  protocol: string | undefined;
+}
+
+export interface PeerStats {
+  /** Current round-trip time of the selected candidate pair, ms (undefined if unknown). */
+  rttMs: number | undefined;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Messages known lost: gaps in the sequence numbers of `latest`-mode channels. */
+  packetsLost: number;
+  /** Messages dropped by the sender because an unreliable channel was congested. */
+  messagesDropped: number;
+  selectedPair: { local: CandidateInfo; remote: CandidateInfo } | null;
+  path: PeerPath | null;
+}
+
+type StatsEntry = Record<string, unknown> & { type: string; id: string };
+
+function candidate(entry: StatsEntry | undefined): CandidateInfo {
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  return {
+    type: str(entry?.candidateType),
+    address: str(entry?.address) ?? str(entry?.ip),
+    port: typeof entry?.port === 'number' ? entry.port : undefined,
+    protocol: str(entry?.protocol),
+  };
+}
+
+/**
+ * Reads the selected candidate pair from a W3C RTCStatsReport: the transport's
+ * `selectedCandidatePairId` (webrtc-stats §7.x), else a nominated succeeded pair (werift
+ * and older stacks do not fill the transport entry).
+ */
+export function readTransportStats(report: RTCStatsReport): Omit<PeerStats, 'packetsLost' | 'messagesDropped'> {
+  const entries = new Map<string, StatsEntry>();
+  report.forEach((value: StatsEntry) => entries.set(value.id, value));
+  let pair: StatsEntry | undefined;
+  for (const e of entries.values()) {
+    if (e.type === 'transport' && typeof e.selectedCandidatePairId === 'string') pair = entries.get(e.selectedCandidatePairId);
+  }
+  if (!pair) {
+    for (const e of entries.values()) {
+      if (e.type === 'candidate-pair' && e.state === 'succeeded' && (e.nominated === true || e.selected === true)) pair = e;
+    }
+  }
+  if (!pair) return { rttMs: undefined, bytesSent: 0, bytesReceived: 0, selectedPair: null, path: null };
+  const local = candidate(entries.get(pair.localCandidateId as string));
+  const remote = candidate(entries.get(pair.remoteCandidateId as string));
+  const rtt = typeof pair.currentRoundTripTime === 'number' ? pair.currentRoundTripTime * 1000 : undefined;
+  return {
+    rttMs: rtt,
+    bytesSent: typeof pair.bytesSent === 'number' ? pair.bytesSent : 0,
+    bytesReceived: typeof pair.bytesReceived === 'number' ? pair.bytesReceived : 0,
+    selectedPair: { local, remote },
+    path: local.type === 'relay' || remote.type === 'relay' ? 'relay' : 'direct',
+  };
+}
