@@ -1,4 +1,5 @@
 import type { ResolvedChannel } from './channels.js';
+import type { SendGate } from './runtime/types.js';
 import { PeerError } from './errors.js';
 import { LatestFilter, decodeLatest, encodeLatest } from './latest.js';
 
@@ -66,7 +67,19 @@ export class Channel {
     private readonly onMessage: (data: MessageData) => void,
     private readonly onError: (err: PeerError) => void,
     private readonly onOpen: () => void = () => {},
+    private readonly gate: () => SendGate | null = () => null,
   ) {}
+
+  private unsubscribeDrain: (() => void) | null = null;
+
+  /** Whether the runtime below the data channel is saturated (see RtcRuntime.sendGate). */
+  private gated(): boolean {
+    const gate = this.gate();
+    if (!gate) return false;
+    if (!gate.blocked()) return false;
+    this.unsubscribeDrain ??= gate.onDrain(() => this.flush());
+    return true;
+  }
 
   get open(): boolean {
     return this.dc?.readyState === 'open';
@@ -112,11 +125,11 @@ export class Channel {
     if (size > max) return Promise.reject(new PeerError('too-large', `message of ${size} bytes exceeds the negotiated max message size ${max} on ${this.config.name}`));
     const dc = this.dc;
     if (!this.config.reliable) {
-      if (dc && dc.readyState === 'open' && dc.bufferedAmount <= this.flow.dropAbove) this.write(dc, payload);
+      if (dc && dc.readyState === 'open' && dc.bufferedAmount <= this.flow.dropAbove && !this.gated()) this.write(dc, payload);
       else this.dropped++;
       return Promise.resolve();
     }
-    if (dc && dc.readyState === 'open' && this.queue.length === 0 && dc.bufferedAmount + size <= this.flow.highWaterMark) {
+    if (dc && dc.readyState === 'open' && this.queue.length === 0 && dc.bufferedAmount + size <= this.flow.highWaterMark && !this.gated()) {
       this.write(dc, payload);
       return Promise.resolve();
     }
@@ -136,6 +149,7 @@ export class Channel {
     while (this.queue.length) {
       const next = this.queue[0] as Waiting;
       if (dc.bufferedAmount + next.size > this.flow.highWaterMark && dc.bufferedAmount > 0) return;
+      if (this.gated()) return;
       this.queue.shift();
       this.queuedBytes -= next.size;
       try {
@@ -191,6 +205,8 @@ export class Channel {
     this.closed = true;
     for (const w of this.queue.splice(0)) w.reject(new PeerError('closed', `channel ${this.config.name} closed before the message was sent`));
     this.queuedBytes = 0;
+    this.unsubscribeDrain?.();
+    this.unsubscribeDrain = null;
     const dc = this.dc;
     this.dc = null;
     if (dc) {

@@ -3,6 +3,7 @@ import { Channel, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits, type MessageData, t
 import { channelInit, type ResolvedChannel } from './channels.js';
 import { PeerError } from './errors.js';
 import { Negotiator, type SignalPayload } from './negotiation.js';
+import type { SendGate } from './runtime/types.js';
 import { readTransportStats, type PeerPath, type PeerStats } from './stats.js';
 
 export type RemotePeerState = 'connecting' | 'connected' | 'disconnected' | 'closed';
@@ -36,6 +37,8 @@ export interface RemotePeerOptions {
   initiator: boolean;
   channels: ResolvedChannel[];
   pc: RTCPeerConnection;
+  /** The runtime's send gate, if it has one (see RtcRuntime.sendGate). */
+  sendGate?: (pc: RTCPeerConnection) => SendGate | null;
   flow: FlowLimits;
   restart: RestartPolicy;
   send(payload: SignalPayload): void;
@@ -62,6 +65,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   private pathValue: PeerPath | null = null;
   private restartTimer: ReturnType<typeof setTimeout> | null = null;
   private restartAttempt = 0;
+  private sendGate: SendGate | null | undefined;
+  private closing: Promise<void> | null = null;
 
   constructor(private readonly opts: RemotePeerOptions) {
     super();
@@ -84,6 +89,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
           (data) => this.emit('message', config.name, data),
           (err) => this.emit('error', err),
           () => this.maybeConnected(),
+          () => this.gate(),
         ),
       );
     }
@@ -166,6 +172,14 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     };
   }
 
+  /** The runtime's send gate, looked up once the transport exists. */
+  private gate(): SendGate | null {
+    if (this.sendGate) return this.sendGate;
+    const gate = this.opts.sendGate?.(this.pc) ?? null;
+    if (gate) this.sendGate = gate;
+    return gate;
+  }
+
   private maybeConnected(): void {
     if (this.stateValue === 'closed' || this.stateValue === 'connected') return;
     for (const ch of this.channels.values()) if (!ch.open) return;
@@ -245,9 +259,12 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     }
   }
 
-  /** Closes channels and the connection, clears timers. Idempotent. */
-  close(): void {
-    if (this.stateValue === 'closed') return;
+  /**
+   * Closes channels and the connection, clears timers. Idempotent; resolves when the
+   * runtime has released the connection (werift closes its sockets asynchronously).
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
     this.stateValue = 'closed';
     this.clearRestart();
     this.negotiator.close();
@@ -255,12 +272,18 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     this.pc.onconnectionstatechange = null;
     this.pc.oniceconnectionstatechange = null;
     this.pc.ondatachannel = null;
+    let done: unknown;
     try {
-      this.pc.close();
+      done = (this.pc.close as () => unknown)();
     } catch {
       // Closing twice is harmless.
     }
+    this.closing = Promise.resolve(done).then(
+      () => undefined,
+      () => undefined,
+    );
     this.emit('close');
     this.removeAllListeners();
+    return this.closing;
   }
 }

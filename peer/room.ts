@@ -65,6 +65,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   private localId: string;
   private iceServers: RTCIceServer[];
   private closed = false;
+  private leaving: Promise<void> | null = null;
 
   constructor(
     private readonly signaling: SignalingClient,
@@ -83,7 +84,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     signaling.on('signal', (from, data) => this.onSignal(from, data));
     signaling.on('error', (err) => this.emit('error', err));
     signaling.on('open', (w) => this.onWelcome(w));
-    signaling.on('close', () => this.leave());
+    signaling.on('close', () => void this.leave());
   }
 
   /** Our id in the room. */
@@ -107,16 +108,21 @@ export class Room extends TypedEmitter<RoomEvents> {
     for (const r of results) if (r.status === 'rejected' && r.reason instanceof PeerError && r.reason.code !== 'closed') throw r.reason;
   }
 
-  /** Leaves the room: closes every connection, the signaling client and every timer. Idempotent. */
-  leave(): void {
-    if (this.closed) return;
+  /**
+   * Leaves the room: closes every connection, the signaling client and every timer.
+   * Idempotent; resolves when sockets are released.
+   */
+  leave(): Promise<void> {
+    if (this.leaving) return this.leaving;
     this.closed = true;
-    for (const peer of this.remote.values()) peer.close();
+    const closing = [...this.remote.values()].map((p) => p.close());
     this.remote.clear();
-    this.signaling.leave();
     this.signaling.removeAllListeners();
+    closing.push(this.signaling.leave());
+    this.leaving = Promise.all(closing).then(() => undefined);
     this.emit('close');
     this.removeAllListeners();
+    return this.leaving;
   }
 
   /** Connects to the peers already in the room; as the newcomer we offer. */
@@ -129,7 +135,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     // The signaling session could not be resumed: we are a new peer to everyone.
     for (const [id, peer] of this.remote) {
       this.remote.delete(id);
-      peer.close();
+      void peer.close();
       this.emit('peer-left', peer, 'closed');
     }
     this.localId = welcome.id;
@@ -147,6 +153,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       initiator,
       channels: this.channels,
       pc,
+      ...(this.runtime.sendGate ? { sendGate: (c: RTCPeerConnection) => this.runtime.sendGate?.(c) ?? null } : {}),
       flow: this.flow,
       restart: this.restart,
       send: (payload) => {
@@ -170,7 +177,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     const peer = this.remote.get(id);
     if (!peer) return;
     this.remote.delete(id);
-    peer.close();
+    void peer.close();
     this.emit('peer-left', peer, reason);
   }
 

@@ -4,4 +4,17 @@
  */
 export interface RtcRuntime {
   RTCPeerConnection: new (configuration?: RTCConfiguration) => RTCPeerConnection;
+  /**
+   * Optional flow signal for runtimes whose `bufferedAmount` does not show what waits in
+   * their SCTP association (werift hands messages to SCTP at once).
+   */
+  sendGate?(pc: RTCPeerConnection): SendGate | null;
+}
+
+/** Tells senders when the transport below the data channels is saturated. */
+export interface SendGate {
+  /** True while no more data should be handed to the connection. */
+  blocked(): boolean;
+  /** Calls `cb` whenever the transport drained; returns an unsubscribe function. */
+  onDrain(cb: () => void): () => void;
 }

@@ -68,6 +68,7 @@ export type SignalingClientEvents = {
 };
 
 const OPEN = 1;
+const CLOSED = 3;
 
 /**
  * Client of the rallypoint signaling service (browser and Node). Joins one room,
@@ -81,6 +82,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   private attempt = 0;
   private outageStart = 0;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private closing: Promise<void> | null = null;
   private readonly policy: ReconnectPolicy | null;
   private readonly WS: WebSocketConstructor;
   private connectWaiters: { resolve: (w: Welcome) => void; reject: (e: Error) => void }[] = [];
@@ -133,22 +135,28 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   }
 
   /** Leaves the room and closes for good (the room sees `peer-left` with reason `left`). */
-  leave(): void {
+  leave(): Promise<void> {
     if (this.ws?.readyState === OPEN && this.welcome) this.send({ type: 'leave' });
-    this.close();
+    return this.close();
   }
 
-  /** Closes for good. Idempotent. */
-  close(): void {
-    if (this.stateValue === 'closed') return;
+  /**
+   * Closes for good. Idempotent. Resolves once the socket has finished closing, so a
+   * caller can wait until nothing of the client is left.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
     this.clearRetry();
     const ws = this.ws;
     this.ws = null;
-    if (ws) {
+    this.closing = new Promise<void>((resolve) => {
+      if (!ws || ws.readyState === CLOSED) return resolve();
       detach(ws);
+      ws.onclose = () => resolve();
       ws.close(CLOSE_CODES.normal, 'client closed');
-    }
-    this.finish(CLOSE_CODES.normal, 'client closed');
+    });
+    if (this.stateValue !== 'closed') this.finish(CLOSE_CODES.normal, 'client closed');
+    return this.closing;
   }
 
   private send(message: ClientMessage): void {
