@@ -95,7 +95,15 @@ export class Channel {
     return this.filter.lost;
   }
 
+  /** Sends from now on over `dc` (a new connection replaces the old channel's dc). */
   attach(dc: RTCDataChannel): void {
+    if (this.closed) {
+      dc.close();
+      return;
+    }
+    if (this.dc && this.dc !== dc) this.detach(this.dc);
+    this.unsubscribeDrain?.();
+    this.unsubscribeDrain = null;
     this.dc = dc;
     dc.binaryType = 'arraybuffer';
     dc.bufferedAmountLowThreshold = this.flow.lowWaterMark;
@@ -209,15 +217,17 @@ export class Channel {
     this.unsubscribeDrain = null;
     const dc = this.dc;
     this.dc = null;
-    if (dc) {
-      dc.onmessage = null;
-      dc.onbufferedamountlow = null;
-      dc.onopen = null;
-      try {
-        dc.close();
-      } catch {
-        // Already closed with its peer connection.
-      }
+    if (dc) this.detach(dc);
+  }
+
+  private detach(dc: RTCDataChannel): void {
+    dc.onmessage = null;
+    dc.onbufferedamountlow = null;
+    dc.onopen = null;
+    try {
+      dc.close();
+    } catch {
+      // Already closed with its peer connection.
     }
   }
 }

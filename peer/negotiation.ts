@@ -1,10 +1,24 @@
 import { PeerError } from './errors.js';
 
+/** What one side can do; sent with descriptions so the other side can choose how to recover. */
+export interface PeerCaps {
+  /** The runtime keeps SCTP/DTLS across an ICE restart (werift 0.24 does not). */
+  iceRestart: boolean;
+}
+
 /** What peers exchange through the signaling service (`signal.data`). */
 export interface SignalPayload {
+  /**
+   * Connection generation: a rebuilt RTCPeerConnection gets the next one, so payloads of a
+   * connection that was replaced are recognised and dropped.
+   */
+  gen?: number;
   description?: RTCSessionDescriptionInit;
   /** A trickled candidate; null marks the end of candidates. */
   candidate?: RTCIceCandidateInit | null;
+  caps?: PeerCaps;
+  /** Asks the initiator to rebuild the connection (the asking side lost it). */
+  reconnect?: true;
 }
 
 export interface NegotiatorOptions {

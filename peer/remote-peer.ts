@@ -2,7 +2,7 @@ import { TypedEmitter } from '../signaling/client/emitter.js';
 import { Channel, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits, type MessageData, type SendData } from './channel.js';
 import { channelInit, type ResolvedChannel } from './channels.js';
 import { PeerError } from './errors.js';
-import { Negotiator, type SignalPayload } from './negotiation.js';
+import { Negotiator, type PeerCaps, type SignalPayload } from './negotiation.js';
 import type { SendGate } from './runtime/types.js';
 import { readTransportStats, type PeerPath, type PeerStats } from './stats.js';
 
@@ -11,7 +11,7 @@ export type RemotePeerState = 'connecting' | 'connected' | 'disconnected' | 'clo
 export type RemotePeerEvents = {
   /** Every channel is open: `send` goes straight out. */
   connected: () => void;
-  /** ICE lost the path; the peer is restarting ICE. */
+  /** ICE lost the path; the connection is being recovered. */
   disconnected: () => void;
   message: (channel: string, data: MessageData) => void;
   'path-change': (path: PeerPath) => void;
@@ -20,14 +20,24 @@ export type RemotePeerEvents = {
 };
 
 export interface RestartPolicy {
-  /** Wait this long in `disconnected` before restarting ICE (it often recovers alone). */
+  /** Wait this long in `disconnected` before acting (ICE often recovers alone). */
   disconnectedGraceMs: number;
-  /** First ICE restart delay; doubles per attempt up to `maxDelayMs`. */
+  /** Delay before the 2nd recovery attempt; doubles per attempt up to `maxDelayMs` (with jitter). */
   baseDelayMs: number;
   maxDelayMs: number;
+  /** An attempt that has not connected after this long is followed by the next one. */
+  attemptTimeoutMs: number;
+  /** ICE restarts to try (when both sides support them) before rebuilding the connection. */
+  iceRestarts: number;
 }
 
-export const DEFAULT_RESTART: RestartPolicy = { disconnectedGraceMs: 2_000, baseDelayMs: 500, maxDelayMs: 15_000 };
+export const DEFAULT_RESTART: RestartPolicy = {
+  disconnectedGraceMs: 2_000,
+  baseDelayMs: 500,
+  maxDelayMs: 15_000,
+  attemptTimeoutMs: 5_000,
+  iceRestarts: 2,
+};
 
 export interface RemotePeerOptions {
   id: string;
@@ -36,7 +46,8 @@ export interface RemotePeerOptions {
   /** The side that creates the channels and makes the first offer (the newcomer). */
   initiator: boolean;
   channels: ResolvedChannel[];
-  pc: RTCPeerConnection;
+  createConnection(): RTCPeerConnection;
+  caps: PeerCaps;
   /** The runtime's send gate, if it has one (see RtcRuntime.sendGate). */
   sendGate?: (pc: RTCPeerConnection) => SendGate | null;
   flow: FlowLimits;
@@ -45,47 +56,48 @@ export interface RemotePeerOptions {
 }
 
 /** Reads the SCTP max message size, if the runtime exposes it (W3C RTCSctpTransport). */
-function maxMessageSizeOf(pc: RTCPeerConnection): number {
-  const sctp = (pc as { sctp?: { maxMessageSize?: unknown } | null }).sctp;
+function maxMessageSizeOf(pc: RTCPeerConnection | undefined): number {
+  const sctp = (pc as { sctp?: { maxMessageSize?: unknown } | null } | undefined)?.sctp;
   const size = sctp?.maxMessageSize;
   return typeof size === 'number' && size > 0 && Number.isFinite(size) ? size : DEFAULT_MAX_MESSAGE_SIZE;
 }
 
+/** One RTCPeerConnection to the peer; a rebuild replaces it with the next generation. */
+interface Connection {
+  gen: number;
+  pc: RTCPeerConnection;
+  negotiator: Negotiator;
+  gate: SendGate | null | undefined;
+}
+
 /**
  * Another peer of the room, and the WebRTC connection to it: named channels, perfect
- * negotiation, ICE restart with backoff on `disconnected`/`failed`, path and stats.
+ * negotiation, recovery with backoff on `disconnected`/`failed` (ICE restart where both
+ * runtimes support it, else a new connection), path and stats.
  */
 export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   readonly id: string;
   readonly meta: Record<string, unknown> | undefined;
-  private readonly pc: RTCPeerConnection;
-  private readonly negotiator: Negotiator;
+  private conn: Connection | null = null;
   private readonly channels = new Map<string, Channel>();
   private stateValue: RemotePeerState = 'connecting';
   private pathValue: PeerPath | null = null;
-  private restartTimer: ReturnType<typeof setTimeout> | null = null;
-  private restartAttempt = 0;
-  private sendGate: SendGate | null | undefined;
+  private remoteCaps: PeerCaps | null = null;
+  private recoveryTimer: ReturnType<typeof setTimeout> | null = null;
+  private attempt = 0;
   private closing: Promise<void> | null = null;
 
   constructor(private readonly opts: RemotePeerOptions) {
     super();
     this.id = opts.id;
     this.meta = opts.meta;
-    this.pc = opts.pc;
-    // Perfect negotiation needs exactly one polite side; ids are unique, so compare them.
-    this.negotiator = new Negotiator(this.pc, {
-      polite: opts.localId < opts.id,
-      send: opts.send,
-      onError: (err) => this.emit('error', err),
-    });
     for (const config of opts.channels) {
       this.channels.set(
         config.name,
         new Channel(
           config,
           opts.flow,
-          () => maxMessageSizeOf(this.pc),
+          () => maxMessageSizeOf(this.conn?.pc),
           (data) => this.emit('message', config.name, data),
           (err) => this.emit('error', err),
           () => this.maybeConnected(),
@@ -93,22 +105,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
         ),
       );
     }
-    this.pc.onconnectionstatechange = () => this.onConnectionState();
-    this.pc.oniceconnectionstatechange = () => this.onConnectionState();
-    if (opts.initiator) {
-      for (const [name, channel] of this.channels) channel.attach(this.pc.createDataChannel(name, channelInit(channel.config)));
-      void this.negotiator.offer();
-    } else {
-      this.pc.ondatachannel = (ev) => {
-        const channel = this.channels.get(ev.channel.label);
-        if (!channel) {
-          this.emit('error', new PeerError('unknown-channel', `peer ${this.id} opened unknown channel "${ev.channel.label}"; configure it on both sides`));
-          ev.channel.close();
-          return;
-        }
-        channel.attach(ev.channel);
-      };
-    }
+    if (opts.initiator) this.connect(0);
   }
 
   get state(): RemotePeerState {
@@ -129,6 +126,11 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     return [...this.channels.keys()];
   }
 
+  /** Connection generation (increments each time the connection is rebuilt). */
+  get generation(): number {
+    return this.conn?.gen ?? 0;
+  }
+
   /** Whether a channel's RTCDataChannel is open. */
   isOpen(channel: string): boolean {
     return this.channels.get(channel)?.open ?? false;
@@ -147,9 +149,34 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     return ch.send(data);
   }
 
+  /**
+   * Recovers the connection now, e.g. after the app saw the network change: an ICE
+   * restart (RFC 8445 §2.4) where both runtimes keep their channels through one, else a new
+   * connection. Only the initiator rebuilds; the other side asks it to.
+   */
+  restartIce(): Promise<void> {
+    if (this.stateValue === 'closed') return Promise.resolve();
+    return this.recover();
+  }
+
   /** Applies a signaling payload from this peer. */
   handleSignal(payload: SignalPayload): Promise<void> {
-    return this.negotiator.receive(payload);
+    if (this.stateValue === 'closed') return Promise.resolve();
+    if (payload.caps) this.remoteCaps = payload.caps;
+    if (payload.reconnect) {
+      // The other side lost the connection and cannot rebuild it itself.
+      if (this.opts.initiator) this.scheduleRecovery(0);
+      return Promise.resolve();
+    }
+    const gen = payload.gen ?? 0;
+    if (!this.conn || gen > this.conn.gen) {
+      // Only the initiator starts generations; a newer one from it replaces ours.
+      if (this.opts.initiator) return Promise.resolve();
+      this.connect(gen);
+    }
+    const conn = this.conn as Connection;
+    if (gen < conn.gen) return Promise.resolve(); // from a connection that was replaced
+    return conn.negotiator.receive(payload);
   }
 
   /** Connection statistics: RTT, bytes, loss on latest channels, selected candidate pair. */
@@ -160,7 +187,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
       lost += ch.lost;
       dropped += ch.dropped;
     }
-    const transport = this.stateValue === 'closed' ? null : readTransportStats(await this.pc.getStats());
+    const pc = this.conn?.pc;
+    const transport = this.stateValue === 'closed' || !pc ? null : readTransportStats(await pc.getStats());
     return {
       rttMs: transport?.rttMs,
       bytesSent: transport?.bytesSent ?? 0,
@@ -172,39 +200,94 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     };
   }
 
+  /** Creates connection generation `gen`, replacing the current one (channels are kept). */
+  private connect(gen: number): void {
+    const old = this.conn;
+    if (old) this.dispose(old);
+    const pc = this.opts.createConnection();
+    const conn: Connection = {
+      gen,
+      pc,
+      gate: undefined,
+      // Perfect negotiation needs exactly one polite side; ids are unique, so compare them.
+      negotiator: new Negotiator(pc, {
+        polite: this.opts.localId < this.id,
+        send: (payload) => {
+          if (this.conn !== conn) return;
+          this.opts.send(payload.description ? { ...payload, gen, caps: this.opts.caps } : { ...payload, gen });
+        },
+        onError: (err) => {
+          if (this.conn === conn) this.emit('error', err);
+        },
+      }),
+    };
+    this.conn = conn;
+    pc.onconnectionstatechange = () => this.onConnectionState(conn);
+    pc.oniceconnectionstatechange = () => this.onConnectionState(conn);
+    if (this.opts.initiator) {
+      for (const [name, channel] of this.channels) channel.attach(pc.createDataChannel(name, channelInit(channel.config)));
+      void conn.negotiator.offer();
+    } else {
+      pc.ondatachannel = (ev) => {
+        if (this.conn !== conn) return;
+        const channel = this.channels.get(ev.channel.label);
+        if (!channel) {
+          this.emit('error', new PeerError('unknown-channel', `peer ${this.id} opened unknown channel "${ev.channel.label}"; configure it on both sides`));
+          ev.channel.close();
+          return;
+        }
+        channel.attach(ev.channel);
+      };
+    }
+  }
+
+  /** Closes a connection that is being replaced or the peer that is closing. */
+  private dispose(conn: Connection): Promise<void> {
+    conn.negotiator.close();
+    conn.pc.onconnectionstatechange = null;
+    conn.pc.oniceconnectionstatechange = null;
+    conn.pc.ondatachannel = null;
+    let done: unknown;
+    try {
+      done = (conn.pc.close as () => unknown)();
+    } catch {
+      // Closing twice is harmless.
+    }
+    return Promise.resolve(done).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
   /** The runtime's send gate, looked up once the transport exists. */
   private gate(): SendGate | null {
-    if (this.sendGate) return this.sendGate;
-    const gate = this.opts.sendGate?.(this.pc) ?? null;
-    if (gate) this.sendGate = gate;
+    const conn = this.conn;
+    if (!conn) return null;
+    if (conn.gate) return conn.gate;
+    const gate = this.opts.sendGate?.(conn.pc) ?? null;
+    if (gate) conn.gate = gate;
     return gate;
   }
 
   private maybeConnected(): void {
     if (this.stateValue === 'closed' || this.stateValue === 'connected') return;
     for (const ch of this.channels.values()) if (!ch.open) return;
-    this.setConnected();
-  }
-
-  private setConnected(): void {
     this.stateValue = 'connected';
-    this.restartAttempt = 0;
-    this.clearRestart();
+    this.attempt = 0;
+    this.clearRecovery();
     this.emit('connected');
     void this.refreshPath();
   }
 
-  private onConnectionState(): void {
-    if (this.stateValue === 'closed') return;
-    const state = this.pc.connectionState ?? this.pc.iceConnectionState;
-    const ice = this.pc.iceConnectionState;
+  private onConnectionState(conn: Connection): void {
+    if (this.stateValue === 'closed' || this.conn !== conn) return;
+    const pc = conn.pc;
+    const state = pc.connectionState ?? pc.iceConnectionState;
+    const ice = pc.iceConnectionState;
     if (state === 'connected' || ice === 'connected' || ice === 'completed') {
       if (this.stateValue === 'disconnected') {
-        this.clearRestart();
-        this.restartAttempt = 0;
         this.stateValue = 'connecting';
         this.maybeConnected();
-        if ((this.stateValue as RemotePeerState) === 'connected') return;
       }
       void this.refreshPath();
       return;
@@ -215,41 +298,57 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
         this.emit('disconnected');
       }
       const failed = state === 'failed' || ice === 'failed';
-      this.scheduleRestart(failed ? 0 : this.opts.restart.disconnectedGraceMs);
+      this.scheduleRecovery(failed ? 0 : this.opts.restart.disconnectedGraceMs);
     }
   }
 
-  /**
-   * ICE restart (RFC 8445 §2.4) with exponential backoff and jitter. Only the initiator
-   * restarts, so both sides never offer at once; the other side answers.
-   */
-  private scheduleRestart(extraDelayMs: number): void {
-    if (!this.opts.initiator || this.restartTimer !== null || this.stateValue === 'closed') return;
+  /** Schedules the next recovery attempt with exponential backoff and jitter. */
+  private scheduleRecovery(extraDelayMs: number): void {
+    if (this.recoveryTimer !== null || this.stateValue === 'closed') return;
     const { baseDelayMs, maxDelayMs } = this.opts.restart;
-    const backoff = this.restartAttempt === 0 ? 0 : Math.min(maxDelayMs, baseDelayMs * 2 ** (this.restartAttempt - 1));
+    const backoff = this.attempt === 0 ? 0 : Math.min(maxDelayMs, baseDelayMs * 2 ** (this.attempt - 1));
     const delay = extraDelayMs + backoff * (0.5 + Math.random() / 2);
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = null;
-      const state = this.pc.connectionState ?? this.pc.iceConnectionState;
-      if (this.stateValue === 'closed' || state === 'connected') return;
-      this.restartAttempt++;
-      this.pc.restartIce?.();
-      void this.negotiator.offer(true).then(() => {
-        // Still not connected after this attempt: try again later.
-        if (this.stateValue !== 'connected' && this.stateValue !== 'closed') this.scheduleRestart(this.opts.restart.disconnectedGraceMs);
-      });
+    this.recoveryTimer = setTimeout(() => {
+      this.recoveryTimer = null;
+      if (this.stateValue === 'closed' || this.stateValue === 'connected') return;
+      void this.recover();
     }, delay);
   }
 
-  private clearRestart(): void {
-    if (this.restartTimer !== null) clearTimeout(this.restartTimer);
-    this.restartTimer = null;
+  /** One recovery attempt; schedules the next unless the peer is connected by then. */
+  private async recover(): Promise<void> {
+    this.attempt++;
+    this.clearRecovery();
+    this.recoveryTimer = setTimeout(() => {
+      this.recoveryTimer = null;
+      if (this.stateValue !== 'connected' && this.stateValue !== 'closed') this.scheduleRecovery(0);
+    }, this.opts.restart.attemptTimeoutMs);
+    if (!this.opts.initiator) {
+      // Only the initiator creates connections (so both sides never build one at once).
+      this.opts.send({ reconnect: true, gen: this.conn?.gen ?? 0 });
+      return;
+    }
+    const iceRestartWorks = this.opts.caps.iceRestart && this.remoteCaps?.iceRestart === true;
+    const conn = this.conn;
+    if (conn && iceRestartWorks && this.attempt <= this.opts.restart.iceRestarts) {
+      conn.pc.restartIce?.();
+      await conn.negotiator.offer(true);
+      return;
+    }
+    this.connect((conn?.gen ?? 0) + 1);
+  }
+
+  private clearRecovery(): void {
+    if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
+    this.recoveryTimer = null;
   }
 
   private async refreshPath(): Promise<void> {
+    const pc = this.conn?.pc;
+    if (!pc) return;
     let path: PeerPath | null = null;
     try {
-      path = readTransportStats(await this.pc.getStats()).path;
+      path = readTransportStats(await pc.getStats()).path;
     } catch {
       return; // getStats on a closing connection
     }
@@ -266,22 +365,10 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.stateValue = 'closed';
-    this.clearRestart();
-    this.negotiator.close();
+    this.clearRecovery();
     for (const ch of this.channels.values()) ch.close();
-    this.pc.onconnectionstatechange = null;
-    this.pc.oniceconnectionstatechange = null;
-    this.pc.ondatachannel = null;
-    let done: unknown;
-    try {
-      done = (this.pc.close as () => unknown)();
-    } catch {
-      // Closing twice is harmless.
-    }
-    this.closing = Promise.resolve(done).then(
-      () => undefined,
-      () => undefined,
-    );
+    const conn = this.conn;
+    this.closing = conn ? this.dispose(conn) : Promise.resolve();
     this.emit('close');
     this.removeAllListeners();
     return this.closing;

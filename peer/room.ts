@@ -145,14 +145,14 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   private addPeer(info: PeerInfo, initiator: boolean): void {
     if (this.closed || this.remote.has(info.id)) return;
-    const pc = new this.runtime.RTCPeerConnection({ ...this.options.rtcConfig, iceServers: this.iceServers });
     const peer = new RemotePeer({
       id: info.id,
       meta: info.meta,
       localId: this.localId,
       initiator,
       channels: this.channels,
-      pc,
+      createConnection: () => new this.runtime.RTCPeerConnection({ ...this.options.rtcConfig, iceServers: this.iceServers }),
+      caps: { iceRestart: this.runtime.iceRestart ?? true },
       ...(this.runtime.sendGate ? { sendGate: (c: RTCPeerConnection) => this.runtime.sendGate?.(c) ?? null } : {}),
       flow: this.flow,
       restart: this.restart,

@@ -6,6 +6,16 @@ const SDP_TYPES = new Set(['offer', 'answer', 'pranswer', 'rollback']);
 export function toSignalPayload(data: unknown): SignalPayload | null {
   if (typeof data !== 'object' || data === null) return null;
   const d = data as Record<string, unknown>;
+  const gen = d.gen === undefined ? 0 : d.gen;
+  if (typeof gen !== 'number' || !Number.isInteger(gen) || gen < 0) return null;
+  const base: SignalPayload = { gen };
+  if (typeof d.caps === 'object' && d.caps !== null) base.caps = { iceRestart: (d.caps as { iceRestart?: unknown }).iceRestart === true };
+  const payload = parseBody(d);
+  return payload ? { ...base, ...payload } : null;
+}
+
+function parseBody(d: Record<string, unknown>): SignalPayload | null {
+  if (d.reconnect === true) return { reconnect: true };
   if (d.description !== undefined) {
     const desc = d.description as Record<string, unknown> | null;
     if (typeof desc !== 'object' || desc === null || typeof desc.type !== 'string' || !SDP_TYPES.has(desc.type)) return null;

@@ -4,6 +4,8 @@
  */
 export interface RtcRuntime {
   RTCPeerConnection: new (configuration?: RTCConfiguration) => RTCPeerConnection;
+  /** Whether data channels survive an ICE restart (default true; werift 0.24: false). */
+  iceRestart?: boolean;
   /**
    * Optional flow signal for runtimes whose `bufferedAmount` does not show what waits in
    * their SCTP association (werift hands messages to SCTP at once).

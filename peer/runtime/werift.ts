@@ -56,14 +56,33 @@ function weriftSendGate(pc: RTCPeerConnection): SendGate | null {
   };
 }
 
+/*
+ * werift 0.24's ICE restart does not bring data back: after a restart offer/answer the
+ * candidates of the new generation are refused ("No media section matched the ICE
+ * usernameFragment") and nothing flows. `iceRestart: false` makes rallypoint rebuild the
+ * connection instead when a werift peer is on either side.
+ */
 let ready = false;
+
+/**
+ * `RALLYPOINT_WERIFT_FIXES=0` in the environment (read at the first `weriftRuntime()` call)
+ * leaves werift's SCTP/DCEP code as shipped: unreliable channels are then announced as
+ * ordered and retransmit until delivered (see werift-fixes.ts). It exists so tests can show
+ * the upstream defects; do not set it otherwise. The fixes patch werift's prototypes, so
+ * once applied in a process they stay applied.
+ */
+export const WERIFT_FIXES_ENV = 'RALLYPOINT_WERIFT_FIXES';
 
 /** werift (pure TypeScript WebRTC), with rallypoint's fixes applied: the Node default. */
 export function weriftRuntime(): RtcRuntime {
   if (!ready) {
-    applyWeriftFixes(RTCSctpTransport);
+    if (process.env[WERIFT_FIXES_ENV] === '0') {
+      process.emitWarning(`${WERIFT_FIXES_ENV}=0: werift's partial reliability and DCEP bugs are NOT fixed in this process`, { code: 'RALLYPOINT_WERIFT_UNFIXED' });
+    } else {
+      applyWeriftFixes(RTCSctpTransport);
+    }
     addBufferedAmountLowProperty();
     ready = true;
   }
-  return { RTCPeerConnection: WeriftPeerConnection as unknown as RtcRuntime['RTCPeerConnection'], sendGate: weriftSendGate };
+  return { RTCPeerConnection: WeriftPeerConnection as unknown as RtcRuntime['RTCPeerConnection'], sendGate: weriftSendGate, iceRestart: false };
 }
