@@ -203,7 +203,13 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   /** Creates connection generation `gen`, replacing the current one (channels are kept). */
   private connect(gen: number): void {
     const old = this.conn;
-    if (old) this.dispose(old);
+    if (old) {
+      void this.dispose(old);
+      if (this.stateValue === 'connected') {
+        this.stateValue = 'disconnected';
+        this.emit('disconnected');
+      }
+    }
     const pc = this.opts.createConnection();
     const conn: Connection = {
       gen,
