@@ -42,6 +42,8 @@ export class Negotiator {
   private chain: Promise<void> = Promise.resolve();
   private ignoreOffer = false;
   private readonly pendingCandidates: RTCIceCandidateInit[] = [];
+  /** Local candidates gathered while a local description is being set; null otherwise. */
+  private heldCandidates: (RTCIceCandidateInit | null)[] | null = null;
   private closed = false;
 
   constructor(
@@ -50,8 +52,29 @@ export class Negotiator {
   ) {
     pc.onicecandidate = (ev) => {
       if (this.closed) return;
-      this.opts.send({ candidate: ev.candidate ? candidateJson(ev.candidate) : null });
+      const candidate = ev.candidate ? candidateJson(ev.candidate) : null;
+      if (this.heldCandidates) this.heldCandidates.push(candidate);
+      else this.opts.send({ candidate });
     };
+  }
+
+  /**
+   * Sets a local description and sends it, then the candidates gathered meanwhile. werift
+   * fires `icecandidate` before `setLocalDescription` resolves: sent at once, those candidates
+   * would overtake the description and reach a peer without a remote description (a plain
+   * browser RTCPeerConnection rejects them: "The remote description was null").
+   */
+  private async setAndSendLocal(description: RTCSessionDescriptionInit): Promise<void> {
+    this.heldCandidates = [];
+    try {
+      await this.pc.setLocalDescription(description);
+      const local = this.pc.localDescription;
+      if (local && !this.closed) this.opts.send({ description: { type: local.type, sdp: local.sdp } });
+    } finally {
+      const held = this.heldCandidates;
+      this.heldCandidates = null;
+      if (!this.closed) for (const candidate of held) this.opts.send({ candidate });
+    }
   }
 
   /** Queues an offer (an ICE restart when asked). */
@@ -60,9 +83,7 @@ export class Negotiator {
       if (this.pc.signalingState !== 'stable') return; // a negotiation is under way; it will carry our changes
       const offer = await this.pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
       if (this.closed || this.pc.signalingState !== 'stable') return;
-      await this.pc.setLocalDescription(offer);
-      const local = this.pc.localDescription;
-      if (local && !this.closed) this.opts.send({ description: { type: local.type, sdp: local.sdp } });
+      await this.setAndSendLocal(offer);
     });
   }
 
@@ -85,9 +106,7 @@ export class Negotiator {
     if (description.type === 'offer') {
       const answer = await pc.createAnswer();
       if (this.closed) return;
-      await pc.setLocalDescription(answer);
-      const local = pc.localDescription;
-      if (local && !this.closed) this.opts.send({ description: { type: local.type, sdp: local.sdp } });
+      await this.setAndSendLocal(answer);
     }
   }
 
