@@ -11,4 +11,25 @@ export type { PeerStats, PeerPath, CandidateInfo } from './stats.js';
 export type { RtcRuntime, SendGate } from './runtime/types.js';
 export type { SignalPayload } from './negotiation.js';
 export * from '../signaling/client/index.js';
-export * from '../signaling/protocol/index.js';
+// The protocol without its zod schemas (those are in `rallypoint/protocol` and
+// `rallypoint/server`): the browser bundle validates with the equivalent guards.
+export * from '../signaling/protocol/codes.js';
+export * from '../signaling/protocol/limits.js';
+export * from '../signaling/protocol/constants.js';
+export * from '../signaling/protocol/guards.js';
+export * from '../signaling/protocol/client-codec.js';
+export { utf8Length } from '../signaling/protocol/utf8.js';
+export type {
+  ClientMessage,
+  ServerMessage,
+  JoinMessage,
+  SignalMessage,
+  LeaveMessage,
+  WelcomeMessage,
+  PeerJoinedMessage,
+  PeerLeftMessage,
+  ServerSignalMessage,
+  ErrorMessage,
+  PeerInfo,
+  IceServer,
+} from '../signaling/protocol/schemas.js';

@@ -2,7 +2,8 @@ import { SignalingClient, type SignalingClientOptions, type Welcome, type WebSoc
 import type { ReconnectPolicy } from '../signaling/client/backoff.js';
 import { TypedEmitter } from '../signaling/client/emitter.js';
 import type { SignalingError } from '../signaling/client/errors.js';
-import type { LeaveReason, PeerInfo } from '../signaling/protocol/index.js';
+import type { LeaveReason } from '../signaling/protocol/codes.js';
+import type { PeerInfo } from '../signaling/protocol/schemas.js';
 import { DEFAULT_FLOW, type FlowLimits, type MessageData, type SendData } from './channel.js';
 import { resolveChannels, type ChannelOptions, type ResolvedChannel } from './channels.js';
 import { PeerError } from './errors.js';

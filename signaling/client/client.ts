@@ -1,16 +1,8 @@
-import {
-  CLOSE_CODES,
-  FINAL_CLOSE_CODES,
-  SUBPROTOCOL,
-  decodeServerMessage,
-  encodeClientMessage,
-  utf8Length,
-  type ClientMessage,
-  type IceServer,
-  type LeaveReason,
-  type PeerInfo,
-  type WelcomeMessage,
-} from '../protocol/index.js';
+import { decodeServerFrame as decodeServerMessage, encodeClientFrame as encodeClientMessage } from '../protocol/client-codec.js';
+import { CLOSE_CODES, FINAL_CLOSE_CODES, type LeaveReason } from '../protocol/codes.js';
+import { SUBPROTOCOL } from '../protocol/constants.js';
+import type { ClientMessage, IceServer, PeerInfo, WelcomeMessage } from '../protocol/schemas.js';
+import { utf8Length } from '../protocol/utf8.js';
 import { ExponentialBackoff, type ReconnectPolicy } from './backoff.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalingError } from './errors.js';

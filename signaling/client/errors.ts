@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../protocol/index.js';
+import type { ErrorCode } from '../protocol/codes.js';
 
 /** Codes of errors raised by the client itself (not sent by the server). */
 export type ClientErrorCode = 'invalid-message' | 'not-open' | 'closed' | 'gave-up';

@@ -5,8 +5,7 @@
 import * as z from 'zod/mini';
 import { ERROR_CODES, LEAVE_REASONS } from './codes.js';
 
-export const SUBPROTOCOL = 'rallypoint.v1';
-export const DEFAULT_PATH = '/ws';
+export { SUBPROTOCOL, DEFAULT_PATH } from './constants.js';
 
 /** Room names: 1-64 of [A-Za-z0-9_.-]. */
 export const RoomName = z.string().check(z.minLength(1), z.maxLength(64), z.regex(/^[A-Za-z0-9_.-]+$/));
