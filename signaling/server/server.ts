@@ -19,6 +19,9 @@ import { checkUpgrade, clientIp, refuseUpgrade } from './upgrade.js';
 
 type State = 'running' | 'closing' | 'closed';
 
+/** RFC 6455 §7.4.1: reported when a Close frame carried no status code. */
+const NO_STATUS = 1005;
+
 /** How long `close()` waits for clients to finish the closing handshake before terminating them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 
@@ -297,8 +300,10 @@ export class SignalingServer implements HandlerContext {
     if (!session) return;
     conn.session = null;
     session.conn = null;
-    // 1000/1001 are deliberate (the client closed or the page went away): no resume.
-    const deliberate = code === CLOSE_CODES.normal || code === CLOSE_CODES.goingAway;
+    // 1000/1001 are deliberate (the client closed or the page went away), and so is 1005:
+    // a browser's ws.close() without a code sends a Close frame with no status
+    // (RFC 6455 §7.1.5). Only a lost connection (1006, or a protocol error) may resume.
+    const deliberate = code === CLOSE_CODES.normal || code === CLOSE_CODES.goingAway || code === NO_STATUS;
     const reason = conn.timedOut ? 'timeout' : 'closed';
     if (deliberate) {
       void endSession(this, session, reason).catch((err: unknown) => this.logger.error({ err }, 'leave failed'));

@@ -152,12 +152,21 @@ describe('resume', () => {
     expect((await c2.join('r', { resume: c.token })).resumed).toBe(false);
   });
 
-  it('any other close (here: a close frame without status code, 1005) keeps the session for resume', async () => {
+  it('a close frame without status code (1005, what a browser ws.close() sends) ends the session at once', async () => {
     const srv = await startFakeClockServer({ limits: { resumeGraceMs: GRACE } });
     const a = await srv.joined('r');
     const b = await srv.joined('r');
     await a.client.close();
     expect(await srv.logs.closed(a.id)).toMatchObject({ code: 1005 });
+    expect(await b.client.next('peer-left')).toEqual({ type: 'peer-left', id: a.id, reason: 'closed' });
+  });
+
+  it('any other close (here: an application code 4321) keeps the session for resume', async () => {
+    const srv = await startFakeClockServer({ limits: { resumeGraceMs: GRACE } });
+    const a = await srv.joined('r');
+    const b = await srv.joined('r');
+    await a.client.close(4321);
+    expect(await srv.logs.closed(a.id)).toMatchObject({ code: 4321 });
     await b.client.sync();
     expect(b.client.pending('peer-left')).toEqual([]);
     const a2 = await srv.connect();
