@@ -5,6 +5,7 @@ import { listenSignaling } from '../server/index.js';
 import { InvalidOptionsError } from '../server/options.js';
 import { ConfigError, LIMIT_KEYS, SERVE_OPTIONS, resolveConfig } from './config.js';
 import { helpText } from './help.js';
+import { defaultWebRoot, staticFiles } from './static.js';
 
 async function serve(flags: Record<string, string | boolean | undefined>): Promise<void> {
   const cfg = resolveConfig(SERVE_OPTIONS, flags, process.env);
@@ -22,6 +23,8 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
     limits,
     logger,
     defaultMetrics: true,
+    // The demo and the browser bundle (dist/web, built by `npm run build`) at `/`.
+    onRequest: staticFiles(defaultWebRoot()),
   });
   process.stdout.write(`rallypoint listening on ${listening.url} (signaling ${listening.wsUrl})\n`);
   let stopping = false;
