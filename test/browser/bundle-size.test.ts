@@ -1,0 +1,51 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { libraryOptions } from '../../web/build.mjs';
+
+/** The budget of the peer library and signaling client together, min+gzip (gzip -9). */
+const BUDGET_BYTES = 12 * 1024;
+
+describe('browser bundle (dist/web/rallypoint.min.js)', () => {
+  let dir = '';
+  let code: Buffer;
+  let inputs: Record<string, { bytesInOutput: number }> = {};
+  let exports: string[] = [];
+  let imports: { path: string }[] = [];
+
+  beforeAll(async () => {
+    // Built here with the very options of web/build.mjs, so the test does not depend on a prior build.
+    dir = await mkdtemp(join(tmpdir(), 'rallypoint-bundle-'));
+    const result = await build({ ...libraryOptions(dir), sourcemap: false });
+    const [out] = Object.entries(result.metafile.outputs).filter(([name]) => name.endsWith('rallypoint.min.js'));
+    if (!out) throw new Error('esbuild produced no rallypoint.min.js');
+    inputs = out[1].inputs;
+    exports = out[1].exports;
+    imports = out[1].imports;
+    code = await readFile(join(dir, 'rallypoint.min.js'));
+  });
+
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it(`is at most ${BUDGET_BYTES} bytes min+gzip`, () => {
+    const gzipped = gzipSync(code, { level: 9 }).byteLength;
+    // On failure, say where the bytes go (minified bytes per input, biggest first).
+    const biggest = Object.entries(inputs)
+      .sort((a, b) => b[1].bytesInOutput - a[1].bytesInOutput)
+      .slice(0, 8)
+      .map(([file, v]) => `${file}: ${v.bytesInOutput} B`)
+      .join('\n  ');
+    expect(gzipped, `${gzipped} B min+gzip (${code.byteLength} B minified); biggest inputs:\n  ${biggest}`).toBeLessThanOrEqual(BUDGET_BYTES);
+  });
+
+  it('is one ESM file with the public API and nothing for Node', () => {
+    expect(exports).toEqual(expect.arrayContaining(['joinRoom', 'Room', 'RemotePeer', 'SignalingClient', 'CHANNEL_PRESETS', 'PeerError', 'SUBPROTOCOL']));
+    expect(imports).toEqual([]); // self-contained
+    expect(code.toString('utf8')).not.toMatch(/\brequire\(/);
+    // The Node-only parts (werift, ws) must never reach the browser bundle.
+    expect(Object.keys(inputs).filter((f) => /node_modules\/(werift|ws)\/|peer\/node\.ts|runtime\/werift/.test(f))).toEqual([]);
+  });
+});
