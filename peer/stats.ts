@@ -11,6 +11,7 @@ export interface CandidateInfo {
 export interface PeerStats {
   /** Current round-trip time of the selected candidate pair, ms (undefined if unknown). */
   rttMs: number | undefined;
+  /** Bytes sent and received on this connection, over every candidate pair it used. */
   bytesSent: number;
   bytesReceived: number;
   /** Messages known lost: gaps in the sequence numbers of `latest`-mode channels. */
@@ -50,14 +51,24 @@ export function readTransportStats(report: RTCStatsReport): Omit<PeerStats, 'pac
       if (e.type === 'candidate-pair' && e.state === 'succeeded' && (e.nominated === true || e.selected === true)) pair = e;
     }
   }
-  if (!pair) return { rttMs: undefined, bytesSent: 0, bytesReceived: 0, selectedPair: null, path: null };
+  // Bytes of the whole connection: the sum over every candidate pair. The selected pair can
+  // change (Chromium moves from one host pair to another after connecting) and each pair
+  // counts only its own traffic, so the selected pair alone may show 0 after real traffic.
+  let bytesSent = 0;
+  let bytesReceived = 0;
+  for (const e of entries.values()) {
+    if (e.type !== 'candidate-pair') continue;
+    if (typeof e.bytesSent === 'number') bytesSent += e.bytesSent;
+    if (typeof e.bytesReceived === 'number') bytesReceived += e.bytesReceived;
+  }
+  if (!pair) return { rttMs: undefined, bytesSent, bytesReceived, selectedPair: null, path: null };
   const local = candidate(entries.get(pair.localCandidateId as string));
   const remote = candidate(entries.get(pair.remoteCandidateId as string));
   const rtt = typeof pair.currentRoundTripTime === 'number' ? pair.currentRoundTripTime * 1000 : undefined;
   return {
     rttMs: rtt,
-    bytesSent: typeof pair.bytesSent === 'number' ? pair.bytesSent : 0,
-    bytesReceived: typeof pair.bytesReceived === 'number' ? pair.bytesReceived : 0,
+    bytesSent,
+    bytesReceived,
     selectedPair: { local, remote },
     path: local.type === 'relay' || remote.type === 'relay' ? 'relay' : 'direct',
   };
