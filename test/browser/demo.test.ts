@@ -24,18 +24,23 @@ interface Player {
 describeBrowser('demo game in Chromium, served by the real `npm start`', () => {
   let server: NpmServer;
   let browser: Browser;
+  let starting: [Promise<NpmServer>, Promise<Browser>] | null = null;
 
   beforeAll(async () => {
     if (!existsSync(`${root}dist/web/index.html`) || !existsSync(`${root}dist/web/demo.js`)) {
       throw new Error('dist/web has no demo: `npm run build` must run `node web/build.mjs`');
     }
-    [server, browser] = await Promise.all([startNpmServer(), launchChromium()]);
+    starting = [startNpmServer(), launchChromium()];
+    [server, browser] = await Promise.all(starting);
   }, 30_000);
 
+  // Closes what started even when beforeAll failed or timed out half-way.
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+    if (!starting) return;
+    const [s, b] = await Promise.allSettled(starting);
+    if (b.status === 'fulfilled') await b.value.close();
+    if (s.status === 'fulfilled') await s.value.close();
+  }, 30_000);
 
   afterEach(cleanup);
 

@@ -22,12 +22,15 @@ interface LibTab {
 describeBrowser('the peer library in Chromium, with Node (werift) peers', () => {
   let stack: PageStack;
   let node: typeof NodePeer;
+  let starting: Promise<PageStack> | null = null;
 
   beforeAll(async () => {
-    [stack, node] = await Promise.all([startPageStack(), import(NODE_ENTRY) as Promise<typeof NodePeer>]);
+    starting = startPageStack();
+    [stack, node] = await Promise.all([starting, import(NODE_ENTRY) as Promise<typeof NodePeer>]);
   }, 30_000);
 
-  afterAll(() => stack?.close());
+  // Closes the stack even when beforeAll timed out before it was up.
+  afterAll(async () => (await starting?.catch(() => null))?.close(), 30_000);
 
   afterEach(cleanup);
 

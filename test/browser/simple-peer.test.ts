@@ -7,12 +7,15 @@ import { cleanup, defer } from '../helpers/resources.js';
 
 describeBrowser('simple-peer apps on the rallypoint signaling service (Chromium)', () => {
   let stack: PageStack;
+  let starting: Promise<PageStack> | null = null;
 
   beforeAll(async () => {
-    stack = await startPageStack();
+    starting = startPageStack();
+    stack = await starting;
   }, 30_000);
 
-  afterAll(() => stack?.close());
+  // Closes the stack even when beforeAll timed out before it was up.
+  afterAll(async () => (await starting?.catch(() => null))?.close(), 30_000);
 
   afterEach(cleanup);
 

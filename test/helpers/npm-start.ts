@@ -33,6 +33,9 @@ export async function startNpmServer(env: Record<string, string> = {}): Promise<
   const exited = once(child, 'exit');
   // 'close' comes once every process holding the stdio pipes (npm, sh and the server) is gone.
   const closed = once(child, 'close');
+  // If the test process ends without close() (a worker torn down), take the group with it.
+  const onExit = (): void => signalGroup(child, 'SIGKILL');
+  process.once('exit', onExit);
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -41,6 +44,7 @@ export async function startNpmServer(env: Record<string, string> = {}): Promise<
       const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), 10_000);
       await closed;
       clearTimeout(timer);
+      process.off('exit', onExit);
     })());
   try {
     const rl = createInterface({ input: child.stdout as NodeJS.ReadableStream });
