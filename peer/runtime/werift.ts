@@ -62,6 +62,40 @@ function weriftSendGate(pc: RTCPeerConnection): SendGate | null {
  * usernameFragment") and nothing flows. `iceRestart: false` makes rallypoint rebuild the
  * connection instead when a werift peer is on either side.
  */
+/**
+ * werift's ICE agent falls back to stun.l.google.com:19302 when no STUN server is configured
+ * (`Connection` in its ice package: `validateAddress(stunServer) ?? ["stun.l.google.com",
+ * 19302]`), even for `iceServers: []`: it contacts a third party nobody configured, and where
+ * that host is unreachable every setLocalDescription waits ~5 s for it. The subclass removes
+ * the fallback: no STUN server configured means no server-reflexive gathering, as in browsers.
+ */
+function hasStun(iceServers: readonly { urls: string | string[] }[] | undefined): boolean {
+  return (iceServers ?? []).some((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]).some((u) => /^stuns?:/i.test(u)));
+}
+
+interface WeriftDtlsTransport {
+  iceTransport?: { connection?: { stunServer?: unknown } };
+}
+type WeriftConfig = ConstructorParameters<typeof WeriftPeerConnection>[0];
+
+class RallypointWeriftPeerConnection extends WeriftPeerConnection {
+  constructor(config: WeriftConfig = {}) {
+    // werift's default configuration also names Google's STUN server: start from none.
+    super({ ...config, iceServers: config.iceServers ?? [] });
+    if (hasStun(this.config.iceServers as { urls: string | string[] }[])) return;
+    // The ICE transports are made by werift's (private) SecureTransportManager.
+    const manager = (this as unknown as { secureManager?: { createTransport(): unknown } }).secureManager;
+    if (!manager) throw new Error('werift RTCPeerConnection has no secureManager: check peer/runtime/werift.ts against this werift version');
+    const create = manager.createTransport.bind(manager);
+    manager.createTransport = () => {
+      const transport = create();
+      const connection = (transport as WeriftDtlsTransport).iceTransport?.connection;
+      if (connection) connection.stunServer = undefined;
+      return transport;
+    };
+  }
+}
+
 let ready = false;
 
 /**
@@ -84,5 +118,5 @@ export function weriftRuntime(): RtcRuntime {
     addBufferedAmountLowProperty();
     ready = true;
   }
-  return { RTCPeerConnection: WeriftPeerConnection as unknown as RtcRuntime['RTCPeerConnection'], sendGate: weriftSendGate, iceRestart: false };
+  return { RTCPeerConnection: RallypointWeriftPeerConnection as unknown as RtcRuntime['RTCPeerConnection'], sendGate: weriftSendGate, iceRestart: false };
 }
