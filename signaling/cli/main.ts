@@ -10,7 +10,10 @@ import { defaultWebRoot, staticFiles } from './static.js';
 async function serve(flags: Record<string, string | boolean | undefined>): Promise<void> {
   const cfg = resolveConfig(SERVE_OPTIONS, flags, process.env);
   // Logs go to stderr so stdout carries only the start line (easy to script against).
-  const logger = pino({ name: 'rallypoint', level: cfg.logLevel as string }, pino.destination(2));
+  // Synchronous: with an async destination, a log line still in flight when process.exit()
+  // runs is flushed by sonic-boom's flushSync, which retries EPIPE forever, so a server
+  // whose stderr reader had gone (its parent died, `| head`) never exited on SIGTERM.
+  const logger = pino({ name: 'rallypoint', level: cfg.logLevel as string }, pino.destination({ dest: 2, sync: true }));
   const limits: Record<string, number> = {};
   for (const key of LIMIT_KEYS) if (typeof cfg[key] === 'number') limits[key] = cfg[key] as number;
   const listening = await listenSignaling({
