@@ -29,7 +29,6 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
     // The demo and the browser bundle (dist/web, built by `npm run build`) at `/`.
     onRequest: staticFiles(defaultWebRoot()),
   });
-  process.stdout.write(`rallypoint listening on ${listening.url} (signaling ${listening.wsUrl})\n`);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -52,6 +51,8 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Only now: whoever reads this line may signal us at once (the handlers must be in place).
+  process.stdout.write(`rallypoint listening on ${listening.url} (signaling ${listening.wsUrl})\n`);
 }
 
 async function main(argv: string[]): Promise<number> {
