@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { startNpmServer, type NpmServer } from '../helpers/npm-start.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const cli = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
@@ -38,17 +39,19 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<{ 
 
 const START_LINE = /^rallypoint listening on (http:\/\/[^\s]+) \(signaling (ws:\/\/[^\s)]+)\)$/;
 
-afterEach(() => {
+const npmServers: NpmServer[] = [];
+
+afterEach(async () => {
   for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await Promise.all(npmServers.splice(0).map((s) => s.close()));
 });
 
 describe('CLI', () => {
   it('`npm start` prints one line with its URL and serves /healthz', async () => {
-    const child = start('npm', ['start', '--silent'], { PORT: '0', HOST: '127.0.0.1' });
-    const line = await firstLine(child);
-    const m = START_LINE.exec(line);
-    expect(m, line).not.toBeNull();
-    const [, httpUrl, wsUrl] = m as RegExpExecArray;
+    // npm runs the server under sh: the helper owns the whole process group and ends it.
+    const server = await startNpmServer();
+    npmServers.push(server);
+    const { url: httpUrl, wsUrl } = server;
     expect(wsUrl).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/ws$/);
     const res = await fetch(`${httpUrl}/healthz`);
     expect(res.status).toBe(200);
