@@ -68,6 +68,8 @@ export class Channel {
     private readonly onError: (err: PeerError) => void,
     private readonly onOpen: () => void = () => {},
     private readonly gate: () => SendGate | null = () => null,
+    /** The data channel closed without us closing it (the remote closed it, or the transport died). */
+    private readonly onLost: () => void = () => {},
   ) {}
 
   private unsubscribeDrain: (() => void) | null = null;
@@ -112,6 +114,9 @@ export class Channel {
     dc.onopen = () => {
       this.flush();
       this.onOpen();
+    };
+    dc.onclose = () => {
+      if (this.dc === dc && !this.closed) this.onLost();
     };
     if (dc.readyState === 'open') {
       this.flush();
@@ -224,6 +229,7 @@ export class Channel {
     dc.onmessage = null;
     dc.onbufferedamountlow = null;
     dc.onopen = null;
+    dc.onclose = null;
     try {
       dc.close();
     } catch {

@@ -102,6 +102,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
           (err) => this.emit('error', err),
           () => this.maybeConnected(),
           () => this.gate(),
+          () => this.onChannelLost(),
         ),
       );
     }
@@ -283,6 +284,20 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     this.clearRecovery();
     this.emit('connected');
     void this.refreshPath();
+  }
+
+  /**
+   * A data channel closed under us: the remote closed its connection without a signaling
+   * `leave` reaching us yet, or the transport died before ICE noticed. If the peer really
+   * left, `peer-left` closes this peer within the grace; otherwise recover.
+   */
+  private onChannelLost(): void {
+    if (this.stateValue === 'closed') return;
+    if (this.stateValue === 'connected') {
+      this.stateValue = 'disconnected';
+      this.emit('disconnected');
+    }
+    this.scheduleRecovery(this.opts.restart.disconnectedGraceMs);
   }
 
   private onConnectionState(conn: Connection): void {

@@ -141,3 +141,4 @@ describe('Node peers', () => {
     expect(await untilNoHandles()).toEqual([]);
   });
 });
+
