@@ -38,3 +38,23 @@ export type AnnouncedLimits = Pick<
   Limits,
   'maxMessageBytes' | 'maxFrameBytes' | 'maxMetaBytes' | 'messagesPerSecond' | 'messageBurst' | 'maxPeersPerRoom' | 'resumeGraceMs'
 >;
+
+/**
+ * Deepest nesting of `signal.data` and `meta` the server relays (objects and arrays count
+ * one level each). Real signaling payloads nest 2-4 levels; without a bound, a few KB of
+ * `[[[[...` overflow the stack when the server re-serializes the data.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** True when `value` nests deeper than `max` levels (iterative: never recurses). */
+export function jsonDepthExceeds(value: unknown, max: number = MAX_JSON_DEPTH): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (depth > max) return true;
+    const children = Array.isArray(v) ? v : Object.values(v as object);
+    for (const c of children) if (typeof c === 'object' && c !== null) stack.push([c, depth + 1]);
+  }
+  return false;
+}

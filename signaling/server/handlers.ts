@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import {
+  MAX_JSON_DEPTH,
+  jsonDepthExceeds,
   encodeServerMessage,
   utf8Length,
   type ErrorCode,
@@ -83,6 +85,9 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
   if (conn.grant.room !== undefined && conn.grant.room !== msg.room) {
     return ctx.sendError(conn, 'unauthorized', `token does not allow room ${msg.room}`, msg.ref);
   }
+  if (msg.meta !== undefined && jsonDepthExceeds(msg.meta)) {
+    return ctx.sendError(conn, 'bad-message', `meta nests deeper than ${MAX_JSON_DEPTH} levels`, msg.ref);
+  }
   if (msg.meta !== undefined && utf8Length(JSON.stringify(msg.meta)) > ctx.options.limits.maxMetaBytes) {
     return ctx.sendError(conn, 'too-large', `meta exceeds ${ctx.options.limits.maxMetaBytes} bytes`, msg.ref);
   }
@@ -120,6 +125,7 @@ export function handleSignal(ctx: HandlerContext, conn: Connection, msg: SignalM
   const session = conn.session;
   if (!session) return ctx.sendError(conn, 'not-joined', 'join a room before sending signals', msg.ref);
   if (msg.to === session.id) return ctx.sendError(conn, 'peer-not-found', 'cannot signal yourself', msg.ref);
+  if (jsonDepthExceeds(msg.data)) return ctx.sendError(conn, 'bad-message', `data nests deeper than ${MAX_JSON_DEPTH} levels`, msg.ref);
   const frame = `${session.fromPrefix}${JSON.stringify(msg.data)}}`;
   const delivered = ctx.store.sendTo(session.room, msg.to, frame);
   if (delivered === true) return;
