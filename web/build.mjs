@@ -9,22 +9,21 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
+/** What every browser file is built with: one minified ES module for current browsers. */
+const browserModule = {
+  bundle: true,
+  minify: true,
+  format: 'esm',
+  platform: 'browser',
+  target: ['es2022'],
+  sourcemap: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+};
+
 /** esbuild options of the library bundle (the size budget is measured on exactly this). */
 export function libraryOptions(outdir) {
-  return {
-    entryPoints: { rallypoint: `${root}peer/index.ts` },
-    outdir,
-    entryNames: '[name].min',
-    bundle: true,
-    minify: true,
-    format: 'esm',
-    platform: 'browser',
-    target: ['es2022'],
-    sourcemap: true,
-    legalComments: 'none',
-    logLevel: 'warning',
-    metafile: true,
-  };
+  return { ...browserModule, entryPoints: { rallypoint: `${root}peer/index.ts` }, outdir, entryNames: '[name].min', metafile: true };
 }
 
 /**
@@ -41,19 +40,7 @@ const libraryAsExternal = {
 export async function buildWeb({ outdir = `${root}dist/web` } = {}) {
   await mkdir(outdir, { recursive: true });
   const library = await build(libraryOptions(outdir));
-  await build({
-    entryPoints: { demo: `${root}web/demo/demo.ts` },
-    outdir,
-    bundle: true,
-    minify: true,
-    format: 'esm',
-    platform: 'browser',
-    target: ['es2022'],
-    sourcemap: true,
-    legalComments: 'none',
-    logLevel: 'warning',
-    plugins: [libraryAsExternal],
-  });
+  await build({ ...browserModule, entryPoints: { demo: `${root}web/demo/demo.ts` }, outdir, plugins: [libraryAsExternal] });
   await copyFile(`${root}web/demo/index.html`, `${outdir}/index.html`);
   return { library };
 }
