@@ -38,6 +38,8 @@ interface Waiting {
 }
 
 const encoder = new TextEncoder();
+/** How often waiting sends re-check `bufferedAmount` (see armPoll). */
+const POLL_MS = 5;
 
 function toBytes(data: ArrayBuffer | ArrayBufferView): Uint8Array {
   return data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -73,6 +75,7 @@ export class Channel {
   ) {}
 
   private unsubscribeDrain: (() => void) | null = null;
+  private pollTimer: ReturnType<typeof setInterval> | null = null;
 
   /** Whether the runtime below the data channel is saturated (see RtcRuntime.sendGate). */
   private gated(): boolean {
@@ -152,7 +155,26 @@ export class Channel {
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ payload, size, resolve, reject });
       this.queuedBytes += size;
+      this.armPoll();
     });
+  }
+
+  /**
+   * While sends wait, look at `bufferedAmount` every few ms as well as on
+   * `bufferedamountlow`: @roamhq/wrtc 0.10 never fires that event (nor has a threshold), and
+   * without the poll a reliable transfer that filled its buffer would wait forever.
+   */
+  private armPoll(): void {
+    if (this.pollTimer !== null) return;
+    this.pollTimer = setInterval(() => {
+      this.flush();
+      if (this.queue.length === 0) this.disarmPoll();
+    }, POLL_MS);
+  }
+
+  private disarmPoll(): void {
+    if (this.pollTimer !== null) clearInterval(this.pollTimer);
+    this.pollTimer = null;
   }
 
   /** Sends waiting messages while the channel is below the high watermark. */
@@ -218,6 +240,7 @@ export class Channel {
     this.closed = true;
     for (const w of this.queue.splice(0)) w.reject(new PeerError('closed', `channel ${this.config.name} closed before the message was sent`));
     this.queuedBytes = 0;
+    this.disarmPoll();
     this.unsubscribeDrain?.();
     this.unsubscribeDrain = null;
     const dc = this.dc;

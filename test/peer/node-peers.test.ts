@@ -134,6 +134,19 @@ describe('Node peers', () => {
     expect(stats.bytesSent).toBeGreaterThan(0);
   });
 
+  it('@roamhq/wrtc as shipped: a reliable transfer that fills the buffer keeps going (it never fires bufferedamountlow)', async () => {
+    const flow = { highWaterMark: 64 * 1024, lowWaterMark: 16 * 1024 };
+    const rtc = wrtc as unknown as RtcRuntime;
+    const [a, b] = await h.mesh('wrtc-bulk', 2, { rtc, flow });
+    const toA = b!.peers.get(a!.id)!;
+    const inbox = collect(a!, 'reliable');
+    const chunk = new Uint8Array(16 * 1024);
+    // 8 MB: far past the 64 KiB high watermark, so most sends must wait for the buffer to drain.
+    for (let i = 0; i < 512; i++) await toA.send('reliable', chunk);
+    await until(a!, () => inbox.length === 512);
+    expect((inbox as Uint8Array[]).every((m) => m.byteLength === chunk.byteLength)).toBe(true);
+  });
+
   it('leave() releases every socket and timer', async () => {
     const [a, b] = await h.mesh('handles', 2);
     await Promise.all([a!.leave(), b!.leave(), a!.leave()]);
