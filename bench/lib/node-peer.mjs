@@ -1,7 +1,7 @@
 /**
  * A Node benchmark peer in its own process (forked by bench/peer.mjs): the built package's
  * `rallypoint/node` joinRoom (dist/peer/node.js) with werift (its default) or @roamhq/wrtc.
- * Usage: node-peer.mjs <werift|wrtc|wrtc-plain|udp> <signaling ws url> [joinRoom options JSON]
+ * Usage: node-peer.mjs <werift|wrtc|udp> <signaling ws url> [joinRoom options JSON]
  * ('udp': the plain-UDP baseline below only). Driven over the IPC channel:
  * {id, method, args} -> {id, result} | {id, error}. Exits when the parent goes away.
  */
@@ -12,11 +12,10 @@ const { joinRoom } = await import(new URL('../../dist/peer/node.js', import.meta
 
 // argv[4], optional: more joinRoom options as JSON (e.g. {"flow": {...}}).
 const options = { url, reconnect: false, ...(extra ? JSON.parse(extra) : {}) };
-if (runtime === 'wrtc' || runtime === 'wrtc-plain') {
+if (runtime === 'wrtc') {
+  // `rtc: wrtc` exactly as documented.
   const { default: wrtc } = await import('@roamhq/wrtc');
-  // 'wrtc': with the missing `bufferedamountlow` event added (see wrtc-buffered-low.mjs);
-  // 'wrtc-plain': `rtc: wrtc` exactly as documented.
-  options.rtc = runtime === 'wrtc' ? (await import('./wrtc-buffered-low.mjs')).wrtcWithBufferedAmountLow(wrtc) : wrtc;
+  options.rtc = wrtc;
 } else if (runtime !== 'werift' && runtime !== 'udp') {
   throw new Error(`unknown runtime ${runtime}`);
 }
