@@ -1,2 +1,4 @@
-/** `rallypoint/turn`: the embedded TURN server arrives with issue 4. */
-export {};
+/** `rallypoint/turn`: the embedded TURN server (node-turn with its defects fixed). */
+export { TurnServer, type TurnServerOptions, type CredentialLookup } from './server.js';
+export { PeerPolicy, DEFAULT_DENIED_PEERS, type PeerPolicyOptions } from './policy.js';
+export { TurnError, type TurnErrorCode } from './errors.js';

@@ -1,0 +1,249 @@
+/**
+ * The embedded TURN server over real UDP sockets on loopback. Each test names the node-turn
+ * 0.0.6 defect it guards against; each fails against node-turn's own handlers.
+ */
+import dgram from 'node:dgram';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
+import {
+  decode,
+  encode,
+  getAttr,
+  StunAttr,
+  StunClass,
+  StunMethod,
+  verifyIntegrity,
+  type TransportAddress,
+} from '../../turn/stun.js';
+import { cleanup, defer } from '../helpers/resources.js';
+import { errorCode, TurnTestClient, udpPeer, u32 } from '../helpers/turn-client.js';
+
+afterEach(async () => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+  await cleanup();
+});
+
+const USERS: Record<string, string> = { alice: 'secret-a', bob: 'secret-b' };
+
+async function startServer(extra: Partial<TurnServerOptions> = {}): Promise<{ server: TurnServer; address: TransportAddress }> {
+  const server = new TurnServer({
+    host: '127.0.0.1',
+    port: 0,
+    credentials: (u) => USERS[u],
+    peers: { allow: ['127.0.0.0/8'] },
+    ...extra,
+  });
+  defer(() => server.close());
+  const address = await server.listen();
+  return { server, address };
+}
+
+/** True once `port` on 127.0.0.1 can be bound again, i.e. the relay socket was closed. */
+async function portIsFree(port: number): Promise<boolean> {
+  const s = dgram.createSocket('udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind({ port, address: '127.0.0.1', exclusive: true }, () => resolve());
+    });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    s.close();
+  }
+}
+
+describe('TurnServer', () => {
+  it('refuses to start without credentials (node-turn defaults to authMech "none", an open relay)', () => {
+    expect(() => new TurnServer({} as unknown as TurnServerOptions)).toThrow(TurnError);
+    try {
+      new TurnServer({} as unknown as TurnServerOptions);
+    } catch (err) {
+      expect((err as TurnError).code).toBe('TURN_INSECURE_CONFIG');
+    }
+  });
+
+  it('answers STUN Binding without credentials', async () => {
+    const { address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'x');
+    const res = await c.request(StunMethod.binding, [], { auth: false });
+    expect(res.msg.cls).toBe(StunClass.success);
+    expect(getAttr(res.msg, StunAttr.xorMappedAddress)).toBeDefined();
+  });
+
+  it('rejects unauthenticated and wrong-password Allocate with 401', async () => {
+    const { address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'wrong');
+    const res = await c.request(StunMethod.allocate, [{ type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) }]);
+    expect(errorCode(res.msg)).toBe(401);
+    const unknown = await TurnTestClient.open(address, 'mallory', 'x');
+    await expect(unknown.allocate()).rejects.toThrow(/401/);
+  });
+
+  it('nonces come from crypto, not Math.random (node-turn authentification.js generateNonce)', async () => {
+    vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    const { address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const nonces = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const res = await c.request(StunMethod.allocate, [], { auth: false });
+      expect(errorCode(res.msg)).toBe(401);
+      const nonce = getAttr(res.msg, StunAttr.nonce)!.toString();
+      expect(nonce).toMatch(/^[0-9a-f]{32}$/);
+      nonces.add(nonce);
+    }
+    expect(nonces.size).toBe(3);
+    // a nonce the server never issued is stale
+    c.learn({ ...(await c.request(StunMethod.allocate, [], { auth: false })).msg });
+    c.nonce = 'f'.repeat(32);
+    const stale = await c.transact((transactionId) =>
+      encode(
+        {
+          method: StunMethod.allocate,
+          cls: StunClass.request,
+          transactionId,
+          attributes: [
+            { type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) },
+            { type: StunAttr.username, value: Buffer.from('alice') },
+            { type: StunAttr.realm, value: Buffer.from(c.realm!) },
+            { type: StunAttr.nonce, value: Buffer.from(c.nonce!) },
+          ],
+        },
+        { key: c.key },
+      ),
+    );
+    expect(errorCode(stale.msg)).toBe(438);
+  });
+
+  it('honours the requested LIFETIME on Allocate (node-turn reads "liftetime")', async () => {
+    const { address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const a = await c.allocate(1200);
+    expect(a.lifetime).toBe(1200);
+    expect(verifyIntegrity(a.res.raw, c.key!)).toBe(true);
+    const capped = await (await TurnTestClient.open(address, 'bob', 'secret-b')).allocate(99_999);
+    expect(capped.lifetime).toBe(3600);
+  });
+
+  it('keeps the allocation across two Refreshes (node-turn replied LIFETIME=0 and deleted it)', async () => {
+    const { server, address } = await startServer();
+    const peer = await udpPeer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    await c.allocate();
+    const r1 = await c.refresh(900);
+    expect(r1.msg.cls).toBe(StunClass.success);
+    expect(getAttr(r1.msg, StunAttr.lifetime)!.readUInt32BE(0)).toBe(900);
+    expect(verifyIntegrity(r1.raw, c.key!)).toBe(true);
+    const r2 = await c.refresh();
+    expect(getAttr(r2.msg, StunAttr.lifetime)!.readUInt32BE(0)).toBe(600);
+    expect(server.allocationCount).toBe(1);
+    // still relays
+    expect((await c.createPermission(peer.address)).msg.cls).toBe(StunClass.success);
+    c.sendIndication(peer.address, Buffer.from('still here'));
+    expect((await peer.next()).data.toString()).toBe('still here');
+  });
+
+  it('closes the relay socket on Refresh LIFETIME=0 (node-turn leaked the port)', async () => {
+    const { server, address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const { relayed } = await c.allocate();
+    expect(await portIsFree(relayed.port)).toBe(false);
+    const res = await c.refresh(0);
+    expect(res.msg.cls).toBe(StunClass.success);
+    expect(getAttr(res.msg, StunAttr.lifetime)!.readUInt32BE(0)).toBe(0);
+    expect(server.allocationCount).toBe(0);
+    expect(await portIsFree(relayed.port)).toBe(true);
+    expect(errorCode((await c.refresh()).msg)).toBe(437);
+  });
+
+  it('closes the relay socket when the allocation expires (node-turn leaked the port)', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const { server, address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const { relayed } = await c.allocate();
+    expect(server.allocationCount).toBe(1);
+    vi.advanceTimersByTime(599_000);
+    expect(server.allocationCount).toBe(1);
+    vi.advanceTimersByTime(2_000);
+    expect(server.allocationCount).toBe(0);
+    expect(await portIsFree(relayed.port)).toBe(true);
+  });
+
+  it('closes every relay socket on close(), and close() is idempotent', async () => {
+    const { server, address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const { relayed } = await c.allocate();
+    await server.close();
+    await server.close();
+    expect(await portIsFree(relayed.port)).toBe(true);
+    expect(await portIsFree(address.port)).toBe(true);
+    await expect(server.listen()).rejects.toMatchObject({ code: 'TURN_CLOSED' });
+  });
+
+  it('signs the ChannelBind success with MESSAGE-INTEGRITY (node-turn channelBind.js did not)', async () => {
+    const { address } = await startServer();
+    const peer = await udpPeer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    await c.allocate();
+    const res = await c.channelBind(0x4000, peer.address);
+    expect(res.msg.cls).toBe(StunClass.success);
+    expect(getAttr(res.msg, StunAttr.messageIntegrity)).toBeDefined();
+    expect(verifyIntegrity(res.raw, c.key!)).toBe(true);
+  });
+
+  it('relays client ChannelData to the peer and peer data back as ChannelData (node-turn message.js dropped it)', async () => {
+    const { address } = await startServer();
+    const peer = await udpPeer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const { relayed } = await c.allocate();
+    expect((await c.channelBind(0x4001, peer.address)).msg.cls).toBe(StunClass.success);
+    c.channelData(0x4001, Buffer.from('over the channel'));
+    const got = await peer.next();
+    expect(got.data.toString()).toBe('over the channel');
+    expect(got.from.port).toBe(relayed.port);
+    peer.socket.send(Buffer.from('back again'), relayed.port, relayed.address);
+    const back = await c.nextData();
+    expect(back.channel).toBe(0x4001);
+    expect(back.data.toString()).toBe('back again');
+  });
+
+  it('passes peer data that looks like ChannelData through untouched (node-turn allocation.js stripped it)', async () => {
+    const { address } = await startServer();
+    const peer = await udpPeer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const { relayed } = await c.allocate();
+    await c.createPermission(peer.address);
+    const payload = Buffer.from([0x40, 0x00, 0x00, 0x02, 0xaa, 0xbb]);
+    peer.socket.send(payload, relayed.port, relayed.address);
+    const got = await c.nextData();
+    expect(got.peer?.port).toBe(peer.address.port);
+    expect(got.data.equals(payload)).toBe(true);
+  });
+
+  it('answers 420 listing unknown comprehension-required attributes (node-turn dropped the message)', async () => {
+    const { address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const res = await c.request(StunMethod.binding, [{ type: 0x7ffe, value: Buffer.from('??') }], { auth: false, fingerprint: true });
+    expect(res.msg.cls).toBe(StunClass.error);
+    expect(errorCode(res.msg)).toBe(420);
+    expect(getAttr(res.msg, StunAttr.unknownAttributes)!.readUInt16BE(0)).toBe(0x7ffe);
+    // the response itself is a valid STUN message
+    expect(decode(res.raw).transactionId.equals(res.msg.transactionId)).toBe(true);
+  });
+
+  it('ignores unknown comprehension-optional attributes, also inside authenticated requests', async () => {
+    const { address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const res = await c.request(StunMethod.binding, [{ type: 0xc0de, value: Buffer.from('ignore me') }], { auth: false });
+    expect(res.msg.cls).toBe(StunClass.success);
+    await c.allocate();
+    const refreshed = await c.request(StunMethod.refresh, [
+      { type: 0xc0de, value: Buffer.from('x') },
+      { type: StunAttr.lifetime, value: u32(700) },
+    ]);
+    expect(refreshed.msg.cls).toBe(StunClass.success);
+    expect(getAttr(refreshed.msg, StunAttr.lifetime)!.readUInt32BE(0)).toBe(700);
+  });
+});

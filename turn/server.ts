@@ -1,0 +1,500 @@
+/**
+ * The embedded TURN server: node-turn 0.0.6 with its defects fixed. We own the UDP listening
+ * sockets (node-turn's Network is never started) and replace the broken method handlers on
+ * this server's node-turn instance; the only process-wide change is a patch of node-turn's
+ * attribute reader so unknown attributes no longer throw (see patchAttributeReader).
+ */
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { TurnError } from './errors.js';
+import {
+  NodeTurnServer,
+  NtAddressCtor,
+  NtAllocationCtor,
+  NtAttributeCtor,
+  NtMessageCtor,
+  NtTransportCtor,
+  UDP_PROTOCOL,
+  type NtAddress,
+  type NtAllocation,
+  type NtAttribute,
+  type NtMessage,
+  type NtServer,
+} from './node-turn.js';
+import { PeerPolicy, type PeerPolicyOptions } from './policy.js';
+import { encode, StunAttr, StunClass } from './stun.js';
+
+/** Returns the password for a username, or undefined if the user is unknown or expired. */
+export type CredentialLookup = (username: string) => string | undefined;
+
+export interface TurnServerOptions {
+  /** Address to listen on (default 127.0.0.1). A wildcard address needs `relayAddress`. */
+  host?: string;
+  /** UDP port (default 3478; 0 picks a free port). */
+  port?: number;
+  realm?: string;
+  /** Long-term credential lookup; required: the server never runs as an open relay. */
+  credentials: CredentialLookup;
+  /** Address relay sockets bind to (default: `host`). */
+  relayAddress?: string;
+  /** Address advertised in XOR-RELAYED-ADDRESS for hosts behind 1:1 NAT. */
+  externalAddress?: string;
+  minPort?: number;
+  maxPort?: number;
+  /** Seconds (RFC 8656 section 3.8 default 600). */
+  defaultLifetime?: number;
+  maxLifetime?: number;
+  /** Peer address policy; default refuses internal ranges. */
+  peers?: PeerPolicy | PeerPolicyOptions;
+}
+
+const NONCE_TTL_MS = 3_600_000;
+const PERMISSION_MS = 300_000;
+const CLASS_REQUEST = 0;
+
+let attributeReaderPatched = false;
+
+/**
+ * node-turn lib/attribute.js `read` throws 'Invalid Attribute type' for any attribute it does
+ * not know, and lib/network.js then drops the whole message. RFC 8489 section 14: unknown
+ * comprehension-optional attributes (0x8000-0xFFFF) MUST be ignored, unknown
+ * comprehension-required ones (0x0000-0x7FFF) get a 420 (section 6.3.1). We keep the raw value
+ * and mark the attribute unknown; the server then answers 420 or ignores it.
+ */
+function patchAttributeReader(): void {
+  if (attributeReaderPatched) return;
+  attributeReaderPatched = true;
+  const proto = NtAttributeCtor.prototype;
+  const original = proto.read;
+  proto.read = function read(this: NtAttribute, data: Buffer): void {
+    try {
+      original.call(this, data);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('Invalid Attribute type')) throw err;
+      this.value = Buffer.from(data.subarray(4, 4 + this.length));
+      this.name = 'unknown';
+      this.unknown = true;
+    }
+  };
+}
+
+interface Listener {
+  socket: dgram.Socket;
+  address: string;
+  port: number;
+}
+
+export class TurnServer {
+  private readonly options: Required<Omit<TurnServerOptions, 'relayAddress' | 'externalAddress' | 'peers'>> &
+    Pick<TurnServerOptions, 'relayAddress' | 'externalAddress'>;
+  readonly policy: PeerPolicy;
+  private readonly nt: NtServer;
+  private listener: Listener | undefined;
+  private closed = false;
+  private readonly nonces = new Map<string, number>();
+
+  constructor(options: TurnServerOptions) {
+    if (typeof options.credentials !== 'function') {
+      throw new TurnError('TURN_INSECURE_CONFIG', 'a credential lookup is required: the TURN server is never an open relay');
+    }
+    this.options = {
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 3478,
+      realm: options.realm ?? 'rallypoint',
+      credentials: options.credentials,
+      relayAddress: options.relayAddress,
+      externalAddress: options.externalAddress,
+      minPort: options.minPort ?? 49152,
+      maxPort: options.maxPort ?? 65535,
+      defaultLifetime: options.defaultLifetime ?? 600,
+      maxLifetime: options.maxLifetime ?? 3600,
+    };
+    const o = this.options;
+    if (o.minPort < 1 || o.maxPort > 65535 || o.minPort > o.maxPort || o.defaultLifetime <= 0 || o.maxLifetime < o.defaultLifetime) {
+      throw new TurnError('TURN_BAD_CONFIG', 'invalid port range or lifetimes');
+    }
+    this.policy = options.peers instanceof PeerPolicy ? options.peers : new PeerPolicy(options.peers);
+    patchAttributeReader();
+    this.nt = new NodeTurnServer({
+      listeningIps: [o.host],
+      listeningPort: o.port === 0 ? 3478 : o.port,
+      relayIps: o.relayAddress ? [o.relayAddress] : [],
+      externalIps: o.externalAddress ?? null,
+      minPort: o.minPort,
+      maxPort: o.maxPort,
+      maxAllocateLifetime: o.maxLifetime,
+      defaultAllocatetLifetime: o.defaultLifetime,
+      // node-turn defaults to 'none', an open relay.
+      authMech: 'long-term',
+      realm: o.realm,
+      debugLevel: 'OFF',
+      log: () => {},
+    });
+    this.nt.software = 'rallypoint';
+    this.installCredentials();
+    this.installNonces();
+    this.installHandlers();
+  }
+
+  get address(): { address: string; port: number } {
+    if (!this.listener) throw new TurnError('TURN_CLOSED', 'the TURN server is not listening');
+    return { address: this.listener.address, port: this.listener.port };
+  }
+
+  /** Number of live allocations. */
+  get allocationCount(): number {
+    return Object.values(this.nt.allocations).filter((a) => a !== undefined).length;
+  }
+
+  async listen(): Promise<{ address: string; port: number }> {
+    if (this.closed) throw new TurnError('TURN_CLOSED', 'the TURN server is closed');
+    if (this.listener) return this.address;
+    const host = this.options.host;
+    const socket = dgram.createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(new TurnError('TURN_LISTEN_FAILED', `cannot listen on ${host}:${this.options.port}: ${err.message}`, { cause: err }));
+      socket.once('error', onError);
+      socket.bind({ address: host, port: this.options.port, exclusive: true }, () => {
+        socket.off('error', onError);
+        resolve();
+      });
+    }).catch((err: unknown) => {
+      socket.close();
+      throw err;
+    });
+    socket.on('error', () => {});
+    const bound = socket.address();
+    this.listener = { socket, address: bound.address, port: bound.port };
+    const dst = new NtAddressCtor(bound.address, bound.port);
+    socket.on('message', (buf, rinfo) => this.onPacket(socket, dst, buf, rinfo));
+    return this.address;
+  }
+
+  /** Closes the listening socket and every allocation's relay sockets. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const allocation of Object.values(this.nt.allocations)) {
+      if (allocation) this.deleteAllocation(allocation);
+    }
+    this.nonces.clear();
+    const l = this.listener;
+    this.listener = undefined;
+    if (l) await new Promise<void>((resolve) => l.socket.close(() => resolve()));
+  }
+
+  // --- packets -------------------------------------------------------------------------------
+
+  private onPacket(socket: dgram.Socket, dst: NtAddress, buf: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (buf.length < 4) return;
+    try {
+      const src = new NtAddressCtor(rinfo.address, rinfo.port);
+      const transport = new NtTransportCtor(UDP_PROTOCOL, src, dst, socket);
+      const first = buf[0]! & 0xc0;
+      if (first === 0x40) {
+        // node-turn lib/message.js read() returns false for anything whose first two bits
+        // are not 00, so client ChannelData (RFC 8656 section 12.4, first bits 01) was
+        // dropped. We relay it here.
+        this.onChannelData(transport.get5Tuple(), buf);
+        return;
+      }
+      if (first !== 0) return;
+      const msg = new NtMessageCtor(this.nt, transport);
+      if (!msg.read(buf)) return;
+      this.onMessage(msg);
+    } catch {
+      // malformed packet: drop it (RFC 8489 section 6.3)
+    }
+  }
+
+  private onChannelData(fiveTuple: string, buf: Buffer): void {
+    const allocation = this.nt.allocations[fiveTuple];
+    if (!allocation) return;
+    const channel = buf.readUInt16BE(0);
+    const length = buf.readUInt16BE(2);
+    if (length > buf.length - 4) return;
+    const peer = allocation.channelBindings[channel];
+    if (!peer || !this.hasPermission(allocation, peer.address) || !this.policy.allows(peer.address)) return;
+    allocation.sockets[0]?.send(buf.subarray(4, 4 + length), peer.port, peer.address);
+  }
+
+  private onMessage(msg: NtMessage): void {
+    const unknown = msg.attributes.filter((a) => a.unknown === true);
+    if (unknown.length > 0) {
+      const required = unknown.map((a) => a.type).filter((t) => t < 0x8000);
+      if (required.length > 0) {
+        // RFC 8489 section 6.3.1.1: a request with unknown comprehension-required attributes
+        // gets 420 with UNKNOWN-ATTRIBUTES; an indication is discarded (section 6.3.2).
+        if (msg.class === CLASS_REQUEST) this.reject420(msg, required);
+        return;
+      }
+      // Comprehension-optional: ignored (RFC 8489 section 14).
+      msg.attributes = msg.attributes.filter((a) => a.unknown !== true);
+    }
+    this.nt.emit('message', msg);
+  }
+
+  private reject420(msg: NtMessage, types: number[]): void {
+    const list = Buffer.alloc(types.length * 2);
+    types.forEach((t, i) => list.writeUInt16BE(t, i * 2));
+    const reason = Buffer.from('Unknown Attribute');
+    const code = Buffer.concat([Buffer.from([0, 0, 4, 20]), reason]);
+    const out = encode(
+      {
+        method: msg.method,
+        cls: StunClass.error,
+        transactionId: Buffer.from(msg.transactionID, 'hex'),
+        attributes: [
+          { type: StunAttr.errorCode, value: code },
+          { type: StunAttr.unknownAttributes, value: list },
+        ],
+      },
+      { fingerprint: msg.useFingerprint },
+    );
+    msg.transport.socket.send(out, msg.transport.src.port, msg.transport.src.address);
+  }
+
+  // --- credentials and nonces ------------------------------------------------------------------
+
+  /**
+   * node-turn reads `authentification.credentials[username]` on every request (lib/message.js
+   * for MESSAGE-INTEGRITY, lib/authentification.js for the 401), so a Proxy serves ephemeral
+   * credentials (RFC 8489 section 9.2, long-term mechanism) through the lookup.
+   */
+  private installCredentials(): void {
+    const lookup = this.options.credentials;
+    this.nt.authentification.credentials = new Proxy<Record<string, string | undefined>>(
+      {},
+      {
+        get: (_target, prop) => (typeof prop === 'string' ? lookup(prop) : undefined),
+        has: (_target, prop) => typeof prop === 'string' && lookup(prop) !== undefined,
+        set: () => false,
+      },
+    );
+  }
+
+  /**
+   * node-turn lib/authentification.js generateNonce uses Math.random and arms a one-hour timer
+   * per nonce (holding the process open). RFC 8489 section 9.2: nonces must not be guessable;
+   * we use crypto.randomBytes and expire them lazily.
+   */
+  private installNonces(): void {
+    const auth = this.nt.authentification;
+    auth.generateNonce = () => {
+      const now = Date.now();
+      for (const [n, exp] of this.nonces) {
+        if (exp > now) break;
+        this.nonces.delete(n);
+      }
+      const nonce = randomBytes(16).toString('hex');
+      this.nonces.set(nonce, now + NONCE_TTL_MS);
+      return nonce;
+    };
+    auth.checkNonce = (nonce: string) => (this.nonces.get(nonce) ?? 0) > Date.now();
+  }
+
+  // --- handlers --------------------------------------------------------------------------------
+
+  private installHandlers(): void {
+    this.nt.allocate.allocate = (msg, reply) => this.allocate(msg, reply);
+    this.nt.refresh.refresh = (msg, reply) => this.refresh(msg, reply);
+    this.nt.createPermission.createPermission = (msg, reply) => this.createPermission(msg, reply);
+    this.nt.channelBind.channelBind = (msg, reply) => this.channelBind(msg, reply);
+    this.nt.send.send = (msg) => this.sendIndication(msg);
+  }
+
+  /**
+   * RFC 8656 section 7.2. Replaces node-turn's allocate: it read the LIFETIME attribute under
+   * the misspelt name 'liftetime' (lib/methods/allocate.js), so a requested lifetime was
+   * ignored; its retransmission path called allocation.update() with no lifetime, which armed
+   * a NaN timer and deleted the allocation at once.
+   */
+  private allocate(msg: NtMessage, reply: NtMessage): void {
+    const existing = msg.allocation;
+    if (existing) {
+      if (existing.transactionID === msg.transactionID) return this.allocateSuccess(existing, reply);
+      return reply.reject(437, 'Allocation Mismatch');
+    }
+    const transport = msg.getAttribute('requested-transport');
+    if (transport === undefined) return reply.reject(400, 'Bad Request');
+    if (transport !== UDP_PROTOCOL) return reply.reject(442, 'Unsupported Transport Protocol');
+    if (msg.getAttribute('reservation-token') !== undefined || msg.getAttribute('even-port') !== undefined) {
+      return reply.reject(508, 'Insufficient Capacity');
+    }
+    if (this.closed) return reply.reject(508, 'Insufficient Capacity');
+    this.nt.allocate.allocateUdp(msg).then(
+      (sockets) => {
+        if (this.closed) {
+          for (const s of sockets) s.close();
+          return reply.reject(508, 'Insufficient Capacity');
+        }
+        let allocation: NtAllocation;
+        try {
+          allocation = new NtAllocationCtor(msg, sockets, this.initialLifetime(msg.getAttribute('lifetime')));
+        } catch {
+          for (const s of sockets) s.close();
+          return reply.reject(500, 'Server Error');
+        }
+        this.adopt(allocation);
+        msg.allocation = allocation;
+        this.allocateSuccess(allocation, reply);
+      },
+      () => reply.reject(508, 'Insufficient Capacity'),
+    );
+  }
+
+  private allocateSuccess(allocation: NtAllocation, reply: NtMessage): void {
+    reply.addAttribute('xor-relayed-address', allocation.relayedTransportAddress);
+    reply.addAttribute('lifetime', Math.max(0, Math.round((allocation.timeToExpiry - Date.now()) / 1000)));
+    reply.addAttribute('xor-mapped-address', allocation.mappedAddress);
+    reply.addAttribute('software', this.nt.software);
+    reply.addAttribute('message-integrity');
+    reply.resolve();
+  }
+
+  /** RFC 8656 sections 7.2 and 7.3: min(requested, max), but never below the default. */
+  private initialLifetime(requested: unknown): number {
+    const o = this.options;
+    if (typeof requested !== 'number') return o.defaultLifetime;
+    return Math.max(o.defaultLifetime, Math.min(requested, o.maxLifetime));
+  }
+
+  /**
+   * Takes over an allocation node-turn built: node-turn's expiry timer only removed it from
+   * the map (lib/allocation.js), leaving the relay sockets open and forwarding; its update()
+   * armed NaN timers. Its relay socket listener also stripped a 4-byte header from any peer
+   * datagram that happened to look like ChannelData. We replace all three.
+   */
+  private adopt(allocation: NtAllocation): void {
+    clearTimeout(allocation.timer);
+    allocation.timer = undefined;
+    allocation.update = (lifetime?: number) => this.setLifetime(allocation, lifetime ?? this.options.defaultLifetime);
+    this.setLifetime(allocation, allocation.lifetime);
+    for (const socket of allocation.sockets) {
+      socket.removeAllListeners('message');
+      socket.removeAllListeners('error');
+      socket.on('error', () => {});
+      socket.on('message', (data, rinfo) => this.onPeerData(allocation, data, rinfo));
+    }
+  }
+
+  private setLifetime(allocation: NtAllocation, seconds: number): void {
+    clearTimeout(allocation.timer);
+    allocation.lifetime = seconds;
+    allocation.timeToExpiry = Date.now() + seconds * 1000;
+    allocation.timer = setTimeout(() => this.deleteAllocation(allocation), seconds * 1000);
+    allocation.timer.unref();
+  }
+
+  private deleteAllocation(allocation: NtAllocation): void {
+    clearTimeout(allocation.timer);
+    allocation.timer = undefined;
+    if (this.nt.allocations[allocation.fiveTuple] === allocation) delete this.nt.allocations[allocation.fiveTuple];
+    for (const socket of allocation.sockets) {
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  private onPeerData(allocation: NtAllocation, data: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (this.nt.allocations[allocation.fiveTuple] !== allocation) return;
+    const from = new NtAddressCtor(rinfo.address, rinfo.port);
+    if (!this.hasPermission(allocation, from.address)) return;
+    const channel = allocation.getPeerChannelNumber(from);
+    const client = allocation.transport.dst;
+    if (channel !== undefined) {
+      const header = Buffer.alloc(4);
+      header.writeUInt16BE(channel, 0);
+      header.writeUInt16BE(data.length, 2);
+      const pad = Buffer.alloc((4 - (data.length % 4)) % 4);
+      allocation.transport.socket.send(Buffer.concat([header, data, pad]), client.port, client.address);
+      return;
+    }
+    const indication = new NtMessageCtor(this.nt, allocation.transport);
+    indication.addAttribute('xor-peer-address', from);
+    indication.data(data);
+  }
+
+  private hasPermission(allocation: NtAllocation, address: string): boolean {
+    return (allocation.permissions[address] ?? 0) > Date.now();
+  }
+
+  /**
+   * RFC 8656 section 7.3. node-turn lib/methods/refresh.js read `server.defaultLifetime` and
+   * `server.maxAllocateTimeout`, which do not exist: the reply said LIFETIME=0 and the NaN
+   * timer deleted the allocation at once.
+   */
+  private refresh(msg: NtMessage, reply: NtMessage): void {
+    const allocation = msg.allocation;
+    if (!allocation) return reply.reject(437, 'Allocation Mismatch');
+    const requested = msg.getAttribute('lifetime');
+    let lifetime: number;
+    if (requested === 0) {
+      this.deleteAllocation(allocation);
+      lifetime = 0;
+    } else {
+      lifetime = this.initialLifetime(requested);
+      this.setLifetime(allocation, lifetime);
+    }
+    reply.addAttribute('lifetime', lifetime);
+    reply.addAttribute('software', this.nt.software);
+    reply.addAttribute('message-integrity');
+    reply.resolve();
+  }
+
+  /** RFC 8656 section 9.2, with the peer address policy (403, section 21.3). */
+  private createPermission(msg: NtMessage, reply: NtMessage): void {
+    const allocation = msg.allocation;
+    if (!allocation) return reply.reject(437, 'Allocation Mismatch');
+    const peers = msg.getAttributes('xor-peer-address') as (NtAddress | undefined)[];
+    if (peers.length === 0 || peers.some((p) => !p?.address)) return reply.reject(400, 'Bad Request');
+    if (peers.some((p) => !this.policy.allows(p!.address))) {
+      return reply.reject(403, 'Forbidden');
+    }
+    for (const p of peers) allocation.permissions[p!.address] = Date.now() + PERMISSION_MS;
+    reply.addAttribute('software', this.nt.software);
+    reply.addAttribute('message-integrity');
+    reply.resolve();
+  }
+
+  /**
+   * RFC 8656 section 11.2. node-turn lib/methods/channelBind.js resolved without
+   * MESSAGE-INTEGRITY (RFC 8489 section 9.2.4: responses to authenticated requests carry it,
+   * clients such as werift drop the reply) and never refused a peer (403).
+   */
+  private channelBind(msg: NtMessage, reply: NtMessage): void {
+    const allocation = msg.allocation;
+    if (!allocation) return reply.reject(437, 'Allocation Mismatch');
+    const channel = msg.getAttribute('channel-number');
+    const peer = msg.getAttribute('xor-peer-address') as NtAddress | undefined;
+    // RFC 8656 section 12: channel numbers 0x4000 through 0x4FFF.
+    if (typeof channel !== 'number' || !peer?.address || channel < 0x4000 || channel > 0x4fff) {
+      return reply.reject(400, 'Bad Request');
+    }
+    const bound = allocation.getPeerChannelNumber(peer);
+    const current = allocation.channelBindings[channel];
+    if ((current && bound !== channel) || (bound !== undefined && bound !== channel)) return reply.reject(400, 'Bad Request');
+    if (!this.policy.allows(peer.address)) {
+      return reply.reject(403, 'Forbidden');
+    }
+    allocation.permissions[peer.address] = Date.now() + PERMISSION_MS;
+    allocation.channelBindings[channel] = peer;
+    reply.addAttribute('software', this.nt.software);
+    reply.addAttribute('message-integrity');
+    reply.resolve();
+  }
+
+  /** RFC 8656 section 10.2; Send to a refused peer is dropped (section 21.3). */
+  private sendIndication(msg: NtMessage): void {
+    const allocation = msg.allocation;
+    const dst = msg.getAttribute('xor-peer-address') as NtAddress | undefined;
+    const data = msg.getAttribute('data');
+    if (!allocation || !dst?.address || !Buffer.isBuffer(data)) return;
+    if (!this.hasPermission(allocation, dst.address) || !this.policy.allows(dst.address)) return;
+    allocation.sockets[0]?.send(data, dst.port, dst.address);
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * A small STUN/TURN message codec (RFC 8489 section 5 and 14, RFC 8656 section 18): enough to
+ * answer 420 Unknown Attribute ourselves and for the tests' client. node-turn keeps its own
+ * codec for everything else.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { isIPv4 } from 'node:net';
+import { crc32 } from 'node:zlib';
+
+export const MAGIC_COOKIE = 0x2112a442;
+const FINGERPRINT_XOR = 0x5354554e;
+
+export const StunClass = { request: 0, indication: 1, success: 2, error: 3 } as const;
+export const StunMethod = {
+  binding: 0x001,
+  allocate: 0x003,
+  refresh: 0x004,
+  send: 0x006,
+  data: 0x007,
+  createPermission: 0x008,
+  channelBind: 0x009,
+} as const;
+export const StunAttr = {
+  username: 0x0006,
+  messageIntegrity: 0x0008,
+  errorCode: 0x0009,
+  unknownAttributes: 0x000a,
+  channelNumber: 0x000c,
+  lifetime: 0x000d,
+  xorPeerAddress: 0x0012,
+  data: 0x0013,
+  realm: 0x0014,
+  nonce: 0x0015,
+  xorRelayedAddress: 0x0016,
+  requestedTransport: 0x0019,
+  xorMappedAddress: 0x0020,
+  software: 0x8022,
+  fingerprint: 0x8028,
+} as const;
+
+export interface StunAttribute {
+  type: number;
+  value: Buffer;
+}
+
+export interface StunMessage {
+  method: number;
+  cls: number;
+  transactionId: Buffer;
+  attributes: StunAttribute[];
+}
+
+export interface TransportAddress {
+  address: string;
+  port: number;
+}
+
+/** RFC 8489 section 5: method and class bits interleaved in the 14-bit message type. */
+export function messageType(method: number, cls: number): number {
+  return (method & 0x000f) | ((method & 0x0070) << 1) | ((method & 0x0f80) << 2) | ((cls & 1) << 4) | ((cls & 2) << 7);
+}
+
+export function isStunPacket(buf: Buffer): boolean {
+  return buf.length >= 20 && (buf[0]! & 0xc0) === 0 && buf.readUInt32BE(4) === MAGIC_COOKIE;
+}
+
+/** RFC 8656 section 12.4: ChannelData messages start with 0b01. */
+export function isChannelData(buf: Buffer): boolean {
+  return buf.length >= 4 && (buf[0]! & 0xc0) === 0x40;
+}
+
+export function decode(buf: Buffer): StunMessage {
+  if (!isStunPacket(buf)) throw new Error('not a STUN message');
+  const t = buf.readUInt16BE(0);
+  const length = buf.readUInt16BE(2);
+  if (length + 20 > buf.length || length % 4 !== 0) throw new Error('bad STUN length');
+  const method = (t & 0x000f) | ((t & 0x00e0) >> 1) | ((t & 0x3e00) >> 2);
+  const cls = ((t & 0x0010) >> 4) | ((t & 0x0100) >> 7);
+  const attributes: StunAttribute[] = [];
+  let off = 20;
+  while (off + 4 <= 20 + length) {
+    const type = buf.readUInt16BE(off);
+    const len = buf.readUInt16BE(off + 2);
+    if (off + 4 + len > 20 + length) throw new Error('bad attribute length');
+    attributes.push({ type, value: buf.subarray(off + 4, off + 4 + len) });
+    off += 4 + len + ((4 - (len % 4)) % 4);
+  }
+  return { method, cls, transactionId: Buffer.from(buf.subarray(8, 20)), attributes };
+}
+
+export function getAttr(msg: StunMessage, type: number): Buffer | undefined {
+  return msg.attributes.find((a) => a.type === type)?.value;
+}
+
+/** RFC 8489 section 9.2.2: long-term key = MD5(username ":" realm ":" password). */
+export function longTermKey(username: string, realm: string, password: string): Buffer {
+  return createHash('md5').update(`${username}:${realm}:${password}`).digest();
+}
+
+export interface EncodeOptions {
+  key?: Buffer;
+  fingerprint?: boolean;
+}
+
+function attrBuf(type: number, value: Buffer): Buffer {
+  const pad = (4 - (value.length % 4)) % 4;
+  const b = Buffer.alloc(4 + value.length + pad);
+  b.writeUInt16BE(type, 0);
+  b.writeUInt16BE(value.length, 2);
+  value.copy(b, 4);
+  return b;
+}
+
+export function encode(msg: StunMessage, opts: EncodeOptions = {}): Buffer {
+  const header = Buffer.alloc(20);
+  header.writeUInt16BE(messageType(msg.method, msg.cls), 0);
+  header.writeUInt32BE(MAGIC_COOKIE, 4);
+  msg.transactionId.copy(header, 8);
+  let body = Buffer.concat(msg.attributes.map((a) => attrBuf(a.type, a.value)));
+  if (opts.key) {
+    header.writeUInt16BE(body.length + 24, 2);
+    const mac = createHmac('sha1', opts.key).update(Buffer.concat([header, body])).digest();
+    body = Buffer.concat([body, attrBuf(StunAttr.messageIntegrity, mac)]);
+  }
+  if (opts.fingerprint) {
+    header.writeUInt16BE(body.length + 8, 2);
+    const v = Buffer.alloc(4);
+    v.writeUInt32BE((crc32(Buffer.concat([header, body])) ^ FINGERPRINT_XOR) >>> 0, 0);
+    body = Buffer.concat([body, attrBuf(StunAttr.fingerprint, v)]);
+  }
+  header.writeUInt16BE(body.length, 2);
+  return Buffer.concat([header, body]);
+}
+
+/** RFC 8489 section 14.5: HMAC-SHA1 over the message up to MESSAGE-INTEGRITY, length adjusted. */
+export function verifyIntegrity(buf: Buffer, key: Buffer): boolean {
+  let off = 20;
+  const end = 20 + buf.readUInt16BE(2);
+  while (off + 4 <= end) {
+    const type = buf.readUInt16BE(off);
+    const len = buf.readUInt16BE(off + 2);
+    if (type === StunAttr.messageIntegrity) {
+      const head = Buffer.from(buf.subarray(0, off));
+      head.writeUInt16BE(off - 20 + 24, 2);
+      const mac = createHmac('sha1', key).update(head).digest();
+      return mac.equals(buf.subarray(off + 4, off + 24));
+    }
+    off += 4 + len + ((4 - (len % 4)) % 4);
+  }
+  return false;
+}
+
+export function encodeXorAddress(addr: TransportAddress, transactionId: Buffer): Buffer {
+  const v4 = isIPv4(addr.address);
+  const b = Buffer.alloc(v4 ? 8 : 20);
+  b[1] = v4 ? 1 : 2;
+  b.writeUInt16BE(addr.port ^ (MAGIC_COOKIE >>> 16), 2);
+  const raw = ipBytes(addr.address);
+  const key = Buffer.alloc(16);
+  key.writeUInt32BE(MAGIC_COOKIE, 0);
+  transactionId.copy(key, 4);
+  for (let i = 0; i < raw.length; i++) b[4 + i] = raw[i]! ^ key[i]!;
+  return b;
+}
+
+export function decodeXorAddress(v: Buffer, transactionId: Buffer): TransportAddress {
+  const port = v.readUInt16BE(2) ^ (MAGIC_COOKIE >>> 16);
+  const key = Buffer.alloc(16);
+  key.writeUInt32BE(MAGIC_COOKIE, 0);
+  transactionId.copy(key, 4);
+  if (v[1] === 1) {
+    return { address: [0, 1, 2, 3].map((i) => v[4 + i]! ^ key[i]!).join('.'), port };
+  }
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((v.readUInt16BE(4 + i) ^ key.readUInt16BE(i)).toString(16));
+  return { address: groups.join(':'), port };
+}
+
+/** Parses an IPv4 or IPv6 text address (with optional embedded dotted quad) to 4 or 16 bytes. */
+export function ipBytes(address: string): Buffer {
+  const a = address.split('%')[0]!;
+  if (isIPv4(a)) return Buffer.from(a.split('.').map(Number));
+  let text = a;
+  const lastColon = text.lastIndexOf(':');
+  const last = text.slice(lastColon + 1);
+  if (last.includes('.')) {
+    if (!isIPv4(last)) throw new Error(`invalid address ${address}`);
+    const q = last.split('.').map(Number);
+    text = `${text.slice(0, lastColon + 1)}${((q[0]! << 8) | q[1]!).toString(16)}:${((q[2]! << 8) | q[3]!).toString(16)}`;
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) throw new Error(`invalid address ${address}`);
+  const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => {
+    if (!/^[0-9a-f]{1,4}$/i.test(g)) throw new Error(`invalid address ${address}`);
+    return parseInt(g, 16);
+  }));
+  const left = parse(halves[0]!);
+  const right = halves.length === 2 ? parse(halves[1]!) : [];
+  const fill = 8 - left.length - right.length;
+  if (halves.length === 1 ? fill !== 0 : fill < 0) throw new Error(`invalid address ${address}`);
+  const groups = [...left, ...new Array<number>(halves.length === 2 ? fill : 0).fill(0), ...right];
+  const b = Buffer.alloc(16);
+  groups.forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  return b;
+}
