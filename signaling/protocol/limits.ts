@@ -46,15 +46,18 @@ export type AnnouncedLimits = Pick<
  */
 export const MAX_JSON_DEPTH = 64;
 
-/** True when `value` nests deeper than `max` levels (iterative: never recurses). */
+/**
+ * True when `value` nests deeper than `max` levels. Recursion is bounded by `max`, and the
+ * walk allocates nothing, which matters on the relay path (every signal's data goes through it).
+ */
 export function jsonDepthExceeds(value: unknown, max: number = MAX_JSON_DEPTH): boolean {
   if (typeof value !== 'object' || value === null) return false;
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length) {
-    const [v, depth] = stack.pop() as [unknown, number];
-    if (depth > max) return true;
-    const children = Array.isArray(v) ? v : Object.values(v as object);
-    for (const c of children) if (typeof c === 'object' && c !== null) stack.push([c, depth + 1]);
+  if (max <= 0) return true;
+  if (Array.isArray(value)) {
+    for (const child of value) if (jsonDepthExceeds(child, max - 1)) return true;
+    return false;
   }
+  const obj = value as Record<string, unknown>;
+  for (const key in obj) if (jsonDepthExceeds(obj[key], max - 1)) return true;
   return false;
 }
