@@ -229,7 +229,7 @@ export class SignalingServer implements HandlerContext {
     const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
     const decoded = decodeClientMessage(text);
     if (!decoded.ok) return this.sendError(conn, decoded.code, decoded.message, decoded.ref);
-    this.metrics.messages.inc({ type: decoded.message.type });
+    this.metrics.countMessage(decoded.message.type);
     // Messages of one connection are handled in order even when the store is async.
     if (conn.pending) {
       conn.pending = conn.pending.then(() => this.dispatch(conn, decoded.message));
