@@ -2,3 +2,11 @@
 export { TurnServer, type TurnServerOptions, type CredentialLookup } from './server.js';
 export { PeerPolicy, DEFAULT_DENIED_PEERS, type PeerPolicyOptions } from './policy.js';
 export { TurnError, type TurnErrorCode } from './errors.js';
+export {
+  mintTurnCredentials,
+  restCredentialLookup,
+  restPassword,
+  verifyTurnCredentials,
+  type RestCredentialOptions,
+  type TurnCredentials,
+} from './credentials.js';
