@@ -116,8 +116,13 @@ export class TurnTestClient {
   }
 
   /** An authenticated request (or unauthenticated with auth=false); retries once on 401/438 with the new nonce. */
-  async request(method: number, attributes: StunAttribute[], opts: { auth?: boolean; fingerprint?: boolean } = {}): Promise<Response> {
+  async request(
+    method: number,
+    attrs: StunAttribute[] | ((transactionId: Buffer) => StunAttribute[]),
+    opts: { auth?: boolean; fingerprint?: boolean } = {},
+  ): Promise<Response> {
     const auth = opts.auth ?? true;
+    const build = typeof attrs === 'function' ? attrs : () => attrs;
     const send = (): Promise<Response> =>
       this.transact((transactionId) =>
         encode(
@@ -125,7 +130,7 @@ export class TurnTestClient {
             method,
             cls: StunClass.request,
             transactionId,
-            attributes: auth ? [...attributes, ...this.authAttrs()] : attributes,
+            attributes: auth ? [...build(transactionId), ...this.authAttrs()] : build(transactionId),
           },
           { key: auth ? this.key : undefined, fingerprint: opts.fingerprint },
         ),
@@ -171,13 +176,13 @@ export class TurnTestClient {
   }
 
   createPermission(peer: TransportAddress): Promise<Response> {
-    return this.request(StunMethod.createPermission, [{ type: StunAttr.xorPeerAddress, value: encodeXorAddress(peer, Buffer.alloc(12)) }]);
+    return this.request(StunMethod.createPermission, (tid) => [{ type: StunAttr.xorPeerAddress, value: encodeXorAddress(peer, tid) }]);
   }
 
   channelBind(channel: number, peer: TransportAddress): Promise<Response> {
-    return this.request(StunMethod.channelBind, [
+    return this.request(StunMethod.channelBind, (tid) => [
       { type: StunAttr.channelNumber, value: u32(channel << 16) },
-      { type: StunAttr.xorPeerAddress, value: encodeXorAddress(peer, Buffer.alloc(12)) },
+      { type: StunAttr.xorPeerAddress, value: encodeXorAddress(peer, tid) },
     ]);
   }
 
