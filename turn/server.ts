@@ -114,6 +114,11 @@ export class TurnServer {
     if (o.minPort < 1 || o.maxPort > 65535 || o.minPort > o.maxPort || o.defaultLifetime <= 0 || o.maxLifetime < o.defaultLifetime) {
       throw new TurnError('TURN_BAD_CONFIG', 'invalid port range or lifetimes');
     }
+    // node-turn binds relay sockets to the address the request arrived on; on a wildcard
+    // listener that is 0.0.0.0 and XOR-RELAYED-ADDRESS would advertise it.
+    if ((o.host === '0.0.0.0' || o.host === '::') && !o.relayAddress && !o.externalAddress) {
+      throw new TurnError('TURN_BAD_CONFIG', `listening on ${o.host} needs relayAddress or externalAddress`);
+    }
     this.policy = options.peers instanceof PeerPolicy ? options.peers : new PeerPolicy(options.peers);
     patchAttributeReader();
     this.nt = new NodeTurnServer({

@@ -65,6 +65,22 @@ describe('TurnServer', () => {
     }
   });
 
+  it('refuses a wildcard listener without a relay or external address, and bad ranges (TURN_BAD_CONFIG)', () => {
+    const credentials = (): undefined => undefined;
+    expect(() => new TurnServer({ host: '0.0.0.0', credentials })).toThrow(expect.objectContaining({ code: 'TURN_BAD_CONFIG' }));
+    expect(() => new TurnServer({ host: '127.0.0.1', credentials, minPort: 5000, maxPort: 4000 })).toThrow(
+      expect.objectContaining({ code: 'TURN_BAD_CONFIG' }),
+    );
+    expect(() => new TurnServer({ host: '0.0.0.0', relayAddress: '127.0.0.1', credentials })).not.toThrow();
+  });
+
+  it('advertises externalAddress in XOR-RELAYED-ADDRESS (1:1 NAT)', async () => {
+    const { address } = await startServer({ externalAddress: '203.0.113.7' });
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const { relayed } = await c.allocate();
+    expect(relayed.address).toBe('203.0.113.7');
+  });
+
   it('answers STUN Binding without credentials', async () => {
     const { address } = await startServer();
     const c = await TurnTestClient.open(address, 'alice', 'x');
