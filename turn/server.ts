@@ -52,6 +52,8 @@ export interface TurnServerOptions {
 const NONCE_TTL_MS = 3_600_000;
 const PERMISSION_MS = 300_000;
 const CLASS_REQUEST = 0;
+const EVEN_PORT = 0x0018;
+const BIND_ATTEMPTS = 64;
 
 let attributeReaderPatched = false;
 
@@ -68,6 +70,17 @@ function patchAttributeReader(): void {
   const proto = NtAttributeCtor.prototype;
   const original = proto.read;
   proto.read = function read(this: NtAttribute, data: Buffer): void {
+    // node-turn reads EVEN-PORT with data.readBit(32), but message.js hands attributes a
+    // plain Buffer slice, so every Allocate with EVEN-PORT threw and was dropped
+    // (turnutils_uclient sends one). RFC 8656 section 18.8: the R bit is the first bit.
+    if (data.length >= 5 && data.readUInt16BE(0) === EVEN_PORT) {
+      this.type = EVEN_PORT;
+      this.length = data.readUInt16BE(2);
+      this.padding = (4 - (this.length % 4)) % 4;
+      this.name = 'even-port';
+      this.value = (data[4]! & 0x80) !== 0;
+      return;
+    }
     try {
       original.call(this, data);
     } catch (err) {
@@ -324,11 +337,14 @@ export class TurnServer {
     const transport = msg.getAttribute('requested-transport');
     if (transport === undefined) return reply.reject(400, 'Bad Request');
     if (transport !== UDP_PROTOCOL) return reply.reject(442, 'Unsupported Transport Protocol');
-    if (msg.getAttribute('reservation-token') !== undefined || msg.getAttribute('even-port') !== undefined) {
+    // RFC 8656 section 7.2: reservations (RESERVATION-TOKEN, EVEN-PORT with R=1) are not
+    // offered: 508. EVEN-PORT with R=0 gets an even relay port.
+    const evenPort = msg.getAttribute('even-port');
+    if (msg.getAttribute('reservation-token') !== undefined || evenPort === true) {
       return reply.reject(508, 'Insufficient Capacity');
     }
     if (this.closed) return reply.reject(508, 'Insufficient Capacity');
-    this.nt.allocate.allocateUdp(msg).then(
+    this.bindRelay(this.options.relayAddress ?? msg.transport.dst.address, evenPort === false).then(
       (sockets) => {
         if (this.closed) {
           for (const s of sockets) s.close();
@@ -347,6 +363,31 @@ export class TurnServer {
       },
       () => reply.reject(508, 'Insufficient Capacity'),
     );
+  }
+
+  /**
+   * Binds a relay socket on a random port in [minPort, maxPort] (RFC 6056 style), retrying on
+   * collisions. Replaces node-turn's allocateUdp, which re-bound a socket after a failed bind.
+   */
+  private async bindRelay(address: string, even: boolean): Promise<dgram.Socket[]> {
+    const { minPort, maxPort } = this.options;
+    for (let i = 0; i < BIND_ATTEMPTS; i++) {
+      let port = minPort + (randomBytes(4).readUInt32BE(0) % (maxPort - minPort + 1));
+      if (even && port % 2 === 1) port = port + 1 <= maxPort ? port + 1 : port - 1;
+      if (even && (port % 2 === 1 || port < minPort)) continue;
+      const socket = dgram.createSocket(isIPv6(address) ? 'udp6' : 'udp4');
+      const ok = await new Promise<boolean>((resolve) => {
+        socket.once('error', () => resolve(false));
+        socket.bind({ address, port, exclusive: true }, () => resolve(true));
+      });
+      if (ok) return [socket];
+      try {
+        socket.close();
+      } catch {
+        // not running
+      }
+    }
+    throw new Error('no relay port available');
   }
 
   private allocateSuccess(allocation: NtAllocation, reply: NtMessage): void {
@@ -476,8 +517,9 @@ export class TurnServer {
     if (!allocation) return reply.reject(437, 'Allocation Mismatch');
     const channel = msg.getAttribute('channel-number');
     const peer = msg.getAttribute('xor-peer-address') as NtAddress | undefined;
-    // RFC 8656 section 12: channel numbers 0x4000 through 0x4FFF.
-    if (typeof channel !== 'number' || !peer?.address || channel < 0x4000 || channel > 0x4fff) {
+    // RFC 8656 section 12 narrows channels to 0x4000-0x4FFF, but RFC 5766 clients (coturn's
+    // turnutils_uclient among them) use up to 0x7FFE: accept the RFC 5766 range.
+    if (typeof channel !== 'number' || !peer?.address || channel < 0x4000 || channel > 0x7ffe) {
       return reply.reject(400, 'Bad Request');
     }
     const bound = allocation.getPeerChannelNumber(peer);

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
 import {
   decode,
+  decodeXorAddress,
   encode,
   getAttr,
   StunAttr,
@@ -236,6 +237,29 @@ describe('TurnServer', () => {
     const got = await c.nextData();
     expect(got.peer?.port).toBe(peer.address.port);
     expect(got.data.equals(payload)).toBe(true);
+  });
+
+  it('allocates an even relay port for EVEN-PORT, 508 for reservations (node-turn threw reading EVEN-PORT)', async () => {
+    const { address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const evenPort = (r: boolean): { type: number; value: Buffer } => ({ type: 0x0018, value: Buffer.from([r ? 0x80 : 0]) });
+    const transport = { type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) };
+    expect(errorCode((await c.request(StunMethod.allocate, [transport, evenPort(true)])).msg)).toBe(508);
+    const res = await c.request(StunMethod.allocate, [transport, evenPort(false)]);
+    expect(res.msg.cls).toBe(StunClass.success);
+    const relayed = decodeXorAddress(getAttr(res.msg, StunAttr.xorRelayedAddress)!, res.msg.transactionId);
+    expect(relayed.port % 2).toBe(0);
+  });
+
+  it('accepts RFC 5766 channel numbers up to 0x7FFE and refuses others with 400', async () => {
+    const { address } = await startServer();
+    const peer = await udpPeer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    await c.allocate();
+    expect((await c.channelBind(0x7ffe, peer.address)).msg.cls).toBe(StunClass.success);
+    expect(errorCode((await c.channelBind(0x3fff, { ...peer.address, port: peer.address.port + 1 })).msg)).toBe(400);
+    // a second channel for the same peer is refused
+    expect(errorCode((await c.channelBind(0x4000, peer.address)).msg)).toBe(400);
   });
 
   it('answers 420 listing unknown comprehension-required attributes (node-turn dropped the message)', async () => {
