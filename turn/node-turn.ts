@@ -85,7 +85,6 @@ export interface NtAuthentification {
 
 export interface NtAllocateHandler {
   allocate(msg: NtMessage, reply: NtMessage): void;
-  allocateUdp(msg: NtMessage): Promise<Socket[]>;
 }
 
 export type NtHandler = (msg: NtMessage, reply: NtMessage) => void;

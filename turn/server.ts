@@ -4,7 +4,7 @@
  * this server's node-turn instance; the only process-wide change is a patch of node-turn's
  * attribute reader so unknown attributes no longer throw (see patchAttributeReader).
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { TurnError } from './errors.js';
@@ -105,7 +105,7 @@ export class TurnServer {
   private readonly nt: NtServer;
   private listener: Listener | undefined;
   private closed = false;
-  private readonly nonces = new Map<string, number>();
+  private readonly nonceKey = randomBytes(32);
 
   constructor(options: TurnServerOptions) {
     if (typeof options.credentials !== 'function') {
@@ -196,7 +196,6 @@ export class TurnServer {
     for (const allocation of Object.values(this.nt.allocations)) {
       if (allocation) this.deleteAllocation(allocation);
     }
-    this.nonces.clear();
     const l = this.listener;
     this.listener = undefined;
     if (l) await new Promise<void>((resolve) => l.socket.close(() => resolve()));
@@ -293,23 +292,25 @@ export class TurnServer {
   }
 
   /**
-   * node-turn lib/authentification.js generateNonce uses Math.random and arms a one-hour timer
-   * per nonce (holding the process open). RFC 8489 section 9.2: nonces must not be guessable;
-   * we use crypto.randomBytes and expire them lazily.
+   * node-turn lib/authentification.js generateNonce uses Math.random and keeps every nonce in
+   * a map with a one-hour timer each (holding the process open; any spoofed request grows it).
+   * RFC 8489 section 9.2: nonces must be unguessable. Ours are stateless: 8 random bytes, the
+   * expiry, and an HMAC of both under a per-server key.
    */
   private installNonces(): void {
     const auth = this.nt.authentification;
+    const mac = (body: string): string => createHmac('sha256', this.nonceKey).update(body).digest('hex').slice(0, 32);
     auth.generateNonce = () => {
-      const now = Date.now();
-      for (const [n, exp] of this.nonces) {
-        if (exp > now) break;
-        this.nonces.delete(n);
-      }
-      const nonce = randomBytes(16).toString('hex');
-      this.nonces.set(nonce, now + NONCE_TTL_MS);
-      return nonce;
+      const body = `${randomBytes(8).toString('hex')}${Math.floor((Date.now() + NONCE_TTL_MS) / 1000).toString(16).padStart(10, '0')}`;
+      return body + mac(body);
     };
-    auth.checkNonce = (nonce: string) => (this.nonces.get(nonce) ?? 0) > Date.now();
+    auth.checkNonce = (nonce: string) => {
+      if (typeof nonce !== 'string' || !/^[0-9a-f]{58}$/.test(nonce)) return false;
+      const body = nonce.slice(0, 26);
+      const given = Buffer.from(nonce.slice(26), 'hex');
+      if (!timingSafeEqual(given, Buffer.from(mac(body), 'hex'))) return false;
+      return parseInt(body.slice(16), 16) * 1000 > Date.now();
+    };
   }
 
   // --- handlers --------------------------------------------------------------------------------

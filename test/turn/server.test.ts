@@ -108,13 +108,13 @@ describe('TurnServer', () => {
       const res = await c.request(StunMethod.allocate, [], { auth: false });
       expect(errorCode(res.msg)).toBe(401);
       const nonce = getAttr(res.msg, StunAttr.nonce)!.toString();
-      expect(nonce).toMatch(/^[0-9a-f]{32}$/);
+      expect(nonce).toMatch(/^[0-9a-f]{58}$/);
       nonces.add(nonce);
     }
     expect(nonces.size).toBe(3);
     // a nonce the server never issued is stale
     c.learn({ ...(await c.request(StunMethod.allocate, [], { auth: false })).msg });
-    c.nonce = 'f'.repeat(32);
+    c.nonce = `${c.nonce!.slice(0, 57)}${c.nonce!.endsWith('0') ? '1' : '0'}`;
     const stale = await c.transact((transactionId) =>
       encode(
         {
@@ -132,6 +132,20 @@ describe('TurnServer', () => {
       ),
     );
     expect(errorCode(stale.msg)).toBe(438);
+  });
+
+  it('nonces expire after an hour: 438 Stale Nonce, then the client goes on with the new one', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    await c.allocate();
+    const first = c.nonce;
+    expect((await c.refresh()).msg.cls).toBe(StunClass.success);
+    expect(c.nonce).toBe(first);
+    vi.setSystemTime(Date.now() + 3_601_000);
+    const res = await c.refresh();
+    expect(res.msg.cls).toBe(StunClass.success);
+    expect(c.nonce).not.toBe(first);
   });
 
   it('honours the requested LIFETIME on Allocate (node-turn reads "liftetime")', async () => {
