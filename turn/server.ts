@@ -106,6 +106,7 @@ export class TurnServer {
   private listener: Listener | undefined;
   private closed = false;
   private readonly nonceKey = randomBytes(32);
+  private readonly allocating = new Set<string>();
 
   constructor(options: TurnServerOptions) {
     if (typeof options.credentials !== 'function') {
@@ -330,7 +331,11 @@ export class TurnServer {
    * a NaN timer and deleted the allocation at once.
    */
   private allocate(msg: NtMessage, reply: NtMessage): void {
-    const existing = msg.allocation;
+    // node-turn's dispatcher (lib/server.js) never looks up the allocation for Allocate
+    // requests, so its 437 / retransmission branch was dead and a second Allocate on the same
+    // 5-tuple replaced the first allocation, leaking its relay socket (RFC 8656 section 7.2).
+    const fiveTuple = msg.transport.get5Tuple();
+    const existing = this.nt.allocations[fiveTuple];
     if (existing) {
       if (existing.transactionID === msg.transactionID) return this.allocateSuccess(existing, reply);
       return reply.reject(437, 'Allocation Mismatch');
@@ -345,8 +350,14 @@ export class TurnServer {
       return reply.reject(508, 'Insufficient Capacity');
     }
     if (this.closed) return reply.reject(508, 'Insufficient Capacity');
+    // A retransmission that arrives while the relay port is being bound is dropped (the
+    // client retransmits again and gets the stored answer); node-turn built a second
+    // allocation on the same 5-tuple and leaked the first one's socket.
+    if (this.allocating.has(fiveTuple)) return reply.discard();
+    this.allocating.add(fiveTuple);
     this.bindRelay(this.options.relayAddress ?? msg.transport.dst.address, evenPort === false).then(
       (sockets) => {
+        this.allocating.delete(fiveTuple);
         if (this.closed) {
           for (const s of sockets) s.close();
           return reply.reject(508, 'Insufficient Capacity');
@@ -362,7 +373,10 @@ export class TurnServer {
         msg.allocation = allocation;
         this.allocateSuccess(allocation, reply);
       },
-      () => reply.reject(508, 'Insufficient Capacity'),
+      () => {
+        this.allocating.delete(fiveTuple);
+        reply.reject(508, 'Insufficient Capacity');
+      },
     );
   }
 

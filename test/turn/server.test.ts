@@ -16,7 +16,7 @@ import {
   verifyIntegrity,
   type TransportAddress,
 } from '../../turn/stun.js';
-import { cleanup, defer } from '../helpers/resources.js';
+import { cleanup, defer, deferred } from '../helpers/resources.js';
 import { errorCode, TurnTestClient, udpPeer, u32 } from '../helpers/turn-client.js';
 
 afterEach(async () => {
@@ -156,6 +156,55 @@ describe('TurnServer', () => {
     expect(verifyIntegrity(a.res.raw, c.key!)).toBe(true);
     const capped = await (await TurnTestClient.open(address, 'bob', 'secret-b')).allocate(99_999);
     expect(capped.lifetime).toBe(3600);
+  });
+
+  it('answers a retransmitted Allocate with the same allocation, never a second one', async () => {
+    const { server, address } = await startServer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    await c.allocate();
+    await c.refresh(0);
+    const relayedPorts = new Set<number>();
+    let responses = 0;
+    const first = deferred();
+    let raw: Buffer | undefined;
+    c.socket.on('message', (buf: Buffer) => {
+      const msg = decode(buf);
+      if (!raw || !msg.transactionId.equals(raw.subarray(8, 20))) return;
+      responses++;
+      relayedPorts.add(decodeXorAddress(getAttr(msg, StunAttr.xorRelayedAddress)!, msg.transactionId).port);
+      first.resolve();
+    });
+    const transactionId = Buffer.from('0123456789ab');
+    raw = encode(
+      {
+        method: StunMethod.allocate,
+        cls: StunClass.request,
+        transactionId,
+        attributes: [
+          { type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) },
+          { type: StunAttr.username, value: Buffer.from('alice') },
+          { type: StunAttr.realm, value: Buffer.from(c.realm!) },
+          { type: StunAttr.nonce, value: Buffer.from(c.nonce!) },
+        ],
+      },
+      { key: c.key },
+    );
+    c.sendRaw(raw);
+    c.sendRaw(raw);
+    await first.promise;
+    // a later retransmission gets the same answer
+    const again = deferred();
+    const before = responses;
+    c.socket.on('message', () => {
+      if (responses > before) again.resolve();
+    });
+    c.sendRaw(raw);
+    await again.promise;
+    expect(relayedPorts.size).toBe(1);
+    expect(server.allocationCount).toBe(1);
+    // a new Allocate (new transaction) on the same 5-tuple is a mismatch
+    await expect(c.allocate()).rejects.toThrow(/437/);
+    expect(server.allocationCount).toBe(1);
   });
 
   it('keeps the allocation across two Refreshes (node-turn replied LIFETIME=0 and deleted it)', async () => {
