@@ -104,6 +104,7 @@ export class TurnServer {
   readonly policy: PeerPolicy;
   private readonly nt: NtServer;
   private listener: Listener | undefined;
+  private listening: Promise<{ address: string; port: number }> | undefined;
   private closed = false;
   private readonly nonceKey = randomBytes(32);
   private readonly allocating = new Set<string>();
@@ -166,9 +167,14 @@ export class TurnServer {
     return Object.values(this.nt.allocations).filter((a) => a !== undefined).length;
   }
 
-  async listen(): Promise<{ address: string; port: number }> {
-    if (this.closed) throw new TurnError('TURN_CLOSED', 'the TURN server is closed');
-    if (this.listener) return this.address;
+  /** Binds the UDP listening socket; concurrent calls share one bind. */
+  listen(): Promise<{ address: string; port: number }> {
+    if (this.closed) return Promise.reject(new TurnError('TURN_CLOSED', 'the TURN server is closed'));
+    this.listening ??= this.bindListener();
+    return this.listening;
+  }
+
+  private async bindListener(): Promise<{ address: string; port: number }> {
     const host = this.options.host;
     const socket = dgram.createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
@@ -180,8 +186,13 @@ export class TurnServer {
       });
     }).catch((err: unknown) => {
       socket.close();
+      this.listening = undefined;
       throw err;
     });
+    if (this.closed) {
+      socket.close();
+      throw new TurnError('TURN_CLOSED', 'the TURN server was closed while binding');
+    }
     socket.on('error', () => {});
     const bound = socket.address();
     this.listener = { socket, address: bound.address, port: bound.port };

@@ -82,6 +82,14 @@ describe('TurnServer', () => {
     expect(relayed.address).toBe('203.0.113.7');
   });
 
+  it('listen() binds once when called twice, and fails with TURN_LISTEN_FAILED on a taken port', async () => {
+    const { server, address } = await startServer();
+    expect(await server.listen()).toEqual(address);
+    const other = new TurnServer({ host: '127.0.0.1', port: address.port, credentials: () => undefined });
+    defer(() => other.close());
+    await expect(other.listen()).rejects.toMatchObject({ code: 'TURN_LISTEN_FAILED' });
+  });
+
   it('answers STUN Binding without credentials', async () => {
     const { address } = await startServer();
     const c = await TurnTestClient.open(address, 'alice', 'x');
