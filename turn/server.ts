@@ -51,6 +51,8 @@ export interface TurnServerOptions {
 
 const NONCE_TTL_MS = 3_600_000;
 const PERMISSION_MS = 300_000;
+/** RFC 8656 section 12: a channel binding lasts 10 minutes unless refreshed. */
+const CHANNEL_MS = 600_000;
 const CLASS_REQUEST = 0;
 const EVEN_PORT = 0x0018;
 const BIND_ATTEMPTS = 64;
@@ -108,6 +110,8 @@ export class TurnServer {
   private closed = false;
   private readonly nonceKey = randomBytes(32);
   private readonly allocating = new Set<string>();
+  /** Channel binding expiry (ms) per allocation and channel; node-turn never expired them. */
+  private readonly channelExpiry = new WeakMap<NtAllocation, Map<number, number>>();
 
   constructor(options: TurnServerOptions) {
     if (typeof options.credentials !== 'function') {
@@ -243,7 +247,7 @@ export class TurnServer {
     const channel = buf.readUInt16BE(0);
     const length = buf.readUInt16BE(2);
     if (length > buf.length - 4) return;
-    const peer = allocation.channelBindings[channel];
+    const peer = this.liveChannelPeer(allocation, channel);
     if (!peer || !this.hasPermission(allocation, peer.address) || !this.policy.allows(peer.address)) return;
     allocation.sockets[0]?.send(buf.subarray(4, 4 + length), peer.port, peer.address);
   }
@@ -476,7 +480,8 @@ export class TurnServer {
     if (this.nt.allocations[allocation.fiveTuple] !== allocation) return;
     const from = new NtAddressCtor(rinfo.address, rinfo.port);
     if (!this.hasPermission(allocation, from.address)) return;
-    const channel = allocation.getPeerChannelNumber(from);
+    let channel = allocation.getPeerChannelNumber(from);
+    if (channel !== undefined && !this.liveChannelPeer(allocation, channel)) channel = undefined;
     const client = allocation.transport.dst;
     if (channel !== undefined) {
       const header = Buffer.alloc(4);
@@ -489,6 +494,16 @@ export class TurnServer {
     const indication = new NtMessageCtor(this.nt, allocation.transport);
     indication.addAttribute('xor-peer-address', from);
     indication.data(data);
+  }
+
+  /** The peer bound to `channel`, removing the binding if it expired. */
+  private liveChannelPeer(allocation: NtAllocation, channel: number): NtAddress | undefined {
+    const peer = allocation.channelBindings[channel];
+    if (!peer) return undefined;
+    if ((this.channelExpiry.get(allocation)?.get(channel) ?? 0) > Date.now()) return peer;
+    delete allocation.channelBindings[channel];
+    this.channelExpiry.get(allocation)?.delete(channel);
+    return undefined;
   }
 
   private hasPermission(allocation: NtAllocation, address: string): boolean {
@@ -548,6 +563,7 @@ export class TurnServer {
     if (typeof channel !== 'number' || !peer?.address || channel < 0x4000 || channel > 0x7ffe) {
       return reply.reject(400, 'Bad Request');
     }
+    for (const n of Object.keys(allocation.channelBindings)) this.liveChannelPeer(allocation, Number(n));
     const bound = allocation.getPeerChannelNumber(peer);
     const current = allocation.channelBindings[channel];
     if ((current && bound !== channel) || (bound !== undefined && bound !== channel)) return reply.reject(400, 'Bad Request');
@@ -556,6 +572,9 @@ export class TurnServer {
     }
     allocation.permissions[peer.address] = Date.now() + PERMISSION_MS;
     allocation.channelBindings[channel] = peer;
+    let expiry = this.channelExpiry.get(allocation);
+    if (!expiry) this.channelExpiry.set(allocation, (expiry = new Map()));
+    expiry.set(channel, Date.now() + CHANNEL_MS);
     reply.addAttribute('software', this.nt.software);
     reply.addAttribute('message-integrity');
     reply.resolve();

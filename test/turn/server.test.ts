@@ -297,6 +297,29 @@ describe('TurnServer', () => {
     expect(back.data.toString()).toBe('back again');
   });
 
+  it('expires a channel binding after 10 minutes unless refreshed (node-turn kept it forever)', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { address } = await startServer();
+    const peer = await udpPeer();
+    const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const { relayed } = await c.allocate();
+    expect((await c.channelBind(0x4002, peer.address)).msg.cls).toBe(StunClass.success);
+    peer.socket.send(Buffer.from('bound'), relayed.port, relayed.address);
+    expect((await c.nextData()).channel).toBe(0x4002);
+    vi.setSystemTime(Date.now() + 550_000);
+    expect((await c.createPermission(peer.address)).msg.cls).toBe(StunClass.success);
+    expect((await c.refresh()).msg.cls).toBe(StunClass.success);
+    vi.setSystemTime(Date.now() + 60_000);
+    peer.socket.send(Buffer.from('unbound'), relayed.port, relayed.address);
+    const got = await c.nextData();
+    expect(got.channel).toBeUndefined();
+    expect(got.peer?.port).toBe(peer.address.port);
+    // rebinding refreshes it
+    expect((await c.channelBind(0x4002, peer.address)).msg.cls).toBe(StunClass.success);
+    peer.socket.send(Buffer.from('bound again'), relayed.port, relayed.address);
+    expect((await c.nextData()).channel).toBe(0x4002);
+  });
+
   it('passes peer data that looks like ChannelData through untouched (node-turn allocation.js stripped it)', async () => {
     const { address } = await startServer();
     const peer = await udpPeer();
