@@ -106,4 +106,26 @@ describe('TurnServer peer policy', () => {
     expect(back.channel).toBe(0x4abc);
     expect(back.data.toString()).toBe('chan pong');
   });
+
+  it('over IPv6: with ::1/128 allowed, relays to a ::1 listener and back', async () => {
+    const server = new TurnServer({ host: '::1', port: 0, credentials: (u) => (u === 'alice' ? 'pw' : undefined), peers: { allow: ['::1/128'] } });
+    defer(() => server.close());
+    const address = await server.listen();
+    const peer = await udpPeer('::1');
+    const c = await TurnTestClient.open(address, 'alice', 'pw');
+    const { relayed } = await c.allocate();
+    expect((await c.createPermission(peer.address)).msg.cls).toBe(StunClass.success);
+    c.sendIndication(peer.address, Buffer.from('v6'));
+    expect((await peer.next()).data.toString()).toBe('v6');
+    peer.socket.send(Buffer.from('v6 back'), relayed.port, '::1');
+    const got = await c.nextData();
+    expect(got.peer?.port).toBe(peer.address.port);
+    expect(got.data.toString()).toBe('v6 back');
+    // and without the allow list ::1 is refused
+    const strict = new TurnServer({ host: '::1', port: 0, credentials: (u) => (u === 'alice' ? 'pw' : undefined) });
+    defer(() => strict.close());
+    const c2 = await TurnTestClient.open(await strict.listen(), 'alice', 'pw');
+    await c2.allocate();
+    expect(errorCode((await c2.createPermission(peer.address)).msg)).toBe(403);
+  });
 });
