@@ -1,7 +1,8 @@
 /**
  * Interop with a third-party TURN client: coturn's turnutils_uclient (Debian coturn) runs two
  * client-to-client sessions through the embedded server with REST credentials (-W secret)
- * and must get every message back. Skipped where coturn is not installed.
+ * and must get every message back. Outside CI it is skipped, with a printed reason, where
+ * coturn is not installed; under CI=true a missing coturn fails the run (.ci/run installs it).
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -14,7 +15,10 @@ afterEach(cleanup);
 const UCLIENT = '/usr/bin/turnutils_uclient';
 const SECRET = 'uclient-interop-secret-123';
 
-describe.skipIf(!existsSync(UCLIENT))('turnutils_uclient through the embedded TURN server', () => {
+const missing = !existsSync(UCLIENT);
+if (missing && process.env.CI !== 'true') console.warn(`skipping turnutils_uclient interop: ${UCLIENT} not found (apt-get install coturn)`);
+
+describe.skipIf(missing && process.env.CI !== 'true')('turnutils_uclient through the embedded TURN server', () => {
   it('relays every message of two client-to-client sessions (EVEN-PORT, ChannelBind, ChannelData)', async () => {
     const server = new TurnServer({
       host: '127.0.0.1',
