@@ -10,3 +10,4 @@ export {
   type RestCredentialOptions,
   type TurnCredentials,
 } from './credentials.js';
+export { coturnConfig, cidrToRange, COTURN_MAPPED_RANGE, COTURN_NAT64_RANGE, type CoturnConfigOptions } from './coturn-config.js';

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_LIMITS, DEFAULT_PATH } from '../protocol/index.js';
 
@@ -81,6 +82,77 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     limit('resumeGraceMs', 'resume-grace-ms', 'RALLYPOINT_RESUME_GRACE_MS', 'how long a dropped peer may resume (ms)', 0),
     limit('pingIntervalMs', 'ping-interval-ms', 'RALLYPOINT_PING_INTERVAL_MS', 'heartbeat ping interval (ms)'),
   ]),
+};
+
+const ipSchema = z.string().refine((s) => isIP(s) !== 0, 'must be an IP address');
+const cidrSchema = z.string().refine((s) => {
+  const [addr, len, extra] = s.split('/');
+  if (addr === undefined || extra !== undefined || isIP(addr) === 0) return false;
+  if (len === undefined) return true;
+  return /^\d+$/.test(len) && Number(len) <= (isIP(addr) === 4 ? 32 : 128);
+}, 'must be a CIDR (address/prefix)');
+
+/** Options of `rallypoint coturn-config` (prints a turnserver.conf for coturn). */
+export const COTURN_OPTIONS: Record<string, OptionSpec> = {
+  secret: {
+    flag: 'secret',
+    env: 'TURN_SECRET',
+    description: 'TURN REST secret shared with the signaling server (required)',
+    defaultText: 'none (required)',
+    schema: z.string({ message: 'required: the TURN secret (--secret or TURN_SECRET)' }).min(16, 'must be at least 16 characters').refine((s) => !/[\r\n]/.test(s), 'must not contain line breaks'),
+  },
+  realm: {
+    flag: 'realm',
+    env: 'TURN_REALM',
+    description: 'TURN realm',
+    defaultText: 'rallypoint',
+    schema: z.string().regex(/^[A-Za-z0-9.\-_]+$/, 'letters, digits, ".", "-" and "_" only').default('rallypoint'),
+  },
+  listeningIps: {
+    flag: 'listening-ip',
+    env: 'TURN_LISTENING_IP',
+    description: 'interfaces to listen on, comma-separated',
+    defaultText: 'all interfaces',
+    schema: z
+      .string()
+      .optional()
+      .transform((s) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean)))
+      .pipe(z.array(ipSchema).optional()),
+  },
+  listeningPort: {
+    flag: 'listening-port',
+    env: 'TURN_LISTENING_PORT',
+    description: 'UDP/TCP port',
+    defaultText: '3478',
+    schema: intFrom(1).max(65535).default(3478),
+  },
+  relayIp: { flag: 'relay-ip', env: 'TURN_RELAY_IP', description: 'address relay sockets bind to', defaultText: 'coturn picks', schema: ipSchema.optional() },
+  externalIp: {
+    flag: 'external-ip',
+    env: 'TURN_EXTERNAL_IP',
+    description: 'public address behind 1:1 NAT (public or public/private)',
+    defaultText: 'none',
+    schema: z
+      .string()
+      .refine((s) => {
+        const parts = s.split('/');
+        return parts.length <= 2 && parts.every((p) => isIP(p) !== 0);
+      }, 'must be an IP address or public/private')
+      .optional(),
+  },
+  allow: {
+    flag: 'allow',
+    env: 'TURN_ALLOW',
+    description: 'peer CIDRs relayed to despite the deny list, comma-separated',
+    defaultText: 'none',
+    schema: z
+      .string()
+      .optional()
+      .transform((s) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean)))
+      .pipe(z.array(cidrSchema).optional()),
+  },
+  userQuota: { flag: 'user-quota', env: 'TURN_USER_QUOTA', description: 'allocations per user', defaultText: '10', schema: intFrom(1).default(10) },
+  totalQuota: { flag: 'total-quota', env: 'TURN_TOTAL_QUOTA', description: 'allocations in total', defaultText: '1000', schema: intFrom(1).default(1000) },
 };
 
 export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof typeof DEFAULT_LIMITS)[];

@@ -1,19 +1,28 @@
-import { SERVE_OPTIONS } from './config.js';
+import { COTURN_OPTIONS, SERVE_OPTIONS, type OptionSpec } from './config.js';
 
 export function helpText(): string {
-  const rows = Object.values(SERVE_OPTIONS).map((o) => {
-    const left = `  --${o.flag}${o.boolean ? '' : ' <value>'}`;
-    return `${left.padEnd(36)}${o.description}\n${''.padEnd(36)}env ${o.env}, default ${o.defaultText}`;
-  });
+  const rowsOf = (specs: Record<string, OptionSpec>): string[] =>
+    Object.values(specs).map((o) => {
+      const left = `  --${o.flag}${o.boolean ? '' : ' <value>'}`;
+      return `${left.padEnd(36)}${o.description}\n${''.padEnd(36)}env ${o.env}, default ${o.defaultText}`;
+    });
+  const rows = rowsOf(SERVE_OPTIONS);
   return [
     'Usage: rallypoint <command> [options]',
     '',
     'Commands:',
     '  serve       run the signaling service (what `npm start` runs)',
+    '  coturn-config',
+    '              print a turnserver.conf for coturn: the same TURN secret, deny list,',
+    '              quotas, no TCP relay, no admin CLI',
     '  help        show this help',
     '',
     'Options for serve (every option also reads its environment variable; flags win):',
     ...rows,
+    '',
+    'Options for coturn-config (every option also reads its environment variable; flags win):',
+    ...rowsOf(COTURN_OPTIONS),
+    '',
     '  -h, --help                        show this help',
     '',
     'Endpoints: the WebSocket path, GET /healthz, GET /metrics (Prometheus).',

@@ -3,7 +3,9 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { listenSignaling } from '../server/index.js';
 import { InvalidOptionsError } from '../server/options.js';
-import { ConfigError, LIMIT_KEYS, SERVE_OPTIONS, resolveConfig } from './config.js';
+import { coturnConfig } from '../../turn/coturn-config.js';
+import { TurnError } from '../../turn/errors.js';
+import { COTURN_OPTIONS, ConfigError, LIMIT_KEYS, SERVE_OPTIONS, resolveConfig, type OptionSpec } from './config.js';
 import { helpText } from './help.js';
 import { defaultWebRoot, staticFiles } from './static.js';
 
@@ -55,9 +57,34 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
   process.stdout.write(`rallypoint listening on ${listening.url} (signaling ${listening.wsUrl})\n`);
 }
 
+/** `rallypoint coturn-config`: prints a turnserver.conf on stdout. */
+function printCoturnConfig(flags: Record<string, string | boolean | undefined>): void {
+  if (flags.secret === undefined && !process.env.TURN_SECRET) {
+    throw new ConfigError('coturn-config needs the TURN secret: pass --secret or set TURN_SECRET (at least 16 characters)');
+  }
+  const cfg = resolveConfig(COTURN_OPTIONS, flags, process.env);
+  process.stdout.write(
+    coturnConfig({
+      secret: cfg.secret as string,
+      realm: cfg.realm as string,
+      ...(cfg.listeningIps !== undefined ? { listeningIps: cfg.listeningIps as string[] } : {}),
+      listeningPort: cfg.listeningPort as number,
+      ...(cfg.relayIp !== undefined ? { relayIp: cfg.relayIp as string } : {}),
+      ...(cfg.externalIp !== undefined ? { externalIp: cfg.externalIp as string } : {}),
+      ...(cfg.allow !== undefined ? { allow: cfg.allow as string[] } : {}),
+      userQuota: cfg.userQuota as number,
+      totalQuota: cfg.totalQuota as number,
+    }),
+  );
+}
+
+const COMMANDS: Record<string, Record<string, OptionSpec>> = { serve: SERVE_OPTIONS, 'coturn-config': COTURN_OPTIONS };
+
 async function main(argv: string[]): Promise<number> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const spec of Object.values(SERVE_OPTIONS)) options[spec.flag] = { type: spec.boolean ? 'boolean' : 'string' };
+  for (const specs of Object.values(COMMANDS)) {
+    for (const spec of Object.values(specs)) options[spec.flag] = { type: spec.boolean ? 'boolean' : 'string' };
+  }
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
@@ -74,15 +101,27 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`rallypoint: unexpected argument ${extra[0]}\n`);
     return 2;
   }
-  if (command !== 'serve') {
+  const specs = COMMANDS[command];
+  if (specs === undefined) {
     process.stderr.write(`rallypoint: unknown command ${command}\n\n${helpText()}\n`);
     return 2;
   }
+  // Each command takes only its own options.
+  const known = new Set(['help', ...Object.values(specs).map((s) => s.flag)]);
+  const foreign = Object.keys(parsed.values).find((flag) => !known.has(flag));
+  if (foreign !== undefined) {
+    process.stderr.write(`rallypoint: option --${foreign} does not apply to ${command}\n\n${helpText()}\n`);
+    return 2;
+  }
   try {
+    if (command === 'coturn-config') {
+      printCoturnConfig(parsed.values as Record<string, string | boolean | undefined>);
+      return 0;
+    }
     await serve(parsed.values as Record<string, string | boolean | undefined>);
     return -1; // keep running
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof InvalidOptionsError) {
+    if (err instanceof ConfigError || err instanceof InvalidOptionsError || err instanceof TurnError) {
       process.stderr.write(`rallypoint: ${err.message}\n`);
       return 2;
     }
