@@ -5,7 +5,8 @@ export type TurnErrorCode =
   | 'TURN_LISTEN_FAILED'
   | 'TURN_CLOSED'
   | 'TURN_BAD_CIDR'
-  | 'TURN_BAD_CREDENTIALS';
+  | 'TURN_BAD_CREDENTIALS'
+  | 'TURN_BAD_QUOTA';
 
 export class TurnError extends Error {
   readonly code: TurnErrorCode;

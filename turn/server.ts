@@ -22,7 +22,10 @@ import {
   type NtMessage,
   type NtServer,
 } from './node-turn.js';
+import type { Registry } from 'prom-client';
+import { TurnCounters, TurnMetrics, type RefusalReason } from './metrics.js';
 import { PeerPolicy, type PeerPolicyOptions } from './policy.js';
+import { AllocationQuota, resolveQuotas, UnauthenticatedLimiter, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
 import { encode, StunAttr, StunClass } from './stun.js';
 
 /** Returns the password for a username, or undefined if the user is unknown or expired. */
@@ -47,6 +50,10 @@ export interface TurnServerOptions {
   maxLifetime?: number;
   /** Peer address policy; default refuses internal ranges. */
   peers?: PeerPolicy | PeerPolicyOptions;
+  /** Allocation quotas and the unauthenticated request rate limit; defaults in turn/quotas.ts. */
+  quotas?: TurnQuotaOptions;
+  /** prom-client registry for the TURN metrics (turn/metrics.ts); default: a registry of its own. */
+  registry?: Registry;
 }
 
 const NONCE_TTL_MS = 3_600_000;
@@ -56,6 +63,19 @@ const CHANNEL_MS = 600_000;
 const CLASS_REQUEST = 0;
 const EVEN_PORT = 0x0018;
 const BIND_ATTEMPTS = 64;
+
+const METHOD_NAMES: Record<number, string> = {
+  0x001: 'binding',
+  0x003: 'allocate',
+  0x004: 'refresh',
+  0x008: 'create-permission',
+  0x009: 'channel-bind',
+};
+
+/** Metric label for a request method; anything else is 'other' (bounded label values). */
+function methodName(method: number): string {
+  return METHOD_NAMES[method] ?? 'other';
+}
 
 let attributeReaderPatched = false;
 
@@ -101,7 +121,7 @@ interface Listener {
 }
 
 export class TurnServer {
-  private readonly options: Required<Omit<TurnServerOptions, 'relayAddress' | 'externalAddress' | 'peers'>> &
+  private readonly options: Required<Omit<TurnServerOptions, 'relayAddress' | 'externalAddress' | 'peers' | 'quotas' | 'registry'>> &
     Pick<TurnServerOptions, 'relayAddress' | 'externalAddress'>;
   readonly policy: PeerPolicy;
   private readonly nt: NtServer;
@@ -112,6 +132,14 @@ export class TurnServer {
   private readonly allocating = new Set<string>();
   /** Channel binding expiry (ms) per allocation and channel; node-turn never expired them. */
   private readonly channelExpiry = new WeakMap<NtAllocation, Map<number, number>>();
+  /** The limits in force (defaults filled in). */
+  readonly quotas: Readonly<TurnQuotas>;
+  private readonly allocationQuota: AllocationQuota;
+  /** Allocations holding a slot of `allocationQuota`, released once on delete. */
+  private readonly quotaHolders = new WeakSet<NtAllocation>();
+  private readonly limiter: UnauthenticatedLimiter;
+  private readonly counters = new TurnCounters();
+  readonly metrics: TurnMetrics;
 
   constructor(options: TurnServerOptions) {
     if (typeof options.credentials !== 'function') {
@@ -138,6 +166,10 @@ export class TurnServer {
     if ((o.host === '0.0.0.0' || o.host === '::') && !o.relayAddress && !o.externalAddress) {
       throw new TurnError('TURN_BAD_CONFIG', `listening on ${o.host} needs relayAddress or externalAddress`);
     }
+    this.quotas = Object.freeze(resolveQuotas(options.quotas));
+    this.allocationQuota = new AllocationQuota(this.quotas);
+    this.limiter = new UnauthenticatedLimiter(this.quotas);
+    this.metrics = new TurnMetrics({ registry: options.registry, counters: this.counters, allocations: () => this.allocationCount });
     this.policy = options.peers instanceof PeerPolicy ? options.peers : new PeerPolicy(options.peers);
     patchAttributeReader();
     this.nt = new NodeTurnServer({
@@ -158,6 +190,7 @@ export class TurnServer {
     this.nt.software = 'rallypoint';
     this.installCredentials();
     this.installNonces();
+    this.installAuthCounting();
     this.installHandlers();
   }
 
@@ -248,18 +281,34 @@ export class TurnServer {
     const length = buf.readUInt16BE(2);
     if (length > buf.length - 4) return;
     const peer = this.liveChannelPeer(allocation, channel);
-    if (!peer || !this.hasPermission(allocation, peer.address) || !this.policy.allows(peer.address)) return;
-    allocation.sockets[0]?.send(buf.subarray(4, 4 + length), peer.port, peer.address);
+    if (!peer || !this.hasPermission(allocation, peer.address)) return this.counters.refuse('no-permission');
+    if (!this.policy.allows(peer.address)) return this.counters.refuse('forbidden-peer');
+    const socket = allocation.sockets[0];
+    if (!socket) return;
+    socket.send(buf.subarray(4, 4 + length), peer.port, peer.address);
+    this.counters.toPeer(length);
   }
 
   private onMessage(msg: NtMessage): void {
+    if (msg.class === CLASS_REQUEST) {
+      // Requests without valid MESSAGE-INTEGRITY (node-turn's reader set its value to false,
+      // or it is absent) are rate limited per source IP and dropped silently beyond it.
+      const integrity = msg.getAttribute('message-integrity');
+      if ((integrity === undefined || integrity === false) && !this.limiter.allow(msg.transport.src.address)) {
+        return this.counters.refuse('rate-limited');
+      }
+      this.counters.request(methodName(msg.method));
+    }
     const unknown = msg.attributes.filter((a) => a.unknown === true);
     if (unknown.length > 0) {
       const required = unknown.map((a) => a.type).filter((t) => t < 0x8000);
       if (required.length > 0) {
         // RFC 8489 section 6.3.1.1: a request with unknown comprehension-required attributes
         // gets 420 with UNKNOWN-ATTRIBUTES; an indication is discarded (section 6.3.2).
-        if (msg.class === CLASS_REQUEST) this.reject420(msg, required);
+        if (msg.class === CLASS_REQUEST) {
+          this.counters.refuse('unknown-attribute');
+          this.reject420(msg, required);
+        }
         return;
       }
       // Comprehension-optional: ignored (RFC 8489 section 14).
@@ -329,6 +378,32 @@ export class TurnServer {
     };
   }
 
+  /**
+   * Counts authentication refusals (node-turn lib/authentification.js longTerm calls back with
+   * an Error named after the answer). The 401 challenge to a request without
+   * MESSAGE-INTEGRITY is the normal start of a session and is not counted.
+   */
+  private installAuthCounting(): void {
+    const auth = this.nt.authentification as unknown as {
+      auth(msg: NtMessage, cb: (err: Error | null, reply?: NtMessage) => void): void;
+    };
+    const original = auth.auth.bind(auth);
+    const reasons: Record<string, RefusalReason> = {
+      Unauthorized: 'unauthorized',
+      'Stale Nonce': 'stale-nonce',
+      'Bad Request': 'bad-request',
+      'Wrong Credentials': 'wrong-credentials',
+    };
+    auth.auth = (msg, cb) =>
+      original(msg, (err, reply) => {
+        if (err) {
+          const reason = reasons[err.message];
+          if (reason && !(reason === 'unauthorized' && msg.getAttribute('message-integrity') === undefined)) this.counters.refuse(reason);
+        }
+        cb(err, reply);
+      });
+  }
+
   // --- handlers --------------------------------------------------------------------------------
 
   private installHandlers(): void {
@@ -369,11 +444,19 @@ export class TurnServer {
     // client retransmits again and gets the stored answer); node-turn built a second
     // allocation on the same 5-tuple and leaked the first one's socket.
     if (this.allocating.has(fiveTuple)) return reply.discard();
+    // RFC 8656 section 7.2: 486 when the user's or the server's allocation quota is reached.
+    // The slot is taken before the relay port is bound and given back if that fails.
+    const user = msg.user?.username ?? '';
+    if (!this.allocationQuota.acquire(user)) {
+      this.counters.refuse('quota');
+      return reply.reject(486, 'Allocation Quota Reached');
+    }
     this.allocating.add(fiveTuple);
     this.bindRelay(this.options.relayAddress ?? msg.transport.dst.address, evenPort === false).then(
       (sockets) => {
         this.allocating.delete(fiveTuple);
         if (this.closed) {
+          this.allocationQuota.release(user);
           for (const s of sockets) s.close();
           return reply.reject(508, 'Insufficient Capacity');
         }
@@ -381,15 +464,18 @@ export class TurnServer {
         try {
           allocation = new NtAllocationCtor(msg, sockets, this.initialLifetime(msg.getAttribute('lifetime')));
         } catch {
+          this.allocationQuota.release(user);
           for (const s of sockets) s.close();
           return reply.reject(500, 'Server Error');
         }
+        this.quotaHolders.add(allocation);
         this.adopt(allocation);
         msg.allocation = allocation;
         this.allocateSuccess(allocation, reply);
       },
       () => {
         this.allocating.delete(fiveTuple);
+        this.allocationQuota.release(user);
         reply.reject(508, 'Insufficient Capacity');
       },
     );
@@ -467,6 +553,7 @@ export class TurnServer {
     clearTimeout(allocation.timer);
     allocation.timer = undefined;
     if (this.nt.allocations[allocation.fiveTuple] === allocation) delete this.nt.allocations[allocation.fiveTuple];
+    if (this.quotaHolders.delete(allocation)) this.allocationQuota.release(allocation.user?.username ?? '');
     for (const socket of allocation.sockets) {
       try {
         socket.close();
@@ -479,7 +566,8 @@ export class TurnServer {
   private onPeerData(allocation: NtAllocation, data: Buffer, rinfo: dgram.RemoteInfo): void {
     if (this.nt.allocations[allocation.fiveTuple] !== allocation) return;
     const from = new NtAddressCtor(rinfo.address, rinfo.port);
-    if (!this.hasPermission(allocation, from.address)) return;
+    if (!this.hasPermission(allocation, from.address)) return this.counters.refuse('no-permission');
+    this.counters.toClient(data.length);
     let channel = allocation.getPeerChannelNumber(from);
     if (channel !== undefined && !this.liveChannelPeer(allocation, channel)) channel = undefined;
     const client = allocation.transport.dst;
@@ -540,6 +628,7 @@ export class TurnServer {
     const peers = msg.getAttributes('xor-peer-address') as (NtAddress | undefined)[];
     if (peers.length === 0 || peers.some((p) => !p?.address)) return reply.reject(400, 'Bad Request');
     if (peers.some((p) => !this.policy.allows(p!.address))) {
+      this.counters.refuse('forbidden-peer');
       return reply.reject(403, 'Forbidden');
     }
     for (const p of peers) allocation.permissions[p!.address] = Date.now() + PERMISSION_MS;
@@ -568,6 +657,7 @@ export class TurnServer {
     const current = allocation.channelBindings[channel];
     if ((current && bound !== channel) || (bound !== undefined && bound !== channel)) return reply.reject(400, 'Bad Request');
     if (!this.policy.allows(peer.address)) {
+      this.counters.refuse('forbidden-peer');
       return reply.reject(403, 'Forbidden');
     }
     allocation.permissions[peer.address] = Date.now() + PERMISSION_MS;
@@ -586,7 +676,11 @@ export class TurnServer {
     const dst = msg.getAttribute('xor-peer-address') as NtAddress | undefined;
     const data = msg.getAttribute('data');
     if (!allocation || !dst?.address || !Buffer.isBuffer(data)) return;
-    if (!this.hasPermission(allocation, dst.address) || !this.policy.allows(dst.address)) return;
-    allocation.sockets[0]?.send(data, dst.port, dst.address);
+    if (!this.hasPermission(allocation, dst.address)) return this.counters.refuse('no-permission');
+    if (!this.policy.allows(dst.address)) return this.counters.refuse('forbidden-peer');
+    const socket = allocation.sockets[0];
+    if (!socket) return;
+    socket.send(data, dst.port, dst.address);
+    this.counters.toPeer(data.length);
   }
 }

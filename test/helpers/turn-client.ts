@@ -63,10 +63,11 @@ export class TurnTestClient {
     socket.on('message', (buf) => this.onPacket(buf));
   }
 
-  static async open(server: TransportAddress, username: string, password: string): Promise<TurnTestClient> {
+  /** `bindAddress` (default the loopback of the server's family) is the client's source address. */
+  static async open(server: TransportAddress, username: string, password: string, bindAddress?: string): Promise<TurnTestClient> {
     const socket = dgram.createSocket(isIPv6(server.address) ? 'udp6' : 'udp4');
     defer(() => new Promise<void>((r) => socket.close(() => r())));
-    await new Promise<void>((r) => socket.bind(0, isIPv6(server.address) ? '::1' : '127.0.0.1', () => r()));
+    await new Promise<void>((r) => socket.bind(0, bindAddress ?? (isIPv6(server.address) ? '::1' : '127.0.0.1'), () => r()));
     return new TurnTestClient(server, username, password, socket);
   }
 
