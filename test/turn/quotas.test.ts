@@ -2,6 +2,7 @@
  * TURN quotas over real UDP sockets on loopback: allocations per user and in total (486,
  * RFC 8656 section 7.2), the unauthenticated request rate limit (silent drops), bounded state.
  */
+import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
 import { AllocationQuota, DEFAULT_TURN_QUOTAS, resolveQuotas, UnauthenticatedLimiter } from '../../turn/quotas.js';
@@ -125,6 +126,19 @@ describe('TURN quotas: allocations', () => {
     // the total slot was freed too, and is taken again
     const b = await TurnTestClient.open(address, 'bob', 'secret-b');
     expect(await allocateCode(b)).toBe(486);
+  });
+
+  it('an Allocate that fails to bind a relay port (508) gives its quota slot back', async () => {
+    const blocker = dgram.createSocket('udp4');
+    await new Promise<void>((r) => blocker.bind(0, '127.0.0.1', () => r()));
+    const port = blocker.address().port;
+    const { server, address } = await startServer({ minPort: port, maxPort: port, quotas: { maxAllocations: 1 } });
+    const a = await TurnTestClient.open(address, 'alice', 'secret-a');
+    expect(await allocateCode(a)).toBe(508);
+    await new Promise<void>((r) => blocker.close(() => r()));
+    const b = await TurnTestClient.open(address, 'bob', 'secret-b');
+    expect(await allocateCode(b)).toBe(200);
+    expect(server.allocationCount).toBe(1);
   });
 
   it('AllocationQuota counts per user and in total', () => {
