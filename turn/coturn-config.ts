@@ -7,6 +7,7 @@
 import { isIP } from 'node:net';
 import { TurnError } from './errors.js';
 import { DEFAULT_DENIED_PEERS, parseCidr } from './policy.js';
+import { DEFAULT_TURN_QUOTAS } from './quotas.js';
 
 export interface CoturnConfigOptions {
   /** The TURN REST secret shared with the signaling server (at least 16 characters). */
@@ -23,9 +24,9 @@ export interface CoturnConfigOptions {
   externalIp?: string;
   /** CIDRs relayed to even when denied (LANs, tests). */
   allow?: readonly string[];
-  /** Allocations per user (default 10). */
+  /** Allocations per user (default: the embedded server's, DEFAULT_TURN_QUOTAS). */
   userQuota?: number;
-  /** Allocations in total (default 1000). */
+  /** Allocations in total (default: the embedded server's, DEFAULT_TURN_QUOTAS). */
   totalQuota?: number;
   /** Bytes per second per session (unset: coturn's default, unlimited). */
   maxBps?: number;
@@ -114,8 +115,8 @@ export function coturnConfig(options: CoturnConfigOptions): string {
     const parts = options.externalIp.split('/');
     check(parts.length <= 2 && parts.every((p) => isIP(p) !== 0), `invalid external IP ${JSON.stringify(options.externalIp)}`);
   }
-  const userQuota = options.userQuota ?? 10;
-  const totalQuota = options.totalQuota ?? 1000;
+  const userQuota = options.userQuota ?? DEFAULT_TURN_QUOTAS.maxAllocationsPerUser;
+  const totalQuota = options.totalQuota ?? DEFAULT_TURN_QUOTAS.maxAllocations;
   for (const [name, n] of [
     ['user quota', userQuota],
     ['total quota', totalQuota],

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_LIMITS, DEFAULT_PATH } from '../protocol/index.js';
+import { DEFAULT_TURN_QUOTAS } from '../../turn/quotas.js';
 
 /** One CLI option: its flag, its environment variable, and how to read it. */
 export interface OptionSpec {
@@ -151,8 +152,21 @@ export const COTURN_OPTIONS: Record<string, OptionSpec> = {
       .transform((s) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean)))
       .pipe(z.array(cidrSchema).optional()),
   },
-  userQuota: { flag: 'user-quota', env: 'TURN_USER_QUOTA', description: 'allocations per user', defaultText: '10', schema: intFrom(1).default(10) },
-  totalQuota: { flag: 'total-quota', env: 'TURN_TOTAL_QUOTA', description: 'allocations in total', defaultText: '1000', schema: intFrom(1).default(1000) },
+  // Same defaults as the embedded TURN server, so both deployments behave alike.
+  userQuota: {
+    flag: 'user-quota',
+    env: 'TURN_USER_QUOTA',
+    description: 'allocations per user',
+    defaultText: String(DEFAULT_TURN_QUOTAS.maxAllocationsPerUser),
+    schema: intFrom(1).default(DEFAULT_TURN_QUOTAS.maxAllocationsPerUser),
+  },
+  totalQuota: {
+    flag: 'total-quota',
+    env: 'TURN_TOTAL_QUOTA',
+    description: 'allocations in total',
+    defaultText: String(DEFAULT_TURN_QUOTAS.maxAllocations),
+    schema: intFrom(1).default(DEFAULT_TURN_QUOTAS.maxAllocations),
+  },
 };
 
 export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof typeof DEFAULT_LIMITS)[];
