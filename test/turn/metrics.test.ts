@@ -6,7 +6,8 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TurnServer, type TurnServerOptions } from '../../turn/index.js';
 import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/stun.js';
-import { cleanup, defer } from '../helpers/resources.js';
+import { cleanup } from '../helpers/resources.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
 
 afterEach(async () => {
@@ -15,18 +16,7 @@ afterEach(async () => {
 
 const USERS: Record<string, string> = { alice: 'secret-a', bob: 'secret-b' };
 
-async function startServer(extra: Partial<TurnServerOptions> = {}): Promise<{ server: TurnServer; address: TransportAddress }> {
-  const server = new TurnServer({
-    host: '127.0.0.1',
-    port: 0,
-    credentials: (u) => USERS[u],
-    peers: { allow: ['127.0.0.0/8'] },
-    ...extra,
-  });
-  defer(() => server.close());
-  const address = await server.listen();
-  return { server, address };
-}
+const startServer = (extra: Partial<TurnServerOptions> = {}): ReturnType<typeof startTurnServer> => startTurnServer(USERS, extra);
 
 /** The value of one sample line in Prometheus text, or undefined if absent. */
 function sample(text: string, name: string, labels = ''): number | undefined {

@@ -7,7 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
 import { AllocationQuota, DEFAULT_TURN_QUOTAS, resolveQuotas, UnauthenticatedLimiter } from '../../turn/quotas.js';
 import { encode, getAttr, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/stun.js';
-import { cleanup, defer } from '../helpers/resources.js';
+import { cleanup } from '../helpers/resources.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
 
 afterEach(async () => {
@@ -16,18 +17,7 @@ afterEach(async () => {
 
 const USERS: Record<string, string> = { alice: 'secret-a', bob: 'secret-b', carol: 'secret-c' };
 
-async function startServer(extra: Partial<TurnServerOptions> = {}): Promise<{ server: TurnServer; address: TransportAddress }> {
-  const server = new TurnServer({
-    host: '127.0.0.1',
-    port: 0,
-    credentials: (u) => USERS[u],
-    peers: { allow: ['127.0.0.0/8'] },
-    ...extra,
-  });
-  defer(() => server.close());
-  const address = await server.listen();
-  return { server, address };
-}
+const startServer = (extra: Partial<TurnServerOptions> = {}): ReturnType<typeof startTurnServer> => startTurnServer(USERS, extra);
 
 const ALLOCATE_ATTRS = [{ type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) }];
 

@@ -17,6 +17,7 @@ import {
   type TransportAddress,
 } from '../../turn/stun.js';
 import { cleanup, defer, deferred } from '../helpers/resources.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 import { errorCode, TurnTestClient, udpPeer, u32 } from '../helpers/turn-client.js';
 
 afterEach(async () => {
@@ -27,18 +28,7 @@ afterEach(async () => {
 
 const USERS: Record<string, string> = { alice: 'secret-a', bob: 'secret-b' };
 
-async function startServer(extra: Partial<TurnServerOptions> = {}): Promise<{ server: TurnServer; address: TransportAddress }> {
-  const server = new TurnServer({
-    host: '127.0.0.1',
-    port: 0,
-    credentials: (u) => USERS[u],
-    peers: { allow: ['127.0.0.0/8'] },
-    ...extra,
-  });
-  defer(() => server.close());
-  const address = await server.listen();
-  return { server, address };
-}
+const startServer = (extra: Partial<TurnServerOptions> = {}): ReturnType<typeof startTurnServer> => startTurnServer(USERS, extra);
 
 /** True once `port` on 127.0.0.1 can be bound again, i.e. the relay socket was closed. */
 async function portIsFree(port: number): Promise<boolean> {
