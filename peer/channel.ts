@@ -30,6 +30,20 @@ export const DEFAULT_FLOW: FlowLimits = {
 /** Default SCTP max message size when the remote does not say (RFC 8841 §6: 64 KiB). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 65_536;
 
+/** What a Channel asks of, and tells, the peer that owns it. */
+export interface ChannelHooks {
+  /** The negotiated SCTP max message size of the current connection. */
+  maxMessageSize(): number;
+  /** The runtime's send gate for the current connection, if any (see RtcRuntime.sendGate). */
+  gate(): SendGate | null;
+  message(data: MessageData): void;
+  error(err: PeerError): void;
+  /** The data channel opened. */
+  open(): void;
+  /** The data channel closed without us closing it (the remote closed it, or the transport died). */
+  lost(): void;
+}
+
 interface Waiting {
   payload: string | Uint8Array;
   size: number;
@@ -65,13 +79,7 @@ export class Channel {
   constructor(
     readonly config: ResolvedChannel,
     private readonly flow: FlowLimits,
-    private readonly maxMessageSize: () => number,
-    private readonly onMessage: (data: MessageData) => void,
-    private readonly onError: (err: PeerError) => void,
-    private readonly onOpen: () => void = () => {},
-    private readonly gate: () => SendGate | null = () => null,
-    /** The data channel closed without us closing it (the remote closed it, or the transport died). */
-    private readonly onLost: () => void = () => {},
+    private readonly hooks: ChannelHooks,
   ) {}
 
   private unsubscribeDrain: (() => void) | null = null;
@@ -79,7 +87,7 @@ export class Channel {
 
   /** Whether the runtime below the data channel is saturated (see RtcRuntime.sendGate). */
   private gated(): boolean {
-    const gate = this.gate();
+    const gate = this.hooks.gate();
     if (!gate) return false;
     if (!gate.blocked()) return false;
     this.unsubscribeDrain ??= gate.onDrain(() => this.flush());
@@ -116,14 +124,14 @@ export class Channel {
     dc.onbufferedamountlow = () => this.flush();
     dc.onopen = () => {
       this.flush();
-      this.onOpen();
+      this.hooks.open();
     };
     dc.onclose = () => {
-      if (this.dc === dc && !this.closed) this.onLost();
+      if (this.dc === dc && !this.closed) this.hooks.lost();
     };
     if (dc.readyState === 'open') {
       this.flush();
-      this.onOpen();
+      this.hooks.open();
     }
   }
 
@@ -137,7 +145,7 @@ export class Channel {
       return Promise.reject(err instanceof PeerError ? err : new PeerError('bad-data', `cannot encode for ${this.config.name}: ${(err as Error).message}`, { cause: err }));
     }
     const size = typeof payload === 'string' ? encoder.encode(payload).byteLength : payload.byteLength;
-    const max = this.maxMessageSize();
+    const max = this.hooks.maxMessageSize();
     if (size > max) return Promise.reject(new PeerError('too-large', `message of ${size} bytes exceeds the negotiated max message size ${max} on ${this.config.name}`));
     const dc = this.dc;
     if (!this.config.reliable) {
@@ -218,19 +226,19 @@ export class Channel {
     let data: string | Uint8Array;
     if (typeof raw === 'string') data = raw;
     else if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) data = toBytes(raw);
-    else return this.onError(new PeerError('bad-data', `unexpected message type on ${this.config.name}`));
+    else return this.hooks.error(new PeerError('bad-data', `unexpected message type on ${this.config.name}`));
     if (this.config.latest) {
       const frame = typeof data === 'string' ? null : decodeLatest(data);
-      if (!frame) return this.onError(new PeerError('bad-data', `malformed latest-mode frame on ${this.config.name}`));
+      if (!frame) return this.hooks.error(new PeerError('bad-data', `malformed latest-mode frame on ${this.config.name}`));
       if (!this.filter.accept(frame.seq)) return;
       data = frame.payload;
     }
     this.received++;
-    if (!this.config.json) return this.onMessage(data);
+    if (!this.config.json) return this.hooks.message(data);
     try {
-      this.onMessage(JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data)) as unknown);
+      this.hooks.message(JSON.parse(typeof data === 'string' ? data : new TextDecoder().decode(data)) as unknown);
     } catch (err) {
-      this.onError(new PeerError('bad-data', `invalid JSON on ${this.config.name}`, { cause: err }));
+      this.hooks.error(new PeerError('bad-data', `invalid JSON on ${this.config.name}`, { cause: err }));
     }
   }
 

@@ -94,16 +94,14 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     for (const config of opts.channels) {
       this.channels.set(
         config.name,
-        new Channel(
-          config,
-          opts.flow,
-          () => maxMessageSizeOf(this.conn?.pc),
-          (data) => this.emit('message', config.name, data),
-          (err) => this.emit('error', err),
-          () => this.maybeConnected(),
-          () => this.gate(),
-          () => this.onChannelLost(),
-        ),
+        new Channel(config, opts.flow, {
+          maxMessageSize: () => maxMessageSizeOf(this.conn?.pc),
+          gate: () => this.gate(),
+          message: (data) => this.emit('message', config.name, data),
+          error: (err) => this.emit('error', err),
+          open: () => this.maybeConnected(),
+          lost: () => this.onChannelLost(),
+        }),
       );
     }
     if (opts.initiator) this.connect(0);
