@@ -13,3 +13,4 @@ export {
 export { coturnConfig, cidrToRange, COTURN_MAPPED_RANGE, COTURN_NAT64_RANGE, type CoturnConfigOptions } from './coturn-config.js';
 export { DEFAULT_TURN_QUOTAS, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
 export { TurnMetrics, REFUSAL_REASONS, type RefusalReason, type RelayDirection } from './metrics.js';
+export { turnIceServers, hostFromHeader, DEFAULT_TURN_TTL, type TurnIceServer, type TurnIceServersOptions } from './ice-servers.js';

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_LIMITS, DEFAULT_PATH } from '../protocol/index.js';
+import { DEFAULT_TURN_TTL } from '../../turn/ice-servers.js';
 import { DEFAULT_TURN_QUOTAS } from '../../turn/quotas.js';
 
 /** One CLI option: its flag, its environment variable, and how to read it. */
@@ -18,6 +19,49 @@ const limit = (key: keyof typeof DEFAULT_LIMITS, flag: string, env: string, desc
   key,
   { flag, env, description, defaultText: String(DEFAULT_LIMITS[key]), schema: intFrom(min).optional() },
 ];
+
+const ipSchema = z.string().refine((s) => isIP(s) !== 0, 'must be an IP address');
+const cidrSchema = z.string().refine((s) => {
+  const [addr, len, extra] = s.split('/');
+  if (addr === undefined || extra !== undefined || isIP(addr) === 0) return false;
+  if (len === undefined) return true;
+  return /^\d+$/.test(len) && Number(len) <= (isIP(addr) === 4 ? 32 : 128);
+}, 'must be a CIDR (address/prefix)');
+
+const csv = <T extends z.ZodType<unknown, string>>(item: T) =>
+  z
+    .string()
+    .optional()
+    .transform((s) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean)))
+    .pipe(z.array(item).optional());
+
+/** The embedded TURN server's options: shared by `serve` and `turn`. */
+const TURN_OPTIONS_COMMON: Record<string, OptionSpec> = {
+  turnPort: { flag: 'turn-port', env: 'TURN_PORT', description: 'UDP port of the embedded TURN/STUN server (0 picks a free one)', defaultText: '3478', schema: intFrom(0).max(65535).default(3478) },
+  turnHost: { flag: 'turn-host', env: 'TURN_HOST', description: 'address the TURN server listens on', defaultText: '--host, else all interfaces', schema: ipSchema.optional() },
+  turnRelayIp: {
+    flag: 'turn-relay-ip',
+    env: 'TURN_RELAY_IP',
+    description: 'address relay sockets bind to',
+    defaultText: "the TURN address, else this machine's first non-loopback IPv4",
+    schema: ipSchema.optional(),
+  },
+  turnExternalIp: { flag: 'turn-external-ip', env: 'TURN_EXTERNAL_IP', description: 'relay address advertised to clients (hosts behind 1:1 NAT)', defaultText: 'none', schema: ipSchema.optional() },
+  turnAllow: {
+    flag: 'turn-allow',
+    env: 'TURN_ALLOW',
+    description: 'peer CIDRs relayed to despite the deny list (LANs, labs), comma-separated',
+    defaultText: 'none',
+    schema: csv(cidrSchema),
+  },
+  turnRealm: {
+    flag: 'turn-realm',
+    env: 'TURN_REALM',
+    description: 'TURN realm',
+    defaultText: 'rallypoint',
+    schema: z.string().regex(/^[A-Za-z0-9.\-_]+$/, 'letters, digits, ".", "-" and "_" only').default('rallypoint'),
+  },
+};
 
 export const SERVE_OPTIONS: Record<string, OptionSpec> = {
   port: { flag: 'port', env: 'PORT', description: 'TCP port (0 picks a free one)', defaultText: '8080', schema: intFrom(0).max(65535).default(8080) },
@@ -71,6 +115,42 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     defaultText: '5000',
     schema: intFrom(0).default(5000),
   },
+  turn: {
+    flag: 'turn',
+    env: 'RALLYPOINT_TURN',
+    description: 'run the embedded TURN server: on or off',
+    defaultText: 'on',
+    schema: z.enum(['on', 'off']).default('on'),
+  },
+  turnUrls: {
+    flag: 'turn-urls',
+    env: 'TURN_URLS',
+    description: 'URLs of an external TURN server (coturn) to hand out instead; needs TURN_SECRET',
+    defaultText: 'none (the embedded server)',
+    schema: csv(z.string().regex(/^(stun|stuns|turn|turns):\S+$/, 'must be a stun:, stuns:, turn: or turns: URI')),
+  },
+  turnPublicHost: {
+    flag: 'turn-public-host',
+    env: 'TURN_PUBLIC_HOST',
+    description: 'host name put in the TURN URLs handed out',
+    defaultText: 'the Host header the client used',
+    schema: z.string().regex(/^[A-Za-z0-9.:\-]+$/, 'must be a host name or an IP address').optional(),
+  },
+  turnSecret: {
+    flag: 'turn-secret',
+    env: 'TURN_SECRET',
+    description: 'TURN REST secret shared with coturn',
+    defaultText: 'generated at start',
+    schema: z.string().min(16, 'must be at least 16 characters').optional(),
+  },
+  turnTtl: {
+    flag: 'turn-ttl',
+    env: 'TURN_TTL',
+    description: 'seconds a minted TURN credential is valid',
+    defaultText: String(DEFAULT_TURN_TTL),
+    schema: intFrom(60).default(DEFAULT_TURN_TTL),
+  },
+  ...TURN_OPTIONS_COMMON,
   ...Object.fromEntries([
     limit('maxConnections', 'max-connections', 'RALLYPOINT_MAX_CONNECTIONS', 'open connections'),
     limit('maxConnectionsPerIp', 'max-connections-per-ip', 'RALLYPOINT_MAX_CONNECTIONS_PER_IP', 'connections per client IP (0 = no limit)', 0),
@@ -84,14 +164,6 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     limit('pingIntervalMs', 'ping-interval-ms', 'RALLYPOINT_PING_INTERVAL_MS', 'heartbeat ping interval (ms)'),
   ]),
 };
-
-const ipSchema = z.string().refine((s) => isIP(s) !== 0, 'must be an IP address');
-const cidrSchema = z.string().refine((s) => {
-  const [addr, len, extra] = s.split('/');
-  if (addr === undefined || extra !== undefined || isIP(addr) === 0) return false;
-  if (len === undefined) return true;
-  return /^\d+$/.test(len) && Number(len) <= (isIP(addr) === 4 ? 32 : 128);
-}, 'must be a CIDR (address/prefix)');
 
 /** Options of `rallypoint coturn-config` (prints a turnserver.conf for coturn). */
 export const COTURN_OPTIONS: Record<string, OptionSpec> = {
@@ -114,11 +186,7 @@ export const COTURN_OPTIONS: Record<string, OptionSpec> = {
     env: 'TURN_LISTENING_IP',
     description: 'interfaces to listen on, comma-separated',
     defaultText: 'all interfaces',
-    schema: z
-      .string()
-      .optional()
-      .transform((s) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean)))
-      .pipe(z.array(ipSchema).optional()),
+    schema: csv(ipSchema),
   },
   listeningPort: {
     flag: 'listening-port',
@@ -146,11 +214,7 @@ export const COTURN_OPTIONS: Record<string, OptionSpec> = {
     env: 'TURN_ALLOW',
     description: 'peer CIDRs relayed to despite the deny list, comma-separated',
     defaultText: 'none',
-    schema: z
-      .string()
-      .optional()
-      .transform((s) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean)))
-      .pipe(z.array(cidrSchema).optional()),
+    schema: csv(cidrSchema),
   },
   // Same defaults as the embedded TURN server, so both deployments behave alike.
   userQuota: {
@@ -167,6 +231,19 @@ export const COTURN_OPTIONS: Record<string, OptionSpec> = {
     defaultText: String(DEFAULT_TURN_QUOTAS.maxAllocations),
     schema: intFrom(1).default(DEFAULT_TURN_QUOTAS.maxAllocations),
   },
+};
+
+/** Options of `rallypoint turn` (the embedded TURN server alone). */
+export const TURN_OPTIONS: Record<string, OptionSpec> = {
+  turnSecret: {
+    flag: 'turn-secret',
+    env: 'TURN_SECRET',
+    description: 'TURN REST secret shared with the signaling server (required)',
+    defaultText: 'none (required)',
+    schema: z.string({ message: 'required: the TURN secret (--turn-secret or TURN_SECRET)' }).min(16, 'must be at least 16 characters'),
+  },
+  ...TURN_OPTIONS_COMMON,
+  logLevel: SERVE_OPTIONS.logLevel!,
 };
 
 export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof typeof DEFAULT_LIMITS)[];

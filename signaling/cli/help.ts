@@ -1,4 +1,4 @@
-import { COTURN_OPTIONS, SERVE_OPTIONS, type OptionSpec } from './config.js';
+import { COTURN_OPTIONS, SERVE_OPTIONS, TURN_OPTIONS, type OptionSpec } from './config.js';
 
 export function helpText(): string {
   const rowsOf = (specs: Record<string, OptionSpec>): string[] =>
@@ -11,7 +11,9 @@ export function helpText(): string {
     'Usage: rallypoint <command> [options]',
     '',
     'Commands:',
-    '  serve       run the signaling service (what `npm start` runs)',
+    '  serve       run the signaling service and the embedded TURN server (what',
+    '              `npm start` runs); peers get TURN credentials in welcome.iceServers',
+    '  turn        run the embedded TURN server alone (needs TURN_SECRET)',
     '  coturn-config',
     '              print a turnserver.conf for coturn: the same TURN secret, deny list,',
     '              quotas, no TCP relay, no admin CLI',
@@ -19,6 +21,9 @@ export function helpText(): string {
     '',
     'Options for serve (every option also reads its environment variable; flags win):',
     ...rows,
+    '',
+    'Options for turn (every option also reads its environment variable; flags win):',
+    ...rowsOf(TURN_OPTIONS),
     '',
     'Options for coturn-config (every option also reads its environment variable; flags win):',
     ...rowsOf(COTURN_OPTIONS),

@@ -1,45 +1,55 @@
 #!/usr/bin/env node
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { listenSignaling } from '../server/index.js';
 import { InvalidOptionsError } from '../server/options.js';
 import { coturnConfig } from '../../turn/coturn-config.js';
 import { TurnError } from '../../turn/errors.js';
-import { COTURN_OPTIONS, ConfigError, LIMIT_KEYS, SERVE_OPTIONS, resolveConfig, type OptionSpec } from './config.js';
+import { turnIceServers } from '../../turn/ice-servers.js';
+import { COTURN_OPTIONS, ConfigError, LIMIT_KEYS, SERVE_OPTIONS, TURN_OPTIONS, resolveConfig, type OptionSpec } from './config.js';
 import { helpText } from './help.js';
 import { defaultWebRoot, staticFiles } from './static.js';
+import { startEmbeddedTurn, turnListenAddress, type EmbeddedTurn } from './turn.js';
 
-async function serve(flags: Record<string, string | boolean | undefined>): Promise<void> {
-  const cfg = resolveConfig(SERVE_OPTIONS, flags, process.env);
-  // Logs go to stderr so stdout carries only the start line (easy to script against).
+type Config = Record<string, unknown>;
+
+function makeLogger(cfg: Config): Logger {
+  // Logs go to stderr so stdout carries only the start lines (easy to script against).
   // Synchronous: with an async destination, a log line still in flight when process.exit()
   // runs is flushed by sonic-boom's flushSync, which retries EPIPE forever, so a server
   // whose stderr reader had gone (its parent died, `| head`) never exited on SIGTERM.
-  const logger = pino({ name: 'rallypoint', level: cfg.logLevel as string }, pino.destination({ dest: 2, sync: true }));
-  const limits: Record<string, number> = {};
-  for (const key of LIMIT_KEYS) if (typeof cfg[key] === 'number') limits[key] = cfg[key] as number;
-  const listening = await listenSignaling({
-    port: cfg.port as number,
-    ...(cfg.host !== undefined ? { host: cfg.host as string } : {}),
-    path: cfg.path as string,
-    ...(cfg.origins !== undefined ? { allowedOrigins: cfg.origins as '*' | string[] } : {}),
-    ...(cfg.secret !== undefined ? { secret: cfg.secret as string } : {}),
-    trustProxy: cfg.trustProxy as boolean,
-    limits,
-    logger,
-    defaultMetrics: true,
-    // The demo and the browser bundle (dist/web, built by `npm run build`) at `/`.
-    onRequest: staticFiles(defaultWebRoot()),
+  return pino({ name: 'rallypoint', level: cfg.logLevel as string }, pino.destination({ dest: 2, sync: true }));
+}
+
+/** The embedded TURN server from the turn-* options (shared by serve and turn). */
+function embeddedTurn(cfg: Config, secret: string, host: string | undefined, registry: Registry): Promise<EmbeddedTurn> {
+  return startEmbeddedTurn({
+    secret,
+    listen: turnListenAddress(cfg.turnHost as string | undefined, host),
+    port: cfg.turnPort as number,
+    relayIp: cfg.turnRelayIp as string | undefined,
+    externalIp: cfg.turnExternalIp as string | undefined,
+    allow: cfg.turnAllow as string[] | undefined,
+    realm: cfg.turnRealm as string,
+    registry,
   });
+}
+
+/**
+ * SIGTERM/SIGINT: `close` (bounded by `timeoutMs` plus 5 s), then exit. A second signal, or
+ * a hung close, must not keep the process alive forever.
+ */
+function onShutdown(logger: Logger, timeoutMs: number, close: () => Promise<void>): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    // A second signal, or a hung close, must not keep the process alive forever.
-    const hard = setTimeout(() => process.exit(1), (cfg.shutdownTimeoutMs as number) + 5_000);
+    const hard = setTimeout(() => process.exit(1), timeoutMs + 5_000);
     hard.unref();
-    listening.close({ timeoutMs: cfg.shutdownTimeoutMs as number }).then(
+    close().then(
       () => {
         logger.info('stopped');
         logger.flush();
@@ -53,8 +63,78 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  // Only now: whoever reads this line may signal us at once (the handlers must be in place).
-  process.stdout.write(`rallypoint listening on ${listening.url} (signaling ${listening.wsUrl})\n`);
+}
+
+async function serve(flags: Record<string, string | boolean | undefined>): Promise<void> {
+  const cfg = resolveConfig(SERVE_OPTIONS, flags, process.env);
+  const logger = makeLogger(cfg);
+  const limits: Record<string, number> = {};
+  for (const key of LIMIT_KEYS) if (typeof cfg[key] === 'number') limits[key] = cfg[key] as number;
+  const turnUrls = cfg.turnUrls as string[] | undefined;
+  if (turnUrls !== undefined && cfg.turnSecret === undefined) {
+    throw new ConfigError('--turn-urls (TURN_URLS) hands out credentials for an external TURN server: it needs its secret in --turn-secret or TURN_SECRET');
+  }
+  // Without TURN_SECRET a fresh one per start: the credentials handed out and the TURN
+  // server agree, and there is never an open relay. Only coturn needs it configured.
+  const secret = (cfg.turnSecret as string | undefined) ?? randomBytes(32).toString('base64url');
+  const registry = new Registry();
+  const host = cfg.host as string | undefined;
+  // TURN first: a taken UDP port fails the start before anyone is told we are listening.
+  const turn = cfg.turn === 'on' && turnUrls === undefined ? await embeddedTurn(cfg, secret, host, registry) : undefined;
+  const iceServers =
+    turnUrls !== undefined
+      ? turnIceServers({ secret, ttl: cfg.turnTtl as number, urls: turnUrls })
+      : turn !== undefined
+        ? turnIceServers({ secret, ttl: cfg.turnTtl as number, port: turn.port, ...(cfg.turnPublicHost !== undefined ? { publicHost: cfg.turnPublicHost as string } : {}) })
+        : undefined;
+  if (turn !== undefined && cfg.turnSecret === undefined) logger.info('TURN secret generated at start (set TURN_SECRET to share one with coturn)');
+  let listening;
+  try {
+    listening = await listenSignaling({
+      port: cfg.port as number,
+      ...(host !== undefined ? { host } : {}),
+      path: cfg.path as string,
+      ...(cfg.origins !== undefined ? { allowedOrigins: cfg.origins as '*' | string[] } : {}),
+      ...(cfg.secret !== undefined ? { secret: cfg.secret as string } : {}),
+      ...(iceServers !== undefined ? { iceServers } : {}),
+      trustProxy: cfg.trustProxy as boolean,
+      limits,
+      logger,
+      registry,
+      defaultMetrics: true,
+      // The demo and the browser bundle (dist/web, built by `npm run build`) at `/`.
+      onRequest: staticFiles(defaultWebRoot()),
+    });
+  } catch (err) {
+    await turn?.server.close();
+    throw err;
+  }
+  const signaling = listening;
+  onShutdown(logger, cfg.shutdownTimeoutMs as number, async () => {
+    await signaling.close({ timeoutMs: cfg.shutdownTimeoutMs as number });
+    await turn?.server.close();
+  });
+  // Only now: whoever reads these lines may signal us at once (the handlers must be in place).
+  // One write: a reader that takes the first line and goes (`| head -1`) gets both at once.
+  printStartLines([`rallypoint listening on ${signaling.url} (signaling ${signaling.wsUrl})`, ...(turn ? [turn.startLine] : [])]);
+}
+
+/**
+ * Stdout carries only the start lines. A reader that went away makes the write fail with
+ * EPIPE, emitted as an 'error' event that would otherwise crash a server that is fine.
+ */
+function printStartLines(lines: string[]): void {
+  process.stdout.on('error', () => {});
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+/** `rallypoint turn`: the embedded TURN server alone (credentials minted elsewhere with TURN_SECRET). */
+async function serveTurn(flags: Record<string, string | boolean | undefined>): Promise<void> {
+  const cfg = resolveConfig(TURN_OPTIONS, flags, process.env);
+  const logger = makeLogger(cfg);
+  const turn = await embeddedTurn(cfg, cfg.turnSecret as string, undefined, new Registry());
+  onShutdown(logger, 0, () => turn.server.close());
+  printStartLines([turn.startLine]);
 }
 
 /** `rallypoint coturn-config`: prints a turnserver.conf on stdout. */
@@ -78,7 +158,7 @@ function printCoturnConfig(flags: Record<string, string | boolean | undefined>):
   );
 }
 
-const COMMANDS: Record<string, Record<string, OptionSpec>> = { serve: SERVE_OPTIONS, 'coturn-config': COTURN_OPTIONS };
+const COMMANDS: Record<string, Record<string, OptionSpec>> = { serve: SERVE_OPTIONS, turn: TURN_OPTIONS, 'coturn-config': COTURN_OPTIONS };
 
 async function main(argv: string[]): Promise<number> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
@@ -118,9 +198,14 @@ async function main(argv: string[]): Promise<number> {
       printCoturnConfig(parsed.values as Record<string, string | boolean | undefined>);
       return 0;
     }
-    await serve(parsed.values as Record<string, string | boolean | undefined>);
+    if (command === 'turn') await serveTurn(parsed.values as Record<string, string | boolean | undefined>);
+    else await serve(parsed.values as Record<string, string | boolean | undefined>);
     return -1; // keep running
   } catch (err) {
+    if (err instanceof TurnError && err.code === 'TURN_LISTEN_FAILED') {
+      process.stderr.write(`rallypoint: TURN: ${err.message}\n`);
+      return 1;
+    }
     if (err instanceof ConfigError || err instanceof InvalidOptionsError || err instanceof TurnError) {
       process.stderr.write(`rallypoint: ${err.message}\n`);
       return 2;

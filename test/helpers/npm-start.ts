@@ -18,13 +18,13 @@ export interface NpmServer {
 }
 
 /**
- * Runs the real `npm start` (PORT=0, HOST=127.0.0.1) in its own process group and waits for
+ * Runs the real `npm start` (PORT=0, HOST=127.0.0.1, TURN_PORT=0) in its own process group and waits for
  * its start line, `rallypoint listening on http://... (signaling ws://...)`.
  */
 export async function startNpmServer(env: Record<string, string> = {}): Promise<NpmServer> {
   const child = spawn('npm', ['start', '--silent'], {
     cwd: root,
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', TURN_PORT: '0', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group, so close() reaches the server under npm too
   });

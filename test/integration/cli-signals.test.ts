@@ -13,7 +13,7 @@ afterEach(() => {
 
 /** Starts `rallypoint serve` and resolves once its start line was read. */
 async function serve(): Promise<ChildProcessWithoutNullStreams> {
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1'], { stdio: 'pipe' });
+  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--turn-port', '0'], { stdio: 'pipe' });
   children.push(child);
   const rl = createInterface({ input: child.stdout });
   const [line] = (await once(rl, 'line')) as [string];

@@ -1,53 +1,18 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { cli, killCliChildren, nextLine as firstLine, runCli as run, start, START_LINE } from '../helpers/cli.js';
 import { startNpmServer, type NpmServer } from '../helpers/npm-start.js';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const cli = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
-const children: ChildProcessWithoutNullStreams[] = [];
-
-function start(cmd: string, args: string[], env: Record<string, string> = {}): ChildProcessWithoutNullStreams {
-  const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, stdio: 'pipe' });
-  children.push(child);
-  return child;
-}
-
-/** Resolves with the first stdout line (the start line). */
-async function firstLine(child: ChildProcessWithoutNullStreams): Promise<string> {
-  const rl = createInterface({ input: child.stdout });
-  const exited = once(child, 'exit').then(([code]) => {
-    throw new Error(`exited ${String(code)} before printing`);
-  });
-  const [line] = (await Promise.race([once(rl, 'line'), exited])) as [string];
-  rl.close();
-  return line;
-}
-
-async function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = start(process.execPath, [cli, ...args], env);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
-
-const START_LINE = /^rallypoint listening on (http:\/\/[^\s]+) \(signaling (ws:\/\/[^\s)]+)\)$/;
 
 const npmServers: NpmServer[] = [];
 
 afterEach(async () => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  killCliChildren();
   await Promise.all(npmServers.splice(0).map((s) => s.close()));
 });
 
 describe('CLI', () => {
-  it('`npm start` prints one line with its URL and serves /healthz', async () => {
+  it('`npm start` prints its URL first and serves /healthz', async () => {
     // npm runs the server under sh: the helper owns the whole process group and ends it.
     const server = await startNpmServer();
     npmServers.push(server);
@@ -61,7 +26,7 @@ describe('CLI', () => {
   });
 
   it('exits 0 on SIGTERM after closing clients with 1001', async () => {
-    const child = start(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1']);
+    const child = start(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--turn-port', '0']);
     const [, , wsUrl] = START_LINE.exec(await firstLine(child)) as RegExpExecArray;
     const ws = new WebSocket(wsUrl as string, 'rallypoint.v1');
     await once(ws, 'open');
@@ -77,7 +42,7 @@ describe('CLI', () => {
   });
 
   it('takes options from environment variables, flags winning', async () => {
-    const child = start(process.execPath, [cli, 'serve', '--path', '/signal'], { PORT: '0', HOST: '127.0.0.1', RALLYPOINT_PATH: '/ignored' });
+    const child = start(process.execPath, [cli, 'serve', '--path', '/signal'], { PORT: '0', HOST: '127.0.0.1', TURN_PORT: '0', RALLYPOINT_PATH: '/ignored' });
     const [, , wsUrl] = START_LINE.exec(await firstLine(child)) as RegExpExecArray;
     expect(wsUrl).toMatch(/\/signal$/);
   });

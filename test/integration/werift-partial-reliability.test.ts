@@ -185,7 +185,7 @@ describeNetns('werift partial reliability (network namespaces, 5 % UDP loss)', (
     const sw = await l.switch(hub);
     await sw.attach(a);
     await sw.attach(b);
-    const server = new LineProc('signaling', hub.spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', sw.gateway], { killSignal: 'SIGTERM' }));
+    const server = new LineProc('signaling', hub.spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', sw.gateway, '--turn', 'off'], { killSignal: 'SIGTERM' }));
     const { line } = await server.next<{ line: string }>('text');
     const m = /\(signaling (ws:\/\/[^\s)]+)\)/.exec(line);
     if (!m) throw new Error(`unexpected start line: ${line}`);
