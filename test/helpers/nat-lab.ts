@@ -1,0 +1,347 @@
+/**
+ * The NAT lab of issue 4, built on the network lab (netns.ts): a "public" namespace with a
+ * switch, NAT router namespaces per site, hosts behind them, and the processes the scenarios
+ * run there (the real `rallypoint serve` CLI with its embedded TURN, Debian coturn, Node
+ * peers speaking JSON lines).
+ *
+ *          pub (switch wan, 10.213.P.0/24; signaling + TURN on .1)
+ *           |                    |
+ *      r<site> eth0 .x     r<site> eth0 .y        NAT: masquerade [random] out of eth0
+ *           | lan switch         | lan switch
+ *      h<name> (default route via the router)
+ *
+ * Every address is private (10.213.0.0/16, see Subnet), the public side included; the
+ * TURN server's allow list gets the public subnet, and nothing else, so that it relays to
+ * the routers' WAN addresses (what peers behind NAT look like from outside).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { NetLab, Netns, Switch } from './netns.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
+export const NAT_PEER = fileURLToPath(new URL('../fixtures/nat/peer.mjs', import.meta.url));
+export const TURNSERVER = '/usr/bin/turnserver';
+
+// ---------------------------------------------------------------------------------------
+// Topology
+
+/**
+ * `cone`: `masquerade` keeps a host's source port for every destination (endpoint-independent
+ * mapping) and conntrack only lets in replies (port-restricted filtering).
+ * `symmetric`: `masquerade random` picks a new port per destination, so the address a STUN
+ * server sees is useless to any other peer.
+ */
+export type NatKind = 'cone' | 'symmetric';
+
+export interface Host {
+  ns: Netns;
+  address: string;
+}
+
+export interface Site {
+  router: Netns;
+  /** The router's address on the public switch: what the outside sees of this site. */
+  wan: string;
+  lan: Switch;
+  nat: NatKind;
+}
+
+export class NatTopology {
+  private constructor(
+    readonly lab: NetLab,
+    /** The "public" namespace: the switch every router hangs off, and the servers. */
+    readonly pub: Netns,
+    readonly wan: Switch,
+  ) {}
+
+  static async create(lab: NetLab): Promise<NatTopology> {
+    const pub = await lab.namespace('pub');
+    // The public namespace does not forward: nothing reaches beyond the lab through it.
+    return new NatTopology(lab, pub, await lab.switch(pub, { ifname: 'wan' }));
+  }
+
+  /** The public side's address, where the servers listen (the switch's .1). */
+  get publicAddress(): string {
+    return this.wan.gateway;
+  }
+
+  /** A NAT router `r<name>` on the public switch with a LAN switch of its own behind it. */
+  async site(name: string, nat: NatKind): Promise<Site> {
+    const router = await this.lab.namespace(`r${name}`);
+    const wan = await this.wan.attach(router, { ifname: 'eth0' });
+    const lan = await this.lab.switch(router, { ifname: 'lan' });
+    await router.exec('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
+    const masquerade = nat === 'symmetric' ? 'masquerade random' : 'masquerade';
+    // The firewall every home router has: unsolicited packets from the WAN are dropped in
+    // `input`, before conntrack confirms them. Without it, a peer's first hole-punching packet
+    // (arriving before this side's own) leaves an entry that makes masquerade pick ANOTHER port
+    // for this side's packets to that peer (the tuple is taken), so the cone NAT behaves as a
+    // symmetric one and ICE falls back to the relay.
+    await router.exec(
+      'nft',
+      ['-f', '-'],
+      [
+        'table ip nat {',
+        '  chain post {',
+        '    type nat hook postrouting priority srcnat; policy accept;',
+        `    oifname "eth0" ${masquerade}`,
+        '  }',
+        '}',
+        'table inet firewall {',
+        '  chain in {',
+        '    type filter hook input priority filter; policy accept;',
+        '    iifname "eth0" ct state new drop',
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    return { router, wan, lan, nat };
+  }
+
+  /** A host namespace `h<name>` on `lan` (a site's LAN or the public switch), default route via it. */
+  async host(name: string, lan: Switch): Promise<Host> {
+    const ns = await this.lab.namespace(`h${name}`);
+    return { ns, address: await lan.attach(ns) };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes speaking lines
+
+type Line = Record<string, unknown>;
+
+/**
+ * A child process whose stdout is JSON lines `{event, ...}` (a non-JSON line becomes
+ * `{event: 'text', line}`); commands go to stdin as JSON lines. `next(event)` waits for the
+ * next such line and rejects when the process exits first or reports `{event: 'error'}`.
+ */
+export class LineProcess {
+  private readonly queue: Line[] = [];
+  private readonly waiters: { match: (m: Line) => boolean; resolve: (m: Line) => void; reject: (e: Error) => void }[] = [];
+  private exitError: Error | null = null;
+  stderr = '';
+  readonly closed: Promise<number | null>;
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+  ) {
+    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    createInterface({ input: child.stdout! }).on('line', (text) => {
+      let msg: Line;
+      try {
+        msg = JSON.parse(text) as Line;
+        if (typeof msg !== 'object' || msg === null) msg = { event: 'text', line: text };
+      } catch {
+        msg = { event: 'text', line: text };
+      }
+      if (msg.event === 'error') return this.fail(new Error(`${this.name}: ${String(msg.message)}`));
+      const i = this.waiters.findIndex((w) => w.match(msg));
+      if (i >= 0) this.waiters.splice(i, 1)[0]!.resolve(msg);
+      else this.queue.push(msg);
+    });
+    // 'close', not 'exit': stdout is read to its end first.
+    this.closed = new Promise((resolve) => {
+      child.once('close', (code, signal) => {
+        this.fail(new Error(`${this.name} exited (${code ?? signal}) ${this.stderr.trim()}`));
+        resolve(code);
+      });
+    });
+  }
+
+  private fail(err: Error): void {
+    this.exitError ??= err;
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+
+  /** The next line of `event` (matching `where`, if given), already received or to come. */
+  next<T = Line>(event: string, where: (m: T) => boolean = () => true): Promise<T> {
+    const match = (m: Line): boolean => m.event === event && where(m as T);
+    const i = this.queue.findIndex(match);
+    if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0] as T);
+    if (this.exitError) return Promise.reject(this.exitError);
+    return new Promise((resolve, reject) => this.waiters.push({ match, resolve: resolve as (m: Line) => void, reject }));
+  }
+
+  /** Writes a command and waits for the answer `event`. */
+  request<T = Line>(cmd: Line, event: string): Promise<T> {
+    const answer = this.next<T>(event);
+    this.child.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    return answer;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// rallypoint serve
+
+export interface Serve {
+  proc: LineProcess;
+  /** `ws://HOST:PORT/ws` from the start line. */
+  wsUrl: string;
+  /** `http://HOST:PORT`. */
+  httpUrl: string;
+  /** From the second line, when the embedded TURN runs. */
+  turn: { address: string; port: number; relay: string } | null;
+}
+
+/**
+ * Runs `rallypoint serve` (the built CLI) in `ns` on `host`, port 0, with `args` added, and
+ * reads its start lines: `rallypoint listening on http://H:P (signaling ws://H:P/ws)`, then,
+ * when the embedded TURN runs, `rallypoint TURN listening on udp://A:P (relay R)`.
+ */
+export async function startServe(ns: Netns, host: string, args: string[], options: { embeddedTurn?: boolean } = {}): Promise<Serve> {
+  const { embeddedTurn = true } = options;
+  const proc = new LineProcess(`serve@${ns.name}`, ns.spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', host, '--log-level', 'warn', ...args], { killSignal: 'SIGTERM' }));
+  const first = String((await proc.next<{ line: string }>('text')).line);
+  const m = /^rallypoint listening on (http:\/\/\S+) \(signaling (ws:\/\/[^\s)]+)\)$/.exec(first);
+  if (!m) throw new Error(`unexpected start line: ${first}`);
+  let turn: Serve['turn'] = null;
+  if (embeddedTurn) {
+    const second = String((await proc.next<{ line: string }>('text')).line);
+    const t = /^rallypoint TURN listening on udp:\/\/([\d.]+):(\d+) \(relay ([\d.]+)\)$/.exec(second);
+    if (!t) throw new Error(`unexpected TURN line: ${second}`);
+    turn = { address: t[1]!, port: Number(t[2]), relay: t[3]! };
+  }
+  return { proc, httpUrl: m[1]!, wsUrl: m[2]!, turn };
+}
+
+// ---------------------------------------------------------------------------------------
+// coturn
+
+export interface Coturn {
+  proc: LineProcess;
+  port: number;
+  /** The turnserver.conf `rallypoint coturn-config` printed. */
+  config: string;
+}
+
+/**
+ * Debian's coturn in `ns`, configured by the file `rallypoint coturn-config` prints (the
+ * project's own generator, as an operator would run it). Resolves once coturn logged that its
+ * UDP listener on `address:port` is open.
+ */
+export async function startCoturn(ns: Netns, options: { address: string; port: number; secret: string; allow: string[] }): Promise<Coturn> {
+  const { address, port, secret, allow } = options;
+  const { stdout: config } = await ns.exec(process.execPath, [
+    fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url)),
+    'coturn-config',
+    '--secret',
+    secret,
+    '--listening-ip',
+    address,
+    '--listening-port',
+    String(port),
+    '--relay-ip',
+    address,
+    '--allow',
+    allow.join(','),
+  ]);
+  const dir = mkdtempSync(join(tmpdir(), 'rallypoint-nat-coturn-'));
+  const file = join(dir, 'turnserver.conf');
+  writeFileSync(file, config, { mode: 0o600 });
+  // --log-file=stdout: its log is how we know the listener is up. pidfile and userdb in our
+  // own directory, not /var.
+  const proc = new LineProcess(
+    `coturn@${ns.name}`,
+    ns.spawn(TURNSERVER, ['-c', file, '--log-file=stdout', `--pidfile=${join(dir, 'turnserver.pid')}`, `--userdb=${join(dir, 'turndb')}`]),
+  );
+  proc.closed.finally(() => rmSync(dir, { recursive: true, force: true })).catch(() => undefined);
+  const listening = `UDP listener opened on : ${address}:${port}`;
+  await proc.next<{ line: string }>('text', (m) => String(m.line).includes(listening));
+  return { proc, port, config };
+}
+
+// ---------------------------------------------------------------------------------------
+// Peers
+
+export interface CandidateView {
+  type: string | undefined;
+  address: string | undefined;
+  port: number | undefined;
+}
+
+export interface PairView {
+  local: CandidateView;
+  remote: CandidateView;
+}
+
+/** A peer's view of its connection to the other one (RemotePeer.stats() and getStats()). */
+export interface PeerStatsView {
+  path: 'direct' | 'relay' | null;
+  selectedPair: PairView | null;
+  /** Every local candidate gathered, from getStats(). */
+  localCandidates: CandidateView[];
+}
+
+/** A Node peer (test/fixtures/nat/peer.mjs) in `ns`, joined to `room`. */
+export async function startNodePeer(ns: Netns, options: { url: string; room: string; rtcConfig?: Record<string, unknown> }): Promise<{ proc: LineProcess; id: string }> {
+  const proc = new LineProcess(`peer@${ns.name}`, ns.spawn(process.execPath, [NAT_PEER, JSON.stringify(options)]));
+  const { id } = await proc.next<{ id: string }>('joined');
+  return { proc, id };
+}
+
+/** `type:address` of each candidate, for failure messages. */
+export function describePair(pair: PairView | null): string {
+  return pair ? `${pair.local.type} ${pair.local.address}:${pair.local.port} -> ${pair.remote.type} ${pair.remote.address}:${pair.remote.port}` : 'no pair';
+}
+
+export interface NodePair {
+  a: { proc: LineProcess; id: string };
+  b: { proc: LineProcess; id: string };
+}
+
+/**
+ * Node peers in `nsA` and `nsB` joined to one room; resolves when each reports the other
+ * connected (every channel open). B joins second, so B offers.
+ */
+export async function connectNodePeers(nsA: Netns, nsB: Netns, url: string, room: string, rtcConfig?: Record<string, unknown>): Promise<NodePair> {
+  const a = await startNodePeer(nsA, { url, room, ...(rtcConfig ? { rtcConfig } : {}) });
+  const b = await startNodePeer(nsB, { url, room, ...(rtcConfig ? { rtcConfig } : {}) });
+  await Promise.all([a.proc.next('connected', (m: { peer: string }) => m.peer === b.id), b.proc.next('connected', (m: { peer: string }) => m.peer === a.id)]);
+  return { a, b };
+}
+
+/**
+ * Sends `count` numbered messages each way on `reliable` and resolves with what each side
+ * received from the other, in arrival order.
+ */
+export async function exchange(pair: NodePair, count = 5): Promise<{ atA: string[]; atB: string[] }> {
+  const receive = async (p: NodePair['a'], from: string, prefix: string): Promise<string[]> => {
+    const got: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const m = await p.proc.next<{ from: string; channel: string; data: string }>('message', (x) => x.from === from && x.channel === 'reliable');
+      got.push(m.data);
+      if (!m.data.startsWith(prefix)) break;
+    }
+    return got;
+  };
+  const atA = receive(pair.a, pair.b.id, 'b->a');
+  const atB = receive(pair.b, pair.a.id, 'a->b');
+  for (let i = 0; i < count; i++) {
+    await Promise.all([
+      pair.a.proc.request({ cmd: 'send', to: pair.b.id, channel: 'reliable', data: `a->b ${i}` }, 'sent'),
+      pair.b.proc.request({ cmd: 'send', to: pair.a.id, channel: 'reliable', data: `b->a ${i}` }, 'sent'),
+    ]);
+  }
+  return { atA: await atA, atB: await atB };
+}
+
+/** Both sides' view of the connection. */
+export async function pairStats(pair: NodePair): Promise<{ a: PeerStatsView; b: PeerStatsView }> {
+  const [a, b] = await Promise.all([
+    pair.a.proc.request<PeerStatsView>({ cmd: 'stats', to: pair.b.id }, 'stats'),
+    pair.b.proc.request<PeerStatsView>({ cmd: 'stats', to: pair.a.id }, 'stats'),
+  ]);
+  return { a, b };
+}
+
+/** The `count` messages `exchange` sends from `from` ('a' or 'b'). */
+export function expectedMessages(from: 'a' | 'b', count = 5): string[] {
+  const to = from === 'a' ? 'b' : 'a';
+  return Array.from({ length: count }, (_, i) => `${from}->${to} ${i}`);
+}

@@ -1,0 +1,58 @@
+/**
+ * NAT lab scenario 3 (issue 4): two peers, each behind a symmetric NAT (nftables
+ * `masquerade random`: a new public port for every destination). The port a STUN server
+ * sees is not the port the other peer would see, so no direct pair can work: ICE must
+ * connect through the embedded TURN server, and data must flow both ways through it.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { connectNodePeers, describePair, exchange, expectedMessages, NatTopology, pairStats, startServe, type Host, type NodePair, type Serve, type Site } from '../helpers/nat-lab.js';
+import { describeNetns, useNetLab } from '../helpers/netns.js';
+
+const lab = useNetLab();
+
+describeNetns('NAT lab: both peers behind symmetric NATs, embedded TURN', () => {
+  let net: NatTopology;
+  let siteA: Site;
+  let siteB: Site;
+  let hostA: Host;
+  let hostB: Host;
+  let serve: Serve;
+  let pair: NodePair | undefined;
+
+  beforeAll(async () => {
+    net = await NatTopology.create(lab());
+    [siteA, siteB] = [await net.site('a', 'symmetric'), await net.site('b', 'symmetric')];
+    [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
+    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+  });
+
+  afterAll(async () => {
+    if (pair) await Promise.all([pair.a.proc.request({ cmd: 'leave' }, 'left'), pair.b.proc.request({ cmd: 'leave' }, 'left')]);
+  });
+
+  it('connects through the embedded TURN relay and carries messages both ways', async () => {
+    expect(serve.turn).toMatchObject({ address: net.publicAddress, relay: net.publicAddress });
+    pair = await connectNodePeers(hostA.ns, hostB.ns, serve.wsUrl, 'symmetric');
+    const { atA, atB } = await exchange(pair);
+    expect(atB).toEqual(expectedMessages('a'));
+    expect(atA).toEqual(expectedMessages('b'));
+
+    const stats = await pairStats(pair);
+    for (const [side, site] of [
+      ['a', siteA],
+      ['b', siteB],
+    ] as const) {
+      const s = stats[side];
+      const pair = s.selectedPair;
+      expect(s.path, `${side}: ${describePair(pair)}`).toBe('relay');
+      // One end of the pair is a relayed address on the embedded TURN server.
+      const relayed = [pair?.local, pair?.remote].filter((c) => c?.type === 'relay');
+      expect(relayed.length, `${side}: ${describePair(pair)}`).toBeGreaterThan(0);
+      for (const c of relayed) expect(c?.address).toBe(serve.turn?.relay);
+      // The symmetric NAT did hand out a reflexive address (so a direct pair was tried and
+      // could not work), and an allocation on the TURN server.
+      expect(s.localCandidates).toContainEqual(expect.objectContaining({ type: 'srflx', address: site.wan }));
+      expect(s.localCandidates).toContainEqual(expect.objectContaining({ type: 'relay', address: serve.turn?.relay }));
+    }
+  }, 60_000);
+});
