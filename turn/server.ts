@@ -114,6 +114,32 @@ function patchAttributeReader(): void {
   };
 }
 
+/**
+ * These handlers run only for requests that passed authentication, and RFC 8489 section
+ * 9.2.4 says the response to such a request carries MESSAGE-INTEGRITY, error responses
+ * included (only the 400/401/438 of failed checks go without, and node-turn's
+ * lib/authentification.js sends those before we are called). node-turn's reject() adds
+ * ERROR-CODE and sends without it, so a client could not tell a genuine 403 or 486 from a
+ * forged one. MESSAGE-INTEGRITY must follow ERROR-CODE (section 14.5: only FINGERPRINT may
+ * come after it), hence the hook on addAttribute rather than an attribute added beforehand.
+ */
+function signErrors(reply: NtMessage): NtMessage {
+  const reject = reply.reject;
+  reply.reject = function signedReject(this: NtMessage, code: number, reason: string): void {
+    const add = this.addAttribute;
+    this.addAttribute = function addThenSign(this: NtMessage, name: string, value?: unknown): void {
+      add.call(this, name, value);
+      if (name === 'error-code') add.call(this, 'message-integrity');
+    };
+    try {
+      reject.call(this, code, reason);
+    } finally {
+      this.addAttribute = add;
+    }
+  };
+  return reply;
+}
+
 interface Listener {
   socket: dgram.Socket;
   address: string;
@@ -407,10 +433,10 @@ export class TurnServer {
   // --- handlers --------------------------------------------------------------------------------
 
   private installHandlers(): void {
-    this.nt.allocate.allocate = (msg, reply) => this.allocate(msg, reply);
-    this.nt.refresh.refresh = (msg, reply) => this.refresh(msg, reply);
-    this.nt.createPermission.createPermission = (msg, reply) => this.createPermission(msg, reply);
-    this.nt.channelBind.channelBind = (msg, reply) => this.channelBind(msg, reply);
+    this.nt.allocate.allocate = (msg, reply) => this.allocate(msg, signErrors(reply));
+    this.nt.refresh.refresh = (msg, reply) => this.refresh(msg, signErrors(reply));
+    this.nt.createPermission.createPermission = (msg, reply) => this.createPermission(msg, signErrors(reply));
+    this.nt.channelBind.channelBind = (msg, reply) => this.channelBind(msg, signErrors(reply));
     this.nt.send.send = (msg) => this.sendIndication(msg);
   }
 

@@ -1,7 +1,7 @@
 /** Peer address policy: the TURN server must not relay into internal networks (SSRF). */
 import { afterEach, describe, expect, it } from 'vitest';
 import { PeerPolicy, TurnServer, type PeerPolicyOptions } from '../../turn/index.js';
-import { StunClass } from '../../turn/stun.js';
+import { StunClass, verifyIntegrity } from '../../turn/stun.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
 
@@ -53,8 +53,14 @@ describe('TurnServer peer policy', () => {
       const c = await TurnTestClient.open(address, 'alice', 'pw');
       await c.allocate();
       const peer = { address: ip, port: 9 };
-      expect(errorCode((await c.createPermission(peer)).msg)).toBe(403);
-      expect(errorCode((await c.channelBind(0x4000, peer)).msg)).toBe(403);
+      const perm = await c.createPermission(peer);
+      const bind = await c.channelBind(0x4000, peer);
+      expect(errorCode(perm.msg)).toBe(403);
+      expect(errorCode(bind.msg)).toBe(403);
+      // RFC 8489 section 9.2.4: an error response to an authenticated request is signed
+      // (node-turn's reject() sent it unsigned).
+      expect(verifyIntegrity(perm.raw, c.key!)).toBe(true);
+      expect(verifyIntegrity(bind.raw, c.key!)).toBe(true);
     },
   );
 
