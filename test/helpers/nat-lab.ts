@@ -24,6 +24,7 @@ import type { NetLab, Netns, Switch } from './netns.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
 export const NAT_PEER = fileURLToPath(new URL('../fixtures/nat/peer.mjs', import.meta.url));
+export const STUN_PING = fileURLToPath(new URL('../fixtures/nat/stun-ping.mjs', import.meta.url));
 export const TURNSERVER = '/usr/bin/turnserver';
 
 // ---------------------------------------------------------------------------------------
@@ -222,13 +223,13 @@ export interface Coturn {
 
 /**
  * Debian's coturn in `ns`, configured by the file `rallypoint coturn-config` prints (the
- * project's own generator, as an operator would run it). Resolves once coturn logged that its
- * UDP listener on `address:port` is open.
+ * project's own generator, as an operator would run it). Resolves once coturn answers a STUN
+ * Binding request on `address:port`.
  */
 export async function startCoturn(ns: Netns, options: { address: string; port: number; secret: string; allow: string[] }): Promise<Coturn> {
   const { address, port, secret, allow } = options;
   const { stdout: config } = await ns.exec(process.execPath, [
-    fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url)),
+    CLI,
     'coturn-config',
     '--secret',
     secret,
@@ -244,16 +245,26 @@ export async function startCoturn(ns: Netns, options: { address: string; port: n
   const dir = mkdtempSync(join(tmpdir(), 'rallypoint-nat-coturn-'));
   const file = join(dir, 'turnserver.conf');
   writeFileSync(file, config, { mode: 0o600 });
-  // --log-file=stdout: its log is how we know the listener is up. pidfile and userdb in our
-  // own directory, not /var.
+  // Its log on stdout, line-buffered (stdbuf), verbose enough to show each session's user and
+  // ALLOCATE: tests read allocations from it as they happen.
+  // pidfile and userdb in our own directory, not /var.
   const proc = new LineProcess(
     `coturn@${ns.name}`,
-    ns.spawn(TURNSERVER, ['-c', file, '--log-file=stdout', `--pidfile=${join(dir, 'turnserver.pid')}`, `--userdb=${join(dir, 'turndb')}`]),
+    ns.spawn('stdbuf', ['-oL', TURNSERVER, '-c', file, '--log-file=stdout', '--verbose', `--pidfile=${join(dir, 'turnserver.pid')}`, `--userdb=${join(dir, 'turndb')}`]),
   );
   proc.closed.finally(() => rmSync(dir, { recursive: true, force: true })).catch(() => undefined);
-  const listening = `UDP listener opened on : ${address}:${port}`;
-  await proc.next<{ line: string }>('text', (m) => String(m.line).includes(listening));
+  // coturn prints nothing when its listener is up: ask it.
+  await Promise.race([stunBinding(ns, address, port), proc.closed.then(() => Promise.reject(new Error(`turnserver exited: ${proc.stderr}`)))]);
   return { proc, port, config };
+}
+
+/**
+ * The XOR-MAPPED-ADDRESS a STUN Binding request from `ns` to `ip:port` gets (requests are
+ * resent every 100 ms until one is answered, 15 s at most).
+ */
+export async function stunBinding(ns: Netns, ip: string, port: number): Promise<{ address: string; port: number }> {
+  const { stdout } = await ns.exec(process.execPath, [STUN_PING, ip, String(port)]);
+  return JSON.parse(stdout) as { address: string; port: number };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -290,6 +301,23 @@ export function describePair(pair: PairView | null): string {
   return pair ? `${pair.local.type} ${pair.local.address}:${pair.local.port} -> ${pair.remote.type} ${pair.remote.address}:${pair.remote.port}` : 'no pair';
 }
 
+/**
+ * How long the peers may take to connect: measured here 1-2.5 s, direct or relayed; 30 s
+ * leaves room for a loaded 2-core machine.
+ */
+export const ICE_TIMEOUT_MS = 30_000;
+
+/** `promise`, or a rejection saying what was awaited (and what the processes said) after `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number, why: () => string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why())), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface NodePair {
   a: { proc: LineProcess; id: string };
   b: { proc: LineProcess; id: string };
@@ -302,7 +330,8 @@ export interface NodePair {
 export async function connectNodePeers(nsA: Netns, nsB: Netns, url: string, room: string, rtcConfig?: Record<string, unknown>): Promise<NodePair> {
   const a = await startNodePeer(nsA, { url, room, ...(rtcConfig ? { rtcConfig } : {}) });
   const b = await startNodePeer(nsB, { url, room, ...(rtcConfig ? { rtcConfig } : {}) });
-  await Promise.all([a.proc.next('connected', (m: { peer: string }) => m.peer === b.id), b.proc.next('connected', (m: { peer: string }) => m.peer === a.id)]);
+  const connected = Promise.all([a.proc.next('connected', (m: { peer: string }) => m.peer === b.id), b.proc.next('connected', (m: { peer: string }) => m.peer === a.id)]);
+  await within(connected, ICE_TIMEOUT_MS, () => `peers not connected after ${ICE_TIMEOUT_MS} ms\n--- a stderr:\n${a.proc.stderr}\n--- b stderr:\n${b.proc.stderr}`);
   return { a, b };
 }
 

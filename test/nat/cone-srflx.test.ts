@@ -6,7 +6,7 @@
  * (hole punching), without the relay.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectNodePeers, describePair, exchange, expectedMessages, NatTopology, pairStats, startServe, type Host, type NodePair, type Site } from '../helpers/nat-lab.js';
+import { connectNodePeers, describePair, exchange, expectedMessages, NatTopology, pairStats, startServe, stunBinding, type Host, type NodePair, type Serve, type Site } from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();
@@ -17,23 +17,28 @@ describeNetns('NAT lab: both peers behind port-restricted cone NATs', () => {
   let siteB: Site;
   let hostA: Host;
   let hostB: Host;
-  let url: string;
+  let serve: Serve;
   let pair: NodePair | undefined;
 
   beforeAll(async () => {
     net = await NatTopology.create(lab());
     [siteA, siteB] = [await net.site('a', 'cone'), await net.site('b', 'cone')];
     [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
-    const serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
-    url = serve.wsUrl;
+    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
   });
 
   afterAll(async () => {
     if (pair) await Promise.all([pair.a.proc.request({ cmd: 'leave' }, 'left'), pair.b.proc.request({ cmd: 'leave' }, 'left')]);
   });
 
+  it('the embedded TURN server answers STUN Binding with the address of the NAT', async () => {
+    const turn = serve.turn!;
+    expect(await stunBinding(hostA.ns, turn.address, turn.port)).toMatchObject({ address: siteA.wan });
+    expect(await stunBinding(hostB.ns, turn.address, turn.port)).toMatchObject({ address: siteB.wan });
+  });
+
   it('connects directly via server-reflexive candidates and carries messages both ways', async () => {
-    pair = await connectNodePeers(hostA.ns, hostB.ns, url, 'cone');
+    pair = await connectNodePeers(hostA.ns, hostB.ns, serve.wsUrl, 'cone');
     const { atA, atB } = await exchange(pair);
     expect(atB).toEqual(expectedMessages('a'));
     expect(atA).toEqual(expectedMessages('b'));
