@@ -1,0 +1,206 @@
+/**
+ * Sequencing for `reliable` channels, so that they stay ordered and lossless while a peer
+ * moves between its data channel and the WebSocket relay, or to a rebuilt connection.
+ *
+ * A message is cut into fragments of at most `maxFragment` bytes; every fragment gets the
+ * next 32-bit sequence number of its channel, whatever path carries it. The receiver
+ * delivers fragments strictly in sequence, drops duplicates, holds early ones (bounded),
+ * and acknowledges cumulatively; the sender keeps every fragment until it is acknowledged
+ * and sends them all again after a path change, so nothing lost in flight on the old path
+ * is missing and nothing is delivered twice. Sequence numbers compare with serial-number
+ * arithmetic (RFC 1982), so they may wrap; fewer than 2^31 may be unacknowledged.
+ */
+import { seqNewer } from './latest.js';
+
+export interface Fragment {
+  seq: number;
+  /** The message is text (UTF-8 bytes); otherwise bytes. */
+  text: boolean;
+  /** More fragments of the same message follow. */
+  more: boolean;
+  bytes: Uint8Array;
+}
+
+export interface Delivered {
+  text: boolean;
+  bytes: Uint8Array;
+}
+
+const encoder = new TextEncoder();
+
+/** Splits a message into fragment bodies of at most `maxFragment` bytes (at least one). */
+export function splitMessage(payload: string | Uint8Array, maxFragment: number): { text: boolean; bytes: Uint8Array }[] {
+  const text = typeof payload === 'string';
+  const bytes = text ? encoder.encode(payload) : payload;
+  if (bytes.byteLength <= maxFragment) return [{ text, bytes }];
+  const out: { text: boolean; bytes: Uint8Array }[] = [];
+  for (let at = 0; at < bytes.byteLength; at += maxFragment) out.push({ text, bytes: bytes.subarray(at, at + maxFragment) });
+  return out;
+}
+
+/** The sending half of one reliable channel. */
+export class ReliableSender {
+  private nextSeq = 0;
+  /** Unacknowledged fragments from `head` on (a queue without O(n) shifts). */
+  private unacked: Fragment[] = [];
+  private head = 0;
+  /** Payload bytes kept until acknowledged. */
+  bytes = 0;
+
+  /** Numbers the fragments of one message and keeps them until acknowledged. */
+  push(payload: string | Uint8Array, maxFragment: number): Fragment[] {
+    const parts = splitMessage(payload, maxFragment);
+    const frags = parts.map((p, i): Fragment => {
+      const seq = this.nextSeq;
+      this.nextSeq = (this.nextSeq + 1) >>> 0;
+      return { seq, text: p.text, more: i < parts.length - 1, bytes: p.bytes };
+    });
+    for (const f of frags) {
+      this.unacked.push(f);
+      this.bytes += f.bytes.byteLength;
+    }
+    return frags;
+  }
+
+  /**
+   * Cumulative acknowledgement: the receiver has everything up to and including `seq`.
+   * Returns how many fragments it released. Acks for numbers never sent are ignored.
+   */
+  ack(seq: number): number {
+    // Only numbers we sent can be acknowledged: an ack beyond the last one is bogus.
+    if (seqNewer(seq, (this.nextSeq - 1) >>> 0)) return 0;
+    let n = 0;
+    while (this.head < this.unacked.length) {
+      const first = this.unacked[this.head] as Fragment;
+      if (seqNewer(first.seq, seq)) break;
+      this.head++;
+      this.bytes -= first.bytes.byteLength;
+      n++;
+    }
+    if (this.head === this.unacked.length) {
+      this.unacked = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.unacked.length) {
+      this.unacked = this.unacked.slice(this.head);
+      this.head = 0;
+    }
+    return n;
+  }
+
+  /** Fragments sent or queued and not yet acknowledged, oldest first. */
+  get pending(): readonly Fragment[] {
+    return this.head === 0 ? this.unacked : this.unacked.slice(this.head);
+  }
+
+  /** Number of unacknowledged fragments. */
+  get pendingCount(): number {
+    return this.unacked.length - this.head;
+  }
+}
+
+/** The receiving half of one reliable channel. */
+export class ReliableReceiver {
+  private expected = 0;
+  private readonly held = new Map<number, Fragment>();
+  private heldBytes = 0;
+  private parts: Uint8Array[] = [];
+  private partsText = false;
+  /** Fragments received that had been delivered already. */
+  duplicates = 0;
+  /** Early fragments not held because the hold buffer was full (they are sent again). */
+  overflow = 0;
+
+  /** `maxHeldBytes`: how much out-of-order data may wait for a gap to fill. */
+  constructor(private readonly maxHeldBytes: number) {}
+
+  /** The cumulative acknowledgement: the last sequence number received in order. */
+  get ack(): number {
+    return (this.expected - 1) >>> 0;
+  }
+
+  /** Takes one fragment; returns the messages it completes, in order. */
+  receive(f: Fragment): Delivered[] {
+    const ahead = (f.seq - this.expected) >>> 0;
+    if (ahead >= 0x80000000) {
+      this.duplicates++;
+      return [];
+    }
+    if (ahead > 0) {
+      if (this.held.has(f.seq)) this.duplicates++;
+      else if (this.heldBytes + f.bytes.byteLength > this.maxHeldBytes) this.overflow++;
+      else {
+        this.held.set(f.seq, f);
+        this.heldBytes += f.bytes.byteLength;
+      }
+      return [];
+    }
+    const out: Delivered[] = [];
+    let next: Fragment | undefined = f;
+    while (next) {
+      this.take(next, out);
+      this.expected = (this.expected + 1) >>> 0;
+      next = this.held.get(this.expected);
+      if (next) {
+        this.held.delete(this.expected);
+        this.heldBytes -= next.bytes.byteLength;
+      }
+    }
+    return out;
+  }
+
+  private take(f: Fragment, out: Delivered[]): void {
+    if (this.parts.length === 0) this.partsText = f.text;
+    this.parts.push(f.bytes);
+    if (f.more) return;
+    const parts = this.parts;
+    this.parts = [];
+    if (parts.length === 1) {
+      out.push({ text: this.partsText, bytes: parts[0] as Uint8Array });
+      return;
+    }
+    const total = parts.reduce((n, p) => n + p.byteLength, 0);
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    for (const p of parts) {
+      bytes.set(p, at);
+      at += p.byteLength;
+    }
+    out.push({ text: this.partsText, bytes });
+  }
+}
+
+/**
+ * Data channel framing of reliable channels: [flags:u8][seq:u32 BE][payload]. Flags:
+ * TEXT (payload is UTF-8), MORE (a fragment follows), ACK (no payload; seq is the
+ * cumulative acknowledgement).
+ */
+export const FLAG_TEXT = 1;
+export const FLAG_MORE = 2;
+export const FLAG_ACK = 4;
+const HEADER = 5;
+
+export function encodeFragment(f: Fragment): Uint8Array {
+  const out = new Uint8Array(HEADER + f.bytes.byteLength);
+  out[0] = (f.text ? FLAG_TEXT : 0) | (f.more ? FLAG_MORE : 0);
+  new DataView(out.buffer).setUint32(1, f.seq);
+  out.set(f.bytes, HEADER);
+  return out;
+}
+
+export function encodeAck(seq: number): Uint8Array {
+  const out = new Uint8Array(HEADER);
+  out[0] = FLAG_ACK;
+  new DataView(out.buffer).setUint32(1, seq >>> 0);
+  return out;
+}
+
+export type DecodedFrame = { ack: number } | { fragment: Fragment };
+
+export function decodeFrame(frame: Uint8Array): DecodedFrame | null {
+  if (frame.byteLength < HEADER) return null;
+  const flags = frame[0] as number;
+  if (flags > (FLAG_TEXT | FLAG_MORE | FLAG_ACK)) return null;
+  const seq = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1);
+  if (flags & FLAG_ACK) return flags === FLAG_ACK && frame.byteLength === HEADER ? { ack: seq } : null;
+  return { fragment: { seq, text: (flags & FLAG_TEXT) !== 0, more: (flags & FLAG_MORE) !== 0, bytes: frame.subarray(HEADER) } };
+}
