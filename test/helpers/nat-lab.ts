@@ -15,17 +15,20 @@
  * the routers' WAN addresses (what peers behind NAT look like from outside).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumMissing, NO_MDNS_ARG, watchPage, type PageLog } from './browser.js';
 import type { NetLab, Netns, Switch } from './netns.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
 export const NAT_PEER = fileURLToPath(new URL('../fixtures/nat/peer.mjs', import.meta.url));
 export const STUN_PING = fileURLToPath(new URL('../fixtures/nat/stun-ping.mjs', import.meta.url));
 export const TURNSERVER = '/usr/bin/turnserver';
+const LIB_PAGE = fileURLToPath(new URL('../fixtures/web/lib.html', import.meta.url));
 
 // ---------------------------------------------------------------------------------------
 // Topology
@@ -297,7 +300,7 @@ export async function startNodePeer(ns: Netns, options: { url: string; room: str
 }
 
 /** `type:address` of each candidate, for failure messages. */
-export function describePair(pair: PairView | null): string {
+export function describePair(pair: { local: Partial<CandidateView>; remote: Partial<CandidateView> } | null): string {
   return pair ? `${pair.local.type} ${pair.local.address}:${pair.local.port} -> ${pair.remote.type} ${pair.remote.address}:${pair.remote.port}` : 'no pair';
 }
 
@@ -373,4 +376,53 @@ export async function pairStats(pair: NodePair): Promise<{ a: PeerStatsView; b: 
 export function expectedMessages(from: 'a' | 'b', count = 5): string[] {
   const to = from === 'a' ? 'b' : 'a';
   return Array.from({ length: count }, (_, i) => `${from}->${to} ${i}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Chromium in a namespace
+
+/**
+ * Debian's Chromium launched by playwright inside `ns`: playwright's executablePath is a
+ * wrapper that execs `ip netns exec NS chromium` (the pipes playwright drives it through are
+ * inherited). The namespace needs a default route, or Chromium gathers no ICE candidates.
+ * Host candidates carry addresses, not mDNS names (NO_MDNS_ARG): werift cannot resolve those.
+ */
+export async function launchChromiumIn(ns: Netns): Promise<Browser> {
+  const missing = chromiumMissing();
+  if (missing) throw new Error(missing);
+  const dir = mkdtempSync(join(tmpdir(), 'rallypoint-nat-chromium-'));
+  const wrapper = join(dir, 'chromium');
+  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns.name} ${CHROMIUM_PATH} "$@"\n`, { mode: 0o755 });
+  try {
+    const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: [...CHROMIUM_ARGS, NO_MDNS_ARG], timeout: 20_000 });
+    browser.on('disconnected', () => rmSync(dir, { recursive: true, force: true }));
+    return browser;
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Opens test/fixtures/web/lib.html (the library harness of the browser suites) in a page of
+ * `browser`, as a document of the signaling server's origin (a lab address: the root
+ * namespace's loopback is out of the browser's reach). The page then loads /rallypoint.min.js,
+ * the built bundle, from the real server (dist/web).
+ *
+ * Why not `page.route` to fulfil lib.html: a fulfilled document has no IP address, so
+ * Chromium puts it in the `public` address space, and its Local Network Access checks then
+ * block the page's requests to the lab's private address ("The request client is not a
+ * secure context and the resource is in more-private address space `local`"). A document the
+ * server really sent (its 404 page) is `local`; lib.html is written into that document.
+ */
+export async function openLibPage(browser: Browser, httpUrl: string, wsUrl: string): Promise<{ page: Page; log: PageLog }> {
+  const context = await browser.newContext();
+  context.setDefaultTimeout(ICE_TIMEOUT_MS);
+  const page = await context.newPage();
+  const log = watchPage(page);
+  const response = await page.goto(`${httpUrl}/nat-lab?ws=${encodeURIComponent(wsUrl)}`);
+  if (response?.status() !== 404) throw new Error(`expected the server's 404 page at /nat-lab, got ${response?.status()}`);
+  await page.setContent(readFileSync(LIB_PAGE, 'utf8'));
+  await page.waitForFunction(() => document.body.dataset.ready === 'true');
+  return { page, log };
 }

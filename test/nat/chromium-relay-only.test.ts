@@ -1,0 +1,92 @@
+/**
+ * NAT lab scenario 5 (issue 4): relay-only policy with Chromium. Chromium runs in one host
+ * namespace behind a cone NAT with `rtcConfig: { iceTransportPolicy: 'relay' }`; a Node
+ * (werift) peer with the default policy runs behind another cone NAT. Scenario 2 shows those
+ * NATs let a direct pair through: here the policy alone must put the connection on the
+ * embedded TURN relay, on both sides, and data must flow both ways.
+ */
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { chromiumMissing } from '../helpers/browser.js';
+import { describePair, launchChromiumIn, NatTopology, openLibPage, startNodePeer, startServe, type Host, type LineProcess, type PeerStatsView, type Serve, type Site } from '../helpers/nat-lab.js';
+import { describeNetns, isCI, useNetLab } from '../helpers/netns.js';
+import type { PageStats } from '../helpers/pages.js';
+
+const lab = useNetLab();
+const missing = chromiumMissing();
+if (missing && !isCI()) console.warn(`[nat] skipping the Chromium scenario: ${missing}`);
+
+describeNetns('NAT lab: Chromium with iceTransportPolicy relay, Node peer', () => {
+  let net: NatTopology;
+  let siteB: Site;
+  let chromeHost: Host;
+  let nodeHost: Host;
+  let serve: Serve;
+  let browser: Browser | undefined;
+  let node: { proc: LineProcess; id: string } | undefined;
+
+  beforeAll(async () => {
+    if (missing && !isCI()) return;
+    net = await NatTopology.create(lab());
+    const siteA = await net.site('a', 'cone');
+    siteB = await net.site('b', 'cone');
+    [chromeHost, nodeHost] = [await net.host('chrome', siteA.lan), await net.host('node', siteB.lan)];
+    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    browser = await launchChromiumIn(chromeHost.ns);
+  }, 40_000);
+
+  afterAll(async () => {
+    if (node) await node.proc.request({ cmd: 'leave' }, 'left');
+    await browser?.close();
+  });
+
+  it.skipIf(missing !== null && !isCI())('connects through the relay only and carries messages both ways', async () => {
+    const { page, log } = await openLibPage(browser!, serve.httpUrl, serve.wsUrl);
+    const chromeId = await page.evaluate(() => window.lib.join({ room: 'relay-only', rtcConfig: { iceTransportPolicy: 'relay' } } as Parameters<typeof window.lib.join>[0]));
+    node = await startNodePeer(nodeHost.ns, { url: serve.wsUrl, room: 'relay-only' });
+    const nodeId = node.id;
+    await Promise.all([
+      node.proc.next('connected', (m: { peer: string }) => m.peer === chromeId),
+      page.waitForFunction((id) => window.lib.connectedIds().includes(id), nodeId),
+    ]);
+
+    // Both ways on `reliable`.
+    const atNode = node.proc.next<{ from: string; channel: string; data: string }>('message', (m) => m.from === chromeId && m.channel === 'reliable');
+    await page.evaluate((to) => window.lib.send(to, 'reliable', 'from chromium'), nodeId);
+    expect((await atNode).data).toBe('from chromium');
+    await node.proc.request({ cmd: 'send', to: chromeId, channel: 'reliable', data: 'from node' }, 'sent');
+    await page.waitForFunction(
+      ([from]) => window.lib.messages.some((m) => m.from === from && m.channel === 'reliable' && m.data === 'from node'),
+      [nodeId] as const,
+    );
+
+    const chromeStats: PageStats = await page.evaluate((to) => window.lib.stats(to), nodeId);
+    const nodeStats = await node.proc.request<PeerStatsView>({ cmd: 'stats', to: chromeId }, 'stats');
+    const chromeLocalTypes = await localCandidateTypes(page, nodeId);
+    console.log(`[chromium] ${describePair(chromeStats.selectedPair)}; local candidates ${chromeLocalTypes.join(',')}\n[node] ${describePair(nodeStats.selectedPair)}`);
+
+    // Chromium gathered relay candidates only, so its end of every pair is on the TURN server.
+    expect(chromeLocalTypes.length).toBeGreaterThan(0);
+    expect(new Set(chromeLocalTypes)).toEqual(new Set(['relay']));
+    expect(chromeStats.path, describePair(chromeStats.selectedPair)).toBe('relay');
+    expect(chromeStats.selectedPair?.local).toMatchObject({ type: 'relay', address: serve.turn?.relay });
+    expect(nodeStats.path, describePair(nodeStats.selectedPair)).toBe('relay');
+    expect(nodeStats.selectedPair?.remote).toMatchObject({ type: 'relay', address: serve.turn?.relay });
+    expect(log.errors).toEqual([]);
+    expect(await page.evaluate(() => window.lib.errors)).toEqual([]);
+  }, 60_000);
+});
+
+/** Types of the local candidates in the page's RTCPeerConnection to `peerId` (from getStats()). */
+function localCandidateTypes(page: Page, peerId: string): Promise<string[]> {
+  return page.evaluate(async (id) => {
+    // RemotePeer keeps its RTCPeerConnection in `conn.pc` (a private field, plain JS here).
+    const room = (window.lib as unknown as { room: { peers: Map<string, { conn: { pc: RTCPeerConnection } }> } }).room;
+    const peer = room.peers.get(id)!;
+    const types: string[] = [];
+    (await peer.conn.pc.getStats()).forEach((e: { type: string; candidateType?: string }) => {
+      if (e.type === 'local-candidate' && e.candidateType) types.push(e.candidateType);
+    });
+    return types;
+  }, peerId);
+}
