@@ -266,8 +266,21 @@ export async function startCoturn(ns: Netns, options: { address: string; port: n
  * resent every 100 ms until one is answered, 15 s at most).
  */
 export async function stunBinding(ns: Netns, ip: string, port: number): Promise<{ address: string; port: number }> {
-  const { stdout } = await ns.exec(process.execPath, [STUN_PING, ip, String(port)]);
-  return JSON.parse(stdout) as { address: string; port: number };
+  const [mapped] = await stunMappings(ns, [`${ip}:${port}`]);
+  return mapped!;
+}
+
+/** The mapped address of ONE socket in `ns` as each `ip:port` STUN server sees it, in order. */
+export async function stunMappings(ns: Netns, targets: string[]): Promise<{ address: string; port: number }[]> {
+  const { stdout } = await ns.exec(process.execPath, [STUN_PING, ...targets]);
+  const byTarget = new Map(
+    stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { target: string; address: string; port: number })
+      .map((m) => [m.target, { address: m.address, port: m.port }]),
+  );
+  return targets.map((t) => byTarget.get(t)!);
 }
 
 // ---------------------------------------------------------------------------------------
