@@ -42,8 +42,8 @@ process.stdin.resume();`;
     const [first, second] = await stunMappings(behindSymmetric.ns, servers);
     expect(first!.address).toBe(symmetric.wan);
     expect(second!.address).toBe(symmetric.wan);
-    // `masquerade random` draws each port from the whole range: equal by chance about once in
-    // 28,000 runs.
+    // `masquerade random` draws each port at random from 1024-65535: equal by chance about
+    // once in 64,000 runs.
     expect(first!.port).not.toBe(second!.port);
   });
 });
