@@ -122,6 +122,13 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     defaultText: 'on',
     schema: z.enum(['on', 'off']).default('on'),
   },
+  relay: {
+    flag: 'relay',
+    env: 'RALLYPOINT_RELAY',
+    description: "relay peers' data over the WebSocket when their ICE fails: on or off",
+    defaultText: 'on',
+    schema: z.enum(['on', 'off']).default('on'),
+  },
   turnUrls: {
     flag: 'turn-urls',
     env: 'TURN_URLS',
@@ -162,6 +169,10 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     limit('messageBurst', 'message-burst', 'RALLYPOINT_MESSAGE_BURST', 'message burst per connection'),
     limit('resumeGraceMs', 'resume-grace-ms', 'RALLYPOINT_RESUME_GRACE_MS', 'how long a dropped peer may resume (ms)', 0),
     limit('pingIntervalMs', 'ping-interval-ms', 'RALLYPOINT_PING_INTERVAL_MS', 'heartbeat ping interval (ms)'),
+    limit('relayMessagesPerSecond', 'relay-messages-per-second', 'RALLYPOINT_RELAY_MESSAGES_PER_SECOND', 'sustained relay frames/s per connection'),
+    limit('relayMessageBurst', 'relay-message-burst', 'RALLYPOINT_RELAY_MESSAGE_BURST', 'relay frame burst per connection'),
+    limit('relayBytesPerSecond', 'relay-bytes-per-second', 'RALLYPOINT_RELAY_BYTES_PER_SECOND', 'sustained relayed bytes/s per connection'),
+    limit('relayBytesBurst', 'relay-bytes-burst', 'RALLYPOINT_RELAY_BYTES_BURST', 'relayed byte burst per connection'),
   ]),
 };
 

@@ -98,6 +98,7 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
       ...(cfg.secret !== undefined ? { secret: cfg.secret as string } : {}),
       ...(iceServers !== undefined ? { iceServers } : {}),
       trustProxy: cfg.trustProxy as boolean,
+      relay: cfg.relay === 'on',
       limits,
       logger,
       registry,

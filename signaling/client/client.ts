@@ -1,6 +1,7 @@
 import { decodeServerFrame as decodeServerMessage, encodeClientFrame as encodeClientMessage } from '../protocol/client-codec.js';
 import { CLOSE_CODES, FINAL_CLOSE_CODES, type LeaveReason } from '../protocol/codes.js';
 import { SUBPROTOCOL } from '../protocol/constants.js';
+import { decodeBase64, encodeBase64 } from '../protocol/base64.js';
 import type { ClientMessage, IceServer, PeerInfo, WelcomeMessage } from '../protocol/schemas.js';
 import { utf8Length } from '../protocol/utf8.js';
 import { ExponentialBackoff, type ReconnectPolicy } from './backoff.js';
@@ -11,6 +12,8 @@ import { SignalingError } from './errors.js';
 export interface WebSocketLike {
   readonly readyState: number;
   readonly protocol: string;
+  /** Bytes queued by `send` and not yet written to the network (both implementations have it). */
+  readonly bufferedAmount?: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
   onopen: ((ev: unknown) => void) | null;
@@ -42,6 +45,27 @@ export interface Welcome {
   iceServers: IceServer[];
   /** True when the server gave back the same id after a reconnect. */
   resumed: boolean;
+  /** The limits in force (`welcome.limits`), relay limits included; see PROTOCOL.md. */
+  limits: Record<string, number>;
+}
+
+/** What `relay()` sends to a peer. Every field is passed through by the server unchanged. */
+export interface RelayFrame {
+  /** A string, or bytes (sent as base64 and handed to the recipient as a Uint8Array). */
+  data?: string | Uint8Array;
+  /** Integers 0..4294967295, opaque to the server (the peer library's sequencing and acks). */
+  seq?: number;
+  ack?: number;
+  /** A fragment that the next frame continues. */
+  more?: boolean;
+  /** The server may drop it, or keep only the newest per channel, without telling anyone. */
+  unreliable?: boolean;
+}
+
+/** A `relay` frame received from a peer of the room (`from` is stamped by the server). */
+export interface ReceivedRelayFrame extends RelayFrame {
+  from: string;
+  channel: string;
 }
 
 export type SignalingClientEvents = {
@@ -50,7 +74,9 @@ export type SignalingClientEvents = {
   'peer-joined': (peer: PeerInfo) => void;
   'peer-left': (id: string, reason: LeaveReason) => void;
   signal: (from: string, data: unknown) => void;
-  /** A server `error` frame, or a frame the client could not decode. */
+  /** A peer relayed a frame to us through the server (binary data already decoded). */
+  relay: (frame: ReceivedRelayFrame) => void;
+  /** A server `error` frame, or a frame the client could not decode (e.g. invalid base64). */
   error: (error: SignalingError) => void;
   /** The connection was lost; another attempt follows after `delayMs`. */
   reconnecting: (info: { attempt: number; delayMs: number; closeCode: number }) => void;
@@ -100,8 +126,14 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     return this.welcome?.id ?? null;
   }
 
+  /** `welcome.limits` of the current connection (empty before the first welcome). */
   get limits(): Record<string, number> {
     return this.welcome?.limits ?? {};
+  }
+
+  /** Bytes sent but not yet written to the network by the WebSocket (0 when not connected). */
+  get bufferedAmount(): number {
+    return this.ws?.bufferedAmount ?? 0;
   }
 
   /** Connects and joins; resolves on the first `welcome`. */
@@ -124,6 +156,32 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       throw new SignalingError('invalid-message', `invalid signal message: data: ${typeof data} is not JSON`, ref);
     }
     this.send(ref === undefined ? { type: 'signal', to, data } : { type: 'signal', to, data, ref });
+  }
+
+  /**
+   * Relays a frame to peer `to` of the room over the signaling connection (PROTOCOL.md,
+   * Relay). Returns false, sending nothing, when not joined (connecting, reconnecting or
+   * closed). Throws SignalingError `invalid-message` on a bad channel name or seq/ack, and
+   * `too-large` on a frame over `limits.maxMessageBytes`. Pace below `limits.relay*` and
+   * watch `bufferedAmount`: the server drops what exceeds them (silently, for unreliable).
+   */
+  relay(to: string, channel: string, frame: RelayFrame): boolean {
+    if (!this.ws || this.ws.readyState !== OPEN || !this.welcome) return false;
+    const { data } = frame;
+    const bytes = data instanceof Uint8Array;
+    // Undefined fields vanish in JSON; anything else invalid is refused by the guard in send().
+    this.send({
+      type: 'relay',
+      to,
+      channel,
+      data: bytes ? encodeBase64(data) : data,
+      b64: bytes || undefined,
+      seq: frame.seq,
+      ack: frame.ack,
+      more: frame.more || undefined,
+      unreliable: frame.unreliable || undefined,
+    });
+    return true;
   }
 
   /** Leaves the room and closes for good (the room sees `peer-left` with reason `left`). */
@@ -220,6 +278,17 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         return this.emit('peer-left', msg.id, msg.reason);
       case 'signal':
         return this.emit('signal', msg.from, msg.data);
+      case 'relay': {
+        const { type: _, b64, ...fields } = msg;
+        const frame: ReceivedRelayFrame = fields;
+        if (b64 && fields.data !== undefined) {
+          const bytes = decodeBase64(fields.data);
+          // The server passes data through without decoding it: the sender may have lied.
+          if (!bytes) return this.emit('error', new SignalingError('bad-message', `relay from ${msg.from}: data is not base64`));
+          frame.data = bytes;
+        }
+        return this.emit('relay', frame);
+      }
       case 'error': {
         const error = new SignalingError(msg.code, msg.message, msg.ref);
         // Before `welcome` the only message we sent is `join`: this error refuses it (room-full,
@@ -298,5 +367,5 @@ function detach(ws: WebSocketLike): void {
 }
 
 function toWelcome(msg: WelcomeMessage): Welcome {
-  return { id: msg.id, room: msg.room, peers: msg.peers, iceServers: msg.iceServers, resumed: msg.resumed };
+  return { id: msg.id, room: msg.room, peers: msg.peers, iceServers: msg.iceServers, resumed: msg.resumed, limits: msg.limits };
 }

@@ -4,7 +4,7 @@
  */
 import type { ErrorCode } from './codes.js';
 import { checkClientMessage } from './guards.js';
-import { ClientMessage, ServerMessage, type SignalMessage } from './schemas.js';
+import { ClientMessage, ServerMessage, type RelayMessage, type SignalMessage } from './schemas.js';
 
 export type DecodeFailure = { ok: false; code: Extract<ErrorCode, 'bad-json' | 'bad-message'>; message: string; ref?: string };
 export type Decoded<T> = { ok: true; message: T } | DecodeFailure;
@@ -58,21 +58,34 @@ function decodeWith<T>(
 }
 
 /**
- * The relay hot path: a valid `signal` frame is accepted by the plain guard (guards.ts,
- * proved equal to the schemas by test/unit/guards.test.ts) and built the way the schema
- * builds it (known keys only, `data` by reference), several times cheaper than a zod
- * parse for the message type that is nearly all of the traffic. Anything else, and every
- * invalid frame, goes to the schema, so rejections and their messages still come from zod.
+ * The hot paths: a valid `signal` or `relay` frame is accepted by the plain guard
+ * (guards.ts, proved equal to the schemas by test/unit/guards.test.ts) and built the way
+ * the schema builds it (known keys only, `data` by reference), several times cheaper than
+ * a zod parse for the message types that are nearly all of the traffic. Anything else, and
+ * every invalid frame, goes to the schema, so rejections and their messages still come from zod.
  */
-function fastSignal(value: unknown): ClientMessage | undefined {
-  if ((value as { type?: unknown } | null)?.type !== 'signal' || checkClientMessage(value) !== null) return undefined;
-  const { to, data, ref } = value as SignalMessage;
-  return ref === undefined ? { type: 'signal', to, data } : { type: 'signal', to, data, ref };
+function fastPath(value: unknown): ClientMessage | undefined {
+  const type = (value as { type?: unknown } | null)?.type;
+  if ((type !== 'signal' && type !== 'relay') || checkClientMessage(value) !== null) return undefined;
+  if (type === 'signal') {
+    const { to, data, ref } = value as SignalMessage;
+    return ref === undefined ? { type: 'signal', to, data } : { type: 'signal', to, data, ref };
+  }
+  const v = value as RelayMessage;
+  const out: RelayMessage = { type: 'relay', to: v.to, channel: v.channel };
+  if (v.data !== undefined) out.data = v.data;
+  if (v.b64 !== undefined) out.b64 = v.b64;
+  if (v.seq !== undefined) out.seq = v.seq;
+  if (v.ack !== undefined) out.ack = v.ack;
+  if (v.more !== undefined) out.more = v.more;
+  if (v.unreliable !== undefined) out.unreliable = v.unreliable;
+  if (v.ref !== undefined) out.ref = v.ref;
+  return out;
 }
 
 /** Parses and validates a client-to-server frame. */
 export function decodeClientMessage(text: string): Decoded<ClientMessage> {
-  return decodeWith<ClientMessage>(ClientMessage, text, fastSignal);
+  return decodeWith<ClientMessage>(ClientMessage, text, fastPath);
 }
 
 /** Parses and validates a server-to-client frame. */

@@ -17,6 +17,7 @@ export const ERROR_CODES = [
   'unauthorized',
   'server-full',
   'internal',
+  'relay-disabled',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -71,6 +72,9 @@ export function closeCodeFor(code: ErrorCode): CloseCode {
     case 'room-full':
     case 'too-many-rooms':
     case 'server-full':
+    // The welcome announced relayMessagesPerSecond 0: relaying anyway, again and again, is
+    // misuse like the others; one frame only costs a strike.
+    case 'relay-disabled':
       return CLOSE_CODES.protocolAbuse;
   }
 }

@@ -30,6 +30,15 @@ const iceServer = (v: unknown): boolean =>
   optStr(v.username, Infinity) &&
   optStr(v.credential, Infinity);
 const finite = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
+const channel = room; // the same rule: 1-64 of [A-Za-z0-9_.-]
+const optTrue = (v: unknown): boolean => v === undefined || v === true;
+const optU32 = (v: unknown): boolean => v === undefined || (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffffffff);
+/** The pass-through fields of relay frames, both directions. */
+const relayFields = (v: Obj): string | null =>
+  check(channel(v.channel), 'channel') ??
+  check(v.data === undefined || typeof v.data === 'string', 'data') ??
+  check(optU32(v.seq) && optU32(v.ack), 'seq/ack') ??
+  check(optTrue(v.b64) && optTrue(v.more) && optTrue(v.unreliable), 'b64/more/unreliable');
 
 function check(ok: boolean, what: string): string | null {
   return ok ? null : what;
@@ -50,6 +59,8 @@ export function checkClientMessage(v: unknown): string | null {
       return check(peerId(v.to), 'to: string of 1-64') ?? check(v.data !== undefined, 'data: missing');
     case 'leave':
       return null;
+    case 'relay':
+      return check(peerId(v.to), 'to: string of 1-64') ?? relayFields(v);
     default:
       return 'type: unknown type';
   }
@@ -76,6 +87,8 @@ export function checkServerMessage(v: unknown): string | null {
       return check(peerId(v.id) && (LEAVE_REASONS as readonly unknown[]).includes(v.reason), 'id/reason');
     case 'signal':
       return check(peerId(v.from) && v.data !== undefined, 'from/data');
+    case 'relay':
+      return check(peerId(v.from), 'from') ?? relayFields(v);
     case 'error':
       return check((ERROR_CODES as readonly unknown[]).includes(v.code) && typeof v.message === 'string' && optStr(v.ref, Infinity), 'code/message/ref');
     default:

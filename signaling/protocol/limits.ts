@@ -29,6 +29,31 @@ export const DEFAULT_LIMITS = {
   resumeQueueLength: 64,
   /** Interval between server pings, in ms; a peer that missed the last pong is terminated. */
   pingIntervalMs: 30_000,
+  /**
+   * Sustained `relay` frames per second per connection, on a bucket of their own: relay
+   * frames never take from the signaling bucket, so a game's data cannot starve its
+   * negotiation (ICE restarts) of tokens.
+   */
+  relayMessagesPerSecond: 400,
+  /** Relay message bucket size. */
+  relayMessageBurst: 800,
+  /** Sustained relayed bytes per second per connection (sizes of the frames as received). */
+  relayBytesPerSecond: 1024 * 1024,
+  /** Relay byte bucket size; at least `maxMessageBytes`, or a full-size frame could never pass. */
+  relayBytesBurst: 1024 * 1024,
+  /**
+   * A recipient with more than this many bytes waiting to be written gets its `unreliable`
+   * relay frames held, the newest per (sender, channel) only, until its socket drains.
+   */
+  relayLatestAboveBytes: 64 * 1024,
+  /** Held unreliable frames per recipient connection (one per sender and channel); more are dropped. */
+  relayLatestSlots: 64,
+  /**
+   * Reliable relay frames to a recipient with more than this many bytes waiting are dropped
+   * (the peer library retransmits unacknowledged data end to end): a reader that stalls
+   * costs the server at most this much.
+   */
+  relayMaxBufferedBytes: 1024 * 1024,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };
@@ -36,7 +61,17 @@ export type Limits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };
 /** The limits the server announces to clients in `welcome.limits`. */
 export type AnnouncedLimits = Pick<
   Limits,
-  'maxMessageBytes' | 'maxFrameBytes' | 'maxMetaBytes' | 'messagesPerSecond' | 'messageBurst' | 'maxPeersPerRoom' | 'resumeGraceMs'
+  | 'maxMessageBytes'
+  | 'maxFrameBytes'
+  | 'maxMetaBytes'
+  | 'messagesPerSecond'
+  | 'messageBurst'
+  | 'maxPeersPerRoom'
+  | 'resumeGraceMs'
+  | 'relayMessagesPerSecond'
+  | 'relayMessageBurst'
+  | 'relayBytesPerSecond'
+  | 'relayBytesBurst'
 >;
 
 /**

@@ -32,11 +32,31 @@ export const SignalMessage = z.object({
 });
 export const LeaveMessage = z.object({ type: z.literal('leave'), ref: Ref });
 
-export const ClientMessage = z.discriminatedUnion('type', [JoinMessage, SignalMessage, LeaveMessage]);
+/** Relay channel names, the peer library's: 1-64 of [A-Za-z0-9_.-]. */
+export const ChannelName = z.string().check(z.minLength(1), z.maxLength(64), z.regex(/^[A-Za-z0-9_.-]+$/));
+/**
+ * The fields of a relay frame that the server passes through untouched: the payload
+ * (`b64`: `data` is standard padded base64 of bytes, RFC 4648 §4; the server never decodes
+ * it), and the peer library's sequencing, acknowledgement and fragmentation (opaque here).
+ */
+const relayFields = {
+  channel: ChannelName,
+  data: z.optional(z.string()),
+  b64: z.optional(z.literal(true)),
+  seq: z.optional(z.uint32()),
+  ack: z.optional(z.uint32()),
+  more: z.optional(z.literal(true)),
+  /** The server may drop it (or keep only the newest per sender and channel), silently. */
+  unreliable: z.optional(z.literal(true)),
+};
+export const RelayMessage = z.object({ type: z.literal('relay'), to: PeerId, ...relayFields, ref: Ref });
+
+export const ClientMessage = z.discriminatedUnion('type', [JoinMessage, SignalMessage, LeaveMessage, RelayMessage]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 export type JoinMessage = z.infer<typeof JoinMessage>;
 export type SignalMessage = z.infer<typeof SignalMessage>;
 export type LeaveMessage = z.infer<typeof LeaveMessage>;
+export type RelayMessage = z.infer<typeof RelayMessage>;
 
 export const PeerInfo = z.object({ id: PeerId, meta: z.optional(Meta) });
 export type PeerInfo = z.infer<typeof PeerInfo>;
@@ -71,6 +91,8 @@ export const ServerSignalMessage = z.object({
   from: PeerId,
   data: z.unknown().check(z.refine((v) => v !== undefined)),
 });
+/** A relayed frame; `from` is stamped by the server. */
+export const ServerRelayMessage = z.object({ type: z.literal('relay'), from: PeerId, ...relayFields });
 export const ErrorMessage = z.object({
   type: z.literal('error'),
   code: z.enum(ERROR_CODES),
@@ -83,6 +105,7 @@ export const ServerMessage = z.discriminatedUnion('type', [
   PeerJoinedMessage,
   PeerLeftMessage,
   ServerSignalMessage,
+  ServerRelayMessage,
   ErrorMessage,
 ]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
@@ -90,4 +113,5 @@ export type WelcomeMessage = z.infer<typeof WelcomeMessage>;
 export type PeerJoinedMessage = z.infer<typeof PeerJoinedMessage>;
 export type PeerLeftMessage = z.infer<typeof PeerLeftMessage>;
 export type ServerSignalMessage = z.infer<typeof ServerSignalMessage>;
+export type ServerRelayMessage = z.infer<typeof ServerRelayMessage>;
 export type ErrorMessage = z.infer<typeof ErrorMessage>;

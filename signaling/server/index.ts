@@ -3,7 +3,7 @@ export { SignalingServer, attachSignaling, listenSignaling, type ListenOptions, 
 export { InvalidOptionsError, type SignalingServerOptions, type IceServersOption } from './options.js';
 export { signToken, verifyToken, type Grant, type VerifyHook } from './auth.js';
 export { MemoryRoomStore } from './memory-rooms.js';
-export type { RoomStore, RoomStoreLimits, JoinOutcome, Sink, MaybePromise } from './rooms.js';
+export type { RoomStore, RoomStoreLimits, JoinOutcome, Sink, RelayDelivery, MaybePromise } from './rooms.js';
 export type { Clock } from './clock.js';
 export { systemClock } from './clock.js';
 export * from '../protocol/index.js';

@@ -1,5 +1,5 @@
 import type { PeerInfo } from '../protocol/index.js';
-import type { JoinOutcome, RoomStore, RoomStoreLimits, Sink } from './rooms.js';
+import type { JoinOutcome, RelayDelivery, RoomStore, RoomStoreLimits, Sink } from './rooms.js';
 
 interface Entry {
   peer: PeerInfo;
@@ -41,10 +41,10 @@ export class MemoryRoomStore implements RoomStore {
     return members ? [...members.values()].map((e) => e.peer) : [];
   }
 
-  sendTo(room: string, to: string, frame: string): boolean {
+  sendTo(room: string, to: string, frame: string, relay?: RelayDelivery): boolean {
     const entry = this.rooms.get(room)?.get(to);
     if (!entry) return false;
-    entry.sink(frame);
+    entry.sink(frame, relay);
     return true;
   }
 

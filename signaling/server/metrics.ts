@@ -1,5 +1,21 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Why a valid relay frame of a joined peer was not delivered (`rallypoint_relay_dropped_total{reason}`). */
+export const RELAY_DROP_REASONS = ['rate', 'congested', 'no-peer', 'grace', 'disabled'] as const;
+export type RelayDropReason = (typeof RELAY_DROP_REASONS)[number];
+
+/**
+ * Relay counts as plain integers, bumped on the relay path (prom-client hashes its label
+ * object on every inc()) and handed to the counters when /metrics is scraped.
+ */
+export class RelayCounts {
+  /** Frames accepted for delivery, by kind: within limits and addressed to a member of the room. */
+  readonly messages = { reliable: 0, unreliable: 0 };
+  /** Bytes of those frames as received. */
+  bytes = 0;
+  readonly dropped: Record<RelayDropReason, number> = { rate: 0, congested: 0, 'no-peer': 0, grace: 0, disabled: 0 };
+}
+
 /**
  * The signaling server's Prometheus metrics, on a registry of its own so several servers
  * (or a host app's own metrics) can live in one process.
@@ -19,13 +35,21 @@ export class SignalingMetrics {
   readonly bytesIn: Counter;
   readonly bytesOut: Counter;
   readonly resumes: Counter<'result'>;
+  readonly relay = new RelayCounts();
 
   /** Counts one valid client message (cheap: no prom-client work until a scrape). */
   countMessage(type: string): void {
     this.messageCounts[type] = (this.messageCounts[type] ?? 0) + 1;
   }
 
-  constructor(opts: { registry?: Registry; defaultMetrics?: boolean; stats: () => { rooms: number; peers: number; connections: number }; bytes: () => { in: number; out: number } }) {
+  constructor(opts: {
+    registry?: Registry;
+    defaultMetrics?: boolean;
+    stats: () => { rooms: number; peers: number; connections: number };
+    bytes: () => { in: number; out: number };
+    /** Bytes waiting in send buffers and relay frames held, over the open connections. */
+    backlog?: () => { buffered: number; held: number };
+  }) {
     const registry = opts.registry ?? new Registry();
     this.registry = registry;
     const r = [registry];
@@ -106,6 +130,50 @@ export class SignalingMetrics {
       },
     });
     this.resumes = new Counter({ name: 'rallypoint_resumes_total', help: 'Resume attempts, by result', labelNames: ['result'], registers: r });
+    const relay = this.relay;
+    countedAtScrape(r, 'rallypoint_relay_messages_total', 'Relay frames accepted for delivery (within limits, to a member of the room), by kind', 'kind', () => relay.messages);
+    countedAtScrape(r, 'rallypoint_relay_bytes_total', 'Bytes of the relay frames accepted for delivery, as received', null, () => ({ '': relay.bytes }));
+    countedAtScrape(r, 'rallypoint_relay_dropped_total', 'Relay frames of joined peers not delivered, by reason', 'reason', () => relay.dropped);
+    const backlog = opts.backlog ?? (() => ({ buffered: 0, held: 0 }));
+    new Gauge({
+      name: 'rallypoint_send_buffered_bytes',
+      help: 'Bytes queued for clients and not yet written to the network (WebSocket bufferedAmount, summed)',
+      registers: r,
+      collect() {
+        this.set(backlog().buffered);
+      },
+    });
+    new Gauge({
+      name: 'rallypoint_relay_held_frames',
+      help: 'Unreliable relay frames held for congested clients (the newest per sender and channel)',
+      registers: r,
+      collect() {
+        this.set(backlog().held);
+      },
+    });
     if (opts.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'rallypoint_process_' });
   }
+}
+
+/**
+ * A counter fed at scrape time from totals kept elsewhere: `read()` returns the totals by
+ * label value (the key '' when `label` is null), and the counter is raised by what is new.
+ */
+function countedAtScrape(registers: Registry[], name: string, help: string, label: string | null, read: () => Record<string, number>): void {
+  const reported: Record<string, number> = {};
+  new Counter({
+    name,
+    help,
+    labelNames: label === null ? [] : [label],
+    registers,
+    collect() {
+      for (const [value, n] of Object.entries(read())) {
+        // Also when 0: every label value is exported from the first scrape on.
+        const delta = Math.max(0, n - (reported[value] ?? 0));
+        if (label === null) this.inc(delta);
+        else this.inc({ [label]: value }, delta);
+        reported[value] = n;
+      }
+    },
+  });
 }

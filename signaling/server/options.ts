@@ -40,6 +40,12 @@ export interface SignalingServerOptions {
   defaultMetrics?: boolean;
   /** Refuse upgrades on other paths with 404 (default true); false leaves them to other listeners. */
   refuseOtherPaths?: boolean;
+  /**
+   * Relay `relay` frames between peers of a room (the peer library's WebSocket fallback
+   * when ICE fails). Default true; false answers every relay frame with `relay-disabled`
+   * and announces `relayMessagesPerSecond: 0` in the welcome.
+   */
+  relay?: boolean;
 }
 
 const positiveInt = z.number().int().positive();
@@ -58,6 +64,13 @@ const LimitsSchema = z
     resumeGraceMs: z.number().int().nonnegative(),
     resumeQueueLength: z.number().int().nonnegative(),
     pingIntervalMs: positiveInt,
+    relayMessagesPerSecond: z.number().positive(),
+    relayMessageBurst: positiveInt,
+    relayBytesPerSecond: z.number().positive(),
+    relayBytesBurst: positiveInt,
+    relayLatestAboveBytes: z.number().int().nonnegative(),
+    relayLatestSlots: z.number().int().nonnegative(),
+    relayMaxBufferedBytes: z.number().int().nonnegative(),
   })
   .partial()
   .strict();
@@ -86,6 +99,7 @@ const OptionsSchema = z
     registry: z.custom<Registry>((v) => typeof v === 'object' && v !== null),
     defaultMetrics: z.boolean(),
     refuseOtherPaths: z.boolean(),
+    relay: z.boolean(),
   })
   .partial()
   .strict();
@@ -103,9 +117,10 @@ export function formatZodError(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'options'}: ${i.message}`).join('; ');
 }
 
-export interface ResolvedOptions extends Omit<SignalingServerOptions, 'limits' | 'path'> {
+export interface ResolvedOptions extends Omit<SignalingServerOptions, 'limits' | 'path' | 'relay'> {
   path: string;
   limits: Limits;
+  relay: boolean;
 }
 
 export function resolveOptions(options: SignalingServerOptions): ResolvedOptions {
@@ -115,5 +130,11 @@ export function resolveOptions(options: SignalingServerOptions): ResolvedOptions
   if (limits.maxMessageBytes > limits.maxFrameBytes) {
     throw new InvalidOptionsError('invalid signaling options: limits.maxMessageBytes must not exceed limits.maxFrameBytes');
   }
-  return { ...options, path: options.path ?? DEFAULT_PATH, limits };
+  if (limits.relayBytesBurst < limits.maxMessageBytes) {
+    throw new InvalidOptionsError('invalid signaling options: limits.relayBytesBurst must be at least limits.maxMessageBytes (or a full-size relay frame could never pass)');
+  }
+  if (limits.relayLatestAboveBytes > limits.relayMaxBufferedBytes) {
+    throw new InvalidOptionsError('invalid signaling options: limits.relayLatestAboveBytes must not exceed limits.relayMaxBufferedBytes (unreliable frames would be buffered where reliable ones are dropped)');
+  }
+  return { ...options, path: options.path ?? DEFAULT_PATH, limits, relay: options.relay ?? true };
 }

@@ -4,10 +4,21 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { CLOSE_CODES, SUBPROTOCOL, closeCodeFor, decodeClientMessage, encodeServerMessage, type ClientMessage, type ErrorCode, type IceServer, type LeaveReason } from '../protocol/index.js';
+import {
+  CLOSE_CODES,
+  SUBPROTOCOL,
+  closeCodeFor,
+  decodeClientMessage,
+  encodeServerMessage,
+  type ClientMessage,
+  type ErrorCode,
+  type IceServer,
+  type LeaveReason,
+  type RelayMessage,
+} from '../protocol/index.js';
 import { systemClock, type Clock } from './clock.js';
 import { Connection } from './connection.js';
-import { endSession, handleJoin, handleLeave, handleSignal, type HandlerContext } from './handlers.js';
+import { endSession, handleJoin, handleLeave, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
 import { handleHttp } from './http.js';
 import { MemoryRoomStore } from './memory-rooms.js';
@@ -68,6 +79,15 @@ export class SignalingServer implements HandlerContext {
           bytesOut += c.bytesOut;
         }
         return { in: bytesIn, out: bytesOut };
+      },
+      backlog: () => {
+        let buffered = 0;
+        let held = 0;
+        for (const c of this.connections) {
+          buffered += c.ws.bufferedAmount;
+          held += c.heldFrames;
+        }
+        return { buffered, held };
       },
     });
     this.wss = new WebSocketServer({
@@ -179,7 +199,7 @@ export class SignalingServer implements HandlerContext {
       accepted = true;
       socket.off('error', onSocketError);
       this.metrics.upgradeSeconds.observe((performance.now() - started) / 1000);
-      this.onConnection(new Connection(ws, req, ip, grant, this.clock.now(), this.options.limits));
+      this.onConnection(new Connection(ws, req, ip, grant, this.clock.now(), this.options.limits, this.metrics.relay));
     });
     // ws answers a malformed handshake (method, Upgrade, Sec-WebSocket-Key/-Version,
     // protocol list) with 400/405 itself and never calls back; it calls back synchronously
@@ -218,24 +238,29 @@ export class SignalingServer implements HandlerContext {
     const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
     conn.bytesIn += size;
     const now = this.clock.now();
-    if (!conn.bucket.take(now)) {
-      return this.sendError(conn, 'rate-limited', `more than ${this.options.limits.messagesPerSecond} messages/s`);
+    const { limits } = this.options;
+    if (isBinary || size > limits.maxMessageBytes) {
+      if (!conn.bucket.take(now)) return this.rateLimited(conn);
+      if (isBinary && size <= limits.maxMessageBytes) return this.sendError(conn, 'bad-message', 'binary frames are not part of rallypoint.v1; send JSON text');
+      return this.sendError(conn, 'too-large', `message of ${size} bytes exceeds ${limits.maxMessageBytes}`);
     }
-    if (size > this.options.limits.maxMessageBytes) {
-      return this.sendError(conn, 'too-large', `message of ${size} bytes exceeds ${this.options.limits.maxMessageBytes}`);
-    }
-    if (isBinary) return this.sendError(conn, 'bad-message', 'binary frames are not part of rallypoint.v1; send JSON text');
     // ws hands text frames over as a Buffer (binaryType 'nodebuffer'); decode without copying.
     const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
     const decoded = decodeClientMessage(text);
+    // Valid relay frames take from the relay buckets instead of the signaling one, so a
+    // game's data cannot use up the tokens its ICE restarts need. Everything else (invalid
+    // relay frames too) pays a signaling token before anything else is said about it.
+    if (decoded.ok && decoded.message.type === 'relay') {
+      if (!this.admitRelay(conn, decoded.message, size, now)) return;
+    } else if (!conn.bucket.take(now)) return this.rateLimited(conn);
     if (!decoded.ok) return this.sendError(conn, decoded.code, decoded.message, decoded.ref);
     this.metrics.countMessage(decoded.message.type);
     // Messages of one connection are handled in order even when the store is async.
     if (conn.pending) {
-      conn.pending = conn.pending.then(() => this.dispatch(conn, decoded.message));
+      conn.pending = conn.pending.then(() => this.dispatch(conn, decoded.message, size));
       return;
     }
-    const result = this.dispatch(conn, decoded.message);
+    const result = this.dispatch(conn, decoded.message, size);
     if (result) {
       const tail: Promise<void> = result.finally(() => {
         if (conn.pending === tail) conn.pending = null;
@@ -244,8 +269,36 @@ export class SignalingServer implements HandlerContext {
     }
   }
 
+  private rateLimited(conn: Connection): void {
+    this.sendError(conn, 'rate-limited', `more than ${this.options.limits.messagesPerSecond} messages/s`);
+  }
+
+  /**
+   * The relay frame's own checks that do not depend on the room: relay disabled, and the
+   * relay rate limit. Unreliable frames are never answered with an error for these (at
+   * 30 Hz that is noise): they are dropped and counted; the first one on a server with
+   * relay disabled is still told, once per connection, so a client learns why.
+   */
+  private admitRelay(conn: Connection, msg: RelayMessage, size: number, now: number): boolean {
+    const counts = this.metrics.relay;
+    if (!this.options.relay) {
+      counts.dropped.disabled++;
+      if (msg.unreliable && conn.relayDisabledTold) return false;
+      conn.relayDisabledTold = true;
+      this.sendError(conn, 'relay-disabled', 'relay is disabled on this server (welcome.limits.relayMessagesPerSecond is 0)', msg.ref);
+      return false;
+    }
+    if (conn.takeRelay(now, size)) return true;
+    counts.dropped.rate++;
+    if (!msg.unreliable) {
+      const { relayMessagesPerSecond, relayBytesPerSecond } = this.options.limits;
+      this.sendError(conn, 'rate-limited', `more than ${relayMessagesPerSecond} relay messages/s or ${relayBytesPerSecond} relay bytes/s`, msg.ref);
+    }
+    return false;
+  }
+
   /** Runs a handler; returns a promise only if the handler actually went async. */
-  private dispatch(conn: Connection, msg: ClientMessage): Promise<void> | void {
+  private dispatch(conn: Connection, msg: ClientMessage, size: number): Promise<void> | void {
     let result: Promise<void> | void;
     try {
       switch (msg.type) {
@@ -258,6 +311,10 @@ export class SignalingServer implements HandlerContext {
           break;
         case 'leave':
           result = handleLeave(this, conn, msg);
+          break;
+        case 'relay':
+          // Synchronous with a synchronous store, like signal.
+          result = handleRelay(this, conn, msg, size);
           break;
         default: {
           const never: never = msg;

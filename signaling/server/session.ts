@@ -1,5 +1,7 @@
 import type { Meta } from './types.js';
 import type { Connection } from './connection.js';
+import type { RelayCounts } from './metrics.js';
+import type { RelayDelivery } from './rooms.js';
 
 /**
  * A peer's membership in a room. It outlives its connection for the resume grace period,
@@ -11,8 +13,10 @@ export class Session {
   /** Frames that arrived while no connection was attached (or before `welcome` went out). */
   readonly queue: string[] = [];
   readonly fromPrefix: string;
+  /** The start of every relay frame this peer sends, up to the channel name's opening quote. */
+  readonly relayPrefix: string;
   /** Bound once so the room store can hold it. */
-  readonly sink = (frame: string): void => this.deliver(frame);
+  readonly sink = (frame: string, relay?: RelayDelivery): void => this.deliver(frame, relay);
 
   constructor(
     readonly id: string,
@@ -20,14 +24,25 @@ export class Session {
     readonly meta: Meta | undefined,
     public resumeToken: string,
     private readonly maxQueue: number,
+    private readonly relayCounts?: RelayCounts,
   ) {
-    // Signals are stamped by string concatenation: the data is serialized once.
+    // Signals and relay frames are stamped by string concatenation: the data is serialized once.
     this.fromPrefix = `{"type":"signal","from":${JSON.stringify(id)},"data":`;
+    this.relayPrefix = `{"type":"relay","from":${JSON.stringify(id)},"channel":"`;
   }
 
-  deliver(frame: string): void {
-    if (this.conn) this.conn.send(frame);
-    else if (this.queue.length < this.maxQueue) this.queue.push(frame);
+  deliver(frame: string, relay?: RelayDelivery): void {
+    const conn = this.conn;
+    if (conn) {
+      if (relay) conn.deliverRelay(frame, relay);
+      else conn.send(frame);
+      return;
+    }
+    // No connection: the resume grace period (or the moment between join and welcome).
+    // Unreliable state would be stale by the time the peer is back; reliable relay frames
+    // share the bounded queue with signals.
+    if (relay?.kind !== 'unreliable' && this.queue.length < this.maxQueue) this.queue.push(frame);
+    else if (relay && this.relayCounts) this.relayCounts.dropped.grace++;
   }
 
   /** Attaches a connection and flushes what was queued for it. */

@@ -15,14 +15,19 @@ export class TokenBucket {
     this.last = now;
   }
 
-  /** Takes one token; false when the bucket is empty. */
-  take(now: number): boolean {
+  /** Takes `cost` tokens (one by default); false, taking none, when fewer are left. */
+  take(now: number, cost = 1): boolean {
     const elapsed = Math.max(0, now - this.last) / 1000;
     this.last = now;
     this.tokens = Math.min(this.burst, this.tokens + elapsed * this.rate);
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.tokens < cost) return false;
+    this.tokens -= cost;
     return true;
+  }
+
+  /** Gives back tokens taken for something that did not happen after all. */
+  refund(cost = 1): void {
+    this.tokens = Math.min(this.burst, this.tokens + cost);
   }
 }
 

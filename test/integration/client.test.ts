@@ -63,7 +63,7 @@ describe('connect and room events', () => {
     expect(a.id).toBeNull();
     const opened = a.next('open');
     const welcome = await a.connect();
-    expect(welcome).toEqual({ id: expect.any(String), room: 'lobby', peers: [], iceServers: [{ urls: 'stun:stun.example.com:3478' }], resumed: false });
+    expect(welcome).toEqual({ id: expect.any(String), room: 'lobby', peers: [], iceServers: [{ urls: 'stun:stun.example.com:3478' }], resumed: false, limits: a.limits });
     expect((await opened)[0]).toEqual(welcome);
     expect(a.id).toBe(welcome.id);
     expect(a.state).toBe('open');

@@ -69,6 +69,11 @@ const producers: Record<Exclude<ErrorCode, 'server-full'>, () => Promise<FrameOf
     const c = await srv.connect({ query: `?token=${token}` });
     return c.expectError({ type: 'join', room: 'theirs', ref: 'r-unauthorized' });
   },
+  async 'relay-disabled'() {
+    const c = await (await startServer({ relay: false })).connect();
+    await c.join('r');
+    return c.expectError({ type: 'relay', to: 'someone', channel: 'reliable', data: 'x', ref: 'r-relay-disabled' });
+  },
   async internal() {
     const c = await (await startServer({ store: new ThrowingStore({ maxPeersPerRoom: 8, maxRooms: 8 }) })).connect();
     return c.expectError({ type: 'join', room: 'r', ref: 'r-internal' });

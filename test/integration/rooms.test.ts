@@ -26,6 +26,10 @@ describe('rooms: join, leave, presence', () => {
       messageBurst: DEFAULT_LIMITS.messageBurst,
       maxPeersPerRoom: 7,
       resumeGraceMs: 1234,
+      relayMessagesPerSecond: DEFAULT_LIMITS.relayMessagesPerSecond,
+      relayMessageBurst: DEFAULT_LIMITS.relayMessageBurst,
+      relayBytesPerSecond: DEFAULT_LIMITS.relayBytesPerSecond,
+      relayBytesBurst: DEFAULT_LIMITS.relayBytesBurst,
     });
   });
 

@@ -4,6 +4,7 @@ import {
   DEFAULT_LIMITS,
   ERROR_CODES,
   LEAVE_REASONS,
+  ClientMessage as ClientMessageSchema,
   decodeClientMessage,
   decodeServerMessage,
   describeIssues,
@@ -48,12 +49,25 @@ function withOptional<T extends object>(base: T, extra: Record<string, unknown>)
   return out as T;
 }
 
+const u32Arb = fc.oneof(fc.constantFrom(0, 0xffffffff), fc.nat());
+const optArb = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
+const relayFieldsArb = {
+  channel: roomArb,
+  data: optArb(fc.oneof(fc.string(), fc.base64String())),
+  b64: optArb(fc.constant(true as const)),
+  seq: optArb(u32Arb),
+  ack: optArb(u32Arb),
+  more: optArb(fc.constant(true as const)),
+  unreliable: optArb(fc.constant(true as const)),
+};
+
 const clientMessageArb: fc.Arbitrary<ClientMessage> = fc.oneof(
   fc
     .record({ room: roomArb, meta: fc.option(metaArb, { nil: undefined }), resume: fc.option(fc.string({ minLength: 1, maxLength: 128 }), { nil: undefined }), ref: refArb })
     .map(({ room, meta, resume, ref }) => withOptional({ type: 'join' as const, room }, { meta, resume, ref })),
   fc.record({ to: idArb, data: jsonArb, ref: refArb }).map(({ to, data, ref }) => withOptional({ type: 'signal' as const, to, data }, { ref })),
   refArb.map((ref) => withOptional({ type: 'leave' as const }, { ref })),
+  fc.record({ to: idArb, ...relayFieldsArb, ref: refArb }).map(({ to, channel, ref, ...rest }) => withOptional({ type: 'relay' as const, to, channel }, { ...rest, ref })),
 );
 
 const peerArb = fc.record({ id: idArb, meta: fc.option(metaArb, { nil: undefined }) }).map(({ id, meta }) => withOptional({ id }, { meta }));
@@ -81,6 +95,7 @@ const serverMessageArb: fc.Arbitrary<ServerMessage> = fc.oneof(
   peerArb.map((peer) => ({ type: 'peer-joined' as const, peer })),
   fc.record({ id: idArb, reason: fc.constantFrom(...LEAVE_REASONS) }).map(({ id, reason }) => ({ type: 'peer-left' as const, id, reason })),
   fc.record({ from: idArb, data: jsonArb }).map(({ from, data }) => ({ type: 'signal' as const, from, data })),
+  fc.record({ from: idArb, ...relayFieldsArb }).map(({ from, channel, ...rest }) => withOptional({ type: 'relay' as const, from, channel }, rest)),
   fc
     .record({ code: fc.constantFrom(...ERROR_CODES), message: fc.string(), ref: fc.option(fc.string(), { nil: undefined }) })
     .map(({ code, message, ref }) => withOptional({ type: 'error' as const, code, message }, { ref })),
@@ -164,6 +179,40 @@ describe('decodeClientMessage: signal', () => {
 
   it('refuses a missing, empty, over-long or non-string to', () => {
     for (const to of [undefined, '', 'p'.repeat(65), 1, null, ['p'], { id: 'p' }]) fails(decodeClientMessage(j({ type: 'signal', to, data: 1 })));
+  });
+});
+
+describe('decodeClientMessage: relay', () => {
+  it('accepts a minimal relay and every optional field', () => {
+    expect(ok(decodeClientMessage(j({ type: 'relay', to: 'p', channel: 'reliable' })))).toEqual({ type: 'relay', to: 'p', channel: 'reliable' });
+    const full = { type: 'relay', to: 'p', channel: 'game.state_1-x', data: 'AAEC', b64: true, seq: 0xffffffff, ack: 0, more: true, unreliable: true, ref: 'r' };
+    expect(ok(decodeClientMessage(j(full)))).toEqual(full);
+    expect(ok(decodeClientMessage(j({ type: 'relay', to: 'p', channel: 'c', data: '' })))).toEqual({ type: 'relay', to: 'p', channel: 'c', data: '' });
+  });
+
+  it('refuses bad channels, non-string data, seq/ack outside u32 and flags other than true', () => {
+    const base = { type: 'relay', to: 'p', channel: 'c' };
+    for (const channel of [undefined, '', 'a b', 'c'.repeat(65), 'é', 1]) fails(decodeClientMessage(j({ ...base, channel })));
+    for (const data of [1, null, {}, ['x'], true]) fails(decodeClientMessage(j({ ...base, data })));
+    for (const n of [-1, 2 ** 32, 1.5, '1', null]) {
+      fails(decodeClientMessage(j({ ...base, seq: n })));
+      fails(decodeClientMessage(j({ ...base, ack: n })));
+    }
+    for (const flag of ['b64', 'more', 'unreliable']) for (const v of [false, 1, 'true', null]) fails(decodeClientMessage(j({ ...base, [flag]: v })));
+    fails(decodeClientMessage(j({ type: 'relay', channel: 'c' })));
+    fails(decodeClientMessage(j({ type: 'relay', to: '', channel: 'c' })));
+  });
+
+  it('the fast path (guard) gives exactly what the zod schema gives, unknown fields dropped (property)', () => {
+    fc.assert(
+      fc.property(clientMessageArb, fc.dictionary(fc.constantFrom('x', 'from', 'extra'), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 2 }), (msg, extra) => {
+        const text = j({ ...msg, ...extra });
+        const viaZod = ClientMessageSchema.safeParse(JSON.parse(text));
+        expect(viaZod.success).toBe(true);
+        expect(ok(decodeClientMessage(text))).toEqual(viaZod.data);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
 
@@ -265,6 +314,7 @@ describe('decodeServerMessage', () => {
     expect(ok(decodeServerMessage(j({ type: 'peer-joined', peer: { id: 'p', meta: { a: 1 } } })))).toEqual({ type: 'peer-joined', peer: { id: 'p', meta: { a: 1 } } });
     for (const reason of LEAVE_REASONS) ok(decodeServerMessage(j({ type: 'peer-left', id: 'p', reason })));
     expect(ok(decodeServerMessage(j({ type: 'signal', from: 'p', data: null })))).toEqual({ type: 'signal', from: 'p', data: null });
+    expect(ok(decodeServerMessage(j({ type: 'relay', from: 'p', channel: 'c', data: 'AA==', b64: true, seq: 1 })))).toEqual({ type: 'relay', from: 'p', channel: 'c', data: 'AA==', b64: true, seq: 1 });
     for (const code of ERROR_CODES) ok(decodeServerMessage(j({ type: 'error', code, message: 'm', ref: 'r' })));
   });
 
@@ -283,6 +333,9 @@ describe('decodeServerMessage', () => {
       { type: 'peer-left', reason: 'left' },
       { type: 'signal', from: 'p' },
       { type: 'signal', to: 'p', data: 1 },
+      { type: 'relay', from: 'p' },
+      { type: 'relay', to: 'p', channel: 'c' },
+      { type: 'relay', from: 'p', channel: 'c', seq: -1 },
       { type: 'error', code: 'no-such-code', message: 'm' },
       { type: 'error', code: 'internal' },
       { type: 'error', code: 'internal', message: 'm', ref: 1 },

@@ -15,6 +15,7 @@ const PROTOCOL_TABLE: Record<ErrorCode, number> = {
   unauthorized: 4003,
   'server-full': 4002,
   internal: 1011,
+  'relay-disabled': 4002,
 };
 
 describe('closeCodeFor', () => {

@@ -13,11 +13,23 @@ const meta = fc.dictionary(fc.string({ maxLength: 3 }), fc.jsonValue({ maxDepth:
 const data = fc.jsonValue({ maxDepth: 2 });
 const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
 const strip = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+// Relay fields: channel names like rooms, seq/ack at the u32 edges, base64 or any text.
+const u32 = fc.oneof(fc.constantFrom(0, 1, 0xfffffffe, 0xffffffff), fc.nat());
+const relayFields = {
+  channel: room,
+  data: opt(fc.oneof(fc.string(), fc.base64String())),
+  b64: opt(fc.constant(true as const)),
+  seq: opt(u32),
+  ack: opt(u32),
+  more: opt(fc.constant(true as const)),
+  unreliable: opt(fc.constant(true as const)),
+};
 
 const validClient = fc.oneof(
   fc.record({ type: fc.constant('join'), room, meta: opt(meta), resume: opt(fc.string({ minLength: 1, maxLength: 128 })), ref: opt(ref) }).map(strip),
   fc.record({ type: fc.constant('signal'), to: id, data, ref: opt(ref) }).map(strip),
   fc.record({ type: fc.constant('leave'), ref: opt(ref) }).map(strip),
+  fc.record({ type: fc.constant('relay'), to: id, ...relayFields, ref: opt(ref) }).map(strip),
 );
 const peer = fc.record({ id, meta: opt(meta) }).map(strip);
 const ice = fc.record({ urls: fc.oneof(fc.string(), fc.array(fc.string(), { maxLength: 2 })), username: opt(fc.string()), credential: opt(fc.string()) }).map(strip);
@@ -35,6 +47,7 @@ const validServer = fc.oneof(
   fc.record({ type: fc.constant('peer-joined'), peer }),
   fc.record({ type: fc.constant('peer-left'), id, reason: fc.constantFrom(...LEAVE_REASONS) }),
   fc.record({ type: fc.constant('signal'), from: id, data }),
+  fc.record({ type: fc.constant('relay'), from: id, ...relayFields }).map(strip),
   fc.record({ type: fc.constant('error'), code: fc.constantFrom(...ERROR_CODES), message: fc.string(), ref: opt(fc.string()) }).map(strip),
 );
 
@@ -43,7 +56,9 @@ const weird = fc.oneof(
   fc.jsonValue({ maxDepth: 1 }),
   fc.string({ minLength: 65, maxLength: 66 }),
   fc.string({ minLength: 129, maxLength: 130 }),
-  fc.constantFrom(undefined, null, '', 'a b', 'é', [], {}, 0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, true, 'join', 'signal', 'gone', 'nope'),
+  fc.constantFrom(undefined, null, '', 'a b', 'é', [], {}, 0, -1, -0, 1.5, Number.NaN, Number.POSITIVE_INFINITY, true, false, 'join', 'signal', 'relay', 'gone', 'nope'),
+  // Just past the u32 range of seq/ack.
+  fc.constantFrom(0x100000000, 2 ** 53, 0xffffffff + 0.5),
   fc.constant(new Date(0)),
   fc.constant(Object.create(null) as object),
 );
@@ -102,5 +117,8 @@ describe('browser guards accept exactly what the zod schemas accept', () => {
     expect(checkClientMessage({ type: 'join', room: 'no spaces' })).toMatch(/room/);
     expect(checkClientMessage({ type: 'signal', to: 'x' })).toMatch(/data/);
     expect(checkServerMessage({ type: 'peer-left', id: 'x', reason: 'gone' })).toMatch(/reason/);
+    expect(checkClientMessage({ type: 'relay', to: 'x', channel: 'no spaces' })).toMatch(/channel/);
+    expect(checkClientMessage({ type: 'relay', to: 'x', channel: 'c', seq: 2 ** 32 })).toMatch(/seq/);
+    expect(checkServerMessage({ type: 'relay', from: 'x', channel: 'c', unreliable: false })).toMatch(/unreliable/);
   });
 });
