@@ -3,7 +3,7 @@
  * the signaling client and the protocol.
  */
 export { joinRoom, Room, type JoinRoomOptions, type RoomEvents, type RoomMessage } from './room.js';
-export { RemotePeer, DEFAULT_RESTART, type RemotePeerEvents, type RemotePeerState, type RestartPolicy } from './remote-peer.js';
+export { RemotePeer, DEFAULT_RESTART, DEFAULT_FALLBACK, type FallbackPolicy, type RemotePeerEvents, type RemotePeerState, type RestartPolicy } from './remote-peer.js';
 export { CHANNEL_PRESETS, type ChannelOptions } from './channels.js';
 export { DEFAULT_FLOW, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits, type SendData, type MessageData } from './channel.js';
 export { PeerError, type PeerErrorCode } from './errors.js';

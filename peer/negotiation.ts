@@ -19,6 +19,8 @@ export interface SignalPayload {
   caps?: PeerCaps;
   /** Asks the initiator to rebuild the connection (the asking side lost it). */
   reconnect?: true;
+  /** The sender gave up on connection `gen` and sends over the WebSocket relay. */
+  fallback?: true;
 }
 
 export interface NegotiatorOptions {
@@ -39,21 +41,21 @@ function candidateJson(c: RTCIceCandidate): RTCIceCandidateInit {
  * before the remote description are queued, and offer collisions are settled by politeness.
  */
 export class Negotiator {
-  private chain: Promise<void> = Promise.resolve();
-  private ignoreOffer = false;
-  private readonly pendingCandidates: RTCIceCandidateInit[] = [];
+  #chain: Promise<void> = Promise.resolve();
+  #ignoreOffer = false;
+  readonly #pendingCandidates: RTCIceCandidateInit[] = [];
   /** Local candidates gathered while a local description is being set; null otherwise. */
-  private heldCandidates: (RTCIceCandidateInit | null)[] | null = null;
-  private closed = false;
+  #heldCandidates: (RTCIceCandidateInit | null)[] | null = null;
+  #closed = false;
 
   constructor(
     private readonly pc: RTCPeerConnection,
     private readonly opts: NegotiatorOptions,
   ) {
     pc.onicecandidate = (ev) => {
-      if (this.closed) return;
+      if (this.#closed) return;
       const candidate = ev.candidate ? candidateJson(ev.candidate) : null;
-      if (this.heldCandidates) this.heldCandidates.push(candidate);
+      if (this.#heldCandidates) this.#heldCandidates.push(candidate);
       else this.opts.send({ candidate });
     };
   }
@@ -64,86 +66,86 @@ export class Negotiator {
    * would overtake the description and reach a peer without a remote description (a plain
    * browser RTCPeerConnection rejects them: "The remote description was null").
    */
-  private async setAndSendLocal(description: RTCSessionDescriptionInit): Promise<void> {
-    this.heldCandidates = [];
+  async #setAndSendLocal(description: RTCSessionDescriptionInit): Promise<void> {
+    this.#heldCandidates = [];
     try {
       await this.pc.setLocalDescription(description);
       const local = this.pc.localDescription;
-      if (local && !this.closed) this.opts.send({ description: { type: local.type, sdp: local.sdp } });
+      if (local && !this.#closed) this.opts.send({ description: { type: local.type, sdp: local.sdp } });
     } finally {
-      const held = this.heldCandidates;
-      this.heldCandidates = null;
-      if (!this.closed) for (const candidate of held) this.opts.send({ candidate });
+      const held = this.#heldCandidates;
+      this.#heldCandidates = null;
+      if (!this.#closed) for (const candidate of held) this.opts.send({ candidate });
     }
   }
 
   /** Queues an offer (an ICE restart when asked). */
   offer(iceRestart = false): Promise<void> {
-    return this.run(async () => {
+    return this.#run(async () => {
       if (this.pc.signalingState !== 'stable') return; // a negotiation is under way; it will carry our changes
       const offer = await this.pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
-      if (this.closed || this.pc.signalingState !== 'stable') return;
-      await this.setAndSendLocal(offer);
+      if (this.#closed || this.pc.signalingState !== 'stable') return;
+      await this.#setAndSendLocal(offer);
     });
   }
 
   /** Applies a payload from the remote peer. */
   receive(payload: SignalPayload): Promise<void> {
-    return this.run(async () => {
-      if (payload.description) await this.onDescription(payload.description);
-      else if (payload.candidate !== undefined) await this.onCandidate(payload.candidate);
+    return this.#run(async () => {
+      if (payload.description) await this.#onDescription(payload.description);
+      else if (payload.candidate !== undefined) await this.#onCandidate(payload.candidate);
     });
   }
 
-  private async onDescription(description: RTCSessionDescriptionInit): Promise<void> {
+  async #onDescription(description: RTCSessionDescriptionInit): Promise<void> {
     const pc = this.pc;
     const collision = description.type === 'offer' && pc.signalingState !== 'stable';
-    this.ignoreOffer = !this.opts.polite && collision;
-    if (this.ignoreOffer) return;
+    this.#ignoreOffer = !this.opts.polite && collision;
+    if (this.#ignoreOffer) return;
     if (collision) await pc.setLocalDescription({ type: 'rollback' });
     await pc.setRemoteDescription(description);
-    for (const c of this.pendingCandidates.splice(0)) await this.addCandidate(c);
+    for (const c of this.#pendingCandidates.splice(0)) await this.#addCandidate(c);
     if (description.type === 'offer') {
       const answer = await pc.createAnswer();
-      if (this.closed) return;
-      await this.setAndSendLocal(answer);
+      if (this.#closed) return;
+      await this.#setAndSendLocal(answer);
     }
   }
 
-  private async onCandidate(candidate: RTCIceCandidateInit | null): Promise<void> {
+  async #onCandidate(candidate: RTCIceCandidateInit | null): Promise<void> {
     if (candidate === null || !candidate.candidate) return; // end-of-candidates: nothing to do for data channels
     if (!this.pc.remoteDescription) {
-      this.pendingCandidates.push(candidate);
+      this.#pendingCandidates.push(candidate);
       return;
     }
-    await this.addCandidate(candidate);
+    await this.#addCandidate(candidate);
   }
 
-  private async addCandidate(candidate: RTCIceCandidateInit): Promise<void> {
+  async #addCandidate(candidate: RTCIceCandidateInit): Promise<void> {
     try {
       await this.pc.addIceCandidate(candidate);
     } catch (err) {
       // Candidates of an offer we ignored in a collision are expected to fail.
-      if (!this.ignoreOffer) this.opts.onError(new PeerError('negotiation-failed', `addIceCandidate failed: ${(err as Error).message}`, { cause: err }));
+      if (!this.#ignoreOffer) this.opts.onError(new PeerError('negotiation-failed', `addIceCandidate failed: ${(err as Error).message}`, { cause: err }));
     }
   }
 
-  private run(step: () => Promise<void>): Promise<void> {
-    const next = this.chain.then(async () => {
-      if (this.closed) return;
+  #run(step: () => Promise<void>): Promise<void> {
+    const next = this.#chain.then(async () => {
+      if (this.#closed) return;
       try {
         await step();
       } catch (err) {
-        if (!this.closed) this.opts.onError(new PeerError('negotiation-failed', `negotiation failed: ${(err as Error).message}`, { cause: err }));
+        if (!this.#closed) this.opts.onError(new PeerError('negotiation-failed', `negotiation failed: ${(err as Error).message}`, { cause: err }));
       }
     });
-    this.chain = next;
+    this.#chain = next;
     return next;
   }
 
   close(): void {
-    this.closed = true;
+    this.#closed = true;
     this.pc.onicecandidate = null;
-    this.pendingCandidates.length = 0;
+    this.#pendingCandidates.length = 0;
   }
 }

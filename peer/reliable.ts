@@ -19,6 +19,8 @@ export interface Fragment {
   /** More fragments of the same message follow. */
   more: boolean;
   bytes: Uint8Array;
+  /** Set by the sender: the fragment is a whole message. */
+  whole?: boolean;
 }
 
 export interface Delivered {
@@ -40,23 +42,28 @@ export function splitMessage(payload: string | Uint8Array, maxFragment: number):
 
 /** The sending half of one reliable channel. */
 export class ReliableSender {
-  private nextSeq = 0;
+  #nextSeq: number;
   /** Unacknowledged fragments from `head` on (a queue without O(n) shifts). */
-  private unacked: Fragment[] = [];
-  private head = 0;
+  #unacked: Fragment[] = [];
+  #head = 0;
   /** Payload bytes kept until acknowledged. */
   bytes = 0;
+
+  /** `firstSeq`: where numbering starts (tests start near the 2^32 wrap). */
+  constructor(firstSeq = 0) {
+    this.#nextSeq = firstSeq >>> 0;
+  }
 
   /** Numbers the fragments of one message and keeps them until acknowledged. */
   push(payload: string | Uint8Array, maxFragment: number): Fragment[] {
     const parts = splitMessage(payload, maxFragment);
     const frags = parts.map((p, i): Fragment => {
-      const seq = this.nextSeq;
-      this.nextSeq = (this.nextSeq + 1) >>> 0;
-      return { seq, text: p.text, more: i < parts.length - 1, bytes: p.bytes };
+      const seq = this.#nextSeq;
+      this.#nextSeq = (this.#nextSeq + 1) >>> 0;
+      return { seq, text: p.text, more: i < parts.length - 1, bytes: p.bytes, whole: parts.length === 1 };
     });
     for (const f of frags) {
-      this.unacked.push(f);
+      this.#unacked.push(f);
       this.bytes += f.bytes.byteLength;
     }
     return frags;
@@ -68,94 +75,99 @@ export class ReliableSender {
    */
   ack(seq: number): number {
     // Only numbers we sent can be acknowledged: an ack beyond the last one is bogus.
-    if (seqNewer(seq, (this.nextSeq - 1) >>> 0)) return 0;
+    if (seqNewer(seq, (this.#nextSeq - 1) >>> 0)) return 0;
     let n = 0;
-    while (this.head < this.unacked.length) {
-      const first = this.unacked[this.head] as Fragment;
+    while (this.#head < this.#unacked.length) {
+      const first = this.#unacked[this.#head] as Fragment;
       if (seqNewer(first.seq, seq)) break;
-      this.head++;
+      this.#head++;
       this.bytes -= first.bytes.byteLength;
       n++;
     }
-    if (this.head === this.unacked.length) {
-      this.unacked = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.unacked.length) {
-      this.unacked = this.unacked.slice(this.head);
-      this.head = 0;
+    if (this.#head === this.#unacked.length) {
+      this.#unacked = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#unacked.length) {
+      this.#unacked = this.#unacked.slice(this.#head);
+      this.#head = 0;
     }
     return n;
   }
 
   /** Fragments sent or queued and not yet acknowledged, oldest first. */
   get pending(): readonly Fragment[] {
-    return this.head === 0 ? this.unacked : this.unacked.slice(this.head);
+    return this.#head === 0 ? this.#unacked : this.#unacked.slice(this.#head);
   }
 
   /** Number of unacknowledged fragments. */
   get pendingCount(): number {
-    return this.unacked.length - this.head;
+    return this.#unacked.length - this.#head;
   }
 }
 
 /** The receiving half of one reliable channel. */
 export class ReliableReceiver {
-  private expected = 0;
-  private readonly held = new Map<number, Fragment>();
-  private heldBytes = 0;
-  private parts: Uint8Array[] = [];
-  private partsText = false;
+  #expected: number;
+  readonly #held = new Map<number, Fragment>();
+  #heldBytes = 0;
+  #parts: Uint8Array[] = [];
+  #partsText = false;
   /** Fragments received that had been delivered already. */
   duplicates = 0;
   /** Early fragments not held because the hold buffer was full (they are sent again). */
   overflow = 0;
 
-  /** `maxHeldBytes`: how much out-of-order data may wait for a gap to fill. */
-  constructor(private readonly maxHeldBytes: number) {}
+  readonly #maxHeldBytes: number;
+
+  /** `maxHeldBytes`: how much out-of-order data may wait for a gap to fill; `firstSeq` as the sender's. */
+  constructor(maxHeldBytes: number, firstSeq = 0) {
+    this.#maxHeldBytes = maxHeldBytes;
+    this.#expected = firstSeq >>> 0;
+  }
 
   /** The cumulative acknowledgement: the last sequence number received in order. */
   get ack(): number {
-    return (this.expected - 1) >>> 0;
+    return (this.#expected - 1) >>> 0;
   }
 
   /** Takes one fragment; returns the messages it completes, in order. */
   receive(f: Fragment): Delivered[] {
-    const ahead = (f.seq - this.expected) >>> 0;
+    const ahead = (f.seq - this.#expected) >>> 0;
     if (ahead >= 0x80000000) {
       this.duplicates++;
       return [];
     }
     if (ahead > 0) {
-      if (this.held.has(f.seq)) this.duplicates++;
-      else if (this.heldBytes + f.bytes.byteLength > this.maxHeldBytes) this.overflow++;
+      if (this.#held.has(f.seq)) this.duplicates++;
+      else if (this.#heldBytes + f.bytes.byteLength > this.#maxHeldBytes) this.overflow++;
       else {
-        this.held.set(f.seq, f);
-        this.heldBytes += f.bytes.byteLength;
+        this.#held.set(f.seq, f);
+        this.#heldBytes += f.bytes.byteLength;
       }
       return [];
     }
     const out: Delivered[] = [];
     let next: Fragment | undefined = f;
     while (next) {
-      this.take(next, out);
-      this.expected = (this.expected + 1) >>> 0;
-      next = this.held.get(this.expected);
+      this.#take(next, out);
+      this.#expected = (this.#expected + 1) >>> 0;
+      next = this.#held.get(this.#expected);
       if (next) {
-        this.held.delete(this.expected);
-        this.heldBytes -= next.bytes.byteLength;
+        this.#held.delete(this.#expected);
+        this.#heldBytes -= next.bytes.byteLength;
       }
     }
     return out;
   }
 
-  private take(f: Fragment, out: Delivered[]): void {
-    if (this.parts.length === 0) this.partsText = f.text;
-    this.parts.push(f.bytes);
+  #take(f: Fragment, out: Delivered[]): void {
+    if (this.#parts.length === 0) this.#partsText = f.text;
+    this.#parts.push(f.bytes);
     if (f.more) return;
-    const parts = this.parts;
-    this.parts = [];
+    const parts = this.#parts;
+    this.#parts = [];
     if (parts.length === 1) {
-      out.push({ text: this.partsText, bytes: parts[0] as Uint8Array });
+      out.push({ text: this.#partsText, bytes: parts[0] as Uint8Array });
       return;
     }
     const total = parts.reduce((n, p) => n + p.byteLength, 0);
@@ -165,7 +177,7 @@ export class ReliableReceiver {
       bytes.set(p, at);
       at += p.byteLength;
     }
-    out.push({ text: this.partsText, bytes });
+    out.push({ text: this.#partsText, bytes });
   }
 }
 

@@ -1,17 +1,18 @@
 import { TypedEmitter } from '../signaling/client/emitter.js';
-import { Channel, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits, type MessageData, type SendData } from './channel.js';
+import { Channel, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits, type MessageData, type Route, type SendData } from './channel.js';
 import { channelInit, type ResolvedChannel } from './channels.js';
 import { PeerError } from './errors.js';
 import { Negotiator, type PeerCaps, type SignalPayload } from './negotiation.js';
+import type { RelayFrameIn, RelayLink } from './relay-link.js';
 import type { SendGate } from './runtime/types.js';
 import { readTransportStats, type PeerPath, type PeerStats } from './stats.js';
 
 export type RemotePeerState = 'connecting' | 'connected' | 'disconnected' | 'closed';
 
 export type RemotePeerEvents = {
-  /** Every channel is open: `send` goes straight out. */
+  /** `send` goes out: every data channel is open, or the peer fell back to the WebSocket relay. */
   connected: () => void;
-  /** ICE lost the path; the connection is being recovered. */
+  /** ICE lost the path; the connection is being recovered (and falls back to the relay if that takes too long). */
   disconnected: () => void;
   message: (channel: string, data: MessageData) => void;
   'path-change': (path: PeerPath) => void;
@@ -39,6 +40,20 @@ export const DEFAULT_RESTART: RestartPolicy = {
   iceRestarts: 2,
 };
 
+/**
+ * When to carry a peer's channels over the signaling WebSocket instead (issue 5): when its
+ * ICE connection fails, or is not connected `afterMs` after it started or was lost.
+ */
+export interface FallbackPolicy {
+  afterMs: number;
+}
+
+/**
+ * 5 s: longer than a healthy ICE setup takes even through TURN on a lossy network (about
+ * 0.2-2 s measured in the NAT lab), short enough that a game survives a UDP-blocking network.
+ */
+export const DEFAULT_FALLBACK: FallbackPolicy = { afterMs: 5_000 };
+
 export interface RemotePeerOptions {
   id: string;
   meta: Record<string, unknown> | undefined;
@@ -52,6 +67,9 @@ export interface RemotePeerOptions {
   sendGate?: (pc: RTCPeerConnection) => SendGate | null;
   flow: FlowLimits;
   restart: RestartPolicy;
+  /** The WebSocket relay to this peer, and when to use it; null/false: never. */
+  relay: RelayLink | null;
+  fallback: FallbackPolicy | false;
   send(payload: SignalPayload): void;
 }
 
@@ -76,63 +94,78 @@ interface Connection {
  * runtimes support it, else a new connection), path and stats.
  */
 export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
+  readonly #opts: RemotePeerOptions;
   readonly id: string;
   readonly meta: Record<string, unknown> | undefined;
-  private conn: Connection | null = null;
-  private readonly channels = new Map<string, Channel>();
-  private stateValue: RemotePeerState = 'connecting';
-  private pathValue: PeerPath | null = null;
-  private remoteCaps: PeerCaps | null = null;
-  private recoveryTimer: ReturnType<typeof setTimeout> | null = null;
-  private attempt = 0;
-  private closing: Promise<void> | null = null;
+  #conn: Connection | null = null;
+  readonly #channels = new Map<string, Channel>();
+  #stateValue: RemotePeerState = 'connecting';
+  #pathValue: PeerPath | null = null;
+  #remoteCaps: PeerCaps | null = null;
+  #recoveryTimer: ReturnType<typeof setTimeout> | null = null;
+  #attempt = 0;
+  #closing: Promise<void> | null = null;
+  /** Where sends go: the data channels, or the WebSocket relay. */
+  #route: Route = 'rtc';
+  /** Every data channel of the current connection is open. */
+  #rtcUp = false;
+  #fallbackTimer: ReturnType<typeof setTimeout> | null = null;
 
-  constructor(private readonly opts: RemotePeerOptions) {
+  constructor(opts: RemotePeerOptions) {
     super();
+    this.#opts = opts;
     this.id = opts.id;
     this.meta = opts.meta;
     for (const config of opts.channels) {
-      this.channels.set(
+      this.#channels.set(
         config.name,
         new Channel(config, opts.flow, {
-          maxMessageSize: () => maxMessageSizeOf(this.conn?.pc),
-          gate: () => this.gate(),
+          maxMessageSize: () => maxMessageSizeOf(this.#conn?.pc),
+          gate: () => this.#gate(),
           message: (data) => this.emit('message', config.name, data),
           error: (err) => this.emit('error', err),
-          open: () => this.maybeConnected(),
-          lost: () => this.onChannelLost(),
+          open: () => this.#maybeConnected(),
+          lost: () => this.#onChannelLost(),
+          route: () => this.#route,
+          relay: () => this.#opts.relay,
         }),
       );
     }
-    if (opts.initiator) this.connect(0);
+    this.#armFallback();
+    if (opts.initiator) this.#connect(0);
   }
 
   get state(): RemotePeerState {
-    return this.stateValue;
+    return this.#stateValue;
   }
 
-  /** `direct` or `relay` once connected; null before. */
+  /** `direct` or `relay` once connected, `websocket` after a fallback; null before. */
   get path(): PeerPath | null {
-    return this.pathValue;
+    return this.#pathValue;
   }
 
   get connected(): boolean {
-    return this.stateValue === 'connected';
+    return this.#stateValue === 'connected';
   }
 
   /** The channel names this peer has. */
   get channelNames(): string[] {
-    return [...this.channels.keys()];
+    return [...this.#channels.keys()];
+  }
+
+  /** The current RTCPeerConnection (replaced when the connection is rebuilt), for getStats() and the like. */
+  get connection(): RTCPeerConnection | null {
+    return this.#conn?.pc ?? null;
   }
 
   /** Connection generation (increments each time the connection is rebuilt). */
   get generation(): number {
-    return this.conn?.gen ?? 0;
+    return this.#conn?.gen ?? 0;
   }
 
   /** Whether a channel's RTCDataChannel is open. */
   isOpen(channel: string): boolean {
-    return this.channels.get(channel)?.open ?? false;
+    return this.#channels.get(channel)?.open ?? false;
   }
 
   /**
@@ -142,9 +175,9 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * max message size, `unknown-channel`, `closed`.
    */
   send(channel: string, data: SendData): Promise<void> {
-    const ch = this.channels.get(channel);
+    const ch = this.#channels.get(channel);
     if (!ch) return Promise.reject(new PeerError('unknown-channel', `no channel "${channel}" (have ${this.channelNames.join(', ')})`));
-    if (this.stateValue === 'closed') return Promise.reject(new PeerError('closed', `peer ${this.id} is closed`));
+    if (this.#stateValue === 'closed') return Promise.reject(new PeerError('closed', `peer ${this.id} is closed`));
     return ch.send(data);
   }
 
@@ -154,26 +187,44 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * connection. Only the initiator rebuilds; the other side asks it to.
    */
   restartIce(): Promise<void> {
-    if (this.stateValue === 'closed') return Promise.resolve();
-    return this.recover();
+    if (this.#stateValue === 'closed') return Promise.resolve();
+    return this.#recover();
+  }
+
+  /** A relay frame from this peer, for one of its channels. */
+  handleRelay(frame: RelayFrameIn): void {
+    if (this.#stateValue === 'closed') return;
+    const ch = this.#channels.get(frame.channel);
+    if (!ch) {
+      this.emit('error', new PeerError('unknown-channel', `peer ${this.id} relayed on unknown channel "${frame.channel}"`));
+      return;
+    }
+    ch.receiveRelay(frame);
   }
 
   /** Applies a signaling payload from this peer. */
   handleSignal(payload: SignalPayload): Promise<void> {
-    if (this.stateValue === 'closed') return Promise.resolve();
-    if (payload.caps) this.remoteCaps = payload.caps;
+    if (this.#stateValue === 'closed') return Promise.resolve();
+    if (payload.caps) this.#remoteCaps = payload.caps;
     if (payload.reconnect) {
       // The other side lost the connection and cannot rebuild it itself.
-      if (this.opts.initiator) this.scheduleRecovery(0);
+      if (this.#opts.initiator) this.#scheduleRecovery(0);
       return Promise.resolve();
     }
     const gen = payload.gen ?? 0;
-    if (!this.conn || gen > this.conn.gen) {
-      // Only the initiator starts generations; a newer one from it replaces ours.
-      if (this.opts.initiator) return Promise.resolve();
-      this.connect(gen);
+    if (payload.fallback) {
+      // The other side gave up on this connection: follow it to the relay (its data
+      // channel may look open here for a long while: werift notices a dead path only when
+      // ICE consent fails, about 30 s), unless the notice is about a connection since replaced.
+      if (!this.#conn || gen >= this.#conn.gen) this.#rtcLost(true, false);
+      return Promise.resolve();
     }
-    const conn = this.conn as Connection;
+    if (!this.#conn || gen > this.#conn.gen) {
+      // Only the initiator starts generations; a newer one from it replaces ours.
+      if (this.#opts.initiator) return Promise.resolve();
+      this.#connect(gen);
+    }
+    const conn = this.#conn as Connection;
     if (gen < conn.gen) return Promise.resolve(); // from a connection that was replaced
     return conn.negotiator.receive(payload);
   }
@@ -182,60 +233,57 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   async stats(): Promise<PeerStats> {
     let lost = 0;
     let dropped = 0;
-    for (const ch of this.channels.values()) {
+    for (const ch of this.#channels.values()) {
       lost += ch.lost;
       dropped += ch.dropped;
     }
-    const pc = this.conn?.pc;
-    const transport = this.stateValue === 'closed' || !pc ? null : readTransportStats(await pc.getStats());
+    const pc = this.#conn?.pc;
+    const transport = this.#stateValue === 'closed' || !pc ? null : readTransportStats(await pc.getStats());
     return {
       rttMs: transport?.rttMs,
       bytesSent: transport?.bytesSent ?? 0,
       bytesReceived: transport?.bytesReceived ?? 0,
       selectedPair: transport?.selectedPair ?? null,
-      path: transport?.path ?? this.pathValue,
+      path: this.#route === 'websocket' ? 'websocket' : (transport?.path ?? this.#pathValue),
       packetsLost: lost,
       messagesDropped: dropped,
     };
   }
 
   /** Creates connection generation `gen`, replacing the current one (channels are kept). */
-  private connect(gen: number): void {
-    const old = this.conn;
+  #connect(gen: number): void {
+    const old = this.#conn;
     if (old) {
-      void this.dispose(old);
-      if (this.stateValue === 'connected') {
-        this.stateValue = 'disconnected';
-        this.emit('disconnected');
-      }
+      void this.#dispose(old);
+      if (this.#rtcUp) this.#rtcLost(false, false);
     }
-    const pc = this.opts.createConnection();
+    const pc = this.#opts.createConnection();
     const conn: Connection = {
       gen,
       pc,
       gate: undefined,
       // Perfect negotiation needs exactly one polite side; ids are unique, so compare them.
       negotiator: new Negotiator(pc, {
-        polite: this.opts.localId < this.id,
+        polite: this.#opts.localId < this.id,
         send: (payload) => {
-          if (this.conn !== conn) return;
-          this.opts.send(payload.description ? { ...payload, gen, caps: this.opts.caps } : { ...payload, gen });
+          if (this.#conn !== conn) return;
+          this.#opts.send(payload.description ? { ...payload, gen, caps: this.#opts.caps } : { ...payload, gen });
         },
         onError: (err) => {
-          if (this.conn === conn) this.emit('error', err);
+          if (this.#conn === conn) this.emit('error', err);
         },
       }),
     };
-    this.conn = conn;
-    pc.onconnectionstatechange = () => this.onConnectionState(conn);
-    pc.oniceconnectionstatechange = () => this.onConnectionState(conn);
-    if (this.opts.initiator) {
-      for (const [name, channel] of this.channels) channel.attach(pc.createDataChannel(name, channelInit(channel.config)));
+    this.#conn = conn;
+    pc.onconnectionstatechange = () => this.#onConnectionState(conn);
+    pc.oniceconnectionstatechange = () => this.#onConnectionState(conn);
+    if (this.#opts.initiator) {
+      for (const [name, channel] of this.#channels) channel.attach(pc.createDataChannel(name, channelInit(channel.config)));
       void conn.negotiator.offer();
     } else {
       pc.ondatachannel = (ev) => {
-        if (this.conn !== conn) return;
-        const channel = this.channels.get(ev.channel.label);
+        if (this.#conn !== conn) return;
+        const channel = this.#channels.get(ev.channel.label);
         if (!channel) {
           this.emit('error', new PeerError('unknown-channel', `peer ${this.id} opened unknown channel "${ev.channel.label}"; configure it on both sides`));
           ev.channel.close();
@@ -247,7 +295,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   }
 
   /** Closes a connection that is being replaced or the peer that is closing. */
-  private dispose(conn: Connection): Promise<void> {
+  #dispose(conn: Connection): Promise<void> {
     conn.negotiator.close();
     conn.pc.onconnectionstatechange = null;
     conn.pc.oniceconnectionstatechange = null;
@@ -265,23 +313,87 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   }
 
   /** The runtime's send gate, looked up once the transport exists. */
-  private gate(): SendGate | null {
-    const conn = this.conn;
+  #gate(): SendGate | null {
+    const conn = this.#conn;
     if (!conn) return null;
     if (conn.gate) return conn.gate;
-    const gate = this.opts.sendGate?.(conn.pc) ?? null;
+    const gate = this.#opts.sendGate?.(conn.pc) ?? null;
     if (gate) conn.gate = gate;
     return gate;
   }
 
-  private maybeConnected(): void {
-    if (this.stateValue === 'closed' || this.stateValue === 'connected') return;
-    for (const ch of this.channels.values()) if (!ch.open) return;
-    this.stateValue = 'connected';
-    this.attempt = 0;
-    this.clearRecovery();
-    this.emit('connected');
-    void this.refreshPath();
+  #maybeConnected(): void {
+    if (this.#stateValue === 'closed' || this.#rtcUp) return;
+    for (const ch of this.#channels.values()) if (!ch.open) return;
+    this.#rtcUp = true;
+    this.#attempt = 0;
+    this.#clearRecovery();
+    this.#clearFallback();
+    if (this.#route === 'websocket') {
+      // Back to peer-to-peer: what the relay had not delivered yet goes again on the data
+      // channels, in order (the receiver drops duplicates).
+      this.#route = 'rtc';
+      for (const ch of this.#channels.values()) ch.resend();
+    }
+    if (this.#stateValue !== 'connected') {
+      this.#stateValue = 'connected';
+      this.emit('connected');
+    }
+    void this.#refreshPath();
+  }
+
+  /**
+   * The current connection stopped carrying data (`failed`: for good). On the data channel
+   * path the app sees `disconnected`, and the peer falls back to the relay at once if the
+   * connection failed, else after the fallback delay unless it recovers first. `notify`:
+   * tell the other side when we fall back.
+   */
+  #rtcLost(failed: boolean, notify = true): void {
+    this.#rtcUp = false;
+    if (this.#route === 'rtc' && this.#stateValue === 'connected') {
+      this.#stateValue = 'disconnected';
+      this.emit('disconnected');
+    }
+    if (failed) this.#fallBack(notify);
+    else this.#armFallback();
+  }
+
+  #canFallBack(): boolean {
+    return this.#opts.fallback !== false && this.#opts.relay?.enabled === true && this.#stateValue !== 'closed';
+  }
+
+  #armFallback(): void {
+    if (this.#fallbackTimer !== null || this.#route === 'websocket' || !this.#canFallBack() || this.#opts.fallback === false) return;
+    this.#fallbackTimer = setTimeout(() => {
+      this.#fallbackTimer = null;
+      if (!this.#rtcUp) this.#fallBack(true);
+    }, this.#opts.fallback.afterMs);
+  }
+
+  #clearFallback(): void {
+    if (this.#fallbackTimer !== null) clearTimeout(this.#fallbackTimer);
+    this.#fallbackTimer = null;
+  }
+
+  /**
+   * Carries the channels over the WebSocket relay from now on; ICE keeps being retried in
+   * the background (recovery with backoff) and the peer moves back once it connects.
+   */
+  #fallBack(notify: boolean): void {
+    if (this.#route === 'websocket' || !this.#canFallBack()) return;
+    this.#clearFallback();
+    this.#route = 'websocket';
+    if (notify) this.#opts.send({ gen: this.#conn?.gen ?? 0, fallback: true });
+    for (const ch of this.#channels.values()) ch.resend();
+    if (this.#stateValue !== 'connected') {
+      this.#stateValue = 'connected';
+      this.emit('connected');
+    }
+    if (this.#pathValue !== 'websocket') {
+      this.#pathValue = 'websocket';
+      this.emit('path-change', 'websocket');
+    }
+    this.#scheduleRecovery(0);
   }
 
   /**
@@ -289,81 +401,72 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * `leave` reaching us yet, or the transport died before ICE noticed. If the peer really
    * left, `peer-left` closes this peer within the grace; otherwise recover.
    */
-  private onChannelLost(): void {
-    if (this.stateValue === 'closed') return;
-    if (this.stateValue === 'connected') {
-      this.stateValue = 'disconnected';
-      this.emit('disconnected');
-    }
-    this.scheduleRecovery(this.opts.restart.disconnectedGraceMs);
+  #onChannelLost(): void {
+    if (this.#stateValue === 'closed') return;
+    this.#rtcLost(false);
+    this.#scheduleRecovery(this.#opts.restart.disconnectedGraceMs);
   }
 
-  private onConnectionState(conn: Connection): void {
-    if (this.stateValue === 'closed' || this.conn !== conn) return;
+  #onConnectionState(conn: Connection): void {
+    if (this.#stateValue === 'closed' || this.#conn !== conn) return;
     const pc = conn.pc;
     const state = pc.connectionState ?? pc.iceConnectionState;
     const ice = pc.iceConnectionState;
     if (state === 'connected' || ice === 'connected' || ice === 'completed') {
-      if (this.stateValue === 'disconnected') {
-        this.stateValue = 'connecting';
-        this.maybeConnected();
-      }
-      void this.refreshPath();
+      this.#maybeConnected();
+      if (this.#route === 'rtc') void this.#refreshPath();
       return;
     }
     if (state === 'disconnected' || state === 'failed' || ice === 'disconnected' || ice === 'failed') {
-      if (this.stateValue === 'connected') {
-        this.stateValue = 'disconnected';
-        this.emit('disconnected');
-      }
       const failed = state === 'failed' || ice === 'failed';
-      this.scheduleRecovery(failed ? 0 : this.opts.restart.disconnectedGraceMs);
+      this.#rtcLost(failed);
+      this.#scheduleRecovery(failed ? 0 : this.#opts.restart.disconnectedGraceMs);
     }
   }
 
   /** Schedules the next recovery attempt with exponential backoff and jitter. */
-  private scheduleRecovery(extraDelayMs: number): void {
-    if (this.recoveryTimer !== null || this.stateValue === 'closed') return;
-    const { baseDelayMs, maxDelayMs } = this.opts.restart;
-    const backoff = this.attempt === 0 ? 0 : Math.min(maxDelayMs, baseDelayMs * 2 ** (this.attempt - 1));
+  #scheduleRecovery(extraDelayMs: number): void {
+    if (this.#recoveryTimer !== null || this.#stateValue === 'closed') return;
+    const { baseDelayMs, maxDelayMs } = this.#opts.restart;
+    const backoff = this.#attempt === 0 ? 0 : Math.min(maxDelayMs, baseDelayMs * 2 ** (this.#attempt - 1));
     const delay = extraDelayMs + backoff * (0.5 + Math.random() / 2);
-    this.recoveryTimer = setTimeout(() => {
-      this.recoveryTimer = null;
-      if (this.stateValue === 'closed' || this.stateValue === 'connected') return;
-      void this.recover();
+    this.#recoveryTimer = setTimeout(() => {
+      this.#recoveryTimer = null;
+      if (this.#stateValue === 'closed' || this.#rtcUp) return;
+      void this.#recover();
     }, delay);
   }
 
   /** One recovery attempt; schedules the next unless the peer is connected by then. */
-  private async recover(): Promise<void> {
-    this.attempt++;
-    this.clearRecovery();
-    this.recoveryTimer = setTimeout(() => {
-      this.recoveryTimer = null;
-      if (this.stateValue !== 'connected' && this.stateValue !== 'closed') this.scheduleRecovery(0);
-    }, this.opts.restart.attemptTimeoutMs);
-    if (!this.opts.initiator) {
+  async #recover(): Promise<void> {
+    this.#attempt++;
+    this.#clearRecovery();
+    this.#recoveryTimer = setTimeout(() => {
+      this.#recoveryTimer = null;
+      if (!this.#rtcUp && this.#stateValue !== 'closed') this.#scheduleRecovery(0);
+    }, this.#opts.restart.attemptTimeoutMs);
+    if (!this.#opts.initiator) {
       // Only the initiator creates connections (so both sides never build one at once).
-      this.opts.send({ reconnect: true, gen: this.conn?.gen ?? 0 });
+      this.#opts.send({ reconnect: true, gen: this.#conn?.gen ?? 0 });
       return;
     }
-    const iceRestartWorks = this.opts.caps.iceRestart && this.remoteCaps?.iceRestart === true;
-    const conn = this.conn;
-    if (conn && iceRestartWorks && this.attempt <= this.opts.restart.iceRestarts) {
+    const iceRestartWorks = this.#opts.caps.iceRestart && this.#remoteCaps?.iceRestart === true;
+    const conn = this.#conn;
+    if (conn && iceRestartWorks && this.#attempt <= this.#opts.restart.iceRestarts) {
       conn.pc.restartIce?.();
       await conn.negotiator.offer(true);
       return;
     }
-    this.connect((conn?.gen ?? 0) + 1);
+    this.#connect((conn?.gen ?? 0) + 1);
   }
 
-  private clearRecovery(): void {
-    if (this.recoveryTimer !== null) clearTimeout(this.recoveryTimer);
-    this.recoveryTimer = null;
+  #clearRecovery(): void {
+    if (this.#recoveryTimer !== null) clearTimeout(this.#recoveryTimer);
+    this.#recoveryTimer = null;
   }
 
-  private async refreshPath(): Promise<void> {
-    const pc = this.conn?.pc;
+  async #refreshPath(): Promise<void> {
+    const pc = this.#conn?.pc;
     if (!pc) return;
     let path: PeerPath | null = null;
     try {
@@ -371,8 +474,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     } catch {
       return; // getStats on a closing connection
     }
-    if (path && path !== this.pathValue && this.stateValue !== 'closed') {
-      this.pathValue = path;
+    if (path && path !== this.#pathValue && this.#stateValue !== 'closed' && this.#route === 'rtc') {
+      this.#pathValue = path;
       this.emit('path-change', path);
     }
   }
@@ -382,14 +485,15 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * runtime has released the connection (werift closes its sockets asynchronously).
    */
   close(): Promise<void> {
-    if (this.closing) return this.closing;
-    this.stateValue = 'closed';
-    this.clearRecovery();
-    for (const ch of this.channels.values()) ch.close();
-    const conn = this.conn;
-    this.closing = conn ? this.dispose(conn) : Promise.resolve();
+    if (this.#closing) return this.#closing;
+    this.#stateValue = 'closed';
+    this.#clearRecovery();
+    this.#clearFallback();
+    for (const ch of this.#channels.values()) ch.close();
+    const conn = this.#conn;
+    this.#closing = conn ? this.#dispose(conn) : Promise.resolve();
     this.emit('close');
     this.removeAllListeners();
-    return this.closing;
+    return this.#closing;
   }
 }

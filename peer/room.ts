@@ -7,7 +7,8 @@ import type { PeerInfo } from '../signaling/protocol/schemas.js';
 import { DEFAULT_FLOW, type FlowLimits, type MessageData, type SendData } from './channel.js';
 import { resolveChannels, type ChannelOptions, type ResolvedChannel } from './channels.js';
 import { PeerError } from './errors.js';
-import { DEFAULT_RESTART, RemotePeer, type RestartPolicy } from './remote-peer.js';
+import { RelayPort, type RelayFrameIn } from './relay-link.js';
+import { DEFAULT_FALLBACK, DEFAULT_RESTART, RemotePeer, type FallbackPolicy, type RestartPolicy } from './remote-peer.js';
 import { nativeRuntime } from './runtime/browser.js';
 import type { RtcRuntime } from './runtime/types.js';
 import { toSignalPayload } from './signal-payload.js';
@@ -33,6 +34,13 @@ export interface JoinRoomOptions {
   reconnect?: ReconnectPolicy | false;
   flow?: Partial<FlowLimits>;
   restart?: Partial<RestartPolicy>;
+  /**
+   * Per peer, carry the channels over the signaling WebSocket when ICE fails or has not
+   * connected within `afterMs` (default 5000), and go back once ICE connects again. `false`:
+   * never (the peer just stays disconnected while ICE is retried). Needs relay enabled on
+   * the server (it is by default).
+   */
+  fallback?: Partial<FallbackPolicy> | false;
 }
 
 export interface RoomMessage {
@@ -58,53 +66,59 @@ export type RoomEvents = {
 
 /** A room of peers: a WebRTC connection to every other member (full mesh). */
 export class Room extends TypedEmitter<RoomEvents> {
-  private readonly remote = new Map<string, RemotePeer>();
-  private readonly channels: ResolvedChannel[];
-  private readonly runtime: RtcRuntime;
-  private readonly flow: FlowLimits;
-  private readonly restart: RestartPolicy;
-  private localId: string;
-  private iceServers: RTCIceServer[];
-  private closed = false;
-  private leaving: Promise<void> | null = null;
+  readonly #signaling: SignalingClient;
+  readonly #options: JoinRoomOptions;
+  readonly #remote = new Map<string, RemotePeer>();
+  readonly #channels: ResolvedChannel[];
+  readonly #runtime: RtcRuntime;
+  readonly #flow: FlowLimits;
+  readonly #restart: RestartPolicy;
+  readonly #fallback: FallbackPolicy | false;
+  #relayPort: RelayPort;
+  #localId: string;
+  #iceServers: RTCIceServer[];
+  #closed = false;
+  #leaving: Promise<void> | null = null;
 
-  constructor(
-    private readonly signaling: SignalingClient,
-    welcome: Welcome,
-    private readonly options: JoinRoomOptions,
-  ) {
+  constructor(signaling: SignalingClient, welcome: Welcome, options: JoinRoomOptions) {
     super();
-    this.channels = resolveChannels(options.channels);
-    this.runtime = options.rtc ?? nativeRuntime();
-    this.flow = { ...DEFAULT_FLOW, ...options.flow };
-    this.restart = { ...DEFAULT_RESTART, ...options.restart };
-    this.localId = welcome.id;
-    this.iceServers = options.iceServers ?? welcome.iceServers;
-    signaling.on('peer-joined', (info) => this.addPeer(info, false));
-    signaling.on('peer-left', (id, reason) => this.removePeer(id, reason));
-    signaling.on('signal', (from, data) => this.onSignal(from, data));
+    this.#signaling = signaling;
+    this.#options = options;
+    this.#channels = resolveChannels(options.channels);
+    this.#runtime = options.rtc ?? nativeRuntime();
+    this.#flow = { ...DEFAULT_FLOW, ...options.flow };
+    this.#restart = { ...DEFAULT_RESTART, ...options.restart };
+    this.#fallback = options.fallback === false ? false : { ...DEFAULT_FALLBACK, ...options.fallback };
+    // Reads the relay limits of the welcome the client holds.
+    this.#relayPort = new RelayPort(signaling);
+    this.#localId = welcome.id;
+    this.#iceServers = options.iceServers ?? welcome.iceServers;
+    signaling.on('peer-joined', (info) => this.#addPeer(info, false));
+    signaling.on('peer-left', (id, reason) => this.#removePeer(id, reason));
+    signaling.on('signal', (from, data) => this.#onSignal(from, data));
+    signaling.on('relay', (frame) => this.#onRelay(frame));
     signaling.on('error', (err) => this.emit('error', err));
-    signaling.on('open', (w) => this.onWelcome(w));
+    signaling.on('open', (w) => this.#onWelcome(w));
     signaling.on('close', () => void this.leave());
   }
 
   /** Our id in the room. */
   get id(): string {
-    return this.localId;
+    return this.#localId;
   }
 
   get name(): string {
-    return this.options.room;
+    return this.#options.room;
   }
 
   /** The other peers, by id. */
   get peers(): ReadonlyMap<string, RemotePeer> {
-    return this.remote;
+    return this.#remote;
   }
 
   /** Sends to every peer whose channels are open; resolves when all sends settled. */
   async broadcast(channel: string, data: SendData): Promise<void> {
-    const sends = [...this.remote.values()].filter((p) => p.connected).map((p) => p.send(channel, data));
+    const sends = [...this.#remote.values()].filter((p) => p.connected).map((p) => p.send(channel, data));
     const results = await Promise.allSettled(sends);
     for (const r of results) if (r.status === 'rejected' && r.reason instanceof PeerError && r.reason.code !== 'closed') throw r.reason;
   }
@@ -114,58 +128,63 @@ export class Room extends TypedEmitter<RoomEvents> {
    * Idempotent; resolves when sockets are released.
    */
   leave(): Promise<void> {
-    if (this.leaving) return this.leaving;
-    this.closed = true;
-    const closing = [...this.remote.values()].map((p) => p.close());
-    this.remote.clear();
-    this.signaling.removeAllListeners();
-    closing.push(this.signaling.leave());
-    this.leaving = Promise.all(closing).then(() => undefined);
+    if (this.#leaving) return this.#leaving;
+    this.#closed = true;
+    const closing = [...this.#remote.values()].map((p) => p.close());
+    this.#remote.clear();
+    this.#relayPort.close();
+    this.#signaling.removeAllListeners();
+    closing.push(this.#signaling.leave());
+    this.#leaving = Promise.all(closing).then(() => undefined);
     this.emit('close');
     this.removeAllListeners();
-    return this.leaving;
+    return this.#leaving;
   }
 
   /** Connects to the peers already in the room; as the newcomer we offer. */
   connectExisting(peers: PeerInfo[]): void {
-    for (const info of peers) this.addPeer(info, true);
+    for (const info of peers) this.#addPeer(info, true);
   }
 
-  private onWelcome(welcome: Welcome): void {
-    if (welcome.resumed || welcome.id === this.localId) return;
+  #onWelcome(welcome: Welcome): void {
+    if (welcome.resumed || welcome.id === this.#localId) return;
     // The signaling session could not be resumed: we are a new peer to everyone.
-    for (const [id, peer] of this.remote) {
-      this.remote.delete(id);
+    for (const [id, peer] of this.#remote) {
+      this.#remote.delete(id);
       void peer.close();
       this.emit('peer-left', peer, 'closed');
     }
-    this.localId = welcome.id;
-    this.iceServers = this.options.iceServers ?? welcome.iceServers;
+    this.#localId = welcome.id;
+    this.#iceServers = this.#options.iceServers ?? welcome.iceServers;
+    this.#relayPort.close();
+    this.#relayPort = new RelayPort(this.#signaling);
     this.connectExisting(welcome.peers);
   }
 
-  private addPeer(info: PeerInfo, initiator: boolean): void {
-    if (this.closed || this.remote.has(info.id)) return;
+  #addPeer(info: PeerInfo, initiator: boolean): void {
+    if (this.#closed || this.#remote.has(info.id)) return;
     const peer = new RemotePeer({
       id: info.id,
       meta: info.meta,
-      localId: this.localId,
+      localId: this.#localId,
       initiator,
-      channels: this.channels,
-      createConnection: () => new this.runtime.RTCPeerConnection({ ...this.options.rtcConfig, iceServers: this.iceServers }),
-      caps: { iceRestart: this.runtime.iceRestart ?? true },
-      ...(this.runtime.sendGate ? { sendGate: (c: RTCPeerConnection) => this.runtime.sendGate?.(c) ?? null } : {}),
-      flow: this.flow,
-      restart: this.restart,
+      channels: this.#channels,
+      createConnection: () => new this.#runtime.RTCPeerConnection({ ...this.#options.rtcConfig, iceServers: this.#iceServers }),
+      caps: { iceRestart: this.#runtime.iceRestart ?? true },
+      ...(this.#runtime.sendGate ? { sendGate: (c: RTCPeerConnection) => this.#runtime.sendGate?.(c) ?? null } : {}),
+      flow: this.#flow,
+      restart: this.#restart,
+      relay: this.#relayPort.link(info.id),
+      fallback: this.#fallback,
       send: (payload) => {
         try {
-          this.signaling.signal(info.id, payload);
+          this.#signaling.signal(info.id, payload);
         } catch (err) {
           this.emit('error', new PeerError('signaling', `cannot signal ${info.id}: ${(err as Error).message}`, { cause: err }), peer);
         }
       },
     });
-    this.remote.set(info.id, peer);
+    this.#remote.set(info.id, peer);
     peer.on('connected', () => this.emit('peer-connected', peer));
     peer.on('disconnected', () => this.emit('peer-disconnected', peer));
     peer.on('message', (channel, data) => this.emit('message', { peer, channel, data }));
@@ -174,16 +193,23 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.emit('peer-joined', peer);
   }
 
-  private removePeer(id: string, reason: LeaveReason): void {
-    const peer = this.remote.get(id);
+  #removePeer(id: string, reason: LeaveReason): void {
+    const peer = this.#remote.get(id);
     if (!peer) return;
-    this.remote.delete(id);
+    this.#remote.delete(id);
+    this.#relayPort.forget(id);
     void peer.close();
     this.emit('peer-left', peer, reason);
   }
 
-  private onSignal(from: string, data: unknown): void {
-    const peer = this.remote.get(from);
+  #onRelay(frame: RelayFrameIn): void {
+    const peer = this.#remote.get(frame.from);
+    if (!peer) return; // a frame still in flight from a peer that left
+    peer.handleRelay(frame);
+  }
+
+  #onSignal(from: string, data: unknown): void {
+    const peer = this.#remote.get(from);
     const payload = toSignalPayload(data);
     if (!peer || !payload) {
       this.emit('error', new PeerError('signaling', peer ? `malformed signal from ${from}` : `signal from unknown peer ${from}`));

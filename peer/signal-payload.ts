@@ -16,6 +16,7 @@ export function toSignalPayload(data: unknown): SignalPayload | null {
 
 function parseBody(d: Record<string, unknown>): SignalPayload | null {
   if (d.reconnect === true) return { reconnect: true };
+  if (d.fallback === true) return { fallback: true };
   if (d.description !== undefined) {
     const desc = d.description as Record<string, unknown> | null;
     if (typeof desc !== 'object' || desc === null || typeof desc.type !== 'string' || !SDP_TYPES.has(desc.type)) return null;

@@ -1,5 +1,8 @@
-/** Where a connection's packets go: straight between the peers, or through a TURN relay. */
-export type PeerPath = 'direct' | 'relay';
+/**
+ * Where a peer's messages go: straight between the peers, through a TURN relay, or (after
+ * ICE failed) through the signaling service's WebSocket relay.
+ */
+export type PeerPath = 'direct' | 'relay' | 'websocket';
 
 export interface CandidateInfo {
   type: string | undefined;

@@ -36,20 +36,20 @@ export class ExponentialBackoff implements ReconnectPolicy {
   readonly capMs: number;
   readonly maxAttempts: number;
   readonly maxElapsedMs: number;
-  private readonly random: () => number;
+  readonly #random: () => number;
 
   constructor(opts: BackoffOptions = {}) {
     this.baseMs = opts.baseMs ?? 250;
     this.capMs = opts.capMs ?? 10_000;
     this.maxAttempts = opts.maxAttempts ?? 20;
     this.maxElapsedMs = opts.maxElapsedMs ?? 120_000;
-    this.random = opts.random ?? Math.random;
+    this.#random = opts.random ?? Math.random;
     if (!(this.baseMs > 0 && this.capMs >= this.baseMs)) throw new RangeError('backoff: need 0 < baseMs <= capMs');
   }
 
   nextDelayMs(ctx: ReconnectContext): number | null {
     if (ctx.attempt >= this.maxAttempts || ctx.elapsedMs >= this.maxElapsedMs) return null;
     const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.min(ctx.attempt, 30));
-    return Math.floor(this.random() * ceiling);
+    return Math.floor(this.#random() * ceiling);
   }
 }

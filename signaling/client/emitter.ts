@@ -4,18 +4,18 @@ export type EventMap = { [event: string]: (...args: never[]) => void };
 type Wrapped = { original?: unknown };
 
 export class TypedEmitter<E extends EventMap> {
-  private readonly listeners = new Map<keyof E, Set<E[keyof E]>>();
+  readonly #listeners = new Map<keyof E, Set<E[keyof E]>>();
 
   on<K extends keyof E>(event: K, listener: E[K]): this {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, (set = new Set()));
     set.add(listener);
     return this;
   }
 
   /** Removes a listener added with `on` or `once`. */
   off<K extends keyof E>(event: K, listener: E[K]): this {
-    const set = this.listeners.get(event);
+    const set = this.#listeners.get(event);
     if (!set) return this;
     if (!set.delete(listener)) {
       // A `once` listener is stored wrapped; find its wrapper.
@@ -26,7 +26,7 @@ export class TypedEmitter<E extends EventMap> {
         }
       }
     }
-    if (set.size === 0) this.listeners.delete(event);
+    if (set.size === 0) this.#listeners.delete(event);
     return this;
   }
 
@@ -45,12 +45,12 @@ export class TypedEmitter<E extends EventMap> {
   }
 
   protected emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): void {
-    const set = this.listeners.get(event);
+    const set = this.#listeners.get(event);
     if (!set) return;
     for (const listener of [...set]) (listener as (...a: Parameters<E[K]>) => void)(...args);
   }
 
   removeAllListeners(): void {
-    this.listeners.clear();
+    this.#listeners.clear();
   }
 }

@@ -134,11 +134,8 @@ describe('reliable channel sequencing', () => {
   });
 
   it('wraps sequence numbers past 2^32 - 1', () => {
-    const sender = new ReliableSender();
-    const receiver = new ReliableReceiver(1024);
-    // Start both sides near the wrap (white-box: the counters are private).
-    (sender as unknown as { nextSeq: number }).nextSeq = 0xfffffffe;
-    (receiver as unknown as { expected: number }).expected = 0xfffffffe;
+    const sender = new ReliableSender(0xfffffffe);
+    const receiver = new ReliableReceiver(1024, 0xfffffffe);
     const frags = ['a', 'b', 'c', 'd'].flatMap((m) => sender.push(m, 8));
     expect(frags.map((f) => f.seq)).toEqual([0xfffffffe, 0xffffffff, 0, 1]);
     const out = [frags[2], frags[0], frags[3], frags[1]].flatMap((f) => receiver.receive(f as Fragment)).map((d) => decoder.decode(d.bytes));

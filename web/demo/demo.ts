@@ -5,7 +5,7 @@
  *
  * State for tests and the console: `window.rallypointDemo`; `document.body.dataset.connectedPeers`.
  */
-import { joinRoom, type RemotePeer, type Room } from '../../peer/index.js';
+import { joinRoom, type PeerPath, type RemotePeer, type Room } from '../../peer/index.js';
 
 export interface Position {
   x: number;
@@ -14,7 +14,7 @@ export interface Position {
 
 export interface DemoPeer {
   id: string;
-  path: 'direct' | 'relay' | null;
+  path: PeerPath | null;
   connected: boolean;
   rttMs: number | null;
   packetsLost: number;

@@ -1,0 +1,156 @@
+/**
+ * Per-peer fallback to the WebSocket relay (issue 5) with real werift peers and a real
+ * signaling server. ICE is made to fail by a runtime that withholds remote candidates while
+ * its gate is closed (the NAT lab does it with real UDP blocking: test/nat/).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { weriftRuntime, type RtcRuntime } from '../../peer/node.js';
+import type { RemotePeer, Room } from '../../peer/node.js';
+import type { PeerPath } from '../../peer/stats.js';
+import { collect, PeerHarness, until, waitConnected } from './helpers.js';
+
+const harness = new PeerHarness();
+afterEach(() => harness.close());
+
+interface Gate {
+  open: boolean;
+}
+
+/** werift, except that while the gate is closed no remote candidate reaches ICE. */
+function gatedRuntime(gate: Gate): RtcRuntime {
+  const base = weriftRuntime();
+  class Gated extends base.RTCPeerConnection {
+    override async addIceCandidate(candidate?: RTCIceCandidateInit | null): Promise<void> {
+      if (!gate.open) return;
+      return super.addIceCandidate(candidate ?? undefined);
+    }
+    override async setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void> {
+      const sdp = !gate.open && description.sdp ? description.sdp.replace(/^a=candidate:.*\r\n/gm, '') : description.sdp;
+      return super.setRemoteDescription(sdp === undefined ? description : { type: description.type, sdp });
+    }
+  }
+  return { ...base, RTCPeerConnection: Gated as unknown as typeof RTCPeerConnection };
+}
+
+const FAST = {
+  fallback: { afterMs: 400 },
+  restart: { disconnectedGraceMs: 200, baseDelayMs: 100, maxDelayMs: 400, attemptTimeoutMs: 1_500 },
+};
+
+function onlyPeer(room: Room): RemotePeer {
+  const [peer] = room.peers.values();
+  if (!peer) throw new Error('no peer');
+  return peer;
+}
+
+/** Resolves when the room's only peer reaches `path`. */
+function pathOf(room: Room, want: (p: PeerPath) => boolean): Promise<PeerPath> {
+  return new Promise((resolve) => {
+    const peer = room.peers.values().next().value as RemotePeer | undefined;
+    if (peer?.path && want(peer.path)) return resolve(peer.path);
+    const on = (_peer: RemotePeer, path: PeerPath): void => {
+      if (!want(path)) return;
+      room.off('path-change', on);
+      resolve(path);
+    };
+    room.on('path-change', on);
+  });
+}
+
+/**
+ * Sends numbered reliable messages from `room` to its peer every couple of ms until
+ * `stop()`; resolves with how many it sent. Sends are awaited, as an app would.
+ */
+function pump(room: Room): { stop(): Promise<number> } {
+  let running = true;
+  let n = 0;
+  const done = (async () => {
+    while (running) {
+      await onlyPeer(room).send('reliable', `m${n}`);
+      n++;
+      if (n % 4 === 0) await new Promise((r) => setTimeout(r, 2));
+    }
+    return n;
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      return done;
+    },
+  };
+}
+
+describe('WebSocket fallback', () => {
+  it('peers whose ICE never connects talk over the WebSocket with the same API', async () => {
+    const gate = { open: false };
+    const rtc = gatedRuntime(gate);
+    const paths: PeerPath[] = [];
+    const a = await harness.join('fb-never', { rtc, ...FAST });
+    a.on('path-change', (_p, path) => paths.push(path));
+    const b = await harness.join('fb-never', { rtc, ...FAST });
+    await Promise.all([waitConnected(a, 1), waitConnected(b, 1)]);
+    expect(onlyPeer(a).path).toBe('websocket');
+    expect(onlyPeer(b).path).toBe('websocket');
+    expect(paths).toEqual(['websocket']);
+    expect((await onlyPeer(a).stats()).path).toBe('websocket');
+
+    const reliable = collect(b, 'reliable');
+    const unreliable = collect(b, 'unreliable');
+    const big = new Uint8Array(40_000).map((_, i) => i % 251);
+    for (let i = 0; i < 200; i++) await onlyPeer(a).send('reliable', `r${i}`);
+    await onlyPeer(a).send('reliable', big);
+    await onlyPeer(a).send('reliable', 'é'.repeat(9_000)); // 18 KB of UTF-8: fragments split characters
+    for (let i = 0; i < 10; i++) await onlyPeer(a).send('unreliable', `u${i}`);
+    await until(b, () => reliable.length === 202 && unreliable.length > 0);
+    expect(reliable.slice(0, 200)).toEqual(Array.from({ length: 200 }, (_, i) => `r${i}`));
+    expect(reliable[200]).toEqual(big);
+    expect(reliable[201]).toBe('é'.repeat(9_000));
+    expect(unreliable.every((u) => typeof u === 'string' && /^u\d$/.test(u))).toBe(true);
+  });
+
+  it('switches direct -> websocket -> direct while sending, losing and duplicating nothing', async () => {
+    const gate = { open: true };
+    const rtc = gatedRuntime(gate);
+    const [a, b] = await harness.mesh('fb-both', 2, { rtc, ...FAST });
+    await Promise.all([pathOf(a!, (p) => p === 'direct'), pathOf(b!, (p) => p === 'direct')]);
+    const atB = collect(b!, 'reliable');
+    const atA = collect(a!, 'reliable');
+    const ab = pump(a!);
+    const ba = pump(b!);
+    await until(b!, () => atB.length > 50);
+
+    // The path dies: the connection is rebuilt, and the new one cannot connect.
+    gate.open = false;
+    const toWs = Promise.all([pathOf(a!, (p) => p === 'websocket'), pathOf(b!, (p) => p === 'websocket')]);
+    void onlyPeer(b!).restartIce();
+    await toWs;
+    const onWs = atB.length;
+    await until(b!, () => atB.length > onWs + 50);
+
+    // UDP is back: the background retries connect and both move back.
+    gate.open = true;
+    await Promise.all([pathOf(a!, (p) => p !== 'websocket'), pathOf(b!, (p) => p !== 'websocket')]);
+    const back = atB.length;
+    await until(b!, () => atB.length > back + 50);
+
+    const [sentAB, sentBA] = await Promise.all([ab.stop(), ba.stop()]);
+    await Promise.all([until(b!, () => atB.length >= sentAB), until(a!, () => atA.length >= sentBA)]);
+    expect(atB).toEqual(Array.from({ length: sentAB }, (_, i) => `m${i}`));
+    expect(atA).toEqual(Array.from({ length: sentBA }, (_, i) => `m${i}`));
+    expect(onlyPeer(a!).path).toBe('direct');
+  }, 40_000);
+
+  it('with fallback: false a peer never sends over the relay, but receives what the other side relays', async () => {
+    const gate = { open: false };
+    const a = await harness.join('fb-off', { rtc: gatedRuntime(gate), ...FAST, fallback: false });
+    const b = await harness.join('fb-off', { rtc: gatedRuntime(gate), ...FAST });
+    // b falls back and tells a; a accepts relayed data but never sends over the relay itself.
+    await waitConnected(b, 1);
+    expect(onlyPeer(b).path).toBe('websocket');
+    const got = collect(a, 'reliable');
+    await onlyPeer(b).send('reliable', 'still delivered');
+    await until(a, () => got.length === 1);
+    expect(onlyPeer(a).path).not.toBe('websocket');
+    expect(onlyPeer(a).connected).toBe(false);
+  });
+});
