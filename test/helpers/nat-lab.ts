@@ -324,9 +324,9 @@ export function describePair(pair: { local: Partial<CandidateView>; remote: Part
 export const ICE_TIMEOUT_MS = 30_000;
 
 /** `promise`, or a rejection saying what was awaited (and what the processes said) after `ms`. */
-export async function within<T>(promise: Promise<T>, ms: number, why: () => string): Promise<T> {
+export async function within<T>(promise: Promise<T>, ms: number, why: () => string | Promise<string>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(why())), ms)));
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => void Promise.resolve(why()).then((m) => reject(new Error(m))), ms)));
   try {
     return await Promise.race([promise, timeout]);
   } finally {

@@ -8,7 +8,7 @@
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { chromiumMissing } from '../helpers/browser.js';
-import { describePair, launchChromiumIn, NatTopology, openLibPage, startNodePeer, startServe, type Host, type LineProcess, type PeerStatsView, type Serve, type Site } from '../helpers/nat-lab.js';
+import { describePair, ICE_TIMEOUT_MS, launchChromiumIn, within, NatTopology, openLibPage, startNodePeer, startServe, type Host, type LineProcess, type PeerStatsView, type Serve, type Site } from '../helpers/nat-lab.js';
 import { describeNetns, isCI, useNetLab } from '../helpers/netns.js';
 import type { PageStats } from '../helpers/pages.js';
 
@@ -42,27 +42,44 @@ describeNetns('NAT lab: Chromium with iceTransportPolicy relay, Node peer', () =
 
   it.skipIf(missing !== null && !isCI())('connects through the relay only and carries messages both ways', async () => {
     const { page, log } = await openLibPage(browser!, serve.httpUrl, serve.wsUrl);
-    const chromeId = await page.evaluate(() => window.lib.join({ room: 'relay-only', rtcConfig: { iceTransportPolicy: 'relay' } } as Parameters<typeof window.lib.join>[0]));
+    // What each side said, for a failure message.
+    const diagnosis = (what: string) => async () =>
+      `${what}\n--- page console:\n${log.console.join('\n')}\n--- page errors:\n${log.errors.join('\n')}\n--- node peer stderr:\n${node?.proc.stderr ?? ''}\n--- serve stderr:\n${serve.proc.stderr}`;
+    const chromeId = await page.evaluate(() => {
+      // The page's RTCPeerConnections, for the candidates getStats() lists (see localCandidateTypes).
+      const pcs: RTCPeerConnection[] = [];
+      (window as unknown as { natLabPcs: RTCPeerConnection[] }).natLabPcs = pcs;
+      class Tracked extends RTCPeerConnection {
+        constructor(config?: RTCConfiguration) {
+          super(config);
+          pcs.push(this);
+        }
+      }
+      const options = { room: 'relay-only', rtcConfig: { iceTransportPolicy: 'relay' }, rtc: { RTCPeerConnection: Tracked } };
+      return window.lib.join(options as Parameters<typeof window.lib.join>[0]);
+    });
     node = await startNodePeer(nodeHost.ns, { url: serve.wsUrl, room: 'relay-only' });
     const nodeId = node.id;
-    await Promise.all([
-      node.proc.next('connected', (m: { peer: string }) => m.peer === chromeId),
-      page.waitForFunction((id) => window.lib.connectedIds().includes(id), nodeId),
-    ]);
+    await within(
+      Promise.all([node.proc.next('connected', (m: { peer: string }) => m.peer === chromeId), page.waitForFunction((id) => window.lib.connectedIds().includes(id), nodeId)]),
+      ICE_TIMEOUT_MS,
+      diagnosis(`not connected after ${ICE_TIMEOUT_MS} ms`),
+    );
 
     // Both ways on `reliable`.
     const atNode = node.proc.next<{ from: string; channel: string; data: string }>('message', (m) => m.from === chromeId && m.channel === 'reliable');
     await page.evaluate((to) => window.lib.send(to, 'reliable', 'from chromium'), nodeId);
-    expect((await atNode).data).toBe('from chromium');
+    expect((await within(atNode, 10_000, diagnosis('the Node peer got no message'))).data).toBe('from chromium');
     await node.proc.request({ cmd: 'send', to: chromeId, channel: 'reliable', data: 'from node' }, 'sent');
     await page.waitForFunction(
       ([from]) => window.lib.messages.some((m) => m.from === from && m.channel === 'reliable' && m.data === 'from node'),
       [nodeId] as const,
+      { timeout: 10_000 },
     );
 
     const chromeStats: PageStats = await page.evaluate((to) => window.lib.stats(to), nodeId);
     const nodeStats = await node.proc.request<PeerStatsView>({ cmd: 'stats', to: chromeId }, 'stats');
-    const chromeLocalTypes = await localCandidateTypes(page, nodeId);
+    const chromeLocalTypes = await localCandidateTypes(page);
     console.log(`[chromium] ${describePair(chromeStats.selectedPair)}; local candidates ${chromeLocalTypes.join(',')}\n[node] ${describePair(nodeStats.selectedPair)}`);
 
     // Chromium gathered relay candidates only, so its end of every pair is on the TURN server.
@@ -77,16 +94,14 @@ describeNetns('NAT lab: Chromium with iceTransportPolicy relay, Node peer', () =
   }, 60_000);
 });
 
-/** Types of the local candidates in the page's RTCPeerConnection to `peerId` (from getStats()). */
-function localCandidateTypes(page: Page, peerId: string): Promise<string[]> {
-  return page.evaluate(async (id) => {
-    // RemotePeer keeps its RTCPeerConnection in `conn.pc` (a private field, plain JS here).
-    const room = (window.lib as unknown as { room: { peers: Map<string, { conn: { pc: RTCPeerConnection } }> } }).room;
-    const peer = room.peers.get(id)!;
+/** Types of the local candidates of the page's (last) RTCPeerConnection, from getStats(). */
+function localCandidateTypes(page: Page): Promise<string[]> {
+  return page.evaluate(async () => {
+    const pc = (window as unknown as { natLabPcs: RTCPeerConnection[] }).natLabPcs.at(-1);
     const types: string[] = [];
-    (await peer.conn.pc.getStats()).forEach((e: { type: string; candidateType?: string }) => {
+    (await pc!.getStats()).forEach((e: { type: string; candidateType?: string }) => {
       if (e.type === 'local-candidate' && e.candidateType) types.push(e.candidateType);
     });
     return types;
-  }, peerId);
+  });
 }
