@@ -17,6 +17,7 @@ class FakeWebSocket implements WebSocketLike {
 
   readyState = 0;
   protocol = '';
+  bufferedAmount = 0;
   readonly sent: string[] = [];
   closedWith: { code?: number; reason?: string } | null = null;
   onopen: ((ev: unknown) => void) | null = null;
@@ -285,5 +286,37 @@ describe('SignalingClient (fake WebSocket)', () => {
     await connected(c, welcome({ limits: { maxMessageBytes: 100 } }));
     expect(() => c.signal('p', 'x'.repeat(100))).toThrow(expect.objectContaining({ code: 'too-large' }));
     expect(() => c.signal('p', 'x'.repeat(40))).not.toThrow();
+  });
+
+  it('relay(): bytes go out as b64, false flags stay off the wire; false when not joined; bufferedAmount is the socket\'s', async () => {
+    const c = make();
+    expect(c.relay('p', 'c', {})).toBe(false);
+    expect(c.bufferedAmount).toBe(0);
+    const ws = await connected(c);
+    ws.sent.length = 0;
+    expect(c.relay('p', 'c', { data: new Uint8Array([255, 0, 1]), seq: 3, ack: 2, more: true, unreliable: false })).toBe(true);
+    expect(c.relay('p', 'c', { data: 'text', more: false, unreliable: true })).toBe(true);
+    expect(ws.sentMessages()).toEqual([
+      { type: 'relay', to: 'p', channel: 'c', data: '/wAB', b64: true, seq: 3, ack: 2, more: true },
+      { type: 'relay', to: 'p', channel: 'c', data: 'text', unreliable: true },
+    ]);
+    ws.bufferedAmount = 1234;
+    expect(c.bufferedAmount).toBe(1234);
+    ws.serverClose(1006);
+    expect(c.relay('p', 'c', {})).toBe(false);
+    expect(c.bufferedAmount).toBe(0);
+  });
+
+  it('a relay frame is emitted once, b64 decoded', async () => {
+    const c = make();
+    const ws = await connected(c);
+    const got: unknown[] = [];
+    c.on('relay', (f) => got.push(f));
+    ws.serverSend({ type: 'relay', from: 'q', channel: 'c', data: '/wAB', b64: true, seq: 1, more: true, unreliable: true });
+    ws.serverSend({ type: 'relay', from: 'q', channel: 'c', data: '/wAB' });
+    expect(got).toEqual([
+      { from: 'q', channel: 'c', data: new Uint8Array([255, 0, 1]), seq: 1, more: true, unreliable: true },
+      { from: 'q', channel: 'c', data: '/wAB' },
+    ]);
   });
 });
