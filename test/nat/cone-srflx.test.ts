@@ -20,12 +20,13 @@ describeNetns('NAT lab: both peers behind port-restricted cone NATs', () => {
   let serve: Serve;
   let pair: NodePair | undefined;
 
+  // Namespaces, routers and servers: 2-5 s on a loaded 2-core machine.
   beforeAll(async () => {
     net = await NatTopology.create(lab());
     [siteA, siteB] = [await net.site('a', 'cone'), await net.site('b', 'cone')];
     [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
     serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
-  });
+  }, 30_000);
 
   afterAll(async () => {
     if (pair) await Promise.all([pair.a.proc.request({ cmd: 'leave' }, 'left'), pair.b.proc.request({ cmd: 'leave' }, 'left')]);

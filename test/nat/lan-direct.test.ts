@@ -16,13 +16,14 @@ describeNetns('NAT lab: two peers on one LAN', () => {
   let url: string;
   let pair: NodePair | undefined;
 
+  // Namespaces, routers and servers: 2-5 s on a loaded 2-core machine.
   beforeAll(async () => {
     net = await NatTopology.create(lab());
     const site = await net.site('home', 'cone');
     [hostA, hostB] = [await net.host('a', site.lan), await net.host('b', site.lan)];
     const serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
     url = serve.wsUrl;
-  });
+  }, 30_000);
 
   afterAll(async () => {
     // A polite leave: the room's close is part of what works.
@@ -43,7 +44,11 @@ describeNetns('NAT lab: two peers on one LAN', () => {
       const s = stats[side];
       expect(s.path, `${side}: ${describePair(s.selectedPair)}`).toBe('direct');
       expect(s.selectedPair?.local).toMatchObject({ type: 'host', address: self.address });
-      expect(s.selectedPair?.remote).toMatchObject({ type: 'host', address: other.address });
+      // The other host's LAN address: its host candidate, or the same address learnt as
+      // peer-reflexive when its first check arrived before its candidates (signaling is slower
+      // than the LAN).
+      expect(s.selectedPair?.remote.address).toBe(other.address);
+      expect(['host', 'prflx']).toContain(s.selectedPair?.remote.type);
       // STUN worked too (the embedded TURN answered from outside the NAT), so host won on
       // merit, not for want of other candidates.
       expect(s.localCandidates.map((c) => c.type)).toContain('srflx');

@@ -40,6 +40,7 @@ describeNetns('NAT lab: both peers behind symmetric NATs, coturn', () => {
   let url: string;
   let pair: NodePair | undefined;
 
+  // Namespaces, routers and servers: 2-5 s on a loaded 2-core machine.
   beforeAll(async () => {
     if (missing && !isCI()) return;
     net = await NatTopology.create(lab());
@@ -49,7 +50,7 @@ describeNetns('NAT lab: both peers behind symmetric NATs, coturn', () => {
     coturn = await startCoturn(net.pub, { address: net.publicAddress, port: COTURN_PORT, secret: SECRET, allow: [net.wan.subnet.cidr] });
     const serve = await startServe(net.pub, net.publicAddress, ['--turn-urls', `stun:${at},turn:${at}?transport=udp`, '--turn-secret', SECRET], { embeddedTurn: false });
     url = serve.wsUrl;
-  });
+  }, 30_000);
 
   afterAll(async () => {
     if (pair) await Promise.all([pair.a.proc.request({ cmd: 'leave' }, 'left'), pair.b.proc.request({ cmd: 'leave' }, 'left')]);
