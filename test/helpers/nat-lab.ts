@@ -303,6 +303,8 @@ export interface PeerStatsView {
   selectedPair: PairView | null;
   /** Every local candidate gathered, from getStats(). */
   localCandidates: CandidateView[];
+  /** The iceServers the library configured the connection with (the welcome's). */
+  iceServers: { urls: string | string[]; username?: string; credential?: string }[] | null;
 }
 
 /** A Node peer (test/fixtures/nat/peer.mjs) in `ns`, joined to `room`. */

@@ -64,6 +64,17 @@ describeNetns('NAT lab: both peers behind symmetric NATs, coturn', () => {
     expect(atA).toEqual(expectedMessages('b'));
 
     const stats = await pairStats(pair);
+    // The peers were handed coturn's URLs (the embedded TURN is off), credentials on the TURN one.
+    const at = `${net.publicAddress}:${COTURN_PORT}`;
+    for (const [side, id] of [
+      ['a', pair.a.id],
+      ['b', pair.b.id],
+    ] as const) {
+      expect(stats[side].iceServers).toEqual([
+        { urls: [`stun:${at}`] },
+        { urls: [`turn:${at}?transport=udp`], username: expect.stringMatching(new RegExp(`^\\d+:${id}$`)), credential: expect.any(String) },
+      ]);
+    }
     for (const [side, site] of [
       ['a', siteA],
       ['b', siteB],

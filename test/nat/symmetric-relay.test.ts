@@ -39,6 +39,18 @@ describeNetns('NAT lab: both peers behind symmetric NATs, embedded TURN', () => 
     expect(atA).toEqual(expectedMessages('b'));
 
     const stats = await pairStats(pair);
+    // No iceServers option anywhere: each peer used the welcome's, which name the host the
+    // peer reached the signaling server by, with a REST username minted for its own id.
+    const { address, port } = serve.turn!;
+    for (const [side, id] of [
+      ['a', pair.a.id],
+      ['b', pair.b.id],
+    ] as const) {
+      expect(stats[side].iceServers).toEqual([
+        { urls: `stun:${address}:${port}` },
+        { urls: `turn:${address}:${port}?transport=udp`, username: expect.stringMatching(new RegExp(`^\\d+:${id}$`)), credential: expect.any(String) },
+      ]);
+    }
     for (const [side, site] of [
       ['a', siteA],
       ['b', siteB],
