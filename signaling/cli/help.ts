@@ -4,7 +4,7 @@ export function helpText(): string {
   const rowsOf = (specs: Record<string, OptionSpec>): string[] =>
     Object.values(specs).map((o) => {
       const left = `  --${o.flag}${o.boolean ? '' : ' <value>'}`;
-      return `${left.padEnd(36)}${o.description}\n${''.padEnd(36)}env ${o.env}, default ${o.defaultText}`;
+      return `${left.length < 36 ? left.padEnd(36) : `${left} `}${o.description}\n${''.padEnd(36)}env ${o.env}, default ${o.defaultText}`;
     });
   const rows = rowsOf(SERVE_OPTIONS);
   return [

@@ -29,6 +29,20 @@ describe('TokenBucket', () => {
     expect(b.take(later)).toBe(false);
   });
 
+  it('takes a cost of several tokens, or none; refund gives them back, never beyond the burst', () => {
+    const b = new TokenBucket(1_000, 2_500, 0);
+    expect(b.take(0, 1_000)).toBe(true);
+    expect(b.take(0, 1_000)).toBe(true);
+    expect(b.take(0, 1_000)).toBe(false); // 500 left: nothing taken
+    expect(b.take(0, 500)).toBe(true);
+    b.refund(400);
+    expect(b.take(0, 401)).toBe(false);
+    expect(b.take(0, 400)).toBe(true);
+    b.refund(10_000);
+    expect(b.take(0, 2_500)).toBe(true);
+    expect(b.take(0)).toBe(false);
+  });
+
   it('does not refill when the clock goes backwards', () => {
     const b = new TokenBucket(1, 1, 10_000);
     expect(b.take(10_000)).toBe(true);
