@@ -13,8 +13,11 @@ export type { SignalPayload } from './negotiation.js';
 export * from '../signaling/client/index.js';
 // The protocol without its zod schemas (those are in `rallypoint/protocol` and
 // `rallypoint/server`): the browser bundle validates with the equivalent guards.
-export * from '../signaling/protocol/codes.js';
-export * from '../signaling/protocol/limits.js';
+// Only what a browser app needs of it: the server's side (close-code mapping, upgrade
+// refusals, the nesting check, the default limits; `welcome.limits` has those in force) is in
+// `rallypoint/protocol`, outside the bundle's size budget.
+export { ERROR_CODES, CLOSE_CODES, FINAL_CLOSE_CODES, LEAVE_REASONS, type ErrorCode, type CloseCode, type LeaveReason } from '../signaling/protocol/codes.js';
+export type { Limits, AnnouncedLimits } from '../signaling/protocol/limits.js';
 export * from '../signaling/protocol/constants.js';
 export * from '../signaling/protocol/guards.js';
 export * from '../signaling/protocol/client-codec.js';

@@ -93,58 +93,58 @@ const CLOSED = 3;
  * reconnects with backoff and resumes its session (same id) within the grace period.
  */
 export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
-  private ws: WebSocketLike | null = null;
-  private stateValue: SignalingState = 'idle';
-  private welcome: WelcomeMessage | null = null;
-  private resumeToken: string | undefined;
-  private attempt = 0;
-  private outageStart = 0;
-  private retryTimer: ReturnType<typeof setTimeout> | null = null;
-  private closing: Promise<void> | null = null;
-  private readonly policy: ReconnectPolicy | null;
-  private readonly WS: WebSocketConstructor;
-  private connectWaiters: { resolve: (w: Welcome) => void; reject: (e: Error) => void }[] = [];
+  #ws: WebSocketLike | null = null;
+  #stateValue: SignalingState = 'idle';
+  #welcome: WelcomeMessage | null = null;
+  #resumeToken: string | undefined;
+  #attempt = 0;
+  #outageStart = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #closing: Promise<void> | null = null;
+  readonly #policy: ReconnectPolicy | null;
+  readonly #WS: WebSocketConstructor;
+  #connectWaiters: { resolve: (w: Welcome) => void; reject: (e: Error) => void }[] = [];
   /** The server refused our `join` (an error frame before `welcome`): the close that follows is final. */
-  private joinRefused: SignalingError | null = null;
+  #joinRefused: SignalingError | null = null;
 
   constructor(readonly options: SignalingClientOptions) {
     super();
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!WS) throw new SignalingError('not-open', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
-    this.WS = WS;
-    this.policy = options.reconnect === false ? null : (options.reconnect ?? new ExponentialBackoff());
+    this.#WS = WS;
+    this.#policy = options.reconnect === false ? null : (options.reconnect ?? new ExponentialBackoff());
     // Validate the join now so a bad room name fails at construction, not on the wire.
-    encodeClientMessage(this.joinMessage());
+    encodeClientMessage(this.#joinMessage());
   }
 
   get state(): SignalingState {
-    return this.stateValue;
+    return this.#stateValue;
   }
 
   /** Our id in the room, once welcomed. */
   get id(): string | null {
-    return this.welcome?.id ?? null;
+    return this.#welcome?.id ?? null;
   }
 
   /** `welcome.limits` of the current connection (empty before the first welcome). */
   get limits(): Record<string, number> {
-    return this.welcome?.limits ?? {};
+    return this.#welcome?.limits ?? {};
   }
 
   /** Bytes sent but not yet written to the network by the WebSocket (0 when not connected). */
   get bufferedAmount(): number {
-    return this.ws?.bufferedAmount ?? 0;
+    return this.#ws?.bufferedAmount ?? 0;
   }
 
   /** Connects and joins; resolves on the first `welcome`. */
   connect(): Promise<Welcome> {
-    if (this.stateValue === 'closed') return Promise.reject(new SignalingError('closed', 'client is closed'));
-    const promise = new Promise<Welcome>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
-    if (this.stateValue === 'idle') {
-      this.outageStart = Date.now();
-      this.open();
-    } else if (this.stateValue === 'open' && this.welcome) {
-      this.settle(null, toWelcome(this.welcome));
+    if (this.#stateValue === 'closed') return Promise.reject(new SignalingError('closed', 'client is closed'));
+    const promise = new Promise<Welcome>((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
+    if (this.#stateValue === 'idle') {
+      this.#outageStart = Date.now();
+      this.#open();
+    } else if (this.#stateValue === 'open' && this.#welcome) {
+      this.#settle(null, toWelcome(this.#welcome));
     }
     return promise;
   }
@@ -155,7 +155,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     if (typeof data === 'function' || typeof data === 'symbol') {
       throw new SignalingError('invalid-message', `invalid signal message: data: ${typeof data} is not JSON`, ref);
     }
-    this.send(ref === undefined ? { type: 'signal', to, data } : { type: 'signal', to, data, ref });
+    this.#send(ref === undefined ? { type: 'signal', to, data } : { type: 'signal', to, data, ref });
   }
 
   /**
@@ -166,11 +166,11 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
    * watch `bufferedAmount`: the server drops what exceeds them (silently, for unreliable).
    */
   relay(to: string, channel: string, frame: RelayFrame): boolean {
-    if (!this.ws || this.ws.readyState !== OPEN || !this.welcome) return false;
+    if (!this.#ws || this.#ws.readyState !== OPEN || !this.#welcome) return false;
     const { data } = frame;
     const bytes = data instanceof Uint8Array;
     // Undefined fields vanish in JSON; anything else invalid is refused by the guard in send().
-    this.send({
+    this.#send({
       type: 'relay',
       to,
       channel,
@@ -186,7 +186,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
 
   /** Leaves the room and closes for good (the room sees `peer-left` with reason `left`). */
   leave(): Promise<void> {
-    if (this.ws?.readyState === OPEN && this.welcome) this.send({ type: 'leave' });
+    if (this.#ws?.readyState === OPEN && this.#welcome) this.#send({ type: 'leave' });
     return this.close();
   }
 
@@ -195,82 +195,82 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
    * caller can wait until nothing of the client is left.
    */
   close(): Promise<void> {
-    if (this.closing) return this.closing;
-    this.clearRetry();
-    const ws = this.ws;
-    this.ws = null;
-    this.closing = new Promise<void>((resolve) => {
+    if (this.#closing) return this.#closing;
+    this.#clearRetry();
+    const ws = this.#ws;
+    this.#ws = null;
+    this.#closing = new Promise<void>((resolve) => {
       if (!ws || ws.readyState === CLOSED) return resolve();
       detach(ws);
       ws.onclose = () => resolve();
       ws.close(CLOSE_CODES.normal, 'client closed');
     });
-    if (this.stateValue !== 'closed') this.finish(CLOSE_CODES.normal, 'client closed');
-    return this.closing;
+    if (this.#stateValue !== 'closed') this.#finish(CLOSE_CODES.normal, 'client closed');
+    return this.#closing;
   }
 
-  private send(message: ClientMessage): void {
-    if (!this.ws || this.ws.readyState !== OPEN || !this.welcome) throw new SignalingError('not-open', `cannot send ${message.type}: not joined`);
+  #send(message: ClientMessage): void {
+    if (!this.#ws || this.#ws.readyState !== OPEN || !this.#welcome) throw new SignalingError('not-open', `cannot send ${message.type}: not joined`);
     let text: string;
     try {
       text = encodeClientMessage(message);
     } catch (err) {
       throw new SignalingError('invalid-message', (err as Error).message, message.ref, { cause: err });
     }
-    const max = this.welcome.limits.maxMessageBytes;
+    const max = this.#welcome.limits.maxMessageBytes;
     if (max !== undefined && utf8Length(text) > max) throw new SignalingError('too-large', `message exceeds ${max} bytes`, message.ref);
-    this.ws.send(text);
+    this.#ws.send(text);
   }
 
-  private joinMessage(): ClientMessage {
+  #joinMessage(): ClientMessage {
     const msg: ClientMessage = { type: 'join', room: this.options.room };
     if (this.options.meta !== undefined) msg.meta = this.options.meta;
-    if (this.resumeToken !== undefined) msg.resume = this.resumeToken;
+    if (this.#resumeToken !== undefined) msg.resume = this.#resumeToken;
     return msg;
   }
 
-  private setState(state: SignalingState): void {
-    if (this.stateValue === state) return;
-    this.stateValue = state;
+  #setState(state: SignalingState): void {
+    if (this.#stateValue === state) return;
+    this.#stateValue = state;
     this.emit('state', state);
   }
 
-  private open(): void {
-    this.setState(this.attempt === 0 ? 'connecting' : 'reconnecting');
-    this.joinRefused = null;
+  #open(): void {
+    this.#setState(this.#attempt === 0 ? 'connecting' : 'reconnecting');
+    this.#joinRefused = null;
     let ws: WebSocketLike;
     try {
       const url = new URL(this.options.url);
       if (this.options.token !== undefined) url.searchParams.set('token', this.options.token);
-      ws = new this.WS(url.toString(), [SUBPROTOCOL]);
+      ws = new this.#WS(url.toString(), [SUBPROTOCOL]);
     } catch (err) {
       // A malformed URL is a programming error: no retry will fix it.
-      this.settle(new SignalingError('not-open', `cannot open ${this.options.url}: ${(err as Error).message}`, undefined, { cause: err }));
-      this.finish(CLOSE_CODES.normal, 'invalid url');
+      this.#settle(new SignalingError('not-open', `cannot open ${this.options.url}: ${(err as Error).message}`, undefined, { cause: err }));
+      this.#finish(CLOSE_CODES.normal, 'invalid url');
       return;
     }
-    this.ws = ws;
-    ws.onopen = () => ws.send(encodeClientMessage(this.joinMessage()));
-    ws.onmessage = (ev) => this.onFrame(ev.data);
+    this.#ws = ws;
+    ws.onopen = () => ws.send(encodeClientMessage(this.#joinMessage()));
+    ws.onmessage = (ev) => this.#onFrame(ev.data);
     ws.onerror = () => {
       // Followed by onclose, which decides what happens next.
     };
-    ws.onclose = (ev) => this.onClose(ws, ev.code, ev.reason);
+    ws.onclose = (ev) => this.#onClose(ws, ev.code, ev.reason);
   }
 
-  private onFrame(data: unknown): void {
+  #onFrame(data: unknown): void {
     if (typeof data !== 'string') return this.emit('error', new SignalingError('bad-message', 'server sent a binary frame'));
     const decoded = decodeServerMessage(data);
     if (!decoded.ok) return this.emit('error', new SignalingError(decoded.code, `undecodable server frame: ${decoded.message}`));
     const msg = decoded.message;
     switch (msg.type) {
       case 'welcome':
-        this.welcome = msg;
-        this.resumeToken = msg.resume.token;
-        this.attempt = 0;
-        this.setState('open');
+        this.#welcome = msg;
+        this.#resumeToken = msg.resume.token;
+        this.#attempt = 0;
+        this.#setState('open');
         this.emit('open', toWelcome(msg));
-        this.settle(null, toWelcome(msg));
+        this.#settle(null, toWelcome(msg));
         return;
       case 'peer-joined':
         return this.emit('peer-joined', msg.peer);
@@ -294,11 +294,11 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         // Before `welcome` the only message we sent is `join`: this error refuses it (room-full,
         // too-many-rooms, meta too-large, unauthorized, ...). Retrying the same join would not
         // help, and the server keeps the connection open for most of these: end it ourselves.
-        if (!this.welcome && !this.joinRefused) {
-          this.joinRefused = error;
+        if (!this.#welcome && !this.#joinRefused) {
+          this.#joinRefused = error;
           this.emit('error', error);
-          this.settle(error);
-          this.ws?.close(CLOSE_CODES.normal, `join refused: ${msg.code}`);
+          this.#settle(error);
+          this.#ws?.close(CLOSE_CODES.normal, `join refused: ${msg.code}`);
           return;
         }
         return this.emit('error', error);
@@ -310,52 +310,52 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     }
   }
 
-  private onClose(ws: WebSocketLike, code: number, reason: string): void {
-    if (ws !== this.ws) return;
+  #onClose(ws: WebSocketLike, code: number, reason: string): void {
+    if (ws !== this.#ws) return;
     detach(ws);
-    this.ws = null;
-    this.welcome = null;
-    if (this.stateValue === 'closed') return;
-    if (this.joinRefused) return this.finish(code, reason || `join refused: ${this.joinRefused.code}`);
+    this.#ws = null;
+    this.#welcome = null;
+    if (this.#stateValue === 'closed') return;
+    if (this.#joinRefused) return this.#finish(code, reason || `join refused: ${this.#joinRefused.code}`);
     // PROTOCOL.md: 1000 (normal close) is not reconnected either.
-    if (FINAL_CLOSE_CODES.has(code) || code === CLOSE_CODES.normal || !this.policy) {
-      this.settle(new SignalingError('closed', `connection closed (${code}${reason ? ` ${reason}` : ''})`));
-      return this.finish(code, reason);
+    if (FINAL_CLOSE_CODES.has(code) || code === CLOSE_CODES.normal || !this.#policy) {
+      this.#settle(new SignalingError('closed', `connection closed (${code}${reason ? ` ${reason}` : ''})`));
+      return this.#finish(code, reason);
     }
-    if (this.attempt === 0) this.outageStart = Date.now();
-    const delayMs = this.policy.nextDelayMs({ attempt: this.attempt, elapsedMs: Date.now() - this.outageStart, closeCode: code });
+    if (this.#attempt === 0) this.#outageStart = Date.now();
+    const delayMs = this.#policy.nextDelayMs({ attempt: this.#attempt, elapsedMs: Date.now() - this.#outageStart, closeCode: code });
     if (delayMs === null) {
-      this.settle(new SignalingError('gave-up', `gave up reconnecting after ${this.attempt} attempts (last close ${code})`));
-      return this.finish(code, reason || 'gave up reconnecting');
+      this.#settle(new SignalingError('gave-up', `gave up reconnecting after ${this.#attempt} attempts (last close ${code})`));
+      return this.#finish(code, reason || 'gave up reconnecting');
     }
-    this.setState('reconnecting');
-    this.emit('reconnecting', { attempt: this.attempt, delayMs, closeCode: code });
-    this.attempt++;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.open();
+    this.#setState('reconnecting');
+    this.emit('reconnecting', { attempt: this.#attempt, delayMs, closeCode: code });
+    this.#attempt++;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#open();
     }, delayMs);
   }
 
-  private settle(error: Error | null, welcome?: Welcome): void {
-    const waiters = this.connectWaiters;
-    this.connectWaiters = [];
+  #settle(error: Error | null, welcome?: Welcome): void {
+    const waiters = this.#connectWaiters;
+    this.#connectWaiters = [];
     for (const w of waiters) {
       if (error) w.reject(error);
       else if (welcome) w.resolve(welcome);
     }
   }
 
-  private finish(code: number, reason: string): void {
-    this.clearRetry();
-    this.settle(new SignalingError('closed', 'client closed before joining'));
-    this.setState('closed');
+  #finish(code: number, reason: string): void {
+    this.#clearRetry();
+    this.#settle(new SignalingError('closed', 'client closed before joining'));
+    this.#setState('closed');
     this.emit('close', { code, reason });
   }
 
-  private clearRetry(): void {
-    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
+  #clearRetry(): void {
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
   }
 }
 
