@@ -4,6 +4,8 @@
  * its gate is closed (the NAT lab does it with real UDP blocking: test/nat/).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { listenSignaling } from '../../signaling/server/index.js';
+import { joinRoom } from '../../peer/node.js';
 import { weriftRuntime, type RtcRuntime } from '../../peer/node.js';
 import type { RemotePeer, Room } from '../../peer/node.js';
 import type { PeerPath } from '../../peer/stats.js';
@@ -152,5 +154,24 @@ describe('WebSocket fallback', () => {
     await until(a, () => got.length === 1);
     expect(onlyPeer(a).path).not.toBe('websocket');
     expect(onlyPeer(a).connected).toBe(false);
+  });
+
+  it('never falls back when the server has relay disabled (welcome announces relayMessagesPerSecond 0)', async () => {
+    const server = await listenSignaling({ port: 0, host: '127.0.0.1', logger: false, relay: false });
+    const gate = { open: false };
+    const rooms: Room[] = [];
+    try {
+      for (let i = 0; i < 2; i++) rooms.push(await joinRoom({ url: server.wsUrl, room: 'fb-disabled', rtc: gatedRuntime(gate), ...FAST }));
+      const paths: PeerPath[] = [];
+      for (const r of rooms) r.on('path-change', (_p, path) => paths.push(path));
+      // A negative: nothing announces that a fallback did not happen, so wait well past
+      // the point where it would have (fallback.afterMs is 400 ms).
+      await new Promise((r) => setTimeout(r, 3 * FAST.fallback.afterMs));
+      expect(paths).toEqual([]);
+      for (const r of rooms) expect(onlyPeer(r).connected).toBe(false);
+    } finally {
+      await Promise.all(rooms.map((r) => r.leave()));
+      await server.close();
+    }
   });
 });
