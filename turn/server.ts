@@ -26,7 +26,8 @@ import type { Registry } from 'prom-client';
 import { TurnCounters, TurnMetrics, type RefusalReason } from './metrics.js';
 import { PeerPolicy, type PeerPolicyOptions } from './policy.js';
 import { AllocationQuota, resolveQuotas, UnauthenticatedLimiter, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
-import { encode, StunAttr, StunClass } from './stun.js';
+import { dataIndicationHead, encode, ipBytes, PADDING, StunAttr, StunClass } from './stun.js';
+import { TransactionIdPool } from './transaction-ids.js';
 
 /** Returns the password for a username, or undefined if the user is unknown or expired. */
 export type CredentialLookup = (username: string) => string | undefined;
@@ -155,6 +156,7 @@ export class TurnServer {
   private listening: Promise<{ address: string; port: number }> | undefined;
   private closed = false;
   private readonly nonceKey = randomBytes(32);
+  private readonly transactionIds = new TransactionIdPool();
   private readonly allocating = new Set<string>();
   /** Channel binding expiry (ms) per allocation and channel; node-turn never expired them. */
   private readonly channelExpiry = new WeakMap<NtAllocation, Map<number, number>>();
@@ -605,9 +607,10 @@ export class TurnServer {
       allocation.transport.socket.send(Buffer.concat([header, data, pad]), client.port, client.address);
       return;
     }
-    const indication = new NtMessageCtor(this.nt, allocation.transport);
-    indication.addAttribute('xor-peer-address', from);
-    indication.data(data);
+    // Built and sent synchronously: node-turn's message.data() took the transaction id from
+    // the async crypto.randomBytes and reordered the indications (turn/transaction-ids.ts).
+    const head = dataIndicationHead(ipBytes(rinfo.address), rinfo.port, data.length, this.transactionIds);
+    allocation.transport.socket.send([head, data, PADDING[(4 - (data.length % 4)) % 4]!], client.port, client.address);
   }
 
   /** The peer bound to `channel`, removing the binding if it expired. */

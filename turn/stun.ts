@@ -1,7 +1,7 @@
 /**
  * A small STUN/TURN message codec (RFC 8489 section 5 and 14, RFC 8656 section 18): enough to
- * answer 420 Unknown Attribute ourselves and for the tests' client. node-turn keeps its own
- * codec for everything else.
+ * answer 420 Unknown Attribute and to build Data indications ourselves, and for the tests'
+ * client. node-turn keeps its own codec for everything else.
  */
 import { createHash, createHmac } from 'node:crypto';
 import { isIPv4 } from 'node:net';
@@ -59,6 +59,8 @@ export interface TransportAddress {
 export function messageType(method: number, cls: number): number {
   return (method & 0x000f) | ((method & 0x0070) << 1) | ((method & 0x0f80) << 2) | ((cls & 1) << 4) | ((cls & 2) << 7);
 }
+
+const DATA_INDICATION_TYPE = messageType(StunMethod.data, StunClass.indication);
 
 export function isStunPacket(buf: Buffer): boolean {
   return buf.length >= 20 && (buf[0]! & 0xc0) === 0 && buf.readUInt32BE(4) === MAGIC_COOKIE;
@@ -130,6 +132,43 @@ export function encode(msg: StunMessage, opts: EncodeOptions = {}): Buffer {
   }
   header.writeUInt16BE(body.length, 2);
   return Buffer.concat([header, body]);
+}
+
+/** Zero padding to a multiple of 4 bytes (RFC 8489 section 14), by length; never written to. */
+export const PADDING: readonly Buffer[] = [Buffer.alloc(0), Buffer.alloc(1), Buffer.alloc(2), Buffer.alloc(3)];
+
+/** Where a server-originated message's transaction id comes from (turn/transaction-ids.ts). */
+export interface TransactionIdSource {
+  writeTo(target: Buffer, offset: number): void;
+}
+
+/**
+ * The bytes of a Data indication (RFC 8656 section 11.3) that precede the application data:
+ * the 20-byte header, XOR-PEER-ADDRESS (`peerIp` is 4 or 16 bytes, from `ipBytes`) and the
+ * DATA attribute's header. Send `[head, data, PADDING[pad]]` in one datagram: the data is not
+ * copied. The attributes and their order are node-turn's, without FINGERPRINT (node-turn
+ * added it only to responses to requests that carried one, never to an indication).
+ */
+export function dataIndicationHead(peerIp: Buffer, peerPort: number, dataLength: number, ids: TransactionIdSource): Buffer {
+  const addrLen = peerIp.length === 4 ? 8 : 20;
+  const pad = (4 - (dataLength % 4)) % 4;
+  const head = Buffer.allocUnsafe(20 + 4 + addrLen + 4);
+  head.writeUInt16BE(DATA_INDICATION_TYPE, 0);
+  head.writeUInt16BE(4 + addrLen + 4 + dataLength + pad, 2);
+  head.writeUInt32BE(MAGIC_COOKIE, 4);
+  ids.writeTo(head, 8);
+  head.writeUInt16BE(StunAttr.xorPeerAddress, 20);
+  head.writeUInt16BE(addrLen, 22);
+  head[24] = 0;
+  head[25] = peerIp.length === 4 ? 1 : 2;
+  head.writeUInt16BE(peerPort ^ (MAGIC_COOKIE >>> 16), 26);
+  // RFC 8489 section 14.2: the address XORed with the magic cookie, then (IPv6) the
+  // transaction id, which sits right after the cookie in the header.
+  for (let i = 0; i < peerIp.length; i++) head[28 + i] = peerIp[i]! ^ head[4 + i]!;
+  const d = 20 + 4 + addrLen;
+  head.writeUInt16BE(StunAttr.data, d);
+  head.writeUInt16BE(dataLength, d + 2);
+  return head;
 }
 
 /** RFC 8489 section 14.5: HMAC-SHA1 over the message up to MESSAGE-INTEGRITY, length adjusted. */
