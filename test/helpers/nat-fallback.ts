@@ -1,0 +1,194 @@
+/**
+ * Helpers for the WebSocket fallback scenarios of the NAT lab (issue 5): a router that blocks
+ * UDP, the fallback fixture peer (test/fixtures/nat/fallback-peer.mjs), the server's relay
+ * counters. Built on nat-lab.ts and netns.ts, which it does not change.
+ */
+import { fileURLToPath } from 'node:url';
+import { LineProcess, within } from './nat-lab.js';
+import type { Netns } from './netns.js';
+
+export const FALLBACK_PEER = fileURLToPath(new URL('../fixtures/nat/fallback-peer.mjs', import.meta.url));
+
+/**
+ * Fast fallback timing for the lab, so a scenario takes seconds instead of minutes. The
+ * defaults (fallback after 5 s; recovery after a 2 s grace, backoff 0.5-15 s, 5 s per attempt)
+ * would make the return to peer-to-peer after UDP comes back take up to ~20 s, and a test that
+ * switches twice would spend most of its time waiting on backoff timers. These values keep the
+ * same logic, scaled down, and are still well above what ICE needs here (1-2.5 s measured in
+ * the lab, direct or through TURN): 1.5 s to fall back, retries every 0.25-2 s, 3 s per attempt.
+ */
+export const FAST_FALLBACK = {
+  fallback: { afterMs: 1_500 },
+  restart: { disconnectedGraceMs: 500, baseDelayMs: 250, maxDelayMs: 2_000, attemptTimeoutMs: 3_000 },
+} as const;
+
+export type Path = 'direct' | 'relay' | 'websocket';
+
+export interface FallbackPeer {
+  proc: LineProcess;
+  id: string;
+}
+
+/** A fallback fixture peer in `ns`, joined to `room`; the options go to joinRoom as they are. */
+export async function startFallbackPeer(
+  ns: Netns,
+  options: { url: string; room: string; fallback?: unknown; restart?: unknown; channels?: Record<string, unknown> },
+): Promise<FallbackPeer> {
+  const proc = new LineProcess(`fallback-peer@${ns.name}`, ns.spawn(process.execPath, [FALLBACK_PEER, JSON.stringify(options)]));
+  const { id } = await within(proc.next<{ id: string }>('joined'), 20_000, () => `${proc.name} did not join: ${proc.stderr}`);
+  return { proc, id };
+}
+
+/**
+ * The next `path` event of `peer` about `other` whose path satisfies `want` (already reported
+ * or to come), with the time it was reported (the peer's clock, ms since the epoch).
+ */
+export function nextPath(peer: FallbackPeer, other: FallbackPeer, want: (p: Path) => boolean): Promise<{ path: Path; at: number }> {
+  return peer.proc.next<{ peer: string; path: Path; at: number }>('path', (m) => m.peer === other.id && want(m.path));
+}
+
+/** What `wait` answers: how long `count` messages took, or that they did not come in time. */
+export interface Waited {
+  ms: number;
+  count: number;
+  timeout?: true;
+}
+
+/** Asks `peer` to report when `count` more messages of `channel` from `from` arrived (while its path is `path`, if given). */
+export function waitMessages(peer: FallbackPeer, from: FallbackPeer, channel: string, count: number, options: { path?: Path; timeoutMs?: number } = {}): Promise<Waited> {
+  return peer.proc.request<Waited>({ cmd: 'wait', from: from.id, channel, count, timeoutMs: options.timeoutMs ?? 10_000, ...(options.path ? { path: options.path } : {}) }, 'waited');
+}
+
+export interface Received {
+  /** The numbers of the reliable `r<n>` messages, in arrival order. */
+  reliable: number[];
+  reliableByPath: Partial<Record<Path | 'none', number>>;
+  unreliable: number;
+  unreliableByPath: Partial<Record<Path | 'none', number>>;
+  /** The longest time between two unreliable messages, from the first on. */
+  maxUnreliableGapMs: number;
+  errors: string[];
+}
+
+export function received(peer: FallbackPeer, from: FallbackPeer): Promise<Received> {
+  return peer.proc.request<Received>({ cmd: 'received', from: from.id }, 'received');
+}
+
+export interface PeerView {
+  /** `peer.path`. */
+  path: Path | null;
+  connected: boolean;
+  /** `(await peer.stats()).path`. */
+  statsPath: Path | null;
+  selectedPair: unknown;
+}
+
+export function peerView(peer: FallbackPeer, other: FallbackPeer): Promise<PeerView> {
+  return peer.proc.request<PeerView>({ cmd: 'stats', to: other.id }, 'stats');
+}
+
+/** Starts `r<n>` every `reliableEveryMs` and `u<n>` at `unreliableHz` from `peer` to `to`. */
+export async function pump(peer: FallbackPeer, to: FallbackPeer, reliableEveryMs = 10, unreliableHz = 30): Promise<void> {
+  await peer.proc.request({ cmd: 'pump', to: to.id, reliableEveryMs, unreliableHz }, 'pumping');
+}
+
+export function stopPump(peer: FallbackPeer): Promise<{ reliableSent: number; unreliableSent: number; sendErrors: string[] }> {
+  return peer.proc.request({ cmd: 'stop' }, 'stopped');
+}
+
+/**
+ * Stops `from`'s pump and waits until `to` received every reliable message it sent; returns
+ * how many were sent and the numbers `to` received, in arrival order.
+ */
+export async function drain(from: FallbackPeer, to: FallbackPeer, timeoutMs = 15_000): Promise<{ sent: number; got: number[]; sendErrors: string[] }> {
+  const { reliableSent, sendErrors } = await stopPump(from);
+  let r = await received(to, from);
+  const missing = reliableSent - r.reliable.length;
+  if (missing > 0) {
+    await waitMessages(to, from, 'reliable', missing, { timeoutMs });
+    r = await received(to, from);
+  }
+  return { sent: reliableSent, got: r.reliable, sendErrors };
+}
+
+export interface UdpBlock {
+  /** UDP packets dropped so far, both directions. */
+  dropped(): Promise<number>;
+  remove(): Promise<void>;
+}
+
+/**
+ * Makes a site's router drop every UDP packet it would forward between its LAN and the WAN
+ * (both directions), as a network that blocks UDP does: the site's hosts reach neither the
+ * other site nor the TURN server over UDP, TCP (signaling) is untouched. Matching on the
+ * WAN interface keeps traffic inside the site's LAN alone. A table of its own, so removing it
+ * leaves the router's NAT and firewall as they were.
+ */
+export async function blockUdp(router: Netns): Promise<UdpBlock> {
+  const table = 'rp_block_udp';
+  await router.exec(
+    'nft',
+    ['-f', '-'],
+    [
+      `table inet ${table} {`,
+      '  chain forward {',
+      // Before the filter priority, so nothing else accepts these first.
+      '    type filter hook forward priority -10; policy accept;',
+      '    oifname "eth0" meta l4proto udp counter drop',
+      '    iifname "eth0" meta l4proto udp counter drop',
+      '  }',
+      '}',
+      '',
+    ].join('\n'),
+  );
+  let removed = false;
+  return {
+    dropped: async () => {
+      const { stdout } = await router.exec('nft', ['-j', 'list', 'table', 'inet', table]);
+      let packets = 0;
+      for (const item of (JSON.parse(stdout) as { nftables: { rule?: { expr: Record<string, unknown>[] } }[] }).nftables) {
+        const counter = item.rule?.expr.find((e) => 'counter' in e)?.counter as { packets: number } | undefined;
+        packets += counter?.packets ?? 0;
+      }
+      return packets;
+    },
+    remove: async () => {
+      if (removed) return;
+      removed = true;
+      await router.exec('nft', ['delete', 'table', 'inet', table]);
+    },
+  };
+}
+
+/** The server's `rallypoint_relay_messages_total` by kind, read from /metrics inside `ns`. */
+export async function relayedMessages(ns: Netns, httpUrl: string): Promise<{ reliable: number; unreliable: number }> {
+  const script = `fetch(${JSON.stringify(`${httpUrl}/metrics`)}).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e); process.exit(1); })`;
+  const { stdout } = await ns.exec(process.execPath, ['-e', script]);
+  const count = (kind: string): number => {
+    const m = new RegExp(`^rallypoint_relay_messages_total\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(stdout);
+    if (!m) throw new Error(`no rallypoint_relay_messages_total{kind="${kind}"} in /metrics`);
+    return Number(m[1]);
+  };
+  return { reliable: count('reliable'), unreliable: count('unreliable') };
+}
+
+/** `[0, 1, ..., n-1]`. */
+export function sequence(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** Where a received sequence differs from 0..sent-1: gaps, duplicates, reordering (for failure messages). */
+export function describeSequence(got: number[], sent: number): string {
+  const seen = new Map<number, number>();
+  for (const n of got) seen.set(n, (seen.get(n) ?? 0) + 1);
+  const missing = sequence(sent).filter((n) => !seen.has(n));
+  const dup = [...seen].filter(([, c]) => c > 1).map(([n]) => n);
+  let firstDisorder = -1;
+  for (let i = 1; i < got.length; i++) {
+    if (got[i]! <= got[i - 1]!) {
+      firstDisorder = i;
+      break;
+    }
+  }
+  return `sent ${sent}, received ${got.length}; missing ${missing.length} [${missing.slice(0, 10).join(',')}]; duplicated ${dup.length} [${dup.slice(0, 10).join(',')}]; first out of order at index ${firstDisorder}${firstDisorder > 0 ? ` (${got[firstDisorder - 1]} then ${got[firstDisorder]})` : ''}`;
+}
