@@ -22,8 +22,8 @@ export type RelayDirection = 'to-peer' | 'to-client';
  * - unauthorized: 401 to a request carrying MESSAGE-INTEGRITY (wrong, unknown or expired
  *   credentials; the first 401 challenge of a session is not counted);
  * - stale-nonce: 438; bad-request: 400 from authentication; wrong-credentials: 441;
- * - forbidden-peer: peer address policy (403 on CreatePermission/ChannelBind, dropped Send
- *   or ChannelData);
+ * - forbidden-peer: peer address policy (403 on CreatePermission/ChannelBind; a refused peer
+ *   never gets a permission, so Send or ChannelData to it counts as no-permission);
  * - no-permission: relayed datagram dropped for lack of a permission or channel;
  * - quota: 486 Allocation Quota Reached;
  * - rate-limited: unauthenticated request dropped by the token buckets;
