@@ -600,11 +600,14 @@ export class TurnServer {
     if (channel !== undefined && !this.liveChannelPeer(allocation, channel)) channel = undefined;
     const client = allocation.transport.dst;
     if (channel !== undefined) {
-      const header = Buffer.alloc(4);
+      // ChannelData (RFC 8656 section 12.7) as a list of buffers: one sendmsg, the payload
+      // not copied (it was, by Buffer.concat). Still padded to 4 bytes as before: optional
+      // over UDP (section 12.5), kept so the wire does not change.
+      const header = Buffer.allocUnsafe(4);
       header.writeUInt16BE(channel, 0);
       header.writeUInt16BE(data.length, 2);
-      const pad = Buffer.alloc((4 - (data.length % 4)) % 4);
-      allocation.transport.socket.send(Buffer.concat([header, data, pad]), client.port, client.address);
+      const pad = (4 - (data.length % 4)) % 4;
+      allocation.transport.socket.send(pad === 0 ? [header, data] : [header, data, PADDING[pad]!], client.port, client.address);
       return;
     }
     // Built and sent synchronously: node-turn's message.data() took the transaction id from
