@@ -26,8 +26,9 @@ import type { Registry } from 'prom-client';
 import { TurnCounters, TurnMetrics, type RefusalReason } from './metrics.js';
 import { PeerPolicy, type PeerPolicyOptions } from './policy.js';
 import { AllocationQuota, resolveQuotas, UnauthenticatedLimiter, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
-import { dataIndicationHead, encode, ipBytes, PADDING, StunAttr, StunClass } from './stun.js';
+import { dataIndicationHead, encode, PADDING, StunAttr, StunClass } from './stun.js';
 import { TransactionIdPool } from './transaction-ids.js';
+import { canonicalIp, RelayState } from './relay-state.js';
 
 /** Returns the password for a username, or undefined if the user is unknown or expired. */
 export type CredentialLookup = (username: string) => string | undefined;
@@ -58,9 +59,6 @@ export interface TurnServerOptions {
 }
 
 const NONCE_TTL_MS = 3_600_000;
-const PERMISSION_MS = 300_000;
-/** RFC 8656 section 12: a channel binding lasts 10 minutes unless refreshed. */
-const CHANNEL_MS = 600_000;
 const CLASS_REQUEST = 0;
 const EVEN_PORT = 0x0018;
 const BIND_ATTEMPTS = 64;
@@ -158,8 +156,18 @@ export class TurnServer {
   private readonly nonceKey = randomBytes(32);
   private readonly transactionIds = new TransactionIdPool();
   private readonly allocating = new Set<string>();
-  /** Channel binding expiry (ms) per allocation and channel; node-turn never expired them. */
-  private readonly channelExpiry = new WeakMap<NtAllocation, Map<number, number>>();
+  /**
+   * Permissions and channels of each allocation (turn/relay-state.ts); node-turn's own
+   * `permissions` and `channelBindings` are not used, and it never expired channels.
+   */
+  private readonly relays = new WeakMap<NtAllocation, RelayState>();
+  /**
+   * Live allocations by the client's address (as rinfo reports it) and port, for client
+   * ChannelData: node-turn's lookup needed a new Address (regexps), a Transport and the
+   * 5-tuple string per datagram. One listening socket, so address and port identify the
+   * 5-tuple.
+   */
+  private readonly byClient = new Map<string, Map<number, RelayState>>();
   /** The limits in force (defaults filled in). */
   readonly quotas: Readonly<TurnQuotas>;
   private readonly allocationQuota: AllocationQuota;
@@ -283,17 +291,18 @@ export class TurnServer {
   private onPacket(socket: dgram.Socket, dst: NtAddress, buf: Buffer, rinfo: dgram.RemoteInfo): void {
     if (buf.length < 4) return;
     try {
-      const src = new NtAddressCtor(rinfo.address, rinfo.port);
-      const transport = new NtTransportCtor(UDP_PROTOCOL, src, dst, socket);
       const first = buf[0]! & 0xc0;
       if (first === 0x40) {
         // node-turn lib/message.js read() returns false for anything whose first two bits
         // are not 00, so client ChannelData (RFC 8656 section 12.4, first bits 01) was
         // dropped. We relay it here.
-        this.onChannelData(transport.get5Tuple(), buf);
+        const relay = this.byClient.get(rinfo.address)?.get(rinfo.port);
+        if (relay) this.onChannelData(relay, buf);
         return;
       }
       if (first !== 0) return;
+      const src = new NtAddressCtor(rinfo.address, rinfo.port);
+      const transport = new NtTransportCtor(UDP_PROTOCOL, src, dst, socket);
       const msg = new NtMessageCtor(this.nt, transport);
       if (!msg.read(buf)) return;
       this.onMessage(msg);
@@ -302,18 +311,15 @@ export class TurnServer {
     }
   }
 
-  private onChannelData(fiveTuple: string, buf: Buffer): void {
-    const allocation = this.nt.allocations[fiveTuple];
-    if (!allocation) return;
-    const channel = buf.readUInt16BE(0);
+  /** RFC 8656 section 12.6: client ChannelData to the channel's peer. */
+  private onChannelData(relay: RelayState, buf: Buffer): void {
     const length = buf.readUInt16BE(2);
     if (length > buf.length - 4) return;
-    const peer = this.liveChannelPeer(allocation, channel);
+    const now = Date.now();
+    const channel = relay.channel(buf.readUInt16BE(0), now);
     // No peer policy check per packet: see sendIndication.
-    if (!peer || !this.hasPermission(allocation, peer.address)) return this.counters.refuse('no-permission');
-    const socket = allocation.sockets[0];
-    if (!socket) return;
-    socket.send(buf.subarray(4, 4 + length), peer.port, peer.address);
+    if (!channel || !relay.permission(channel.address, now)) return this.counters.refuse('no-permission');
+    relay.socket.send(buf.subarray(4, 4 + length), channel.port, channel.address);
     this.counters.toPeer(length);
   }
 
@@ -561,11 +567,17 @@ export class TurnServer {
     allocation.timer = undefined;
     allocation.update = (lifetime?: number) => this.setLifetime(allocation, lifetime ?? this.options.defaultLifetime);
     this.setLifetime(allocation, allocation.lifetime);
+    const client = allocation.transport.dst;
+    const relay = new RelayState(allocation.sockets[0]!, allocation.transport.socket, canonicalIp(client.address) ?? client.address, client.port);
+    this.relays.set(allocation, relay);
+    let ports = this.byClient.get(relay.clientAddress);
+    if (!ports) this.byClient.set(relay.clientAddress, (ports = new Map()));
+    ports.set(relay.clientPort, relay);
     for (const socket of allocation.sockets) {
       socket.removeAllListeners('message');
       socket.removeAllListeners('error');
       socket.on('error', () => {});
-      socket.on('message', (data, rinfo) => this.onPeerData(allocation, data, rinfo));
+      socket.on('message', (data, rinfo) => this.onPeerData(relay, data, rinfo));
     }
   }
 
@@ -581,6 +593,13 @@ export class TurnServer {
     clearTimeout(allocation.timer);
     allocation.timer = undefined;
     if (this.nt.allocations[allocation.fiveTuple] === allocation) delete this.nt.allocations[allocation.fiveTuple];
+    const relay = this.relays.get(allocation);
+    if (relay) {
+      relay.live = false;
+      const ports = this.byClient.get(relay.clientAddress);
+      if (ports?.get(relay.clientPort) === relay) ports.delete(relay.clientPort);
+      if (ports?.size === 0) this.byClient.delete(relay.clientAddress);
+    }
     if (this.quotaHolders.delete(allocation)) this.allocationQuota.release(allocation.user?.username ?? '');
     for (const socket of allocation.sockets) {
       try {
@@ -591,43 +610,32 @@ export class TurnServer {
     }
   }
 
-  private onPeerData(allocation: NtAllocation, data: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (this.nt.allocations[allocation.fiveTuple] !== allocation) return;
-    const from = new NtAddressCtor(rinfo.address, rinfo.port);
-    if (!this.hasPermission(allocation, from.address)) return this.counters.refuse('no-permission');
+  /**
+   * RFC 8656 section 11.3 (a datagram from a peer; Data indication) and 12.7 (ChannelData
+   * when a channel is bound to the peer).
+   */
+  private onPeerData(relay: RelayState, data: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (!relay.live) return;
+    const now = Date.now();
+    const permission = relay.permission(rinfo.address, now);
+    if (!permission) return this.counters.refuse('no-permission');
     this.counters.toClient(data.length);
-    let channel = allocation.getPeerChannelNumber(from);
-    if (channel !== undefined && !this.liveChannelPeer(allocation, channel)) channel = undefined;
-    const client = allocation.transport.dst;
-    if (channel !== undefined) {
-      // ChannelData (RFC 8656 section 12.7) as a list of buffers: one sendmsg, the payload
-      // not copied (it was, by Buffer.concat). Still padded to 4 bytes as before: optional
-      // over UDP (section 12.5), kept so the wire does not change.
+    const pad = (4 - (data.length % 4)) % 4;
+    const channel = relay.peerChannel(permission, rinfo.port, now);
+    if (channel) {
+      // ChannelData as a list of buffers: one sendmsg, the payload not copied (it was, by
+      // Buffer.concat). Still padded to 4 bytes as before: optional over UDP (RFC 8656
+      // section 12.5), kept so the wire does not change.
       const header = Buffer.allocUnsafe(4);
-      header.writeUInt16BE(channel, 0);
+      header.writeUInt16BE(channel.number, 0);
       header.writeUInt16BE(data.length, 2);
-      const pad = (4 - (data.length % 4)) % 4;
-      allocation.transport.socket.send(pad === 0 ? [header, data] : [header, data, PADDING[pad]!], client.port, client.address);
+      relay.listener.send(pad === 0 ? [header, data] : [header, data, PADDING[pad]!], relay.clientPort, relay.clientAddress);
       return;
     }
     // Built and sent synchronously: node-turn's message.data() took the transaction id from
     // the async crypto.randomBytes and reordered the indications (turn/transaction-ids.ts).
-    const head = dataIndicationHead(ipBytes(rinfo.address), rinfo.port, data.length, this.transactionIds);
-    allocation.transport.socket.send([head, data, PADDING[(4 - (data.length % 4)) % 4]!], client.port, client.address);
-  }
-
-  /** The peer bound to `channel`, removing the binding if it expired. */
-  private liveChannelPeer(allocation: NtAllocation, channel: number): NtAddress | undefined {
-    const peer = allocation.channelBindings[channel];
-    if (!peer) return undefined;
-    if ((this.channelExpiry.get(allocation)?.get(channel) ?? 0) > Date.now()) return peer;
-    delete allocation.channelBindings[channel];
-    this.channelExpiry.get(allocation)?.delete(channel);
-    return undefined;
-  }
-
-  private hasPermission(allocation: NtAllocation, address: string): boolean {
-    return (allocation.permissions[address] ?? 0) > Date.now();
+    const head = dataIndicationHead(permission.ip, rinfo.port, data.length, this.transactionIds);
+    relay.listener.send(pad === 0 ? [head, data] : [head, data, PADDING[pad]!], relay.clientPort, relay.clientAddress);
   }
 
   /**
@@ -657,13 +665,15 @@ export class TurnServer {
   private createPermission(msg: NtMessage, reply: NtMessage): void {
     const allocation = msg.allocation;
     if (!allocation) return reply.reject(437, 'Allocation Mismatch');
-    const peers = msg.getAttributes('xor-peer-address') as (NtAddress | undefined)[];
-    if (peers.length === 0 || peers.some((p) => !p?.address)) return reply.reject(400, 'Bad Request');
-    if (peers.some((p) => !this.policy.allows(p!.address))) {
+    const relay = this.relays.get(allocation);
+    const peers = (msg.getAttributes('xor-peer-address') as (NtAddress | undefined)[]).map((p) => p && canonicalIp(p.address));
+    if (!relay || peers.length === 0 || peers.some((ip) => ip === undefined)) return reply.reject(400, 'Bad Request');
+    if (peers.some((ip) => !this.policy.allows(ip!))) {
       this.counters.refuse('forbidden-peer');
       return reply.reject(403, 'Forbidden');
     }
-    for (const p of peers) allocation.permissions[p!.address] = Date.now() + PERMISSION_MS;
+    const now = Date.now();
+    for (const ip of peers) relay.permit(ip!, now);
     reply.addAttribute('software', this.nt.software);
     reply.addAttribute('message-integrity');
     reply.resolve();
@@ -677,26 +687,22 @@ export class TurnServer {
   private channelBind(msg: NtMessage, reply: NtMessage): void {
     const allocation = msg.allocation;
     if (!allocation) return reply.reject(437, 'Allocation Mismatch');
+    const relay = this.relays.get(allocation);
     const channel = msg.getAttribute('channel-number');
     const peer = msg.getAttribute('xor-peer-address') as NtAddress | undefined;
+    const ip = peer && canonicalIp(peer.address);
     // RFC 8656 section 12 narrows channels to 0x4000-0x4FFF, but RFC 5766 clients (coturn's
     // turnutils_uclient among them) use up to 0x7FFE: accept the RFC 5766 range.
-    if (typeof channel !== 'number' || !peer?.address || channel < 0x4000 || channel > 0x7ffe) {
+    if (!relay || typeof channel !== 'number' || !peer || ip === undefined || channel < 0x4000 || channel > 0x7ffe) {
       return reply.reject(400, 'Bad Request');
     }
-    for (const n of Object.keys(allocation.channelBindings)) this.liveChannelPeer(allocation, Number(n));
-    const bound = allocation.getPeerChannelNumber(peer);
-    const current = allocation.channelBindings[channel];
-    if ((current && bound !== channel) || (bound !== undefined && bound !== channel)) return reply.reject(400, 'Bad Request');
-    if (!this.policy.allows(peer.address)) {
+    const now = Date.now();
+    if (!relay.canBind(channel, ip, peer.port, now)) return reply.reject(400, 'Bad Request');
+    if (!this.policy.allows(ip)) {
       this.counters.refuse('forbidden-peer');
       return reply.reject(403, 'Forbidden');
     }
-    allocation.permissions[peer.address] = Date.now() + PERMISSION_MS;
-    allocation.channelBindings[channel] = peer;
-    let expiry = this.channelExpiry.get(allocation);
-    if (!expiry) this.channelExpiry.set(allocation, (expiry = new Map()));
-    expiry.set(channel, Date.now() + CHANNEL_MS);
+    relay.bind(channel, ip, peer.port, now);
     reply.addAttribute('software', this.nt.software);
     reply.addAttribute('message-integrity');
     reply.resolve();
@@ -707,15 +713,15 @@ export class TurnServer {
     const allocation = msg.allocation;
     const dst = msg.getAttribute('xor-peer-address') as NtAddress | undefined;
     const data = msg.getAttribute('data');
-    if (!allocation || !dst?.address || !Buffer.isBuffer(data)) return;
+    const relay = allocation && this.relays.get(allocation);
+    const ip = dst && canonicalIp(dst.address);
+    if (!relay || !dst || ip === undefined || !Buffer.isBuffer(data)) return;
     // The peer policy is checked once, when CreatePermission or ChannelBind installs the
     // permission (403 otherwise), not per packet: it cost 1.2-7 µs a packet (BENCHMARKS.md,
     // "where the time goes", suggestion 1). A permission exists only for an allowed address,
     // and PeerPolicy is immutable, so this stays true for the permission's lifetime.
-    if (!this.hasPermission(allocation, dst.address)) return this.counters.refuse('no-permission');
-    const socket = allocation.sockets[0];
-    if (!socket) return;
-    socket.send(data, dst.port, dst.address);
+    if (!relay.permission(ip, Date.now())) return this.counters.refuse('no-permission');
+    relay.socket.send(data, dst.port, ip);
     this.counters.toPeer(data.length);
   }
 }
