@@ -26,7 +26,7 @@ import type { Registry } from 'prom-client';
 import { TurnCounters, TurnMetrics, type RefusalReason } from './metrics.js';
 import { PeerPolicy, type PeerPolicyOptions } from './policy.js';
 import { AllocationQuota, resolveQuotas, UnauthenticatedLimiter, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
-import { dataIndicationHead, encode, PADDING, StunAttr, StunClass } from './stun.js';
+import { dataIndicationHead, encode, PADDING, readSendIndication, StunAttr, StunClass } from './stun.js';
 import { TransactionIdPool } from './transaction-ids.js';
 import { canonicalIp, RelayState } from './relay-state.js';
 
@@ -62,6 +62,8 @@ const NONCE_TTL_MS = 3_600_000;
 const CLASS_REQUEST = 0;
 const EVEN_PORT = 0x0018;
 const BIND_ATTEMPTS = 64;
+/** Low byte of the Send indication's message type 0x0016 (RFC 8656 section 18). */
+const SEND_INDICATION_LOW = 0x16;
 
 const METHOD_NAMES: Record<number, string> = {
   0x001: 'binding',
@@ -301,6 +303,16 @@ export class TurnServer {
         return;
       }
       if (first !== 0) return;
+      if (buf[1] === SEND_INDICATION_LOW && buf[0] === 0) {
+        const relay = this.byClient.get(rinfo.address)?.get(rinfo.port);
+        const send = relay ? readSendIndication(buf) : 'other';
+        if (send === 'drop') return;
+        if (send !== 'other') {
+          const ip = send.family === 4 ? send.address : canonicalIp(send.address);
+          if (ip !== undefined) this.relayToPeer(relay!, ip, send.port, send.data);
+          return;
+        }
+      }
       const src = new NtAddressCtor(rinfo.address, rinfo.port);
       const transport = new NtTransportCtor(UDP_PROTOCOL, src, dst, socket);
       const msg = new NtMessageCtor(this.nt, transport);
@@ -716,12 +728,21 @@ export class TurnServer {
     const relay = allocation && this.relays.get(allocation);
     const ip = dst && canonicalIp(dst.address);
     if (!relay || !dst || ip === undefined || !Buffer.isBuffer(data)) return;
+    this.relayToPeer(relay, ip, dst.port, data);
+  }
+
+  /**
+   * RFC 8656 section 11.2: the data of a Send indication to the peer, if permitted. Client
+   * Send indications come here from the fast path in onPacket (turn/stun.ts
+   * readSendIndication), and the unusual ones through node-turn's parser and sendIndication.
+   */
+  private relayToPeer(relay: RelayState, ip: string, port: number, data: Buffer): void {
     // The peer policy is checked once, when CreatePermission or ChannelBind installs the
     // permission (403 otherwise), not per packet: it cost 1.2-7 µs a packet (BENCHMARKS.md,
     // "where the time goes", suggestion 1). A permission exists only for an allowed address,
     // and PeerPolicy is immutable, so this stays true for the permission's lifetime.
     if (!relay.permission(ip, Date.now())) return this.counters.refuse('no-permission');
-    relay.socket.send(data, dst.port, ip);
+    relay.socket.send(data, port, ip);
     this.counters.toPeer(data.length);
   }
 }
