@@ -8,7 +8,9 @@
  *   <- { cmd: 'usage' } -> { type: 'usage', cpuUs, wallMs, packetsToPeer, packetsToClient, refusals }
  *   <- { cmd: 'exit' }  (closes the server and exits, so a --cpu-prof profile is written)
  */
-import { DEFAULT_DENIED_PEERS, restCredentialLookup, TurnServer } from '../../dist/turn/index.js';
+// RALLYPOINT_TURN_DIST: another build's dist/turn/index.js (absolute path), to compare two
+// versions of turn/ under the same load (A/B of the hot path changes).
+const { DEFAULT_DENIED_PEERS, restCredentialLookup, TurnServer } = await import(process.env.RALLYPOINT_TURN_DIST ?? '../../dist/turn/index.js');
 
 if (!process.send) {
   console.error('turn-server-child must be forked with an IPC channel');
