@@ -105,6 +105,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #recoveryTimer: ReturnType<typeof setTimeout> | null = null;
   #attempt = 0;
   #closing: Promise<void> | null = null;
+  /** Replaced connections still closing (werift releases its sockets asynchronously). */
+  readonly #disposing = new Set<Promise<void>>();
   /** Where sends go: the data channels, or the WebSocket relay. */
   #route: Route = 'rtc';
   /** Every data channel of the current connection is open. */
@@ -254,7 +256,9 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #connect(gen: number): void {
     const old = this.#conn;
     if (old) {
-      void this.#dispose(old);
+      const done = this.#dispose(old);
+      this.#disposing.add(done);
+      void done.then(() => this.#disposing.delete(done));
       if (this.#rtcUp) this.#rtcLost(false, false);
     }
     const pc = this.#opts.createConnection();
@@ -393,7 +397,10 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
       this.#pathValue = 'websocket';
       this.emit('path-change', 'websocket');
     }
-    this.#scheduleRecovery(0);
+    // Keep retrying ICE in the background. Not at once: a connection that is merely slow
+    // (a loaded machine, a lossy path) may still connect, and rebuilding it now would throw
+    // that progress away, over and over. A failed one was already scheduled by its handler.
+    this.#scheduleRecovery(this.#opts.restart.attemptTimeoutMs);
   }
 
   /**
@@ -419,8 +426,9 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     }
     if (state === 'disconnected' || state === 'failed' || ice === 'disconnected' || ice === 'failed') {
       const failed = state === 'failed' || ice === 'failed';
-      this.#rtcLost(failed);
+      // Recovery first: a failed connection is rebuilt at once, not after the fallback's delay.
       this.#scheduleRecovery(failed ? 0 : this.#opts.restart.disconnectedGraceMs);
+      this.#rtcLost(failed);
     }
   }
 
@@ -491,7 +499,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     this.#clearFallback();
     for (const ch of this.#channels.values()) ch.close();
     const conn = this.#conn;
-    this.#closing = conn ? this.#dispose(conn) : Promise.resolve();
+    // Resolves once this connection and every one it replaced have released their sockets.
+    this.#closing = Promise.all([conn ? this.#dispose(conn) : undefined, ...this.#disposing]).then(() => undefined);
     this.emit('close');
     this.removeAllListeners();
     return this.#closing;
