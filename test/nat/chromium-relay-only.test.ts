@@ -55,7 +55,8 @@ describeNetns('NAT lab: Chromium with iceTransportPolicy relay, Node peer', () =
           pcs.push(this);
         }
       }
-      const options = { room: 'relay-only', rtcConfig: { iceTransportPolicy: 'relay' }, rtc: { RTCPeerConnection: Tracked } };
+      // fallback: false: this tests the ICE path; the WebSocket fallback has tests of its own.
+      const options = { room: 'relay-only', rtcConfig: { iceTransportPolicy: 'relay' }, rtc: { RTCPeerConnection: Tracked }, fallback: false };
       return window.lib.join(options as Parameters<typeof window.lib.join>[0]);
     });
     node = await startNodePeer(nodeHost.ns, { url: serve.wsUrl, room: 'relay-only' });
