@@ -41,10 +41,36 @@ export async function startFallbackPeer(
 
 /**
  * The next `path` event of `peer` about `other` whose path satisfies `want` (already reported
- * or to come), with the time it was reported (the peer's clock, ms since the epoch).
+ * or to come), with the time it was reported (the peer's clock, ms since the epoch: the lab's
+ * processes share the machine's clock). With `since`, events reported before it are passed
+ * over: a path may change more than once (a loaded machine can delay ICE past fallback.afterMs,
+ * so a pair may fall back and return before the test acts), and an event from before an
+ * action says nothing about its effect.
  */
-export function nextPath(peer: FallbackPeer, other: FallbackPeer, want: (p: Path) => boolean): Promise<{ path: Path; at: number }> {
-  return peer.proc.next<{ peer: string; path: Path; at: number }>('path', (m) => m.peer === other.id && want(m.path));
+export function nextPath(peer: FallbackPeer, other: FallbackPeer, want: (p: Path) => boolean, since = 0): Promise<{ path: Path; at: number }> {
+  return peer.proc.next<{ peer: string; path: Path; at: number }>('path', (m) => m.peer === other.id && m.at >= since && want(m.path));
+}
+
+/**
+ * Resolves once `x` and `y` both see their pair connected on a path that satisfies `want`,
+ * now (their `peer.path`), waiting for path events as needed; rejects after `ms`.
+ */
+export async function settleOn(x: FallbackPeer, y: FallbackPeer, want: (p: Path) => boolean, ms: number, why: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const since = Date.now();
+    const views = await Promise.all([peerView(x, y), peerView(y, x)]);
+    if (views.every((v) => v.connected && v.path !== null && want(v.path))) return;
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new Error(`${why()}\npaths now: ${views.map((v) => v.path).join(' / ')}`);
+    // Each side that is not there yet reports it when it gets there (awaited to the end, so no
+    // waiter is left behind to take a later event).
+    await within(
+      Promise.all([x, y].map((p, i) => (views[i]!.path !== null && want(views[i]!.path!) ? null : nextPath(p, i === 0 ? y : x, want, since)))),
+      remaining,
+      () => `${why()}\npaths when last looked: ${views.map((v) => v.path).join(' / ')}`,
+    );
+  }
 }
 
 /** What `wait` answers: how long `count` messages took, or that they did not come in time. */
@@ -83,8 +109,17 @@ export interface PeerView {
   selectedPair: unknown;
 }
 
+/** `peer`'s view of `other` (answers are matched by peer, so several may be asked at once). */
 export function peerView(peer: FallbackPeer, other: FallbackPeer): Promise<PeerView> {
-  return peer.proc.request<PeerView>({ cmd: 'stats', to: other.id }, 'stats');
+  const answer = peer.proc.next<PeerView & { peer: string }>('stats', (m) => m.peer === other.id);
+  peer.proc.child.stdin!.write(`${JSON.stringify({ cmd: 'stats', to: other.id })}\n`);
+  return answer;
+}
+
+/** `peer`'s view of its traffic with `other` (sends, SCTP queues, recent arrivals), as JSON for failure messages. */
+export async function debugView(peer: FallbackPeer, other: FallbackPeer): Promise<string> {
+  const view = await within(peer.proc.request({ cmd: 'debug', peer: other.id }, 'debug'), 5_000, () => `${peer.proc.name}: no debug answer`).catch((e: Error) => e.message);
+  return `${peer.proc.name} about ${other.proc.name}: ${JSON.stringify(view)}`;
 }
 
 /** Starts `r<n>` every `reliableEveryMs` and `u<n>` at `unreliableHz` from `peer` to `to`. */
@@ -92,8 +127,8 @@ export async function pump(peer: FallbackPeer, to: FallbackPeer, reliableEveryMs
   await peer.proc.request({ cmd: 'pump', to: to.id, reliableEveryMs, unreliableHz }, 'pumping');
 }
 
-export function stopPump(peer: FallbackPeer): Promise<{ reliableSent: number; unreliableSent: number; sendErrors: string[] }> {
-  return peer.proc.request({ cmd: 'stop' }, 'stopped');
+export function stopPump(peer: FallbackPeer, to: FallbackPeer): Promise<{ reliableSent: number; unreliableSent: number; sendErrors: string[] }> {
+  return peer.proc.request({ cmd: 'stop', to: to.id }, 'stopped');
 }
 
 /**
@@ -101,7 +136,7 @@ export function stopPump(peer: FallbackPeer): Promise<{ reliableSent: number; un
  * how many were sent and the numbers `to` received, in arrival order.
  */
 export async function drain(from: FallbackPeer, to: FallbackPeer, timeoutMs = 15_000): Promise<{ sent: number; got: number[]; sendErrors: string[] }> {
-  const { reliableSent, sendErrors } = await stopPump(from);
+  const { reliableSent, sendErrors } = await stopPump(from, to);
   let r = await received(to, from);
   const missing = reliableSent - r.reliable.length;
   if (missing > 0) {
@@ -121,11 +156,14 @@ export interface UdpBlock {
  * Makes a site's router drop every UDP packet it would forward between its LAN and the WAN
  * (both directions), as a network that blocks UDP does: the site's hosts reach neither the
  * other site nor the TURN server over UDP, TCP (signaling) is untouched. Matching on the
- * WAN interface keeps traffic inside the site's LAN alone. A table of its own, so removing it
- * leaves the router's NAT and firewall as they were.
+ * WAN interface keeps traffic inside the site's LAN alone. With `host`, only that LAN host's
+ * UDP to and from the WAN is dropped (after the NAT: the address it has on the LAN). A table
+ * of its own, so removing it leaves the router's NAT and firewall as they were.
  */
-export async function blockUdp(router: Netns): Promise<UdpBlock> {
-  const table = 'rp_block_udp';
+export async function blockUdp(router: Netns, options: { host?: string } = {}): Promise<UdpBlock> {
+  const table = options.host ? `rp_block_udp_${options.host.replaceAll('.', '_')}` : 'rp_block_udp';
+  // One host of the LAN only, or all of it.
+  const [out, into] = options.host ? [` ip saddr ${options.host}`, ` ip daddr ${options.host}`] : ['', ''];
   await router.exec(
     'nft',
     ['-f', '-'],
@@ -134,8 +172,8 @@ export async function blockUdp(router: Netns): Promise<UdpBlock> {
       '  chain forward {',
       // Before the filter priority, so nothing else accepts these first.
       '    type filter hook forward priority -10; policy accept;',
-      '    oifname "eth0" meta l4proto udp counter drop',
-      '    iifname "eth0" meta l4proto udp counter drop',
+      `    oifname "eth0"${out} meta l4proto udp counter drop`,
+      `    iifname "eth0"${into} meta l4proto udp counter drop`,
       '  }',
       '}',
       '',

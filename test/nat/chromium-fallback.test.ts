@@ -125,9 +125,11 @@ describeNetns('NAT lab: the demo in Chromium with UDP blocked, Node peer (issue 
     await page.waitForFunction((from) => window.rallypointDemo.chat.some((l) => l.from === from && l.text === 'still here' && !l.self), nodeId);
     expect(await page.locator('#chat-log li').last().textContent()).toContain('still here');
 
-    // The page's game state streams at 30 Hz over the WebSocket: a second of it arrives.
-    const stream = await waitMessages(nodePeer, { proc: nodePeer.proc, id: pageId }, 'unreliable', 30, { path: 'websocket', timeoutMs: 5_000 });
-    expect(stream.timeout, `${stream.count}/30 positions from the page in 5 s`).toBeUndefined();
+    // The page's game state streams at 30 Hz over the WebSocket: a second of it arrives (10 s
+    // at most on a loaded machine; the time it took is printed).
+    const stream = await waitMessages(nodePeer, { proc: nodePeer.proc, id: pageId }, 'unreliable', 30, { path: 'websocket', timeoutMs: 10_000 });
+    expect(stream.timeout, `${stream.count}/30 positions from the page in 10 s`).toBeUndefined();
+    console.log(`[chromium-fallback] 30 positions from the page over the WebSocket in ${stream.ms} ms`);
 
     // All of it went through the server, and Chromium did try UDP (its router dropped it).
     const during = await relayedMessages(net.pub, serve.httpUrl);
@@ -140,11 +142,11 @@ describeNetns('NAT lab: the demo in Chromium with UDP blocked, Node peer (issue 
     expect(await page.evaluate((id) => window.rallypointDemo.peers.find((p) => p.id === id)?.path, nodeId)).toBe('websocket');
 
     // UDP is back: the background retries connect, both sides and the HUD leave the WebSocket.
-    await udp.remove();
     const unblocked = Date.now();
+    await udp.remove();
     await within(
       Promise.all([
-        nextPath(nodePeer, { proc: nodePeer.proc, id: pageId }, (p) => p !== 'websocket'),
+        nextPath(nodePeer, { proc: nodePeer.proc, id: pageId }, (p) => p !== 'websocket', unblocked),
         page.waitForFunction((id) => window.rallypointDemo.peers.some((p) => p.id === id && p.connected && (p.path === 'direct' || p.path === 'relay')), nodeId, { timeout: RETURN_MS }),
       ]),
       RETURN_MS,
