@@ -12,6 +12,7 @@
  *
  * Every peer sends numbered reliable messages and 30 Hz game state to both others at once;
  * each pair must carry both on its own path, and every reliable stream must be complete.
+ * Then b's UDP comes back: b <-> c moves to TURN, the other pairs stay where they are.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { NatTopology, startServe, within, type Host, type Serve, type Site } from '../helpers/nat-lab.js';
@@ -20,6 +21,7 @@ import {
   debugView,
   describeSequence,
   drain,
+  nextPath,
   peerView,
   pump,
   sequence,
@@ -49,6 +51,8 @@ const THREE = {
 } as const;
 /** b's description (6.4 s), the fallback (10 s), a loaded machine. */
 const SETTLE_MS = 40_000;
+/** From unblocking b to b <-> c on TURN: the current attempt (up to 12 s) and the next one, a loaded machine. */
+const RETURN_MS = 45_000;
 
 describeNetns('NAT lab: a room of three, one pair direct, one on TURN, one on the WebSocket (issue 5)', () => {
   let net: NatTopology;
@@ -136,5 +140,28 @@ describeNetns('NAT lab: a room of three, one pair direct, one on TURN, one on th
       }
     }
     expect(await block.dropped()).toBeGreaterThan(0);
-  }, 120_000);
+
+    // b's UDP is back: only b <-> c moves (to TURN, like a <-> c: a cone and a symmetric NAT);
+    // the other pairs stay where they are.
+    const unblocked = Date.now();
+    await block.remove();
+    await within(
+      Promise.all([nextPath(b, c, (p) => p !== 'websocket', unblocked), nextPath(c, b, (p) => p !== 'websocket', unblocked)]),
+      RETURN_MS,
+      diagnosis(`b <-> c still on the WebSocket ${RETURN_MS} ms after b's UDP came back`),
+    );
+    console.log(`[fallback-three] b <-> c off the WebSocket ${Date.now() - unblocked} ms after b's UDP came back`);
+    for (const [x, y, path] of [...pairs.slice(0, 2), [b, c, 'relay']] as [FallbackPeer, FallbackPeer, Path][]) {
+      expect((await peerView(x, y)).path, `${x.proc.name} about ${y.proc.name}`).toBe(path);
+      expect((await peerView(y, x)).path, `${y.proc.name} about ${x.proc.name}`).toBe(path);
+    }
+    for (const [from, to] of [
+      [b, c],
+      [c, b],
+    ] as const) {
+      const got = to.proc.next<{ from: string; channel: string; data: string }>('message', (m) => m.from === from.id && m.channel === 'reliable');
+      await from.proc.request({ cmd: 'send', to: to.id, channel: 'reliable', data: `hello from ${from.id}` }, 'sent');
+      expect((await within(got, 15_000, diagnosis(`${to.proc.name} got nothing from ${from.proc.name} on the new path`))).data).toBe(`hello from ${from.id}`);
+    }
+  }, 150_000);
 });

@@ -61,7 +61,8 @@ const MAX_GAME_GAP_MS = 3_000;
  * From blocking UDP mid-session to `websocket`. Nothing tells werift that a working path went
  * silent until ICE consent expires (RFC 7675: 30 s after the last consent response; werift
  * 0.24 has no `disconnected` state before that), and the library acts only on the connection
- * state or a closed channel: measured 25-26 s here, during which no message arrives. 45 s is
+ * state or a closed channel: measured 25.6-29.6 s here (the last consent response came 0-5 s
+ * before the block), during which no message arrives. 45 s is
  * that expiry plus a loaded machine. A known limit, not a goal: a faster detection would need
  * a liveness signal of the library's own (e.g. reliable fragments left unacknowledged on the
  * data channel for longer than fallback.afterMs).
@@ -75,8 +76,8 @@ describeNetns('NAT lab: WebSocket fallback when the sites block UDP (issue 5)', 
   let hostA: Host;
   let hostB: Host;
   let serve: Serve;
-  let peers: FallbackPeer[] = [];
-  let blocks: UdpBlock[] = [];
+  const peers: FallbackPeer[] = [];
+  const blocks: UdpBlock[] = [];
 
   // Namespaces, routers and servers: 2-5 s on a loaded 2-core machine.
   beforeAll(async () => {
