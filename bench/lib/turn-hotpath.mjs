@@ -6,7 +6,7 @@
  * Not a test; needs `npm run build`. Noisy on a shared machine: each pair is measured in
  * alternation, REPS times, and the median printed.
  *
- *   node bench/lib/turn-hotpath.mjs [policy|send|channel|client ...]
+ *   node bench/lib/turn-hotpath.mjs [policy|send|channel|client|sendparse ...]
  */
 import { createRequire } from 'node:module';
 import dgram from 'node:dgram';
@@ -137,6 +137,33 @@ if (want('client')) {
     'Address + Transport + get5Tuple': () =>
       (sink += allocations[new NtTransport(0x11, new NtAddress(rinfo.address, rinfo.port), dst, null).get5Tuple()].i),
     'Map by address, then port': () => (sink += byClient.get(rinfo.address).get(rinfo.port).i),
+  });
+}
+
+if (want('sendparse')) {
+  // Defect 6, second half: a client Send indication read by node-turn's Message.read, or by
+  // turn/stun.ts readSendIndication (the fast path in onPacket).
+  const { encode, encodeXorAddress, readSendIndication, StunAttr, StunClass, StunMethod } = await import(join(root, 'dist', 'turn', 'stun.js'));
+  const NtMessage = require('node-turn/lib/message.js');
+  const fakeServer = { debugLevel: 100, debug() {}, authentification: { credentials: {} }, realm: 'r' };
+  const tid = Buffer.alloc(12, 7);
+  const buf = encode({
+    method: StunMethod.send,
+    cls: StunClass.indication,
+    transactionId: tid,
+    attributes: [
+      { type: StunAttr.xorPeerAddress, value: encodeXorAddress({ address: '127.0.0.1', port: 40000 }, tid) },
+      { type: StunAttr.data, value: Buffer.alloc(200, 1) },
+    ],
+  });
+  const transport = new NtTransport(0x11, new NtAddress('127.0.0.1', 50000), new NtAddress('127.0.0.1', 3478), null);
+  compare('e. reading a Send indication (200 B)', 100_000, {
+    'node-turn Message.read': () => {
+      const m = new NtMessage(fakeServer, transport);
+      m.read(buf);
+      sink += m.getAttribute('data').length;
+    },
+    readSendIndication: () => (sink += readSendIndication(buf).data.length),
   });
 }
 
