@@ -40,10 +40,11 @@ const lab = useNetLab();
  * Timing for this room. b's STUN and TURN servers do not answer, and werift sends a
  * description only once gathering is over: its STUN query gives up after 5 s, and
  * setLocalDescription resolved after 6.4 s in this lab. So b's offer to a (or answer) leaves
- * after about 6.4 s, and a fallback or an attempt timeout before that would replace the
- * connection before its description was ever sent: a and b would never connect directly
- * (see the report of these tests: with the defaults, 5 s and 5 s, that is what happens).
- * 10 s / 12 s leave room for b's first attempt; b <-> c falls back after 10 s.
+ * after about 6.4 s, and an attempt replaced before that never sends its description at all.
+ * With the two-peer file's fast timing (attempts of 3 s, backoff up to 2 s) every attempt is
+ * replaced before its description leaves: a and b, on one LAN, stayed on the WebSocket for
+ * 40 s and more. 10 s to fall back and 12 s per attempt leave room for b's first attempt;
+ * b <-> c falls back after 10 s.
  */
 const THREE = {
   fallback: { afterMs: 10_000 },
