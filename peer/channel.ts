@@ -46,6 +46,8 @@ export interface ChannelHooks {
   lost(): void;
   /** Which path sends go on: the data channel, or the WebSocket relay (fallback). */
   route(): Route;
+  /** Something arrived on the data channel (the connection is alive). */
+  heard(): void;
   /** The WebSocket relay to this peer. */
   relay(): RelayLink | null;
 }
@@ -164,11 +166,6 @@ export class Channel {
   /** Messages known lost on receive (latest-mode sequence gaps). */
   get lost(): number {
     return this.#filter.lost;
-  }
-
-  /** Reliable fragments sent and not yet acknowledged. */
-  get unacknowledged(): number {
-    return this.#sender.pendingCount;
   }
 
   /** Sends from now on over `dc` (a new connection replaces the old channel's dc). */
@@ -375,6 +372,7 @@ export class Channel {
 
   /** A data channel message. */
   #receive(raw: unknown): void {
+    this.#hooks.heard();
     let data: string | Uint8Array;
     if (typeof raw === 'string') data = raw;
     else if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) data = toBytes(raw);
@@ -405,11 +403,9 @@ export class Channel {
       return this.#onFragment({ seq: frame.seq, text: body.text, more: frame.more === true, bytes: body.bytes });
     }
     const body = relayPayload(frame.data);
-    if (!body) return this.#hooks.error(new PeerError('bad-data', `malformed relay frame on ${this.config.name}`));
-    if (this.config.latest) {
-      if (frame.seq === undefined) return this.#hooks.error(new PeerError('bad-data', `relay frame without seq on latest channel ${this.config.name}`));
-      if (!this.#filter.accept(frame.seq)) return;
-    }
+    // A latest-mode frame needs its number.
+    if (!body || (this.config.latest && frame.seq === undefined)) return this.#hooks.error(new PeerError('bad-data', `malformed relay frame on ${this.config.name}`));
+    if (this.config.latest && !this.#filter.accept(frame.seq as number)) return;
     this.#deliver(body.text ? decoder.decode(body.bytes) : body.bytes);
   }
 
@@ -418,6 +414,21 @@ export class Channel {
     this.#unackedReceived++;
     if (this.#unackedReceived >= ACK_EVERY) this.#sendAck();
     else this.#ackTimer ??= setTimeout(() => this.#sendAck(), ACK_DELAY_MS);
+  }
+
+  /**
+   * A keepalive on the data channel: an acknowledgement frame, which the other side takes as
+   * a (repeated) ack. False if this is not a reliable channel with an open data channel.
+   */
+  ping(): boolean {
+    const dc = this.#dc;
+    if (!this.config.reliable || dc?.readyState !== 'open') return false;
+    try {
+      dc.send(encodeAck(this.#receiver.ack) as Uint8Array<ArrayBuffer>);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Acknowledges what arrived in order, on our current path. */

@@ -48,15 +48,17 @@ export class Negotiator {
   #heldCandidates: (RTCIceCandidateInit | null)[] | null = null;
   #closed = false;
 
-  constructor(
-    private readonly pc: RTCPeerConnection,
-    private readonly opts: NegotiatorOptions,
-  ) {
+  readonly #pc: RTCPeerConnection;
+  readonly #opts: NegotiatorOptions;
+
+  constructor(pc: RTCPeerConnection, opts: NegotiatorOptions) {
+    this.#pc = pc;
+    this.#opts = opts;
     pc.onicecandidate = (ev) => {
       if (this.#closed) return;
       const candidate = ev.candidate ? candidateJson(ev.candidate) : null;
       if (this.#heldCandidates) this.#heldCandidates.push(candidate);
-      else this.opts.send({ candidate });
+      else this.#opts.send({ candidate });
     };
   }
 
@@ -69,22 +71,22 @@ export class Negotiator {
   async #setAndSendLocal(description: RTCSessionDescriptionInit): Promise<void> {
     this.#heldCandidates = [];
     try {
-      await this.pc.setLocalDescription(description);
-      const local = this.pc.localDescription;
-      if (local && !this.#closed) this.opts.send({ description: { type: local.type, sdp: local.sdp } });
+      await this.#pc.setLocalDescription(description);
+      const local = this.#pc.localDescription;
+      if (local && !this.#closed) this.#opts.send({ description: { type: local.type, sdp: local.sdp } });
     } finally {
       const held = this.#heldCandidates;
       this.#heldCandidates = null;
-      if (!this.#closed) for (const candidate of held) this.opts.send({ candidate });
+      if (!this.#closed) for (const candidate of held) this.#opts.send({ candidate });
     }
   }
 
   /** Queues an offer (an ICE restart when asked). */
   offer(iceRestart = false): Promise<void> {
     return this.#run(async () => {
-      if (this.pc.signalingState !== 'stable') return; // a negotiation is under way; it will carry our changes
-      const offer = await this.pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
-      if (this.#closed || this.pc.signalingState !== 'stable') return;
+      if (this.#pc.signalingState !== 'stable') return; // a negotiation is under way; it will carry our changes
+      const offer = await this.#pc.createOffer(iceRestart ? { iceRestart: true } : undefined);
+      if (this.#closed || this.#pc.signalingState !== 'stable') return;
       await this.#setAndSendLocal(offer);
     });
   }
@@ -98,9 +100,9 @@ export class Negotiator {
   }
 
   async #onDescription(description: RTCSessionDescriptionInit): Promise<void> {
-    const pc = this.pc;
+    const pc = this.#pc;
     const collision = description.type === 'offer' && pc.signalingState !== 'stable';
-    this.#ignoreOffer = !this.opts.polite && collision;
+    this.#ignoreOffer = !this.#opts.polite && collision;
     if (this.#ignoreOffer) return;
     if (collision) await pc.setLocalDescription({ type: 'rollback' });
     await pc.setRemoteDescription(description);
@@ -114,7 +116,7 @@ export class Negotiator {
 
   async #onCandidate(candidate: RTCIceCandidateInit | null): Promise<void> {
     if (candidate === null || !candidate.candidate) return; // end-of-candidates: nothing to do for data channels
-    if (!this.pc.remoteDescription) {
+    if (!this.#pc.remoteDescription) {
       this.#pendingCandidates.push(candidate);
       return;
     }
@@ -123,10 +125,10 @@ export class Negotiator {
 
   async #addCandidate(candidate: RTCIceCandidateInit): Promise<void> {
     try {
-      await this.pc.addIceCandidate(candidate);
+      await this.#pc.addIceCandidate(candidate);
     } catch (err) {
       // Candidates of an offer we ignored in a collision are expected to fail.
-      if (!this.#ignoreOffer) this.opts.onError(new PeerError('negotiation-failed', `addIceCandidate failed: ${(err as Error).message}`, { cause: err }));
+      if (!this.#ignoreOffer) this.#opts.onError(new PeerError('negotiation-failed', `addIceCandidate failed: ${(err as Error).message}`, { cause: err }));
     }
   }
 
@@ -136,7 +138,7 @@ export class Negotiator {
       try {
         await step();
       } catch (err) {
-        if (!this.#closed) this.opts.onError(new PeerError('negotiation-failed', `negotiation failed: ${(err as Error).message}`, { cause: err }));
+        if (!this.#closed) this.#opts.onError(new PeerError('negotiation-failed', `negotiation failed: ${(err as Error).message}`, { cause: err }));
       }
     });
     this.#chain = next;
@@ -145,7 +147,7 @@ export class Negotiator {
 
   close(): void {
     this.#closed = true;
-    this.pc.onicecandidate = null;
+    this.#pc.onicecandidate = null;
     this.#pendingCandidates.length = 0;
   }
 }

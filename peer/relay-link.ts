@@ -93,8 +93,6 @@ export class RelayPort {
   readonly #now: () => number;
   readonly enabled: boolean;
   readonly fragmentBytes: number;
-  /** Unreliable frames replaced by newer ones before they could be sent. */
-  superseded = 0;
 
   constructor(transport: RelayTransport, now: () => number = () => Date.now()) {
     this.#transport = transport;
@@ -147,16 +145,10 @@ export class RelayPort {
   sendLatest(to: string, channel: string, frame: RelayFrameOut): void {
     const key = `${to}\0${channel}`;
     if (!this.#slots.has(key) && this.trySend(to, channel, frame)) return;
-    if (this.#slots.has(key)) this.superseded++;
     // Re-inserted, so slots drain oldest-first across channels.
     this.#slots.delete(key);
     this.#slots.set(key, { to, channel, frame });
     this.#arm();
-  }
-
-  /** Forgets a peer's pending frames (it left). */
-  forget(to: string): void {
-    for (const [key, slot] of this.#slots) if (slot.to === to) this.#slots.delete(key);
   }
 
   #arm(): void {

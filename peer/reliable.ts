@@ -112,10 +112,6 @@ export class ReliableReceiver {
   #heldBytes = 0;
   #parts: Uint8Array[] = [];
   #partsText = false;
-  /** Fragments received that had been delivered already. */
-  duplicates = 0;
-  /** Early fragments not held because the hold buffer was full (they are sent again). */
-  overflow = 0;
 
   readonly #maxHeldBytes: number;
 
@@ -133,14 +129,12 @@ export class ReliableReceiver {
   /** Takes one fragment; returns the messages it completes, in order. */
   receive(f: Fragment): Delivered[] {
     const ahead = (f.seq - this.#expected) >>> 0;
-    if (ahead >= 0x80000000) {
-      this.duplicates++;
-      return [];
-    }
+    // Already delivered (a duplicate): nothing to do.
+    if (ahead >= 0x80000000) return [];
     if (ahead > 0) {
-      if (this.#held.has(f.seq)) this.duplicates++;
-      else if (this.#heldBytes + f.bytes.byteLength > this.#maxHeldBytes) this.overflow++;
-      else {
+      // Early: held until the gap fills, unless a copy is held already or the buffer is full
+      // (the sender sends it again after a path change or a relay timeout).
+      if (!this.#held.has(f.seq) && this.#heldBytes + f.bytes.byteLength <= this.#maxHeldBytes) {
         this.#held.set(f.seq, f);
         this.#heldBytes += f.bytes.byteLength;
       }

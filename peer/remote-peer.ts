@@ -54,6 +54,9 @@ export interface FallbackPolicy {
  */
 export const DEFAULT_FALLBACK: FallbackPolicy = { afterMs: 5_000 };
 
+/** How often the data channel path is checked, and pinged when it has been quiet this long. */
+const LIVENESS_MS = 1_000;
+
 export interface RemotePeerOptions {
   id: string;
   meta: Record<string, unknown> | undefined;
@@ -112,6 +115,9 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   /** Every data channel of the current connection is open. */
   #rtcUp = false;
   #fallbackTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When the data channels last delivered anything (keepalives included). */
+  #lastHeard = 0;
+  readonly #liveness: ReturnType<typeof setInterval>;
 
   constructor(opts: RemotePeerOptions) {
     super();
@@ -130,9 +136,11 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
           lost: () => this.#onChannelLost(),
           route: () => this.#route,
           relay: () => this.#opts.relay,
+          heard: () => (this.#lastHeard = Date.now()),
         }),
       );
     }
+    this.#liveness = setInterval(() => this.#checkLiveness(), LIVENESS_MS);
     this.#armFallback();
     if (opts.initiator) this.#connect(0);
   }
@@ -193,12 +201,16 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     return this.#recover();
   }
 
+  #unknownChannel(name: string): void {
+    this.emit('error', new PeerError('unknown-channel', `peer ${this.id} used unknown channel "${name}"; configure it on both sides`));
+  }
+
   /** A relay frame from this peer, for one of its channels. */
   handleRelay(frame: RelayFrameIn): void {
     if (this.#stateValue === 'closed') return;
     const ch = this.#channels.get(frame.channel);
     if (!ch) {
-      this.emit('error', new PeerError('unknown-channel', `peer ${this.id} relayed on unknown channel "${frame.channel}"`));
+      this.#unknownChannel(frame.channel);
       return;
     }
     ch.receiveRelay(frame);
@@ -289,7 +301,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
         if (this.#conn !== conn) return;
         const channel = this.#channels.get(ev.channel.label);
         if (!channel) {
-          this.emit('error', new PeerError('unknown-channel', `peer ${this.id} opened unknown channel "${ev.channel.label}"; configure it on both sides`));
+          this.#unknownChannel(ev.channel.label);
           ev.channel.close();
           return;
         }
@@ -330,6 +342,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     if (this.#stateValue === 'closed' || this.#rtcUp) return;
     for (const ch of this.#channels.values()) if (!ch.open) return;
     this.#rtcUp = true;
+    this.#lastHeard = Date.now();
     this.#attempt = 0;
     this.#clearRecovery();
     this.#clearFallback();
@@ -360,6 +373,24 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     }
     if (failed) this.#fallBack(notify);
     else this.#armFallback();
+  }
+
+  /**
+   * werift reports neither `disconnected` nor `failed` when a working path goes silent: only
+   * its ICE consent check, 30 s later (RFC 7675 section 5.1; CONSENT_TIMEOUT in werift's
+   * iceBase.js), and a game would freeze that long. So each side pings over a reliable data
+   * channel once it has heard nothing for a second, and a path silent for `fallback.afterMs`
+   * counts as failed: rebuilt, and the peer falls back meanwhile.
+   */
+  #checkLiveness(): void {
+    if (!this.#rtcUp || this.#route !== 'rtc' || this.#opts.fallback === false) return;
+    const silent = Date.now() - this.#lastHeard;
+    if (silent > this.#opts.fallback.afterMs) {
+      this.#scheduleRecovery(0);
+      this.#rtcLost(true);
+    } else if (silent >= LIVENESS_MS) {
+      for (const ch of this.#channels.values()) if (ch.ping()) break;
+    }
   }
 
   #canFallBack(): boolean {
@@ -495,6 +526,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#stateValue = 'closed';
+    clearInterval(this.#liveness);
     this.#clearRecovery();
     this.#clearFallback();
     for (const ch of this.#channels.values()) ch.close();

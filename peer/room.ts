@@ -197,7 +197,6 @@ export class Room extends TypedEmitter<RoomEvents> {
     const peer = this.#remote.get(id);
     if (!peer) return;
     this.#remote.delete(id);
-    this.#relayPort.forget(id);
     void peer.close();
     this.emit('peer-left', peer, reason);
   }
