@@ -58,16 +58,13 @@ const RETURN_MS = 30_000;
 /** The longest a receiver may go without game state when the path changes under it by itself. */
 const MAX_GAME_GAP_MS = 3_000;
 /**
- * From blocking UDP mid-session to `websocket`. Nothing tells werift that a working path went
- * silent until ICE consent expires (RFC 7675: 30 s after the last consent response; werift
- * 0.24 has no `disconnected` state before that), and the library acts only on the connection
- * state or a closed channel: measured 25.6-29.6 s here (the last consent response came 0-5 s
- * before the block), during which no message arrives. 45 s is
- * that expiry plus a loaded machine. A known limit, not a goal: a faster detection would need
- * a liveness signal of the library's own (e.g. reliable fragments left unacknowledged on the
- * data channel for longer than fallback.afterMs).
+ * From blocking UDP mid-session to `websocket`. werift says nothing of a working path gone
+ * silent until ICE consent expires 30 s later (RFC 7675), so the library keeps its own
+ * liveness on the data channel path (peer/remote-peer.ts #checkLiveness): a path silent for
+ * fallback.afterMs (1.5 s here) counts as failed. Measured about 1.6 s; 10 s allows for a
+ * loaded machine and stays far below the 25.6-29.6 s the consent timeout took before.
  */
-const MID_SESSION_FALLBACK_MS = 45_000;
+const MID_SESSION_FALLBACK_MS = 10_000;
 
 describeNetns('NAT lab: WebSocket fallback when the sites block UDP (issue 5)', () => {
   let net: NatTopology;
