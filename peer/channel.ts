@@ -1,7 +1,7 @@
 import type { ResolvedChannel } from './channels.js';
 import type { SendGate } from './runtime/types.js';
 import { PeerError } from './errors.js';
-import { LatestFilter, decodeLatest, encodeLatest } from './latest.js';
+import { LatestFilter, encodeLatest } from './latest.js';
 import type { RelayFrameIn, RelayFrameOut, RelayLink } from './relay-link.js';
 import { decodeFrame, encodeAck, encodeFragment, ReliableReceiver, ReliableSender, type Fragment } from './reliable.js';
 
@@ -118,6 +118,8 @@ export class Channel {
   #dc: RTCDataChannel | null = null;
   /** Fragments not yet written on the current path, in sequence order. */
   #outbox: Outgoing[] = [];
+  /** Payload bytes in the outbox (not yet written). */
+  #outboxBytes = 0;
   readonly #sender = new ReliableSender();
   readonly #receiver: ReliableReceiver;
   #seq = 0;
@@ -203,6 +205,7 @@ export class Channel {
     if (this.#closed || !this.config.reliable) return;
     const done = new Map<number, Outgoing['done']>();
     for (const o of this.#outbox) if (o.done) done.set(o.frag.seq, o.done);
+    this.#outboxBytes = this.#sender.bytes;
     this.#outbox = this.#sender.pending.map((frag) => {
       const d = done.get(frag.seq);
       return d ? { frag, done: d } : { frag };
@@ -226,10 +229,11 @@ export class Channel {
       this.#sendUnreliable(payload);
       return Promise.resolve();
     }
-    if (this.#sender.bytes + size > this.#flow.maxQueuedBytes) {
-      return Promise.reject(new PeerError('buffer-full', `${this.#sender.bytes} bytes already wait on ${this.config.name} (max ${this.#flow.maxQueuedBytes}); await earlier sends`));
+    if (this.#outboxBytes + size > this.#flow.maxQueuedBytes) {
+      return Promise.reject(new PeerError('buffer-full', `${this.#outboxBytes} bytes already wait on ${this.config.name} (max ${this.#flow.maxQueuedBytes}); await earlier sends`));
     }
     const frags = this.#sender.push(payload, this.#fragmentBytes());
+    this.#outboxBytes += size;
     return new Promise<void>((resolve, reject) => {
       frags.forEach((frag, i) => this.#outbox.push(i === frags.length - 1 ? { frag, done: { resolve, reject } } : { frag }));
       this.#flush();
@@ -290,6 +294,15 @@ export class Channel {
     this.#pollTimer = null;
   }
 
+  /**
+   * Written but not yet acknowledged data is bounded too (4 x the high watermark): the
+   * sender keeps it for resending, and a runtime that does not report `bufferedAmount`
+   * (@roamhq/wrtc) would otherwise take everything at once.
+   */
+  #windowFull(): boolean {
+    return this.#sender.bytes - this.#outboxBytes > this.#flow.highWaterMark * 4;
+  }
+
   /** Writes waiting fragments while the current path has room. */
   #flush(): void {
     if (this.#closed) return;
@@ -300,8 +313,9 @@ export class Channel {
       const next = this.#outbox[0] as Outgoing;
       const size = next.frag.bytes.byteLength + 5;
       if (dc.bufferedAmount + size > this.#flow.highWaterMark && dc.bufferedAmount > 0) return this.#armPoll();
-      if (this.#gated()) return;
+      if (this.#gated() || this.#windowFull()) return;
       this.#outbox.shift();
+      this.#outboxBytes -= next.frag.bytes.byteLength;
       try {
         this.#write(dc, encodeFragment(next.frag));
         next.done?.resolve();
@@ -314,7 +328,7 @@ export class Channel {
   #flushRelay(): void {
     const relay = this.#hooks.relay();
     if (!relay) return;
-    while (this.#outbox.length) {
+    while (this.#outbox.length && !this.#windowFull()) {
       const next = this.#outbox[0] as Outgoing;
       const f = next.frag;
       const frame: RelayFrameOut = { seq: f.seq };
@@ -330,6 +344,7 @@ export class Channel {
         return;
       }
       this.#outbox.shift();
+      this.#outboxBytes -= f.bytes.byteLength;
       this.sent++;
       next.done?.resolve();
       this.#armRto();
@@ -346,11 +361,14 @@ export class Channel {
   }
 
   #onAck(seq: number): void {
-    if (this.#sender.ack(seq) > 0 && this.#rtoTimer !== null) {
+    if (this.#sender.ack(seq) === 0) return;
+    if (this.#rtoTimer !== null) {
       clearTimeout(this.#rtoTimer);
       this.#rtoTimer = null;
       if (this.#sender.pendingCount > 0 && this.#hooks.route() === 'websocket') this.#armRto();
     }
+    // The window moved.
+    this.#flush();
   }
 
   #write(dc: RTCDataChannel, payload: string | Uint8Array): void {
@@ -377,17 +395,17 @@ export class Channel {
     if (typeof raw === 'string') data = raw;
     else if (raw instanceof ArrayBuffer || ArrayBuffer.isView(raw)) data = toBytes(raw);
     else return this.#hooks.error(new PeerError('bad-data', `unexpected message type on ${this.config.name}`));
-    if (this.config.reliable) {
+    const { reliable, latest } = this.config;
+    if (reliable || latest) {
+      // Both are framed [flags][seq][payload] (peer/reliable.ts); latest-mode messages are
+      // never fragments or acks.
       const frame = typeof data === 'string' ? null : decodeFrame(data);
-      if (!frame) return this.#hooks.error(new PeerError('bad-data', `malformed reliable frame on ${this.config.name}`));
+      if (!frame || (latest && ('ack' in frame || frame.fragment.more))) return this.#hooks.error(new PeerError('bad-data', `malformed frame on ${this.config.name}`));
       if ('ack' in frame) return this.#onAck(frame.ack);
-      return this.#onFragment(frame.fragment);
-    }
-    if (this.config.latest) {
-      const frame = typeof data === 'string' ? null : decodeLatest(data);
-      if (!frame) return this.#hooks.error(new PeerError('bad-data', `malformed latest-mode frame on ${this.config.name}`));
-      if (!this.#filter.accept(frame.seq)) return;
-      data = frame.payload;
+      const f = frame.fragment;
+      if (reliable) return this.#onFragment(f);
+      if (!this.#filter.accept(f.seq)) return;
+      data = f.text ? decoder.decode(f.bytes) : f.bytes;
     }
     this.#deliver(data);
   }

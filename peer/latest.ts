@@ -1,32 +1,27 @@
 /**
- * Framing of `latest`-mode messages: [kind:u8][seq:u32 BE][payload]. kind 0 = bytes,
- * 1 = UTF-8 text. The receiver keeps the newest sequence number and drops anything not
- * newer, using serial-number arithmetic (RFC 1982) so the counter may wrap.
+ * Framing of `latest`-mode messages: [kind:u8][seq:u32 BE][payload], kind 0 = bytes,
+ * 1 = UTF-8 text: the data channel framing of reliable fragments (peer/reliable.ts) with
+ * only the TEXT flag, so both share one codec. The receiver keeps the newest sequence
+ * number and drops anything not newer, using serial-number arithmetic (RFC 1982) so the
+ * counter may wrap.
  */
-const HEADER = 5;
+import { decodeFrame, encodeFragment, seqNewer } from './reliable.js';
+
+export { seqNewer };
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export function encodeLatest(seq: number, payload: string | Uint8Array): Uint8Array {
-  const body = typeof payload === 'string' ? encoder.encode(payload) : payload;
-  const out = new Uint8Array(HEADER + body.byteLength);
-  out[0] = typeof payload === 'string' ? 1 : 0;
-  new DataView(out.buffer).setUint32(1, seq >>> 0);
-  out.set(body, HEADER);
-  return out;
+  const text = typeof payload === 'string';
+  return encodeFragment({ seq: seq >>> 0, text, more: false, bytes: text ? encoder.encode(payload) : payload });
 }
 
 export function decodeLatest(frame: Uint8Array): { seq: number; payload: string | Uint8Array } | null {
-  if (frame.byteLength < HEADER || frame[0]! > 1) return null;
-  const seq = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1);
-  const body = frame.subarray(HEADER);
-  return { seq, payload: frame[0] === 1 ? decoder.decode(body) : body };
-}
-
-/** True when `a` is newer than `b` in 32-bit serial-number arithmetic (RFC 1982 §3.2). */
-export function seqNewer(a: number, b: number): boolean {
-  const d = (a - b) >>> 0;
-  return d !== 0 && d < 0x80000000;
+  const d = decodeFrame(frame);
+  if (!d || !('fragment' in d) || d.fragment.more) return null;
+  const f = d.fragment;
+  return { seq: f.seq, payload: f.text ? decoder.decode(f.bytes) : f.bytes };
 }
 
 /** Per-channel receive filter for latest mode. */

@@ -10,7 +10,11 @@
  * is missing and nothing is delivered twice. Sequence numbers compare with serial-number
  * arithmetic (RFC 1982), so they may wrap; fewer than 2^31 may be unacknowledged.
  */
-import { seqNewer } from './latest.js';
+/** True when `a` is newer than `b` in 32-bit serial-number arithmetic (RFC 1982 §3.2). */
+export function seqNewer(a: number, b: number): boolean {
+  const d = (a - b) >>> 0;
+  return d !== 0 && d < 0x80000000;
+}
 
 export interface Fragment {
   seq: number;

@@ -147,6 +147,22 @@ describe('Node peers', () => {
     expect((inbox as Uint8Array[]).every((m) => m.byteLength === chunk.byteLength)).toBe(true);
   });
 
+  it('a sender that awaits each send never gets buffer-full, however much it sends (48 MiB over @roamhq/wrtc)', async () => {
+    // Reliable messages are kept until acknowledged (for resending after a path switch):
+    // what is written and unacknowledged is bounded by waiting, not by rejecting. Before
+    // that, a fast runtime took data faster than acks came back and an awaited send
+    // rejected with buffer-full once 8 MiB were unacknowledged.
+    const [a, b] = await h.mesh('wrtc-window', 2, { rtc: wrtc as unknown as RtcRuntime });
+    const toA = b!.peers.get(a!.id)!;
+    let received = 0;
+    a!.on('message', ({ channel }) => {
+      if (channel === 'reliable') received++;
+    });
+    const chunk = new Uint8Array(16 * 1024);
+    for (let i = 0; i < 3072; i++) await toA.send('reliable', chunk);
+    await until(a!, () => received === 3072);
+  }, 60_000);
+
   it('leave() releases every socket and timer', async () => {
     const [a, b] = await h.mesh('handles', 2);
     await Promise.all([a!.leave(), b!.leave(), a!.leave()]);
