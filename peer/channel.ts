@@ -222,7 +222,9 @@ export class Channel {
     } catch (err) {
       return Promise.reject(err instanceof PeerError ? err : new PeerError('bad-data', `cannot encode for ${this.config.name}: ${(err as Error).message}`, { cause: err }));
     }
-    const size = typeof payload === 'string' ? encoder.encode(payload).byteLength : payload.byteLength;
+    // Encoded once: for the size check and, on reliable channels, the fragments.
+    const bytes = typeof payload === 'string' ? encoder.encode(payload) : payload;
+    const size = bytes.byteLength;
     const max = this.#hooks.maxMessageSize();
     if (size > max) return Promise.reject(new PeerError('too-large', `message of ${size} bytes exceeds the negotiated max message size ${max} on ${this.config.name}`));
     if (!this.config.reliable) {
@@ -232,7 +234,7 @@ export class Channel {
     if (this.#outboxBytes + size > this.#flow.maxQueuedBytes) {
       return Promise.reject(new PeerError('buffer-full', `${this.#outboxBytes} bytes already wait on ${this.config.name} (max ${this.#flow.maxQueuedBytes}); await earlier sends`));
     }
-    const frags = this.#sender.push(payload, this.#fragmentBytes());
+    const frags = this.#sender.push(payload, this.#fragmentBytes(), bytes);
     this.#outboxBytes += size;
     return new Promise<void>((resolve, reject) => {
       frags.forEach((frag, i) => this.#outbox.push(i === frags.length - 1 ? { frag, done: { resolve, reject } } : { frag }));
@@ -334,8 +336,7 @@ export class Channel {
       const frame: RelayFrameOut = { seq: f.seq };
       if (f.more) frame.more = true;
       // A whole text message goes as a plain string; fragments and bytes as [kind][bytes].
-      const text = f.text && f.whole === true ? decoder.decode(f.bytes) : null;
-      frame.data = text !== null && plainTextFits(text, relay.fragmentBytes) ? text : withKind(f.text, f.bytes);
+      frame.data = f.str !== undefined && plainTextFits(f.str, relay.fragmentBytes) ? f.str : withKind(f.text, f.bytes);
       if (!relay.trySend(this.config.name, frame)) {
         this.#unsubscribeRelayDrain ??= relay.onDrain(() => {
           this.#unsubscribeRelayDrain = null;

@@ -23,8 +23,8 @@ export interface Fragment {
   /** More fragments of the same message follow. */
   more: boolean;
   bytes: Uint8Array;
-  /** Set by the sender: the fragment is a whole message. */
-  whole?: boolean;
+  /** Set by the sender when the fragment is a whole text message: that text. */
+  str?: string;
 }
 
 export interface Delivered {
@@ -34,10 +34,13 @@ export interface Delivered {
 
 const encoder = new TextEncoder();
 
-/** Splits a message into fragment bodies of at most `maxFragment` bytes (at least one). */
-export function splitMessage(payload: string | Uint8Array, maxFragment: number): { text: boolean; bytes: Uint8Array }[] {
+/**
+ * Splits a message into fragment bodies of at most `maxFragment` bytes (at least one).
+ * `encoded`: the UTF-8 of a text payload, when the caller has it already.
+ */
+export function splitMessage(payload: string | Uint8Array, maxFragment: number, encoded?: Uint8Array): { text: boolean; bytes: Uint8Array }[] {
   const text = typeof payload === 'string';
-  const bytes = text ? encoder.encode(payload) : payload;
+  const bytes = encoded ?? (text ? encoder.encode(payload) : payload);
   if (bytes.byteLength <= maxFragment) return [{ text, bytes }];
   const out: { text: boolean; bytes: Uint8Array }[] = [];
   for (let at = 0; at < bytes.byteLength; at += maxFragment) out.push({ text, bytes: bytes.subarray(at, at + maxFragment) });
@@ -59,12 +62,14 @@ export class ReliableSender {
   }
 
   /** Numbers the fragments of one message and keeps them until acknowledged. */
-  push(payload: string | Uint8Array, maxFragment: number): Fragment[] {
-    const parts = splitMessage(payload, maxFragment);
+  push(payload: string | Uint8Array, maxFragment: number, encoded?: Uint8Array): Fragment[] {
+    const parts = splitMessage(payload, maxFragment, encoded);
     const frags = parts.map((p, i): Fragment => {
       const seq = this.#nextSeq;
       this.#nextSeq = (this.#nextSeq + 1) >>> 0;
-      return { seq, text: p.text, more: i < parts.length - 1, bytes: p.bytes, whole: parts.length === 1 };
+      const f: Fragment = { seq, text: p.text, more: i < parts.length - 1, bytes: p.bytes };
+      if (typeof payload === 'string' && parts.length === 1) f.str = payload;
+      return f;
     });
     for (const f of frags) {
       this.#unacked.push(f);
