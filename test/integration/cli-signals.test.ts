@@ -1,24 +1,14 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { killCliChildren, nextLine, startCli } from '../helpers/cli.js';
 
-const cli = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
-const children: ChildProcessWithoutNullStreams[] = [];
-
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+afterEach(killCliChildren);
 
 /** Starts `rallypoint serve` and resolves once its start line was read. */
 async function serve(): Promise<ChildProcessWithoutNullStreams> {
-  const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--turn-port', '0'], { stdio: 'pipe' });
-  children.push(child);
-  const rl = createInterface({ input: child.stdout });
-  const [line] = (await once(rl, 'line')) as [string];
-  expect(line).toMatch(/^rallypoint listening on /);
-  rl.close();
+  const child = startCli(['serve', '--port', '0', '--host', '127.0.0.1', '--turn-port', '0']);
+  expect(await nextLine(child)).toMatch(/^rallypoint listening on /);
   return child;
 }
 
