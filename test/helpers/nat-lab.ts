@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumMissing, NO_MDNS_ARG, watchPage, type PageLog } from './browser.js';
 import type { NetLab, Netns, Switch } from './netns.js';
+import { START_LINE, TURN_LINE } from './cli.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
 export const NAT_PEER = fileURLToPath(new URL('../fixtures/nat/peer.mjs', import.meta.url));
@@ -202,12 +203,12 @@ export async function startServe(ns: Netns, host: string, args: string[], option
   const { embeddedTurn = true } = options;
   const proc = new LineProcess(`serve@${ns.name}`, ns.spawn(process.execPath, [CLI, 'serve', '--port', '0', '--host', host, '--log-level', 'warn', ...args], { killSignal: 'SIGTERM' }));
   const first = String((await proc.next<{ line: string }>('text')).line);
-  const m = /^rallypoint listening on (http:\/\/\S+) \(signaling (ws:\/\/[^\s)]+)\)$/.exec(first);
+  const m = START_LINE.exec(first);
   if (!m) throw new Error(`unexpected start line: ${first}`);
   let turn: Serve['turn'] = null;
   if (embeddedTurn) {
     const second = String((await proc.next<{ line: string }>('text')).line);
-    const t = /^rallypoint TURN listening on udp:\/\/([\d.]+):(\d+) \(relay ([\d.]+)\)$/.exec(second);
+    const t = TURN_LINE.exec(second);
     if (!t) throw new Error(`unexpected TURN line: ${second}`);
     turn = { address: t[1]!, port: Number(t[2]), relay: t[3]! };
   }

@@ -2,9 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { START_LINE } from './cli.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const START_LINE = /^rallypoint listening on (http:\/\/\S+) \(signaling (ws:\/\/\S+)\)$/;
 
 export interface NpmServer {
   /** `http://127.0.0.1:port`: the demo and the bundle are served here. */
