@@ -434,10 +434,10 @@ export class Channel {
     try {
       done = this.#receiver.receive(f, this.#hooks.maxMessageSize());
     } catch (err) {
-      // The remote peer broke the framing (peer/reliable.ts): what it sends on this channel
-      // can no longer be trusted, and holding more of it is what it may be after.
+      // A PeerError `protocol-violation` (peer/reliable.ts): what the remote peer sends on
+      // this channel can no longer be trusted, and holding more of it is what it may be after.
       this.close();
-      return this.#hooks.error(new PeerError('protocol-violation', `${(err as Error).message} on ${this.config.name}`));
+      return this.#hooks.error(err as PeerError);
     }
     for (const m of done) this.#deliver(m.text ? decoder.decode(m.bytes) : m.bytes);
     this.#unackedReceived++;

@@ -125,7 +125,7 @@ export class ReliableSender {
 export const MAX_HELD_FRAGMENTS = 4096;
 
 /** The remote peer broke the framing: no sender of this library does that. */
-const violation = (what: string): PeerError => new PeerError('protocol-violation', what);
+const violation = (what: string): PeerError => new PeerError('protocol-violation', `peer broke the reliable framing: ${what}`);
 
 /** The receiving half of one reliable channel. */
 export class ReliableReceiver {
@@ -160,7 +160,7 @@ export class ReliableReceiver {
    */
   receive(f: Fragment, maxMessageBytes = Infinity): Delivered[] {
     const size = f.bytes.byteLength;
-    if (f.more && !size) throw violation('peer sent an empty fragment marked more');
+    if (f.more && !size) throw violation('empty fragment marked more');
     const ahead = (f.seq - this.#expected) >>> 0;
     // Already delivered (a duplicate): nothing to do.
     if (ahead >= 0x80000000) return [];
@@ -196,7 +196,7 @@ export class ReliableReceiver {
     if (this.#parts.length === 0) this.#partsText = f.text;
     this.#parts.push(f.bytes);
     this.#partsBytes += f.bytes.byteLength;
-    if (this.#partsBytes > max) throw violation(`peer sent a message over ${max} bytes`);
+    if (this.#partsBytes > max) throw violation(`message over ${max} bytes`);
     if (f.more) return;
     const parts = this.#parts;
     const total = this.#partsBytes;

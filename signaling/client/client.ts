@@ -147,7 +147,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.#policy = options.reconnect === false ? null : (options.reconnect ?? new ExponentialBackoff());
     this.#times = [options.welcomeTimeoutMs ?? 10_000, options.pingAfterMs ?? 15_000, options.pingTimeoutMs ?? 5_000];
     // setTimeout fires at once for anything above 2^31 - 1 ms.
-    if (!this.#times.every((ms) => ms > 0 && ms < 2 ** 31)) throw new RangeError('welcomeTimeoutMs, pingAfterMs and pingTimeoutMs: 1 to 2^31-1 ms');
+    if (!this.#times.every((ms) => ms > 0 && ms < 2 ** 31)) throw new RangeError('timeouts: 1 to 2^31-1 ms');
     // Validate the join now so a bad room name fails at construction, not on the wire.
     encodeClientMessage(this.#joinMessage());
   }

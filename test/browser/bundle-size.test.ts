@@ -6,8 +6,12 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libraryOptions } from '../../web/build.mjs';
 
-/** The budget of the peer library and signaling client together, min+gzip (gzip -9). */
-const BUDGET_BYTES = 12 * 1024;
+/**
+ * The budget of the peer library and signaling client together, min+gzip (gzip -9). 13 KiB:
+ * the signaling client's own liveness (welcome timeout, ping/pong) and the reliable
+ * receiver's framing bounds cost 473 bytes over the 12,284 measured before them.
+ */
+const BUDGET_BYTES = 13 * 1024;
 
 describe('browser bundle (dist/web/rallypoint.min.js)', () => {
   let dir = '';

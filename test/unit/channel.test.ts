@@ -85,7 +85,7 @@ describe('Channel framing violations', () => {
     channel.attach(asDc(dc));
     dc.onmessage?.({ data: encodeFragment({ seq: 0, text: false, more: true, bytes: new Uint8Array(0) }).buffer });
     expect(errors.map((e) => e.code)).toEqual(['protocol-violation']);
-    expect(errors[0]?.message).toMatch(/empty fragment marked more on reliable/);
+    expect(errors[0]?.message).toMatch(/reliable framing: empty fragment marked more/);
     await expect(channel.send('after')).rejects.toMatchObject({ code: 'closed' });
     expect(dc.readyState).toBe('closed');
   });
