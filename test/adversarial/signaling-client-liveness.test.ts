@@ -139,6 +139,30 @@ describe('SignalingClient liveness (adversarial network)', () => {
     expect(closeCodes.slice(0, 3)).toEqual([4408, 4408, 4408]);
   });
 
+  it('the welcome timeout covers an upgrade that is never answered (the socket is still connecting)', async () => {
+    // Accepts TCP, reads the HTTP upgrade request, answers nothing.
+    const sockets: Socket[] = [];
+    const silent = createServer((s) => {
+      sockets.push(s);
+      s.on('error', () => {});
+    });
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    closers.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    });
+    const c = client({ url: `ws://127.0.0.1:${(silent.address() as AddressInfo).port}/ws`, welcomeTimeoutMs: 200 });
+    const errors: SignalingError[] = [];
+    c.on('error', (e) => errors.push(e));
+    c.connect().catch(() => {});
+    const [first] = await c.next('reconnecting');
+    const [second] = await c.next('reconnecting');
+    expect([first.closeCode, second.closeCode]).toEqual([4408, 4408]);
+    expect(errors.slice(0, 2).map((e) => e.code)).toEqual(['timeout', 'timeout']);
+    expect(sockets.length).toBeGreaterThanOrEqual(2);
+  });
+
   it('an idle joined client pings through many intervals and keeps its connection (no reconnect)', async () => {
     const server = await startServer(h);
     const { WS, instances, sent } = recordingWebSocket();
