@@ -6,12 +6,13 @@
  * Real server, real sockets on port 0; option values small so the test is quick.
  */
 import { once } from 'node:events';
-import { createServer, connect as tcpConnect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { createNodeSignalingClient } from '../../peer/node.js';
 import type { ReconnectPolicy, SignalingClient, SignalingClientOptions, SignalingError, Welcome } from '../../signaling/client/index.js';
 import { cleanup, newHarness, rawSocket, recordingWebSocket, startServer } from '../helpers/signaling-harness.js';
+import { startFreezableProxy, type FreezableProxy } from '../helpers/tcp-proxy.js';
 
 const h = newHarness();
 const closers: (() => Promise<void>)[] = [];
@@ -30,39 +31,11 @@ function client(opts: Partial<SignalingClientOptions> & { url: string }): Signal
   return c;
 }
 
-/**
- * A TCP proxy to `target` whose open flows can be frozen: a frozen flow forwards nothing in
- * either direction and closes nothing, exactly what a vanished host looks like from both
- * ends. New flows forward normally.
- */
-async function startProxy(target: number): Promise<{ port: number; flows: number; freeze(): void }> {
-  const flows: { frozen: boolean; sockets: Socket[] }[] = [];
-  const server: Server = createServer((down) => {
-    const up = tcpConnect(target, '127.0.0.1');
-    const flow = { frozen: false, sockets: [down, up] };
-    flows.push(flow);
-    down.on('data', (b) => void (flow.frozen || up.write(b)));
-    up.on('data', (b) => void (flow.frozen || down.write(b)));
-    // A frozen flow keeps both sockets open: nobody learns anything from a FIN.
-    down.on('end', () => void (flow.frozen || up.end()));
-    up.on('end', () => void (flow.frozen || down.end()));
-    for (const s of flow.sockets) s.on('error', () => {});
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(async () => {
-    for (const f of flows) for (const s of f.sockets) s.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    get flows() {
-      return flows.length;
-    },
-    freeze() {
-      for (const f of flows) f.frozen = true;
-    },
-  };
+/** A proxy closed after the test. */
+async function startProxy(target: number): Promise<FreezableProxy> {
+  const proxy = await startFreezableProxy(target);
+  closers.push(() => proxy.close());
+  return proxy;
 }
 
 describe('SignalingClient liveness (adversarial network)', () => {
