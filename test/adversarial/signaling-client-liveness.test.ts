@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { createNodeSignalingClient } from '../../peer/node.js';
+import { createNodeSignalingClient, joinRoom } from '../../peer/node.js';
 import type { ReconnectPolicy, SignalingClient, SignalingClientOptions, SignalingError, Welcome } from '../../signaling/client/index.js';
 import { cleanup, newHarness, rawSocket, recordingWebSocket, startServer } from '../helpers/signaling-harness.js';
 import { startFreezableProxy, type FreezableProxy } from '../helpers/tcp-proxy.js';
@@ -110,6 +110,14 @@ describe('SignalingClient liveness (adversarial network)', () => {
     // The server saw each abandoned attempt closed with 4408 (resumable, not the final 1000).
     while (closeCodes.length < 3) await new Promise((r) => setImmediate(r));
     expect(closeCodes.slice(0, 3)).toEqual([4408, 4408, 4408]);
+  });
+
+  it('joinRoom takes the client timeouts: without reconnect, a server that never welcomes fails the join', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'rallypoint.v1' });
+    await once(wss, 'listening');
+    closers.push(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/ws`;
+    await expect(joinRoom({ url, room: 'lobby', welcomeTimeoutMs: 150, reconnect: false })).rejects.toMatchObject({ code: 'closed', message: /4408 no welcome within 150 ms/ });
   });
 
   it('the welcome timeout covers an upgrade that is never answered (the socket is still connecting)', async () => {
