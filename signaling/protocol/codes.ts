@@ -48,6 +48,12 @@ export const CLOSE_CODES = {
   rateLimited: 4029,
   /** Repeated protocol misuse of another kind (not-joined, peer-not-found, ...). */
   protocolAbuse: 4002,
+  /**
+   * Sent by a client: the server did not answer in time (no `welcome`, or no frame after a
+   * `ping`), so the client gives the connection up and reconnects. Not 1000: the session
+   * must stay resumable.
+   */
+  timeout: 4408,
 } as const;
 export type CloseCode = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
 

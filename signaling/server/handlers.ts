@@ -10,6 +10,7 @@ import {
   type LeaveMessage,
   type SignalMessage,
   type RelayMessage,
+  type PingMessage,
   type IceServer,
 } from '../protocol/index.js';
 import type { Connection } from './connection.js';
@@ -191,6 +192,14 @@ function relayNotDelivered(ctx: HandlerContext, conn: Connection, session: Sessi
   if (msg.unreliable) return;
   const why = msg.to === session.id ? 'cannot relay to yourself' : `no peer ${msg.to} in room ${session.room}`;
   ctx.sendError(conn, 'peer-not-found', why, msg.ref);
+}
+
+/**
+ * Answers a client's liveness check (PROTOCOL.md, Liveness). Joined or not: the frame
+ * already paid a signaling token, and a pong costs no more than the error it would get.
+ */
+export function handlePing(conn: Connection, msg: PingMessage): void {
+  conn.send(encodeServerMessage(msg.ref === undefined ? { type: 'pong' } : { type: 'pong', ref: msg.ref }));
 }
 
 export async function handleLeave(ctx: HandlerContext, conn: Connection, msg: LeaveMessage): Promise<void> {

@@ -18,7 +18,7 @@ import {
 } from '../protocol/index.js';
 import { systemClock, type Clock } from './clock.js';
 import { Connection } from './connection.js';
-import { endSession, handleJoin, handleLeave, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
+import { endSession, handleJoin, handleLeave, handlePing, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
 import { handleHttp } from './http.js';
 import { MemoryRoomStore } from './memory-rooms.js';
@@ -315,6 +315,9 @@ export class SignalingServer implements HandlerContext {
         case 'relay':
           // Synchronous with a synchronous store, like signal.
           result = handleRelay(this, conn, msg, size);
+          break;
+        case 'ping':
+          result = handlePing(conn, msg);
           break;
         default: {
           const never: never = msg;
