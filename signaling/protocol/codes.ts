@@ -34,6 +34,14 @@ export const CLOSE_CODES = {
   frameTooLarge: 1009,
   /** Unexpected server error. */
   internal: 1011,
+  /**
+   * "Try Again Later" (IANA WebSocket close code registry): the client did not read its
+   * socket and its unsent backlog passed `maxBufferedBytes`. The server casts it off rather
+   * than buffer without bound; the session is kept for resume, so the client reconnects.
+   */
+  slowReader: 1013,
+  /** The connection was not in a room for `joinTimeoutMs` (never joined, or idle after leave). */
+  joinTimeout: 4008,
   /** Repeated frames that are not JSON. */
   badJson: 4000,
   /** Repeated frames that do not match the schema. */
@@ -92,6 +100,7 @@ export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
 export const UPGRADE_REFUSALS = {
   'bad-path': 404,
   'bad-origin': 403,
+  'bad-host': 403,
   'bad-subprotocol': 400,
   unauthorized: 401,
   'server-full': 503,
