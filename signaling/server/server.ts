@@ -566,6 +566,7 @@ export async function listenSignaling(options: ListenOptions = {}): Promise<List
   const url = await listen(http, port, host);
   let metricsUrl: string | undefined;
   let metricsServer: HttpServer | undefined;
+  let closing: Promise<void> | null = null;
   if (metricsPort !== undefined) {
     const m = createServer((req, res) => {
       if (!s.handleMetricsHttp(req, res)) notFound(res);
@@ -585,9 +586,18 @@ export async function listenSignaling(options: ListenOptions = {}): Promise<List
     url,
     wsUrl: `${url.replace(/^http/, 'ws')}${s.options.path}`,
     ...(metricsUrl !== undefined ? { metricsUrl } : {}),
-    close: async (opts) => {
-      await s.close(opts);
-      if (metricsServer) await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+    // Without a metrics listener, the server's own (idempotent) close promise.
+    close: (opts) => {
+      if (metricsServer === undefined) return s.close(opts);
+      const m = metricsServer;
+      closing ??= s.close(opts).then(
+        () =>
+          new Promise<void>((resolve) => {
+            m.close(() => resolve());
+            m.closeAllConnections(); // a scraper's keep-alive socket must not hold the close
+          }),
+      );
+      return closing;
     },
   };
 }
