@@ -165,7 +165,8 @@ export interface ResolvedOptions extends Omit<SignalingServerOptions, 'limits' |
   proxyTrust: ProxyTrust;
 }
 
-export function resolveOptions(options: SignalingServerOptions): ResolvedOptions {
+/** Validates options; `serverNames` (the names the server listens as) join the allowed hosts. */
+export function resolveOptions(options: SignalingServerOptions, serverNames: readonly string[] = []): ResolvedOptions {
   const parsed = OptionsSchema.safeParse(options);
   if (!parsed.success) throw new InvalidOptionsError(`invalid signaling options: ${formatZodError(parsed.error)}`, { cause: parsed.error });
   const limits: Limits = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
@@ -186,7 +187,7 @@ export function resolveOptions(options: SignalingServerOptions): ResolvedOptions
   if ((options.tokenAudience !== undefined || options.tokenIssuer !== undefined) && options.secret === undefined) {
     throw new InvalidOptionsError('invalid signaling options: tokenAudience and tokenIssuer check tokens: they need a secret');
   }
-  const allowedHosts = options.allowedHosts === '*' ? '*' : [...defaultAllowedHosts(), ...(options.allowedHosts ?? []).map((h) => h.toLowerCase())];
+  const allowedHosts = options.allowedHosts === '*' ? '*' : [...defaultAllowedHosts(), ...serverNames, ...(options.allowedHosts ?? [])].map((h) => h.toLowerCase());
   return {
     ...options,
     path: options.path ?? DEFAULT_PATH,

@@ -62,8 +62,10 @@ export class SignalingServer implements HandlerContext {
     readonly httpServer: HttpServer | HttpsServer,
     options: SignalingServerOptions = {},
     private readonly ownsHttpServer = false,
+    /** Names the server was started for (listenSignaling's `host`): allowed Host names. */
+    serverNames: string[] = [],
   ) {
-    this.options = resolveOptions(options);
+    this.options = resolveOptions(options, serverNames);
     const { limits } = this.options;
     this.clock = this.options.clock ?? systemClock;
     this.logger = this.options.logger === false ? pino({ enabled: false }) : (this.options.logger ?? pino({ name: 'rallypoint' }));
@@ -560,8 +562,8 @@ export async function listenSignaling(options: ListenOptions = {}): Promise<List
     notFound(res);
   });
   // The name the server was started for is one browsers may use (DNS-rebinding check).
-  const named = host !== undefined && isIP(host) === 0 && rest.allowedHosts !== '*' ? { allowedHosts: [...(rest.allowedHosts ?? []), host] } : {};
-  const s = new SignalingServer(http, { ...rest, ...named, ...(metricsPort !== undefined ? { serveMetrics: false } : {}) }, true);
+  const names = host !== undefined && isIP(host) === 0 ? [host] : [];
+  const s = new SignalingServer(http, { ...rest, ...(metricsPort !== undefined ? { serveMetrics: false } : {}) }, true, names);
   signaling = s;
   const url = await listen(http, port, host);
   let metricsUrl: string | undefined;

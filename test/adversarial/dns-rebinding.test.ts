@@ -38,6 +38,9 @@ describe('adversarial: DNS rebinding', () => {
   it('allows the host name listenSignaling was started for', async () => {
     const srv = await startServer({ host: 'localhost' });
     expect((await rawUpgrade(srv.wsUrl, browser(`localhost:${srv.port}`))).status).toBe(101);
+    // ... without turning the Host check on where an explicit origin list protects instead.
+    const listed = await startServer({ host: 'localhost', allowedOrigins: ['https://game.example'] });
+    expect((await rawUpgrade(listed.wsUrl, browser('game.example', 'https://game.example'))).status).toBe(101);
   });
 
   it('leaves non-browser clients (no Origin), allowedHosts "*" and an explicit origin list alone', async () => {
