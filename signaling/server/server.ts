@@ -204,8 +204,8 @@ export class SignalingServer implements HandlerContext {
       session.deliver(frame);
       this.startGrace(session, 'closed');
     }
-    conn.closeCodeSent = CLOSE_CODES.slowReader;
-    conn.close(CLOSE_CODES.slowReader, 'slow reader');
+    conn.closeCodeSent = CLOSE_CODES.tooSlow;
+    conn.close(CLOSE_CODES.tooSlow, 'slow reader');
   };
 
   clearGrace(session: Session): void {

@@ -90,7 +90,7 @@ describe('adversarial: a client that stops reading', () => {
     // The reader reads again: what was buffered, then the close frame with 1013.
     socket.resume();
     const closed = await slow.closed;
-    expect(closed.code).toBe(CLOSE_CODES.slowReader);
+    expect(closed.code).toBe(CLOSE_CODES.tooSlow);
     expect(slow.pending('signal').length).toBeGreaterThan(0);
 
     // 1013 is not final: it comes back as the same peer within the grace period.

@@ -5,7 +5,7 @@
  * frame of the connection took the promise path (a performance cliff on the relay path).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryRoomStore, type JoinOutcome, type RoomStoreLimits, type Sink } from '../../signaling/server/index.js';
+import { MemoryRoomStore, type JoinOutcome, type MaybePromise, type RelayDelivery, type RoomStore, type Sink } from '../../signaling/server/index.js';
 import type { Connection } from '../../signaling/server/connection.js';
 import { cleanup } from '../helpers/resources.js';
 import { startServer, type TestServer } from '../helpers/server.js';
@@ -13,14 +13,36 @@ import { startServer, type TestServer } from '../helpers/server.js';
 afterEach(cleanup);
 
 /** In-memory rooms whose join answers on a later turn, like a networked store would. */
-class AsyncJoinStore extends MemoryRoomStore {
-  constructor(limits: RoomStoreLimits) {
-    super(limits);
+class AsyncJoinStore implements RoomStore {
+  private readonly rooms = new MemoryRoomStore({ maxPeersPerRoom: 8, maxRooms: 10 });
+
+  async join(room: string, peer: { id: string; meta?: Record<string, unknown> }, sink: Sink): Promise<JoinOutcome> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    return this.rooms.join(room, peer, sink);
   }
 
-  override async join(room: string, peer: { id: string; meta?: Record<string, unknown> }, sink: Sink): Promise<JoinOutcome> {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    return super.join(room, peer, sink);
+  leave(room: string, id: string): MaybePromise<boolean> {
+    return this.rooms.leave(room, id);
+  }
+
+  members(room: string): ReturnType<MemoryRoomStore['members']> {
+    return this.rooms.members(room);
+  }
+
+  sendTo(room: string, to: string, frame: string, relay?: RelayDelivery): MaybePromise<boolean> {
+    return this.rooms.sendTo(room, to, frame, relay);
+  }
+
+  broadcast(room: string, frame: string, except?: string): MaybePromise<void> {
+    return this.rooms.broadcast(room, frame, except);
+  }
+
+  stats(): { rooms: number; peers: number } {
+    return this.rooms.stats();
+  }
+
+  close(): MaybePromise<void> {
+    return this.rooms.close();
   }
 }
 
@@ -29,7 +51,7 @@ const connectionsOf = (srv: TestServer): Set<Connection> => (srv.server as unkno
 
 describe('message chain of a connection', () => {
   it('returns to synchronous dispatch once the async work it queued behind is done', async () => {
-    const srv = await startServer({ store: new AsyncJoinStore({ maxPeersPerRoom: 8, maxRooms: 10 }) });
+    const srv = await startServer({ store: new AsyncJoinStore() });
     const a = await srv.joined('r');
     const b = await srv.connect();
     // join (async) and two signals that queue behind it: three tails on one chain.
