@@ -184,6 +184,11 @@ export function resolveOptions(options: SignalingServerOptions, serverNames: rea
       'invalid signaling options: limits.maxBufferedBytes must be at least limits.relayMaxBufferedBytes + limits.maxFrameBytes (reliable relay frames are dropped below it, not the reader closed)',
     );
   }
+  if (limits.maxBufferedBytes < 2 * limits.resumeQueueLength * limits.maxMessageBytes) {
+    throw new InvalidOptionsError(
+      'invalid signaling options: limits.maxBufferedBytes must be at least 2 x limits.resumeQueueLength x limits.maxMessageBytes (a resumed session gets its whole queue at once, with its welcome)',
+    );
+  }
   if ((options.tokenAudience !== undefined || options.tokenIssuer !== undefined) && options.secret === undefined) {
     throw new InvalidOptionsError('invalid signaling options: tokenAudience and tokenIssuer check tokens: they need a secret');
   }

@@ -213,4 +213,14 @@ describe('limits: options', () => {
     await expect(listenSignaling({ port: 0, host: '127.0.0.1', logger: false, secret: 'short' })).rejects.toThrow(/secret/);
     await expect(listenSignaling({ port: 0, host: '127.0.0.1', logger: false, allowedOrigins: ['https://x.example/path'] })).rejects.toThrow(/allowedOrigins/);
   });
+
+  it('refuses a maxBufferedBytes that relay congestion or a resume would trip, and bad new settings', async () => {
+    const start = (options: Parameters<typeof listenSignaling>[0]): Promise<unknown> => listenSignaling({ port: 0, host: '127.0.0.1', logger: false, ...options });
+    await expect(start({ limits: { maxBufferedBytes: 1024 * 1024 } })).rejects.toThrow(/maxBufferedBytes.*relayMaxBufferedBytes/);
+    await expect(start({ limits: { maxBufferedBytes: 2 * 1024 * 1024, resumeQueueLength: 100 } })).rejects.toThrow(/maxBufferedBytes.*resumeQueueLength/);
+    await expect(start({ limits: { ipv6PrefixLength: 129 } })).rejects.toThrow(/ipv6PrefixLength/);
+    await expect(start({ limits: { joinTimeoutMs: 0 } })).rejects.toThrow(/joinTimeoutMs/);
+    await expect(start({ trustProxy: ['10.0.0.0/40'] })).rejects.toThrow(/trustProxy/);
+    await expect(start({ trustProxy: -1 })).rejects.toThrow(/trustProxy/);
+  });
 });
