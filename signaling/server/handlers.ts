@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  CLOSE_CODES,
   MAX_JSON_DEPTH,
   jsonDepthExceeds,
   encodeServerMessage,
@@ -31,6 +32,10 @@ export interface HandlerContext {
   clearGrace(session: Session): void;
   /** Keeps a session without a connection for the resume grace period, then ends it. */
   startGrace(session: Session, reason: LeaveReason): void;
+  /** The connection joined (or resumed into) a room: its join deadline stops. */
+  enteredRoom(conn: Connection): void;
+  /** The connection left its room: its join deadline starts again. */
+  leftRoom(conn: Connection): void;
 }
 
 export const newPeerId = (): string => randomBytes(9).toString('base64url');
@@ -60,6 +65,7 @@ function sendWelcome(ctx: HandlerContext, conn: Connection, session: Session, pe
         relayMessageBurst: ctx.options.relay ? limits.relayMessageBurst : 0,
         relayBytesPerSecond: ctx.options.relay ? limits.relayBytesPerSecond : 0,
         relayBytesBurst: ctx.options.relay ? limits.relayBytesBurst : 0,
+        maxBufferedBytes: limits.maxBufferedBytes,
       },
     }),
   );
@@ -71,7 +77,7 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   if (previous && previous !== conn) {
     previous.session = null;
     session.conn = null;
-    previous.close(4010, 'session resumed elsewhere');
+    previous.close(CLOSE_CODES.replaced, 'session resumed elsewhere');
   }
   ctx.clearGrace(session);
   ctx.sessions.delete(session.resumeToken);
@@ -84,6 +90,7 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   if (conn.closed) return ctx.startGrace(session, 'closed');
   sendWelcome(ctx, conn, session, members.filter((p) => p.id !== session.id), true);
   session.attach(conn);
+  ctx.enteredRoom(conn);
   ctx.metrics.resumes.inc({ result: 'resumed' });
 }
 
@@ -117,6 +124,7 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
   ctx.sessions.set(session.resumeToken, session);
   sendWelcome(ctx, conn, session, outcome.peers, false);
   session.attach(conn);
+  ctx.enteredRoom(conn);
   await ctx.store.broadcast(
     msg.room,
     encodeServerMessage({ type: 'peer-joined', peer: msg.meta === undefined ? { id: session.id } : { id: session.id, meta: msg.meta } }),
@@ -207,6 +215,7 @@ export async function handleLeave(ctx: HandlerContext, conn: Connection, msg: Le
   if (!session) return ctx.sendError(conn, 'not-joined', 'not in a room', msg.ref);
   conn.session = null;
   session.conn = null;
+  ctx.leftRoom(conn);
   await endSession(ctx, session, 'left');
 }
 
