@@ -77,6 +77,7 @@ describe('peer framing bounds (a hostile peer in the room)', () => {
         relayBytesBurst: 1e12,
         relayLatestAboveBytes: 1e9,
         relayMaxBufferedBytes: 1e9,
+        maxBufferedBytes: 2e9,
       },
     });
     const url = server.wsUrl;
