@@ -80,21 +80,25 @@ export class AllocationTable {
    * slot (per user, per client IP, in total), binds a relay socket on `relayAddress`, arms the
    * lifetime timer. The slot is taken before the port is bound and given back if that fails.
    */
-  async create(ip: string, port: number, mapped: NtAddress, username: string, transactionId: string, relayAddress: string, even: boolean, lifetime: number): Promise<Allocation | AllocateRefusal> {
-    if (this.closed) return 'closed';
-    if (!this.quota.acquire(username, ip)) return 'quota';
+  create(ip: string, port: number, mapped: NtAddress, username: string, transactionId: string, relayAddress: string, even: boolean, lifetime: number): Promise<Allocation | AllocateRefusal> {
+    if (this.closed) return Promise.resolve('closed');
+    if (!this.quota.acquire(username, ip)) return Promise.resolve('quota');
+    // Tracked until the relay socket is either in the table or closed, for close().
+    const creating = this.bindAndAdd(ip, port, mapped, username, transactionId, relayAddress, even, lifetime);
+    this.inFlight.add(creating);
+    return creating.finally(() => this.inFlight.delete(creating));
+  }
+
+  private async bindAndAdd(ip: string, port: number, mapped: NtAddress, username: string, transactionId: string, relayAddress: string, even: boolean, lifetime: number): Promise<Allocation | AllocateRefusal> {
     const key = `${ip}|${port}`;
     this.pending.add(key);
-    const binding = this.bindRelay(relayAddress, even);
-    this.inFlight.add(binding);
     let socket: dgram.Socket;
     try {
-      socket = await binding;
+      socket = await this.bindRelay(relayAddress, even);
     } catch {
       this.quota.release(username, ip);
       return 'no-port';
     } finally {
-      this.inFlight.delete(binding);
       this.pending.delete(key);
     }
     if (this.closed) {
