@@ -203,6 +203,11 @@ export class TurnServer {
       const l = this.listener;
       this.listener = undefined;
       if (l) await new Promise<void>((resolve) => l.socket.close(() => resolve()));
+      // A socket's 'close' event comes before libuv releases its handle (in the loop's close
+      // phase; the port itself is free already): one full turn of the loop later, no handle of
+      // this server remains (process.getActiveResourcesInfo), which leak checks rely on.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
     })();
     return this.closing;
   }
