@@ -1,7 +1,9 @@
 /**
- * A small STUN/TURN message codec (RFC 8489 section 5 and 14, RFC 8656 section 18): enough to
- * answer 420 Unknown Attribute and to build Data indications ourselves, and for the tests'
- * client. node-turn keeps its own codec for everything else.
+ * A small STUN/TURN message codec (RFC 8489 section 5 and 14, RFC 8656 section 18): the
+ * server's pre-authentication gate (readHeader, scanAttributes, one CRC-32, one HMAC: every
+ * byte a stranger sends passes here before node-turn decodes a value), the relay hot path
+ * (readSendIndication, dataIndicationHead), 420 answers, and the tests' client. node-turn
+ * keeps decoding known attribute values and encoding replies (turn/node-turn.ts).
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { isIPv4 } from 'node:net';
