@@ -195,6 +195,11 @@ export function coturnConfig(options: CoturnConfigOptions): string {
       lines.push(`# ${cidr}: refused by coturn itself; "denied-peer-ip=::" would deny every peer`);
       continue;
     }
+    if (range.startsWith('::-')) {
+      // Same reading of an all-zero lower bound: start after the unspecified address.
+      lines.push(`# ${cidr} (from ::1: coturn refuses :: itself)`, `denied-peer-ip=::1${range.slice(2)}`);
+      continue;
+    }
     lines.push(`# ${cidr}`, `denied-peer-ip=${range}`);
   }
   lines.push(

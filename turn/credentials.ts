@@ -5,7 +5,7 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { TurnError } from './errors.js';
-import type { CredentialLookup } from './server.js';
+import type { CredentialLookup } from './auth.js';
 
 export interface TurnCredentials {
   username: string;

@@ -26,7 +26,12 @@ export type RelayDirection = 'to-peer' | 'to-client';
  *   never gets a permission, so Send or ChannelData to it counts as no-permission);
  * - no-permission: relayed datagram dropped for lack of a permission or channel;
  * - quota: 486 Allocation Quota Reached;
- * - rate-limited: unauthenticated request dropped by the token buckets;
+ * - capacity: 508 for a request beyond the peers, permissions or channels one allocation
+ *   may hold (turn/quotas.ts);
+ * - rate-limited: request dropped by the token buckets (per source IP, global, or per
+ *   allocation);
+ * - malformed: request dropped unanswered by the codec (bad layout, FINGERPRINT not last or
+ *   wrong, more than `maxAttributes` attributes);
  * - unknown-attribute: 420.
  */
 export const REFUSAL_REASONS = [
@@ -39,6 +44,8 @@ export const REFUSAL_REASONS = [
   'quota',
   'rate-limited',
   'unknown-attribute',
+  'capacity',
+  'malformed',
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 

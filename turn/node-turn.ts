@@ -1,10 +1,16 @@
 /**
- * Minimal types for the parts of node-turn 0.0.6 (plain JS, no types) that the embedded
- * server uses, and the loader for its internal modules.
+ * The one seam between the embedded TURN server and node-turn 0.0.6 (plain JS, no types):
+ * nothing else imports node-turn. What node-turn still does here is what it does right:
+ * decoding the values of known attributes of a message our own codec has already validated
+ * (turn/stun.ts scanAttributes), and building and encoding replies (MESSAGE-INTEGRITY,
+ * FINGERPRINT, addresses). Its network layer, dispatcher, authentication, method handlers and
+ * allocations are not used (their defects are listed where ours replace them), and nothing
+ * in node-turn is patched process-wide.
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:dgram';
 import type { EventEmitter } from 'node:events';
+import type { AttributeSpan, StunHeader, StunScan } from './stun.js';
 
 export interface NtAddress {
   family: number;
@@ -32,22 +38,18 @@ export interface NtAttribute {
   length: number;
   padding: number;
   value: unknown;
-  /** Set by our patched reader for attribute types node-turn does not know. */
-  unknown?: boolean;
   read(data: Buffer): void;
 }
 
 export interface NtMessage {
   server: NtServer;
   transport: NtTransport;
-  allocation: NtAllocation | null;
   class: number;
   method: number;
   transactionID: string;
   attributes: NtAttribute[];
   useFingerprint: boolean;
   user: NtUser | null;
-  read(buf: Buffer): boolean;
   reply(): NtMessage;
   getAttribute(name: string): unknown;
   getAttributes(name: string): unknown[];
@@ -55,53 +57,11 @@ export interface NtMessage {
   resolve(): void;
   reject(code: number, reason: string): void;
   discard(): void;
-  data(payload: Buffer): void;
 }
-
-export interface NtAllocation {
-  transactionID: string;
-  transport: NtTransport;
-  fiveTuple: string;
-  user: NtUser;
-  sockets: Socket[];
-  relayedTransportAddress: NtAddress;
-  lifetime: number;
-  mappedAddress: NtAddress;
-  permissions: Record<string, number | undefined>;
-  channelBindings: Record<string, NtAddress | undefined>;
-  timeToExpiry: number;
-  timer: NodeJS.Timeout | undefined;
-  update(lifetime?: number): void;
-  permit(address: string): void;
-  getPeerChannelNumber(peer: NtAddress): number | undefined;
-}
-
-export interface NtAuthentification {
-  credentials: Record<string, string | undefined>;
-  nonces: Record<string, { ttl: number } | undefined>;
-  generateNonce(): string;
-  checkNonce(nonce: string): boolean;
-}
-
-export interface NtAllocateHandler {
-  allocate(msg: NtMessage, reply: NtMessage): void;
-}
-
-export type NtHandler = (msg: NtMessage, reply: NtMessage) => void;
 
 export interface NtServer extends EventEmitter {
   software: string;
   realm: string;
-  authMech: string;
-  defaultAllocatetLifetime: number;
-  maxAllocateLifetime: number;
-  allocations: Record<string, NtAllocation | undefined>;
-  authentification: NtAuthentification;
-  allocate: NtAllocateHandler;
-  refresh: { refresh: NtHandler };
-  createPermission: { createPermission: NtHandler };
-  send: { send: NtHandler };
-  channelBind: { channelBind: NtHandler };
 }
 
 export interface NtServerConfig {
@@ -121,19 +81,132 @@ export interface NtServerConfig {
 
 const require = createRequire(import.meta.url);
 
-export const NodeTurnServer = require('node-turn') as new (config: NtServerConfig) => NtServer;
-export const NtMessageCtor = require('node-turn/lib/message.js') as new (server: NtServer, transport: NtTransport) => NtMessage;
-export const NtTransportCtor = require('node-turn/lib/transport.js') as new (
-  protocol: number,
-  src: NtAddress,
-  dst: NtAddress,
-  socket: Socket,
-) => NtTransport;
+const NodeTurnServer = require('node-turn') as new (config: NtServerConfig) => NtServer;
+const NtMessageCtor = require('node-turn/lib/message.js') as new (server: NtServer, transport: NtTransport) => NtMessage;
+const NtTransportCtor = require('node-turn/lib/transport.js') as new (protocol: number, src: NtAddress, dst: NtAddress, socket: Socket) => NtTransport;
+const NtAttributeCtor = require('node-turn/lib/attribute.js') as new (msg: NtMessage) => NtAttribute;
+const NtUserCtor = require('node-turn/lib/user.js') as new (username: string, password: string) => NtUser;
+/** node-turn's Address: parses the family from the text (its regexps only ever see addresses the socket layer or node-turn itself wrote). */
 export const NtAddressCtor = require('node-turn/lib/address.js') as new (address: string, port: number) => NtAddress;
-export const NtAllocationCtor = require('node-turn/lib/allocation.js') as new (
-  msg: NtMessage,
-  sockets: Socket[],
-  lifetime: number,
-) => NtAllocation;
-export const NtAttributeCtor = require('node-turn/lib/attribute.js') as { prototype: NtAttribute };
+const CONSTANTS = require('node-turn/lib/constants.js') as { ATTR: Record<string, number> };
 export const UDP_PROTOCOL = 0x11;
+
+const EVEN_PORT = 0x0018;
+const MESSAGE_INTEGRITY = 0x0008;
+const FINGERPRINT = 0x8028;
+/** Types node-turn's attribute reader decodes (lib/attribute.js); it threw on any other. */
+const KNOWN = new Set(Object.values(CONSTANTS.ATTR).filter((t) => t !== MESSAGE_INTEGRITY && t !== FINGERPRINT && t !== EVEN_PORT));
+
+/**
+ * A node-turn server object, only as the context node-turn's Message needs (realm and
+ * software for replies, its debug hook). Never started: we own the sockets.
+ */
+export function createNodeTurn(realm: string, software: string): NtServer {
+  const nt = new NodeTurnServer({
+    listeningIps: [],
+    listeningPort: 3478,
+    relayIps: [],
+    externalIps: null,
+    minPort: 49152,
+    maxPort: 65535,
+    maxAllocateLifetime: 3600,
+    defaultAllocatetLifetime: 600,
+    // node-turn defaults to 'none', an open relay; its authentication is not used either way.
+    authMech: 'long-term',
+    realm,
+    debugLevel: 'OFF',
+    log: () => {},
+  });
+  nt.software = software;
+  return nt;
+}
+
+export interface DecodedRequest {
+  msg: NtMessage;
+  /** Unknown comprehension-required attribute types (RFC 8489 section 6.3.1.1: 420). */
+  unknownRequired: number[];
+}
+
+/**
+ * A node-turn Message for a datagram that passed `readHeader` and `scanAttributes`: only the
+ * attributes before MESSAGE-INTEGRITY (RFC 8489 section 14.5), each handed to node-turn's
+ * reader alone, as an exact slice. Replaces node-turn's Message.read, which recomputed the
+ * CRC-32 or HMAC over the whole prefix at every FINGERPRINT or MESSAGE-INTEGRITY attribute (a
+ * 64 KB datagram of FINGERPRINTs blocked the event loop for more than half a second) and threw
+ * on unknown attribute types, dropping the message where RFC 8489 section 14 wants them
+ * ignored (comprehension-optional) or answered with 420 (comprehension-required). Throws on
+ * a known attribute whose value node-turn cannot read (a truncated address): the caller
+ * drops the datagram (RFC 8489 section 6.3).
+ */
+export function decodeRequest(nt: NtServer, socket: Socket, src: { address: string; port: number }, dst: NtAddress, buf: Buffer, header: StunHeader, scan: StunScan): DecodedRequest {
+  const transport = new NtTransportCtor(UDP_PROTOCOL, new NtAddressCtor(src.address, src.port), dst, socket);
+  const msg = new NtMessageCtor(nt, transport);
+  msg.class = header.cls;
+  msg.method = header.method;
+  msg.transactionID = buf.toString('hex', 8, 20);
+  // node-turn adds FINGERPRINT to the reply when the request carried one (lib/message.js).
+  msg.useFingerprint = scan.fingerprint >= 0;
+  const unknownRequired: number[] = [];
+  for (const span of scan.attributes) {
+    if (span.type === EVEN_PORT) {
+      msg.attributes.push(evenPort(msg, buf, span));
+    } else if (KNOWN.has(span.type)) {
+      const attribute = new NtAttributeCtor(msg);
+      attribute.read(buf.subarray(span.offset - 4, span.offset + span.length));
+      msg.attributes.push(attribute);
+    } else if (span.type < 0x8000) {
+      unknownRequired.push(span.type);
+    }
+    // Unknown comprehension-optional attributes are ignored (RFC 8489 section 14).
+  }
+  return { msg, unknownRequired };
+}
+
+/**
+ * node-turn reads EVEN-PORT with data.readBit(32) on a plain Buffer, which throws: every
+ * Allocate with EVEN-PORT was dropped (turnutils_uclient sends one). RFC 8656 section 18.8:
+ * the R bit is the first bit of the value.
+ */
+function evenPort(msg: NtMessage, buf: Buffer, span: AttributeSpan): NtAttribute {
+  const attribute = new NtAttributeCtor(msg);
+  attribute.type = EVEN_PORT;
+  attribute.name = 'even-port';
+  attribute.length = span.length;
+  attribute.padding = (4 - (span.length % 4)) % 4;
+  if (span.length < 1) throw new Error('EVEN-PORT without a value');
+  attribute.value = (buf[span.offset]! & 0x80) !== 0;
+  return attribute;
+}
+
+/** Marks a request and its reply as authenticated by `username`: node-turn signs a reply with its user's key. */
+export function setUser(msg: NtMessage, reply: NtMessage, username: string, password: string): void {
+  const user = new NtUserCtor(username, password);
+  msg.user = user;
+  reply.user = user;
+}
+
+/**
+ * A reply to an authenticated request whose error responses are signed too. RFC 8489 section
+ * 9.2.4: the response to a request that passed authentication carries MESSAGE-INTEGRITY,
+ * error responses included (only the 400/401/438 of failed checks go without). node-turn's
+ * reject() adds ERROR-CODE and sends without it, so a client could not tell a genuine 403 or
+ * 486 from a forged one. MESSAGE-INTEGRITY must follow ERROR-CODE (section 14.5: only
+ * FINGERPRINT may come after it), hence the hook on addAttribute rather than an attribute
+ * added beforehand.
+ */
+export function signErrors(reply: NtMessage): NtMessage {
+  const reject = reply.reject;
+  reply.reject = function signedReject(this: NtMessage, code: number, reason: string): void {
+    const add = this.addAttribute;
+    this.addAttribute = function addThenSign(this: NtMessage, name: string, value?: unknown): void {
+      add.call(this, name, value);
+      if (name === 'error-code') add.call(this, 'message-integrity');
+    };
+    try {
+      reject.call(this, code, reason);
+    } finally {
+      this.addAttribute = add;
+    }
+  };
+  return reply;
+}

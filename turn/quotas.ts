@@ -1,32 +1,73 @@
 /**
- * TURN quotas: allocations per user and in total (RFC 8656 section 7.2: 486 Allocation Quota
- * Reached), and a token bucket per source IP for unauthenticated requests (no valid
- * MESSAGE-INTEGRITY: 401 challenges, STUN Binding, 437/420 answers), plus a global bucket for
- * all of them. Requests beyond a bucket are dropped silently: answering would make the server
- * a reflector for spoofed sources (RFC 8656 section 21.1, RFC 8489 section 16).
+ * TURN quotas: what a stranger and what one credential can make the server spend.
  *
- * Nonces need no quota: they are stateless (an HMAC over random bytes and an expiry, see
- * TurnServer installNonces), so no request grows server state. The only per-source state is
- * the bucket table below, capped at `maxTrackedSources` entries (oldest evicted first).
+ * Before authentication: every datagram first passes `readHeader` (turn/stun.ts, 20 bytes,
+ * O(1)) and a token bucket, and only then `scanAttributes` (bounded by `maxAttributes`) and at
+ * most one CRC-32 and one HMAC. Requests from a client address that holds an allocation spend
+ * that allocation's bucket (its owner's budget, which spoofed datagrams from other addresses
+ * cannot drain); all other requests spend the bucket of their source IP and the global one,
+ * whether or not they carry MESSAGE-INTEGRITY (claiming it buys nothing). A request that then
+ * authenticates gets its per-IP token back, so a client making many allocations is limited by
+ * the allocation quotas, not the challenge rate. Beyond a bucket, requests are dropped
+ * silently: answering would make the server a reflector for spoofed sources (RFC 8656
+ * section 21.1, RFC 8489 section 16).
+ *
+ * After authentication: allocations per user, per client IP and in total (RFC 8656 section
+ * 7.2: 486 Allocation Quota Reached), and per allocation the peers one CreatePermission may
+ * name, the permissions and the channels it holds (508 Insufficient Capacity, RFC 8656
+ * sections 9.2 and 11.2: the request is well formed, the server declines to hold more; 400 is
+ * kept for malformed requests).
+ *
+ * Nonces need no quota: they are stateless (an HMAC over random bytes, an expiry and the
+ * client's transport address, turn/auth.ts), so no request grows server state. The only
+ * per-source state is the bucket table below, capped at `maxTrackedSources` entries.
  *
  * | option                          | default | meaning                                                        |
  * |---------------------------------|---------|----------------------------------------------------------------|
  * | maxAllocationsPerUser           | 32      | live allocations per username (REST: per peer credential)      |
+ * | maxAllocationsPerAddress        | 128     | live allocations per client IP (all its ports together)        |
  * | maxAllocations                  | 4096    | live allocations on the server                                 |
- * | unauthenticatedBurst            | 64      | unauthenticated requests one source IP may send at once        |
+ * | maxAttributes                   | 64      | attributes in one message; more: dropped unanswered            |
+ * | maxPeersPerRequest              | 16      | XOR-PEER-ADDRESS in one CreatePermission; more: 508            |
+ * | maxPermissionsPerAllocation     | 128     | live permissions (peer IPs) of one allocation; more: 508       |
+ * | maxChannelsPerAllocation        | 128     | live channel bindings of one allocation; more: 508             |
+ * | allocationRequestBurst          | 128     | requests one allocation's client address may send at once      |
+ * | allocationRequestsPerSecond     | 32      | refill rate of that per-allocation bucket                      |
+ * | unauthenticatedBurst            | 64      | other requests one source IP may send at once                  |
  * | unauthenticatedPerSecond        | 16      | refill rate of that per-IP bucket                              |
- * | unauthenticatedGlobalBurst      | 4096    | unauthenticated requests from all sources at once              |
+ * | unauthenticatedGlobalBurst      | 4096    | other requests from all sources at once                        |
  * | unauthenticatedGlobalPerSecond  | 2048    | refill rate of the global bucket                               |
  * | maxTrackedSources               | 65536   | per-IP buckets kept (least recently refilled evicted first)    |
  *
  * 32 allocations per user covers a browser peer in a full mesh room gathering relay candidates
- * on a couple of interfaces; 4096 is a quarter of the default relay port range.
+ * on a couple of interfaces; 128 per IP lets a LAN party of a dozen players share one NAT
+ * address, while 32 addresses are needed to fill the 4096 (a quarter of the default relay port
+ * range). A peer in a full 16-peer mesh needs a permission per remote IP (host, reflexive and
+ * relayed candidates of 15 peers: well under 64) and a channel per remote candidate it uses;
+ * browsers name one peer per CreatePermission (coturn accepts a handful). 128 requests at once
+ * and 32/s cover ICE's burst of CreatePermission/ChannelBind for such a room; the steady state
+ * is a Refresh and permission refreshes every few minutes. 64 attributes is twice what the
+ * largest legitimate request here carries (16 peers + credentials + FINGERPRINT).
  */
 import { TurnError } from './errors.js';
 
 export interface TurnQuotaOptions {
   /** Live allocations per username (default 32); beyond it Allocate gets 486. */
   maxAllocationsPerUser?: number;
+  /** Live allocations per client IP (default 128); beyond it Allocate gets 486. */
+  maxAllocationsPerAddress?: number;
+  /** Attributes in one STUN message (default 64); a message with more is dropped unanswered. */
+  maxAttributes?: number;
+  /** XOR-PEER-ADDRESS attributes in one CreatePermission (default 16); more gets 508. */
+  maxPeersPerRequest?: number;
+  /** Live permissions per allocation (default 128); a request that would exceed it gets 508. */
+  maxPermissionsPerAllocation?: number;
+  /** Live channel bindings per allocation (default 128); a ChannelBind beyond it gets 508. */
+  maxChannelsPerAllocation?: number;
+  /** Token bucket size for requests from an allocation's client address (default 128). */
+  allocationRequestBurst?: number;
+  /** Refill rate of the per-allocation bucket, requests per second (default 32). */
+  allocationRequestsPerSecond?: number;
   /** Live allocations in total (default 4096); beyond it Allocate gets 486. */
   maxAllocations?: number;
   /** Token bucket size for unauthenticated requests per source IP (default 64). */
@@ -45,7 +86,14 @@ export type TurnQuotas = Required<TurnQuotaOptions>;
 
 export const DEFAULT_TURN_QUOTAS: Readonly<TurnQuotas> = Object.freeze({
   maxAllocationsPerUser: 32,
+  maxAllocationsPerAddress: 128,
   maxAllocations: 4096,
+  maxAttributes: 64,
+  maxPeersPerRequest: 16,
+  maxPermissionsPerAllocation: 128,
+  maxChannelsPerAllocation: 128,
+  allocationRequestBurst: 128,
+  allocationRequestsPerSecond: 32,
   unauthenticatedBurst: 64,
   unauthenticatedPerSecond: 16,
   unauthenticatedGlobalBurst: 4096,
@@ -72,27 +120,33 @@ export function resolveQuotas(options: TurnQuotaOptions | undefined): TurnQuotas
   return out;
 }
 
-/** Counts allocations (live and being bound) per user and in total. */
+/** Counts allocations (live and being bound) per user, per client IP and in total. */
 export class AllocationQuota {
   private readonly perUser = new Map<string, number>();
+  private readonly perAddress = new Map<string, number>();
   private total = 0;
 
-  constructor(private readonly limits: Pick<TurnQuotas, 'maxAllocationsPerUser' | 'maxAllocations'>) {}
+  constructor(private readonly limits: Pick<TurnQuotas, 'maxAllocationsPerUser' | 'maxAllocationsPerAddress' | 'maxAllocations'>) {}
 
-  /** Takes one allocation slot for `user`; false (and nothing taken) if a quota is reached. */
-  acquire(user: string): boolean {
+  /** Takes one allocation slot for `user` at client IP `ip`; false (and nothing taken) if a quota is reached. */
+  acquire(user: string, ip: string): boolean {
     const n = this.perUser.get(user) ?? 0;
-    if (n >= this.limits.maxAllocationsPerUser || this.total >= this.limits.maxAllocations) return false;
+    const m = this.perAddress.get(ip) ?? 0;
+    if (n >= this.limits.maxAllocationsPerUser || m >= this.limits.maxAllocationsPerAddress || this.total >= this.limits.maxAllocations) return false;
     this.perUser.set(user, n + 1);
+    this.perAddress.set(ip, m + 1);
     this.total++;
     return true;
   }
 
-  release(user: string): void {
+  release(user: string, ip: string): void {
     const n = this.perUser.get(user);
-    if (n === undefined) return;
+    const m = this.perAddress.get(ip);
+    if (n === undefined || m === undefined) return;
     if (n <= 1) this.perUser.delete(user);
     else this.perUser.set(user, n - 1);
+    if (m <= 1) this.perAddress.delete(ip);
+    else this.perAddress.set(ip, m - 1);
     this.total--;
   }
 
@@ -102,6 +156,10 @@ export class AllocationQuota {
 
   usedBy(user: string): number {
     return this.perUser.get(user) ?? 0;
+  }
+
+  usedFrom(ip: string): number {
+    return this.perAddress.get(ip) ?? 0;
   }
 }
 
@@ -157,8 +215,36 @@ export class UnauthenticatedLimiter {
     return true;
   }
 
+  /**
+   * Gives back the token `allow(ip)` took, for a request that then authenticated: the buckets
+   * stand before the HMAC, but a client's legitimate authenticated requests should not use up
+   * the budget of its challenges.
+   */
+  refund(ip: string): void {
+    const bucket = this.sources.get(ip);
+    if (bucket) bucket.tokens = Math.min(this.limits.unauthenticatedBurst, bucket.tokens + 1);
+    this.global.tokens = Math.min(this.limits.unauthenticatedGlobalBurst, this.global.tokens + 1);
+  }
+
   /** Per-IP buckets held (at most maxTrackedSources). */
   get trackedSources(): number {
     return this.sources.size;
+  }
+}
+
+/** One token bucket (the requests of one allocation's client address). */
+export class TokenBucket {
+  private readonly bucket: Bucket;
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    this.bucket = { tokens: burst, at: now() };
+  }
+
+  take(): boolean {
+    return take(this.bucket, this.now(), this.burst, this.perSecond);
   }
 }

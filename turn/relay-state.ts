@@ -92,6 +92,37 @@ export class RelayState {
     return p;
   }
 
+  /**
+   * How many of `ips` (canonical text) would be new permissions, after dropping expired
+   * entries if the table is at `max`: a caller refuses (508) a request that would take the
+   * live permissions past `max`.
+   */
+  newPermissions(ips: readonly string[], now: number, max: number): number {
+    const fresh = new Set(ips.filter((ip) => this.permission(ip, now) === undefined));
+    if (this.permissions.size + fresh.size > max) this.sweep(now);
+    return fresh.size;
+  }
+
+  /** Permissions held, expired ones not yet swept included (the cap counts what is held). */
+  get permissionCount(): number {
+    return this.permissions.size;
+  }
+
+  /** Channel bindings held, expired ones not yet swept included. */
+  get channelCount(): number {
+    return this.channels.size;
+  }
+
+  /**
+   * True if binding `number` would add a channel (it is not bound yet) and the table holds
+   * `max` live bindings: a caller refuses (508). Expired bindings are swept first.
+   */
+  channelsFull(number: number, now: number, max: number): boolean {
+    if (this.channel(number, now) !== undefined || this.channels.size < max) return false;
+    this.sweep(now);
+    return this.channels.size >= max;
+  }
+
   /** The unexpired permission for `ip` (canonical text), if any. */
   permission(ip: string, now: number): Permission | undefined {
     const p = this.permissions.get(ip);

@@ -1,9 +1,11 @@
 /**
- * A small STUN/TURN message codec (RFC 8489 section 5 and 14, RFC 8656 section 18): enough to
- * answer 420 Unknown Attribute and to build Data indications ourselves, and for the tests'
- * client. node-turn keeps its own codec for everything else.
+ * A small STUN/TURN message codec (RFC 8489 section 5 and 14, RFC 8656 section 18): the
+ * server's pre-authentication gate (readHeader, scanAttributes, one CRC-32, one HMAC: every
+ * byte a stranger sends passes here before node-turn decodes a value), the relay hot path
+ * (readSendIndication, dataIndicationHead), 420 answers, and the tests' client. node-turn
+ * keeps decoding known attribute values and encoding replies (turn/node-turn.ts).
  */
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { crc32 } from 'node:zlib';
 
@@ -298,4 +300,101 @@ export function ipBytes(address: string): Buffer {
   const b = Buffer.alloc(16);
   groups.forEach((g, i) => b.writeUInt16BE(g, i * 2));
   return b;
+}
+
+// --- the pre-authentication gate --------------------------------------------------------------
+
+/** The 20-byte header of a datagram that may be a STUN message (RFC 8489 section 5). */
+export interface StunHeader {
+  method: number;
+  cls: number;
+}
+
+/**
+ * Reads the header, O(1): the top two bits zero, the magic cookie, and a length that is a
+ * multiple of 4 and accounts for exactly the rest of the datagram (RFC 8489 section 6.3:
+ * over UDP the datagram is one message, nothing before or after it). Undefined otherwise.
+ */
+export function readHeader(buf: Buffer): StunHeader | undefined {
+  if (buf.length < 20 || (buf[0]! & 0xc0) !== 0 || buf.readUInt32BE(4) !== MAGIC_COOKIE) return undefined;
+  const length = buf.readUInt16BE(2);
+  if (length % 4 !== 0 || length + 20 !== buf.length) return undefined;
+  const t = buf.readUInt16BE(0);
+  return { method: (t & 0x000f) | ((t & 0x00e0) >> 1) | ((t & 0x3e00) >> 2), cls: ((t & 0x0010) >> 4) | ((t & 0x0100) >> 7) };
+}
+
+/** Where an attribute sits in the datagram: its type, and its value at [offset, offset + length). */
+export interface AttributeSpan {
+  type: number;
+  offset: number;
+  length: number;
+}
+
+export interface StunScan {
+  /** The attributes before MESSAGE-INTEGRITY (all of them, less FINGERPRINT, if there is none). */
+  attributes: AttributeSpan[];
+  /** Offset of the MESSAGE-INTEGRITY attribute's header, or -1. */
+  integrity: number;
+  /** Offset of the FINGERPRINT attribute's header (always the last attribute), or -1. */
+  fingerprint: number;
+}
+
+/** Why `scanAttributes` refused a datagram; the server drops it unanswered either way. */
+export type ScanRefusal = 'malformed' | 'too-many-attributes';
+
+/**
+ * The attributes' layout, without decoding or hashing anything: one pass, at most
+ * `maxAttributes` steps, so any datagram costs a small, bounded amount of work. RFC 8489:
+ * every attribute must fit in the message (section 14); FINGERPRINT must be the last one
+ * (section 14.7); attributes after MESSAGE-INTEGRITY are ignored, except
+ * MESSAGE-INTEGRITY-SHA256 and FINGERPRINT (section 14.5), so they are not returned: a peer
+ * address appended to a captured request after its MESSAGE-INTEGRITY is never acted upon.
+ * Call after `readHeader` accepted the datagram.
+ */
+export function scanAttributes(buf: Buffer, maxAttributes: number): StunScan | ScanRefusal {
+  const end = buf.length;
+  const attributes: AttributeSpan[] = [];
+  let integrity = -1;
+  let count = 0;
+  let off = 20;
+  while (off < end) {
+    if (++count > maxAttributes) return 'too-many-attributes';
+    if (off + 4 > end) return 'malformed';
+    const type = buf.readUInt16BE(off);
+    const length = buf.readUInt16BE(off + 2);
+    if (off + 4 + length > end) return 'malformed';
+    if (type === StunAttr.fingerprint) {
+      if (length !== 4 || off + 8 !== end) return 'malformed';
+      return { attributes, integrity, fingerprint: off };
+    }
+    if (integrity < 0) {
+      if (type === StunAttr.messageIntegrity) {
+        if (length !== 20) return 'malformed';
+        integrity = off;
+      } else {
+        attributes.push({ type, offset: off + 4, length });
+      }
+    }
+    // After MESSAGE-INTEGRITY: ignored (MESSAGE-INTEGRITY-SHA256 included: not supported), but
+    // still walked and counted, to find a FINGERPRINT that must be last.
+    off += 4 + length + ((4 - (length % 4)) % 4);
+  }
+  return { attributes, integrity, fingerprint: -1 };
+}
+
+/** RFC 8489 section 14.7: the CRC-32 of the message before FINGERPRINT, XOR 0x5354554e. One pass. */
+export function fingerprintMatches(buf: Buffer, at: number): boolean {
+  return ((crc32(buf.subarray(0, at)) ^ FINGERPRINT_XOR) >>> 0) === buf.readUInt32BE(at + 4);
+}
+
+/**
+ * RFC 8489 section 14.5: HMAC-SHA1 over the message up to MESSAGE-INTEGRITY (at `at`), with
+ * the header's length as if MESSAGE-INTEGRITY were the last attribute. One pass, constant
+ * time comparison.
+ */
+export function integrityMatches(buf: Buffer, at: number, key: Buffer): boolean {
+  const length = Buffer.allocUnsafe(2);
+  length.writeUInt16BE(at - 20 + 24, 0);
+  const mac = createHmac('sha1', key).update(buf.subarray(0, 2)).update(length).update(buf.subarray(4, at)).digest();
+  return timingSafeEqual(mac, buf.subarray(at + 4, at + 24));
 }

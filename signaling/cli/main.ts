@@ -11,7 +11,7 @@ import { turnIceServers } from '../../turn/ice-servers.js';
 import { COTURN_OPTIONS, ConfigError, LIMIT_KEYS, SERVE_OPTIONS, TURN_OPTIONS, resolveConfig, type OptionSpec } from './config.js';
 import { helpText } from './help.js';
 import { defaultWebRoot, staticFiles } from './static.js';
-import { startEmbeddedTurn, turnListenAddress, type EmbeddedTurn } from './turn.js';
+import { startEmbeddedTurn, turnListenAddress, turnUrlHost, type EmbeddedTurn } from './turn.js';
 
 type Config = Record<string, unknown>;
 
@@ -21,6 +21,12 @@ function makeLogger(cfg: Config): Logger {
   // runs is flushed by sonic-boom's flushSync, which retries EPIPE forever, so a server
   // whose stderr reader had gone (its parent died, `| head`) never exited on SIGTERM.
   return pino({ name: 'rallypoint', level: cfg.logLevel as string }, pino.destination({ dest: 2, sync: true }));
+}
+
+/** The host named in the welcome's STUN/TURN URLs, if the options fix one (signaling/cli/turn.ts turnUrlHost). */
+function publicHostOption(cfg: Config): { publicHost?: string } {
+  const host = turnUrlHost(cfg.turnPublicHost as string | undefined, cfg.turnHost as string | undefined);
+  return host !== undefined ? { publicHost: host } : {};
 }
 
 /** The embedded TURN server from the turn-* options (shared by serve and turn). */
@@ -85,7 +91,7 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
     turnUrls !== undefined
       ? turnIceServers({ secret, ttl: cfg.turnTtl as number, urls: turnUrls })
       : turn !== undefined
-        ? turnIceServers({ secret, ttl: cfg.turnTtl as number, port: turn.port, ...(cfg.turnPublicHost !== undefined ? { publicHost: cfg.turnPublicHost as string } : {}) })
+        ? turnIceServers({ secret, ttl: cfg.turnTtl as number, port: turn.port, ...publicHostOption(cfg) })
         : undefined;
   if (turn !== undefined && cfg.turnSecret === undefined) logger.info('TURN secret generated at start (set TURN_SECRET to share one with coturn)');
   let listening;

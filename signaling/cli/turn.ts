@@ -37,6 +37,18 @@ export function turnListenAddress(turnHost: string | undefined, host: string | u
 }
 
 /**
+ * The host the welcome's STUN/TURN URLs name (`turnIceServers` publicHost): --turn-public-host,
+ * else the address given with --turn-host when it is a concrete one (the server listens only
+ * there: with `--turn-host ::1`, a URL naming the signaling Host header's 127.0.0.1 reached
+ * nothing), else undefined: the host the client reached signaling by.
+ */
+export function turnUrlHost(publicHost: string | undefined, turnHost: string | undefined): string | undefined {
+  if (publicHost !== undefined) return publicHost;
+  if (turnHost !== undefined && turnHost !== '0.0.0.0' && turnHost !== '::') return turnHost;
+  return undefined;
+}
+
+/**
  * Relay sockets need a concrete address: XOR-RELAYED-ADDRESS (RFC 8656 section 18.5) is what
  * peers send to, and 0.0.0.0 is nobody's address.
  */

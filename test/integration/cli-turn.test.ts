@@ -92,6 +92,17 @@ describe('rallypoint serve with the embedded TURN server', () => {
     expect(w.iceServers.map((i) => i.urls)).toEqual([`stun:turn.example.com:${pub.turnPort}`, `turn:turn.example.com:${pub.turnPort}?transport=udp`]);
   });
 
+  it('--turn-host ::1: the URLs name [::1], where the TURN server listens, and it answers there', async () => {
+    const s = await serve(['--turn-host', '::1']);
+    expect(s.relay).toBe('::1');
+    const w = await welcome(s.wsUrl);
+    expect(w.iceServers.map((i) => i.urls)).toEqual([`stun:[::1]:${s.turnPort}`, `turn:[::1]:${s.turnPort}?transport=udp`]);
+    const turn = w.iceServers[1]!;
+    const client = await TurnTestClient.open({ address: '::1', port: s.turnPort }, turn.username!, turn.credential!);
+    const { relayed } = await client.allocate();
+    expect(relayed.address).toBe('0:0:0:0:0:0:0:1');
+  });
+
   it('uses TURN_SECRET and --turn-ttl when given, so coturn can share them', async () => {
     const s = await serve(['--turn-ttl', '600'], { TURN_SECRET: SECRET });
     const turn = (await welcome(s.wsUrl)).iceServers[1]!;

@@ -260,6 +260,40 @@ describe('TurnServer', () => {
     await expect(server.listen()).rejects.toMatchObject({ code: 'TURN_CLOSED' });
   });
 
+  it('close() resolves only once every relay socket is closed, those still being bound included', async () => {
+    const { server, address } = await startServer();
+    const clients = await Promise.all(Array.from({ length: 8 }, () => TurnTestClient.open(address, 'alice', 'secret-a')));
+    // Learn a nonce each (bound to each client's address), then build their Allocates.
+    for (const c of clients) c.learn((await c.request(StunMethod.allocate, [{ type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) }], { auth: false })).msg);
+    const udpHandles = (): number => process.getActiveResourcesInfo().filter((r) => r === 'UDPWrap').length;
+    // Everything but the server's listening socket.
+    const baseline = udpHandles() - 1;
+    const listener = (server as unknown as { listener: { socket: dgram.Socket } }).listener.socket;
+    // close() right after the server handled the first Allocate: its relay port is being bound.
+    const closed = new Promise<void>((resolve) => listener.once('message', () => resolve(server.close())));
+    for (const c of clients) {
+      c.sendRaw(
+        encode(
+          {
+            method: StunMethod.allocate,
+            cls: StunClass.request,
+            transactionId: Buffer.alloc(12, 1),
+            attributes: [
+              { type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) },
+              { type: StunAttr.username, value: Buffer.from('alice') },
+              { type: StunAttr.realm, value: Buffer.from(c.realm!) },
+              { type: StunAttr.nonce, value: Buffer.from(c.nonce!) },
+            ],
+          },
+          { key: c.key },
+        ),
+      );
+    }
+    await closed;
+    expect(udpHandles()).toBe(baseline);
+    expect(server.allocationCount).toBe(0);
+  });
+
   it('signs the ChannelBind success with MESSAGE-INTEGRITY (node-turn channelBind.js did not)', async () => {
     const { address } = await startServer();
     const peer = await udpPeer();
