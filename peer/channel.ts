@@ -436,14 +436,20 @@ export class Channel {
   }
 
   /**
-   * A keepalive on the data channel: an acknowledgement frame, which the other side takes as
-   * a (repeated) ack. False if this is not a reliable channel with an open data channel.
+   * A liveness probe on the data channel that the other side answers even when it has
+   * nothing to send: a copy of a fragment it already has (empty, numbered with the last
+   * sequence number it acknowledged), which its receiver drops as a duplicate and answers
+   * with an acknowledgement, as TCP keepalive does (RFC 1122 section 4.2.3.6). Peers of
+   * earlier versions answer it the same way; the answer (an ack) is never answered.
+   * False if this is not a reliable channel with an open data channel.
    */
   ping(): boolean {
     const dc = this.#dc;
     if (!this.config.reliable || dc?.readyState !== 'open') return false;
     try {
-      dc.send(encodeAck(this.#receiver.ack) as Uint8Array<ArrayBuffer>);
+      const probe = encodeAck(this.#sender.acked);
+      probe[0] = 0; // an empty fragment: no TEXT, MORE or ACK flag
+      dc.send(probe as Uint8Array<ArrayBuffer>);
       return true;
     } catch {
       return false;

@@ -54,9 +54,6 @@ export interface FallbackPolicy {
  */
 export const DEFAULT_FALLBACK: FallbackPolicy = { afterMs: 5_000 };
 
-/** How often the data channel path is checked, and pinged when it has been quiet this long. */
-const LIVENESS_MS = 1_000;
-
 export interface RemotePeerOptions {
   id: string;
   meta: Record<string, unknown> | undefined;
@@ -79,8 +76,9 @@ export interface RemotePeerOptions {
 /** Reads the SCTP max message size, if the runtime exposes it (W3C RTCSctpTransport). */
 function maxMessageSizeOf(pc: RTCPeerConnection | undefined): number {
   const sctp = (pc as { sctp?: { maxMessageSize?: unknown } | null } | undefined)?.sctp;
-  const size = sctp?.maxMessageSize;
-  return typeof size === 'number' && size > 0 && Number.isFinite(size) ? size : DEFAULT_MAX_MESSAGE_SIZE;
+  const size = sctp?.maxMessageSize as number;
+  // Number.isFinite is false for anything but a finite number (no coercion).
+  return Number.isFinite(size) && size > 0 ? size : DEFAULT_MAX_MESSAGE_SIZE;
 }
 
 /** One RTCPeerConnection to the peer; a rebuild replaces it with the next generation. */
@@ -117,7 +115,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #fallbackTimer: ReturnType<typeof setTimeout> | null = null;
   /** When the data channels last delivered anything (keepalives included). */
   #lastHeard = 0;
-  readonly #liveness: ReturnType<typeof setInterval>;
+  /** Checks the data channel path four times per `fallback.afterMs` (not at all without fallback). */
+  readonly #liveness: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: RemotePeerOptions) {
     super();
@@ -140,7 +139,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
         }),
       );
     }
-    this.#liveness = setInterval(() => this.#checkLiveness(), LIVENESS_MS);
+    const fallback = opts.fallback;
+    if (fallback) this.#liveness = setInterval(() => this.#checkLiveness(fallback.afterMs), fallback.afterMs / 4);
     this.#armFallback();
     if (opts.initiator) this.#connect(0);
   }
@@ -254,10 +254,11 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     const pc = this.#conn?.pc;
     const transport = this.#stateValue === 'closed' || !pc ? null : readTransportStats(await pc.getStats());
     return {
-      rttMs: transport?.rttMs,
-      bytesSent: transport?.bytesSent ?? 0,
-      bytesReceived: transport?.bytesReceived ?? 0,
-      selectedPair: transport?.selectedPair ?? null,
+      rttMs: undefined,
+      bytesSent: 0,
+      bytesReceived: 0,
+      selectedPair: null,
+      ...transport,
       path: this.#route === 'websocket' ? 'websocket' : (transport?.path ?? this.#pathValue),
       packetsLost: lost,
       messagesDropped: dropped,
@@ -378,18 +379,25 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   /**
    * werift reports neither `disconnected` nor `failed` when a working path goes silent: only
    * its ICE consent check, 30 s later (RFC 7675 section 5.1; CONSENT_TIMEOUT in werift's
-   * iceBase.js), and a game would freeze that long. So each side pings over a reliable data
-   * channel once it has heard nothing for a second, and a path silent for `fallback.afterMs`
-   * counts as failed: rebuilt, and the peer falls back meanwhile.
+   * iceBase.js), and a game would freeze that long. So a side that has heard nothing for a
+   * quarter of `fallback.afterMs` probes over a reliable data channel, and the other side
+   * answers the probe even if it only listens (Channel.ping); a path silent for
+   * `fallback.afterMs` counts as failed: rebuilt, and the peer falls back meanwhile.
+   * Liveness is judged on what arrives, so a side that streams and never hears back still
+   * learns that the path works, and a side that only listens needs to send nothing of its own.
    */
-  #checkLiveness(): void {
-    if (!this.#rtcUp || this.#route !== 'rtc' || this.#opts.fallback === false) return;
+  #checkLiveness(afterMs: number): void {
+    // Only while on the data channels (#rtcUp is false whenever the route is the WebSocket).
+    if (!this.#rtcUp) return;
     const silent = Date.now() - this.#lastHeard;
-    if (silent > this.#opts.fallback.afterMs) {
+    if (silent > afterMs) {
       this.#scheduleRecovery(0);
       this.#rtcLost(true);
-    } else if (silent >= LIVENESS_MS) {
-      for (const ch of this.#channels.values()) if (ch.ping()) break;
+    } else if (silent * 4 >= afterMs) {
+      for (const ch of this.#channels.values()) if (ch.ping()) return;
+      // No reliable channel (every channel was configured unreliable): nothing here answers
+      // a probe, so silence proves nothing; failure is left to ICE.
+      this.#lastHeard = Date.now();
     }
   }
 
@@ -398,11 +406,14 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   }
 
   #armFallback(): void {
-    if (this.#fallbackTimer !== null || this.#route === 'websocket' || !this.#canFallBack() || this.#opts.fallback === false) return;
-    this.#fallbackTimer = setTimeout(() => {
-      this.#fallbackTimer = null;
-      if (!this.#rtcUp) this.#fallBack(true);
-    }, this.#opts.fallback.afterMs);
+    if (this.#fallbackTimer !== null || this.#route === 'websocket' || !this.#canFallBack()) return;
+    this.#fallbackTimer = setTimeout(
+      () => {
+        this.#fallbackTimer = null;
+        if (!this.#rtcUp) this.#fallBack(true);
+      },
+      (this.#opts.fallback as FallbackPolicy).afterMs, // #canFallBack: not false
+    );
   }
 
   #clearFallback(): void {
