@@ -436,20 +436,21 @@ export class Channel {
   }
 
   /**
-   * A liveness probe on the data channel that the other side answers even when it has
-   * nothing to send: a copy of a fragment it already has (empty, numbered with the last
-   * sequence number it acknowledged), which its receiver drops as a duplicate and answers
-   * with an acknowledgement, as TCP keepalive does (RFC 1122 section 4.2.3.6). Peers of
-   * earlier versions answer it the same way; the answer (an ack) is never answered.
-   * False if this is not a reliable channel with an open data channel.
+   * Liveness traffic on the data channel. A keepalive is an acknowledgement frame, which the
+   * other side takes in without answering. A `probe` asks for an answer even from a side
+   * that has nothing to send: a copy of a fragment the other side already has (empty,
+   * numbered with the last sequence number it acknowledged), which its receiver drops as a
+   * duplicate and answers with an acknowledgement, as a TCP keepalive is answered (RFC 1122
+   * section 4.2.3.6); peers of earlier versions answer it the same way, and an answer is
+   * never answered. False if this is not a reliable channel with an open data channel.
    */
-  ping(): boolean {
+  ping(probe: boolean): boolean {
     const dc = this.#dc;
     if (!this.config.reliable || dc?.readyState !== 'open') return false;
     try {
-      const probe = encodeAck(this.#sender.acked);
-      probe[0] = 0; // an empty fragment: no TEXT, MORE or ACK flag
-      dc.send(probe as Uint8Array<ArrayBuffer>);
+      const frame = encodeAck(probe ? this.#sender.acked : this.#receiver.ack);
+      if (probe) frame[0] = 0; // an empty fragment: no TEXT, MORE or ACK flag
+      dc.send(frame as Uint8Array<ArrayBuffer>);
       return true;
     } catch {
       return false;

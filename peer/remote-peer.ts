@@ -115,6 +115,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #fallbackTimer: ReturnType<typeof setTimeout> | null = null;
   /** When the data channels last delivered anything (keepalives included). */
   #lastHeard = 0;
+  /** Messages the channels had written at the previous liveness check. */
+  #sentSeen = 0;
   /** Checks the data channel path four times per `fallback.afterMs` (not at all without fallback). */
   readonly #liveness: ReturnType<typeof setInterval> | undefined;
 
@@ -332,11 +334,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   /** The runtime's send gate, looked up once the transport exists. */
   #gate(): SendGate | null {
     const conn = this.#conn;
-    if (!conn) return null;
-    if (conn.gate) return conn.gate;
-    const gate = this.#opts.sendGate?.(conn.pc) ?? null;
-    if (gate) conn.gate = gate;
-    return gate;
+    // Kept once the runtime has one (it may not before the transport exists).
+    return conn ? (conn.gate ||= this.#opts.sendGate?.(conn.pc) ?? null) : null;
   }
 
   #maybeConnected(): void {
@@ -379,24 +378,32 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   /**
    * werift reports neither `disconnected` nor `failed` when a working path goes silent: only
    * its ICE consent check, 30 s later (RFC 7675 section 5.1; CONSENT_TIMEOUT in werift's
-   * iceBase.js), and a game would freeze that long. So a side that has heard nothing for a
-   * quarter of `fallback.afterMs` probes over a reliable data channel, and the other side
-   * answers the probe even if it only listens (Channel.ping); a path silent for
-   * `fallback.afterMs` counts as failed: rebuilt, and the peer falls back meanwhile.
-   * Liveness is judged on what arrives, so a side that streams and never hears back still
-   * learns that the path works, and a side that only listens needs to send nothing of its own.
+   * iceBase.js), and a game would freeze that long. So a path from which nothing arrived
+   * for `fallback.afterMs` counts as failed: rebuilt, and the peer falls back meanwhile.
+   * For that to be heard both ways, each side that wrote nothing since the previous check
+   * (every quarter of `afterMs`) sends a keepalive, so a side that only listens is heard by
+   * the side that streams; and a side that heard nothing for half of `afterMs` sends a probe
+   * the other side answers even if it never sends (a peer of an earlier version, which
+   * keeps quiet while it hears us). The streaming side normally sends neither: a reliable
+   * message among its unreliable ones would, when lost, hold werift's SCTP send window until
+   * it is retransmitted (RFC 9260 section 6.3.1: RTO.Min, 1 s), and the runtime send gate
+   * would drop game state meanwhile.
    */
   #checkLiveness(afterMs: number): void {
     // Only while on the data channels (#rtcUp is false whenever the route is the WebSocket).
     if (!this.#rtcUp) return;
     const silent = Date.now() - this.#lastHeard;
+    let sent = 0;
+    for (const ch of this.#channels.values()) sent += ch.sent;
+    const idle = sent === this.#sentSeen;
+    this.#sentSeen = sent;
     if (silent > afterMs) {
       this.#scheduleRecovery(0);
       this.#rtcLost(true);
-    } else if (silent * 4 >= afterMs) {
-      for (const ch of this.#channels.values()) if (ch.ping()) return;
-      // No reliable channel (every channel was configured unreliable): nothing here answers
-      // a probe, so silence proves nothing; failure is left to ICE.
+    } else if (idle || silent * 2 >= afterMs) {
+      for (const ch of this.#channels.values()) if (ch.ping(silent * 2 >= afterMs)) return;
+      // No reliable channel (every channel was configured unreliable): nothing here can carry
+      // a keepalive or answer a probe, so silence proves nothing; failure is left to ICE.
       this.#lastHeard = Date.now();
     }
   }

@@ -2,8 +2,8 @@
  * The data channel liveness check (peer/remote-peer.ts #checkLiveness) with real werift peers
  * and a real signaling server, in the asymmetric cases: one side streams, the other only
  * listens, or nobody sends. A path is judged by what arrives, so a side that only streams
- * must still hear the other (its answers to liveness probes), or it declares the path dead
- * after `fallback.afterMs`, falls back to the WebSocket and rebuilds the connection.
+ * must still hear the other (its keepalives), or it declares the path dead after
+ * `fallback.afterMs`, falls back to the WebSocket and rebuilds the connection.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RemotePeer, Room } from '../../peer/node.js';

@@ -119,7 +119,8 @@ interface Seen {
   errors: string[];
 }
 
-function pair(afterMs: number, channels?: Record<string, ChannelOptions>): { net: FakeNet; a: RemotePeer; b: RemotePeer; seen: [Seen, Seen] } {
+/** Two connected fakes; `quietB`: B has no liveness of its own (`fallback: false`), as a peer that never sends unless asked. */
+function pair(afterMs: number, channels?: Record<string, ChannelOptions>, quietB = false): { net: FakeNet; a: RemotePeer; b: RemotePeer; seen: [Seen, Seen] } {
   const net = new FakeNet();
   const resolved = resolveChannels(channels);
   const peers: RemotePeer[] = [];
@@ -135,7 +136,7 @@ function pair(afterMs: number, channels?: Record<string, ChannelOptions>): { net
       flow: DEFAULT_FLOW,
       restart: DEFAULT_RESTART,
       relay,
-      fallback: { afterMs },
+      fallback: quietB && i === 1 ? false : { afterMs },
       // The signaling service: to the other peer, a little later.
       send: (payload) => void setTimeout(() => void peers[1 - i]?.handleSignal(payload), 5),
     });
@@ -154,7 +155,7 @@ function pair(afterMs: number, channels?: Record<string, ChannelOptions>): { net
   return { net, a: peers[0]!, b: peers[1]!, seen };
 }
 
-/** Frames of `wire` that are liveness probes (empty, flagless fragments) or acknowledgements. */
+/** Frames of `wire` that are liveness probes (empty, flagless fragments), acknowledgements (keepalives and answers) or anything else. */
 function kinds(wire: Wire): { probes: number; acks: number; data: number } {
   let probes = 0;
   let acks = 0;
@@ -176,7 +177,7 @@ afterEach(() => {
 });
 
 describe('liveness on a fake clock', () => {
-  it('a side that only streams on an unreliable channel hears the listener answer its probes: no fallback in 60 s, no probe storm', async () => {
+  it('a side that only streams on an unreliable channel hears the listener: no fallback in 60 s, and the streaming side sends nothing but its stream', async () => {
     const { net, a, b, seen } = await connected(5_000);
     const got: unknown[] = [];
     b.on('message', (_ch, data) => got.push(data));
@@ -190,30 +191,50 @@ describe('liveness on a fake clock', () => {
     expect(a.generation).toBe(0);
     expect(a.connected && b.connected).toBe(true);
     expect(got.length).toBeGreaterThan(1_750);
-    // A probes once per quarter of afterMs of silence (every 1.25-2.5 s); B answers each one
-    // and sends nothing else; A never answers B's answers, and B, which hears A all the
-    // time, never probes.
+    // B, which writes nothing, sends a keepalive at each check (a quarter of afterMs); A,
+    // which hears B all the time, never probes, and keepalives are not answered: A writes
+    // nothing but its stream (no reliable message in its SCTP send window).
     const ab = kinds(net.wires[0]);
     const ba = kinds(net.wires[1]);
-    expect(ab.probes).toBeGreaterThanOrEqual(24);
-    expect(ab.probes).toBeLessThanOrEqual(48);
-    expect(ba).toEqual({ probes: 0, acks: ab.probes, data: 0 });
-    expect(ab.acks).toBe(0);
+    expect(ab).toEqual({ probes: 0, acks: 0, data: got.length });
+    expect(ba.probes).toBe(0);
+    expect(ba.data).toBe(0);
+    expect(ba.acks).toBeGreaterThanOrEqual(46);
+    expect(ba.acks).toBeLessThanOrEqual(49);
     await closeAll(a, b);
   });
 
-  it('nobody sends: each side probes and the other answers; no fallback in 60 s', async () => {
+  it('a listener that never sends on its own (like a peer of an earlier version) answers the probes of the streaming side: no fallback in 60 s', async () => {
+    const { net, a, b, seen } = await connected(5_000, undefined, true);
+    const stream = setInterval(() => void a.send('unreliable', 'state'), 1000 / 30);
+    await vi.advanceTimersByTimeAsync(60_000);
+    clearInterval(stream);
+    expect(seen.map((s) => s.paths)).toEqual([[], []]);
+    expect(seen.map((s) => s.disconnected)).toEqual([0, 0]);
+    // A probes once it heard nothing for half of afterMs (checks every 1.25 s: every 3.75 s);
+    // B answers each probe with an ack and sends nothing else; answers are not answered.
+    const ab = kinds(net.wires[0]);
+    const ba = kinds(net.wires[1]);
+    expect(ab.probes).toBeGreaterThanOrEqual(12);
+    expect(ab.probes).toBeLessThanOrEqual(30);
+    expect(ab.acks).toBe(0);
+    expect(ba).toEqual({ probes: 0, acks: ab.probes, data: 0 });
+    await closeAll(a, b);
+  });
+
+  it('nobody sends: each side sends a keepalive per check and hears the other; no probe, no answer, no fallback in 60 s', async () => {
     const { net, a, b, seen } = await connected(1_000);
     await vi.advanceTimersByTimeAsync(60_000);
     expect(seen.map((s) => s.paths)).toEqual([[], []]);
     expect(seen.map((s) => s.disconnected)).toEqual([0, 0]);
-    const ab = kinds(net.wires[0]);
-    const ba = kinds(net.wires[1]);
-    // Probes at most every 250 ms per side; every probe answered, no answer answered.
-    expect(ab.probes + ba.probes).toBeGreaterThan(60);
-    expect(ab.probes + ba.probes).toBeLessThanOrEqual(2 * 240);
-    expect(ba.acks).toBe(ab.probes);
-    expect(ab.acks).toBe(ba.probes);
+    for (const wire of net.wires) {
+      const k = kinds(wire);
+      // One keepalive per 250 ms check.
+      expect(k.probes).toBe(0);
+      expect(k.data).toBe(0);
+      expect(k.acks).toBeGreaterThanOrEqual(235);
+      expect(k.acks).toBeLessThanOrEqual(241);
+    }
     await closeAll(a, b);
   });
 
@@ -234,20 +255,20 @@ describe('liveness on a fake clock', () => {
     await closeAll(a, b);
   });
 
-  it('a room whose channels are all unreliable has nothing that answers a probe: silence does not count as death', async () => {
+  it('a room whose channels are all unreliable has nothing to carry keepalives or answer probes: silence does not count as death', async () => {
     const channels = { reliable: { ordered: false, maxRetransmits: 0 } };
     const { net, a, b, seen } = await connected(1_000, channels);
     await vi.advanceTimersByTimeAsync(20_000);
     expect(seen.map((s) => s.paths)).toEqual([[], []]);
     expect(seen.map((s) => s.disconnected)).toEqual([0, 0]);
-    // Nothing was sent at all: a probe on an unreliable channel would reach the app as a message.
+    // Nothing was sent at all: a keepalive on an unreliable channel would reach the app as a message.
     expect(net.wires[0].frames.length + net.wires[1].frames.length).toBe(0);
     await closeAll(a, b);
   });
 });
 
-async function connected(afterMs: number, channels?: Record<string, ChannelOptions>): Promise<ReturnType<typeof pair>> {
-  const p = pair(afterMs, channels);
+async function connected(afterMs: number, channels?: Record<string, ChannelOptions>, quietB = false): Promise<ReturnType<typeof pair>> {
+  const p = pair(afterMs, channels, quietB);
   await vi.advanceTimersByTimeAsync(100);
   expect(p.a.connected && p.b.connected, 'fake connection did not open').toBe(true);
   return p;
