@@ -287,7 +287,8 @@ export class Channel {
     if (this.#pollTimer !== null) return;
     this.#pollTimer = setInterval(() => {
       this.#flush();
-      if (this.#outbox.length === 0 || this.#hooks.route() !== 'rtc') this.#disarmPoll();
+      // A closed data channel stays closed: the next attach() (its `open`) flushes again.
+      if (this.#outbox.length === 0 || this.#hooks.route() !== 'rtc' || !this.open) this.#disarmPoll();
     }, POLL_MS);
   }
 
@@ -429,7 +430,16 @@ export class Channel {
   }
 
   #onFragment(f: Fragment): void {
-    for (const m of this.#receiver.receive(f)) this.#deliver(m.text ? decoder.decode(m.bytes) : m.bytes);
+    let done;
+    try {
+      done = this.#receiver.receive(f, this.#hooks.maxMessageSize());
+    } catch (err) {
+      // A PeerError `protocol-violation` (peer/reliable.ts): what the remote peer sends on
+      // this channel can no longer be trusted, and holding more of it is what it may be after.
+      this.close();
+      return this.#hooks.error(err as PeerError);
+    }
+    for (const m of done) this.#deliver(m.text ? decoder.decode(m.bytes) : m.bytes);
     this.#unackedReceived++;
     if (this.#unackedReceived >= ACK_EVERY) this.#sendAck();
     else this.#ackTimer ??= setTimeout(() => this.#sendAck(), ACK_DELAY_MS);

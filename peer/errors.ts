@@ -5,6 +5,8 @@ export type PeerErrorCode =
   | 'closed'
   | 'buffer-full'
   | 'bad-data'
+  /** The remote peer broke the channel framing (peer/reliable.ts); the peer is closed. */
+  | 'protocol-violation'
   | 'negotiation-failed'
   | 'no-runtime'
   | 'signaling';

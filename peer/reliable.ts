@@ -10,6 +10,8 @@
  * is missing and nothing is delivered twice. Sequence numbers compare with serial-number
  * arithmetic (RFC 1982), so they may wrap; fewer than 2^31 may be unacknowledged.
  */
+import { PeerError } from './errors.js';
+
 /** True when `a` is newer than `b` in 32-bit serial-number arithmetic (RFC 1982 §3.2). */
 export function seqNewer(a: number, b: number): boolean {
   const d = (a - b) >>> 0;
@@ -119,17 +121,32 @@ export class ReliableSender {
   }
 }
 
+/**
+ * Early fragments a receiver holds at most, whatever their size: without a count, empty
+ * fragments would pass any byte bound (each costs an object and a map entry). A sender
+ * within the server's relay limits (burst 800, 400/s) has fewer than 2,000 frames in flight
+ * before its 2 s resend; held fragments dropped over the bound come again with that resend.
+ */
+export const MAX_HELD_FRAGMENTS = 4096;
+
+/** The remote peer broke the framing: no sender of this library does that. */
+const violation = (what: string): PeerError => new PeerError('protocol-violation', `peer broke the reliable framing: ${what}`);
+
 /** The receiving half of one reliable channel. */
 export class ReliableReceiver {
   #expected: number;
   readonly #held = new Map<number, Fragment>();
   #heldBytes = 0;
   #parts: Uint8Array[] = [];
+  #partsBytes = 0;
   #partsText = false;
 
   readonly #maxHeldBytes: number;
 
-  /** `maxHeldBytes`: how much out-of-order data may wait for a gap to fill; `firstSeq` as the sender's. */
+  /**
+   * `maxHeldBytes`: how much out-of-order data may wait for a gap to fill (at most
+   * MAX_HELD_FRAGMENTS fragments too); `firstSeq` as the sender's.
+   */
   constructor(maxHeldBytes: number, firstSeq = 0) {
     this.#maxHeldBytes = maxHeldBytes;
     this.#expected = firstSeq >>> 0;
@@ -140,24 +157,31 @@ export class ReliableReceiver {
     return (this.#expected - 1) >>> 0;
   }
 
-  /** Takes one fragment; returns the messages it completes, in order. */
-  receive(f: Fragment): Delivered[] {
+  /**
+   * Takes one fragment; returns the messages it completes, in order. Throws PeerError
+   * `protocol-violation` on an empty fragment marked `more` (a sender never cuts one) and
+   * when a message being reassembled grows past `maxMessageBytes` (a sender refuses to send
+   * such a message): after that the channel's stream cannot be trusted.
+   */
+  receive(f: Fragment, maxMessageBytes = Infinity): Delivered[] {
+    const size = f.bytes.byteLength;
+    if (f.more && !size) throw violation('empty fragment marked more');
     const ahead = (f.seq - this.#expected) >>> 0;
     // Already delivered (a duplicate): nothing to do.
     if (ahead >= 0x80000000) return [];
     if (ahead > 0) {
       // Early: held until the gap fills, unless a copy is held already or the buffer is full
       // (the sender sends it again after a path change or a relay timeout).
-      if (!this.#held.has(f.seq) && this.#heldBytes + f.bytes.byteLength <= this.#maxHeldBytes) {
+      if (!this.#held.has(f.seq) && this.#held.size < MAX_HELD_FRAGMENTS && this.#heldBytes + size <= this.#maxHeldBytes) {
         this.#held.set(f.seq, f);
-        this.#heldBytes += f.bytes.byteLength;
+        this.#heldBytes += size;
       }
       return [];
     }
     const out: Delivered[] = [];
     let next: Fragment | undefined = f;
     while (next) {
-      this.#take(next, out);
+      this.#take(next, out, maxMessageBytes);
       this.#expected = (this.#expected + 1) >>> 0;
       next = this.#held.get(this.#expected);
       if (next) {
@@ -168,17 +192,25 @@ export class ReliableReceiver {
     return out;
   }
 
-  #take(f: Fragment, out: Delivered[]): void {
+  /** Fragments held early, waiting for a gap to fill. */
+  get heldCount(): number {
+    return this.#held.size;
+  }
+
+  #take(f: Fragment, out: Delivered[], max: number): void {
     if (this.#parts.length === 0) this.#partsText = f.text;
     this.#parts.push(f.bytes);
+    this.#partsBytes += f.bytes.byteLength;
+    if (this.#partsBytes > max) throw violation(`message over ${max} bytes`);
     if (f.more) return;
     const parts = this.#parts;
+    const total = this.#partsBytes;
     this.#parts = [];
+    this.#partsBytes = 0;
     if (parts.length === 1) {
       out.push({ text: this.#partsText, bytes: parts[0] as Uint8Array });
       return;
     }
-    const total = parts.reduce((n, p) => n + p.byteLength, 0);
     const bytes = new Uint8Array(total);
     let at = 0;
     for (const p of parts) {

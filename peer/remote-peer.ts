@@ -132,7 +132,11 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
           maxMessageSize: () => maxMessageSizeOf(this.#conn?.pc),
           gate: () => this.#gate(),
           message: (data) => this.emit('message', config.name, data),
-          error: (err) => this.emit('error', err),
+          error: (err) => {
+            this.emit('error', err);
+            // A peer that broke the framing is not talked to any more (README, peer errors).
+            if (err.code === 'protocol-violation') void this.close();
+          },
           open: () => this.#maybeConnected(),
           lost: () => this.#onChannelLost(),
           route: () => this.#route,

@@ -14,7 +14,10 @@ import type { RtcRuntime } from './runtime/types.js';
 import { toSignalPayload } from './signal-payload.js';
 import type { PeerPath } from './stats.js';
 
-export interface JoinRoomOptions {
+/** The signaling client's timeouts (SignalingClientOptions; PROTOCOL.md, Liveness). */
+type ClientTimeouts = Pick<SignalingClientOptions, 'welcomeTimeoutMs' | 'pingAfterMs' | 'pingTimeoutMs'>;
+
+export interface JoinRoomOptions extends ClientTimeouts {
   /** The signaling service's WebSocket URL. */
   url: string;
   room: string;
@@ -223,15 +226,12 @@ export class Room extends TypedEmitter<RoomEvents> {
  * Resolves once joined (connections open in the background: see `peer-connected`).
  */
 export async function joinRoom(options: JoinRoomOptions): Promise<Room> {
-  const clientOptions: SignalingClientOptions = { url: options.url, room: options.room };
-  if (options.token !== undefined) clientOptions.token = options.token;
-  if (options.meta !== undefined) clientOptions.meta = options.meta;
-  if (options.WebSocket !== undefined) clientOptions.WebSocket = options.WebSocket;
-  if (options.reconnect !== undefined) clientOptions.reconnect = options.reconnect;
   // Validate channels and the runtime before touching the network.
   resolveChannels(options.channels);
   if (!options.rtc) nativeRuntime();
-  const signaling = new SignalingClient(clientOptions);
+  // The room's options are a superset of the client's (url, room, token, meta, WebSocket,
+  // reconnect and the timeouts); the client reads only its own.
+  const signaling = new SignalingClient(options);
   const welcome = await signaling.connect();
   const room = new Room(signaling, welcome, options);
   room.connectExisting(welcome.peers);

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DEFAULT_LIMITS, DEFAULT_PATH } from '../protocol/index.js';
 import { DEFAULT_TURN_TTL } from '../../turn/ice-servers.js';
 import { DEFAULT_TURN_QUOTAS } from '../../turn/quotas.js';
+import { isCidr } from '../server/source.js';
 
 /** One CLI option: its flag, its environment variable, and how to read it. */
 export interface OptionSpec {
@@ -90,16 +91,69 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     defaultText: 'none (no auth)',
     schema: z.string().min(16, 'must be at least 16 characters').optional(),
   },
+  allowedHosts: {
+    flag: 'allowed-hosts',
+    env: 'RALLYPOINT_ALLOWED_HOSTS',
+    description: 'host names browsers may use to reach this server (DNS-rebinding check), comma-separated; .example.com allows subdomains; * turns the check off',
+    defaultText: 'localhost, IP literals, this machine and --host',
+    schema: z
+      .string()
+      .optional()
+      .transform((s) => (s === undefined ? undefined : s.trim() === '*' ? ('*' as const) : s.split(',').map((h) => h.trim()).filter(Boolean))),
+  },
+  tokenAudience: {
+    flag: 'token-audience',
+    env: 'RALLYPOINT_TOKEN_AUDIENCE',
+    description: "tokens' aud claim must name one of these, comma-separated (needs --secret)",
+    defaultText: 'not checked',
+    schema: csv(z.string().min(1)),
+  },
+  tokenIssuer: {
+    flag: 'token-issuer',
+    env: 'RALLYPOINT_TOKEN_ISSUER',
+    description: "tokens' iss claim must be one of these, comma-separated (needs --secret)",
+    defaultText: 'not checked',
+    schema: csv(z.string().min(1)),
+  },
   trustProxy: {
     flag: 'trust-proxy',
     env: 'RALLYPOINT_TRUST_PROXY',
-    description: 'take client IPs from X-Forwarded-For',
+    description: 'take client IPs from X-Forwarded-For: a count of proxies you run (true = 1), or their addresses/CIDRs, comma-separated',
     defaultText: 'false',
-    boolean: true,
     schema: z
-      .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
-      .default(false)
-      .transform((v) => v === true || v === 'true' || v === '1'),
+      .string()
+      .default('false')
+      .transform((v, ctx) => {
+        const s = v.trim();
+        if (s === 'false' || s === '0') return false;
+        if (s === 'true') return 1;
+        if (/^\d+$/.test(s) && Number(s) <= 32) return Number(s);
+        const list = s.split(',').map((x) => x.trim()).filter(Boolean);
+        if (list.length > 0 && list.every(isCidr)) return list;
+        ctx.addIssue({ code: 'custom', message: 'must be true, false, a hop count (0-32) or addresses/CIDRs, comma-separated' });
+        return z.NEVER;
+      }),
+  },
+  metricsToken: {
+    flag: 'metrics-token',
+    env: 'RALLYPOINT_METRICS_TOKEN',
+    description: 'GET /metrics needs Authorization: Bearer <token>',
+    defaultText: 'none (public)',
+    schema: z.string().min(16, 'must be at least 16 characters').optional(),
+  },
+  metricsPort: {
+    flag: 'metrics-port',
+    env: 'RALLYPOINT_METRICS_PORT',
+    description: 'serve /metrics on this port instead of --port (0 picks a free one)',
+    defaultText: 'the signaling port',
+    schema: intFrom(0).max(65535).optional(),
+  },
+  metricsHost: {
+    flag: 'metrics-host',
+    env: 'RALLYPOINT_METRICS_HOST',
+    description: 'interface of the --metrics-port listener',
+    defaultText: '--host',
+    schema: z.string().min(1).optional(),
   },
   logLevel: {
     flag: 'log-level',
@@ -161,6 +215,9 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
   ...Object.fromEntries([
     limit('maxConnections', 'max-connections', 'RALLYPOINT_MAX_CONNECTIONS', 'open connections'),
     limit('maxConnectionsPerIp', 'max-connections-per-ip', 'RALLYPOINT_MAX_CONNECTIONS_PER_IP', 'connections per client IP (0 = no limit)', 0),
+    limit('ipv6PrefixLength', 'ipv6-prefix-length', 'RALLYPOINT_IPV6_PREFIX_LENGTH', 'IPv6 clients count per prefix of this length for --max-connections-per-ip (1-128)'),
+    limit('joinTimeoutMs', 'join-timeout-ms', 'RALLYPOINT_JOIN_TIMEOUT_MS', 'a connection not in a room this long is closed (4008)'),
+    limit('maxBufferedBytes', 'max-buffered-bytes', 'RALLYPOINT_MAX_BUFFERED_BYTES', 'unsent bytes held per connection; more closes it (1013)'),
     limit('maxRooms', 'max-rooms', 'RALLYPOINT_MAX_ROOMS', 'rooms'),
     limit('maxPeersPerRoom', 'max-peers-per-room', 'RALLYPOINT_MAX_PEERS_PER_ROOM', 'peers per room'),
     limit('maxMessageBytes', 'max-message-bytes', 'RALLYPOINT_MAX_MESSAGE_BYTES', 'largest message (bytes)'),

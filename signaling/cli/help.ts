@@ -30,7 +30,8 @@ export function helpText(): string {
     '',
     '  -h, --help                        show this help',
     '',
-    'Endpoints: the WebSocket path, GET /healthz, GET /metrics (Prometheus).',
+    'Endpoints: the WebSocket path, GET /healthz, GET /metrics (Prometheus; behind',
+    '--metrics-token and/or on --metrics-port when set).',
     'Protocol: signaling/PROTOCOL.md',
   ].join('\n');
 }

@@ -97,7 +97,13 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
       ...(cfg.origins !== undefined ? { allowedOrigins: cfg.origins as '*' | string[] } : {}),
       ...(cfg.secret !== undefined ? { secret: cfg.secret as string } : {}),
       ...(iceServers !== undefined ? { iceServers } : {}),
-      trustProxy: cfg.trustProxy as boolean,
+      trustProxy: cfg.trustProxy as boolean | number | string[],
+      ...(cfg.allowedHosts !== undefined ? { allowedHosts: cfg.allowedHosts as '*' | string[] } : {}),
+      ...(cfg.tokenAudience !== undefined ? { tokenAudience: cfg.tokenAudience as string[] } : {}),
+      ...(cfg.tokenIssuer !== undefined ? { tokenIssuer: cfg.tokenIssuer as string[] } : {}),
+      ...(cfg.metricsToken !== undefined ? { metricsToken: cfg.metricsToken as string } : {}),
+      ...(cfg.metricsPort !== undefined ? { metricsPort: cfg.metricsPort as number } : {}),
+      ...(cfg.metricsHost !== undefined ? { metricsHost: cfg.metricsHost as string } : {}),
       relay: cfg.relay === 'on',
       limits,
       logger,
@@ -117,7 +123,11 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
   });
   // Only now: whoever reads these lines may signal us at once (the handlers must be in place).
   // One write: a reader that takes the first line and goes (`| head -1`) gets both at once.
-  printStartLines([`rallypoint listening on ${signaling.url} (signaling ${signaling.wsUrl})`, ...(turn ? [turn.startLine] : [])]);
+  printStartLines([
+    `rallypoint listening on ${signaling.url} (signaling ${signaling.wsUrl})`,
+    ...(turn ? [turn.startLine] : []),
+    ...(signaling.metricsUrl !== undefined ? [`rallypoint metrics on ${signaling.metricsUrl}`] : []),
+  ]);
 }
 
 /**
@@ -161,6 +171,18 @@ function printCoturnConfig(flags: Record<string, string | boolean | undefined>):
 
 const COMMANDS: Record<string, Record<string, OptionSpec>> = { serve: SERVE_OPTIONS, turn: TURN_OPTIONS, 'coturn-config': COTURN_OPTIONS };
 
+/**
+ * `--trust-proxy` used to be a switch: a bare `--trust-proxy` (end of the line, or before
+ * another flag) still means `true`, one trusted hop.
+ */
+function bareTrustProxy(argv: string[]): string[] {
+  return argv.map((arg, i) => {
+    if (arg !== '--trust-proxy') return arg;
+    const next = argv[i + 1];
+    return next === undefined || next.startsWith('-') || !/^[0-9A-Fa-f:.,/\[\]]+$|^(true|false)$/.test(next) ? '--trust-proxy=true' : arg;
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
   for (const specs of Object.values(COMMANDS)) {
@@ -168,7 +190,7 @@ async function main(argv: string[]): Promise<number> {
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: bareTrustProxy(argv), options, allowPositionals: true, strict: true });
   } catch (err) {
     process.stderr.write(`rallypoint: ${(err as Error).message}\n\n${helpText()}\n`);
     return 2;

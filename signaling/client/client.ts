@@ -34,6 +34,22 @@ export interface SignalingClientOptions {
   WebSocket?: WebSocketConstructor;
   /** When to reconnect; default exponential backoff with full jitter. `false`: never. */
   reconnect?: ReconnectPolicy | false;
+  /**
+   * An attempt without `welcome` this long after it started (socket, upgrade and join
+   * included) is given up and retried like a lost connection. Default 10 000.
+   */
+  welcomeTimeoutMs?: number;
+  /**
+   * Liveness (PROTOCOL.md, Liveness): after this long without any frame from the server,
+   * the client sends `ping`. Default 15 000. A busy connection never pings.
+   */
+  pingAfterMs?: number;
+  /**
+   * A `ping` followed by this long without any frame means the connection is dead (e.g.
+   * half-open: the server's host vanished): it is closed and the client reconnects and
+   * resumes. Default 5 000; a dead connection is noticed within pingAfterMs + pingTimeoutMs.
+   */
+  pingTimeoutMs?: number;
 }
 
 export type SignalingState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -76,7 +92,10 @@ export type SignalingClientEvents = {
   signal: (from: string, data: unknown) => void;
   /** A peer relayed a frame to us through the server (binary data already decoded). */
   relay: (frame: ReceivedRelayFrame) => void;
-  /** A server `error` frame, or a frame the client could not decode (e.g. invalid base64). */
+  /**
+   * A server `error` frame, a frame the client could not decode (e.g. invalid base64), or
+   * `timeout`: no `welcome` or no answer to a `ping` in time (a reconnect follows).
+   */
   error: (error: SignalingError) => void;
   /** The connection was lost; another attempt follows after `delayMs`. */
   reconnecting: (info: { attempt: number; delayMs: number; closeCode: number }) => void;
@@ -87,6 +106,12 @@ export type SignalingClientEvents = {
 
 const OPEN = 1;
 const CLOSED = 3;
+/**
+ * The `ref` of our pings. A server older than `ping` answers it with `bad-message` echoing
+ * the ref: any frame proves the connection alive, and that error is not reported.
+ */
+const PING_REF = 'rallypoint.ping';
+const PING = `{"type":"ping","ref":"${PING_REF}"}`;
 
 /**
  * Client of the rallypoint signaling service (browser and Node). Joins one room,
@@ -99,7 +124,14 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #resumeToken: string | undefined;
   #attempt = 0;
   #outageStart = 0;
-  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  /** One timer: the reconnect delay while disconnected, else the welcome or liveness check. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** [welcomeTimeoutMs, pingAfterMs, pingTimeoutMs] */
+  readonly #times: number[];
+  /** When the last frame from the server arrived. */
+  #heard = 0;
+  /** When the last ping went out; later than #heard while it is unanswered. */
+  #pinged = 0;
   #closing: Promise<void> | null = null;
   readonly #policy: ReconnectPolicy | null;
   readonly #WS: WebSocketConstructor;
@@ -113,6 +145,9 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     if (!WS) throw new SignalingError('not-open', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
     this.#WS = WS;
     this.#policy = options.reconnect === false ? null : (options.reconnect ?? new ExponentialBackoff());
+    this.#times = [options.welcomeTimeoutMs ?? 10_000, options.pingAfterMs ?? 15_000, options.pingTimeoutMs ?? 5_000];
+    // setTimeout fires at once for anything above 2^31 - 1 ms.
+    if (!this.#times.every((ms) => ms > 0 && ms < 2 ** 31)) throw new RangeError('timeouts: 1 to 2^31-1 ms');
     // Validate the join now so a bad room name fails at construction, not on the wire.
     encodeClientMessage(this.#joinMessage());
   }
@@ -196,7 +231,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
-    this.#clearRetry();
+    clearTimeout(this.#timer);
     const ws = this.#ws;
     this.#ws = null;
     this.#closing = new Promise<void>((resolve) => {
@@ -250,6 +285,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       return;
     }
     this.#ws = ws;
+    this.#arm(this.#times[0] as number);
     ws.onopen = () => ws.send(encodeClientMessage(this.#joinMessage()));
     ws.onmessage = (ev) => this.#onFrame(ev.data);
     ws.onerror = () => {
@@ -259,6 +295,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   }
 
   #onFrame(data: unknown): void {
+    this.#heard = Date.now();
     if (typeof data !== 'string') return this.emit('error', new SignalingError('bad-message', 'server sent a binary frame'));
     const decoded = decodeServerMessage(data);
     if (!decoded.ok) return this.emit('error', new SignalingError(decoded.code, `undecodable server frame: ${decoded.message}`));
@@ -268,6 +305,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         this.#welcome = msg;
         this.#resumeToken = msg.resume.token;
         this.#attempt = 0;
+        this.#arm(this.#times[1] as number);
         this.#setState('open');
         this.emit('open', toWelcome(msg));
         this.#settle(null, toWelcome(msg));
@@ -289,7 +327,10 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         }
         return this.emit('relay', frame);
       }
+      case 'pong':
+        return;
       case 'error': {
+        if (msg.ref === PING_REF) return;
         const error = new SignalingError(msg.code, msg.message, msg.ref);
         // Before `welcome` the only message we sent is `join`: this error refuses it (room-full,
         // too-many-rooms, meta too-large, unauthorized, ...). Retrying the same join would not
@@ -331,10 +372,40 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.#setState('reconnecting');
     this.emit('reconnecting', { attempt: this.#attempt, delayMs, closeCode: code });
     this.#attempt++;
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
-      this.#open();
-    }, delayMs);
+    this.#arm(delayMs, () => this.#open());
+  }
+
+  #arm(ms: number, then = () => this.#check()): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(then, ms);
+  }
+
+  /**
+   * The welcome timeout, and liveness: ping only after `pingAfterMs` of silence and give up
+   * only when a ping got no frame back for `pingTimeoutMs`, so a quiet room never reconnects
+   * and a late timer (a throttled background tab) never counts as a missed answer.
+   */
+  #check(): void {
+    const now = Date.now();
+    const [welcomeMs, afterMs, waitMs] = this.#times as [number, number, number];
+    if (!this.#welcome) return this.#dead(`no welcome within ${welcomeMs} ms`);
+    if (this.#pinged > this.#heard) {
+      if (now - this.#pinged >= waitMs) return this.#dead(`no answer to ping within ${waitMs} ms`);
+      return this.#arm(this.#pinged + waitMs - now);
+    }
+    if (now - this.#heard < afterMs) return this.#arm(this.#heard + afterMs - now);
+    this.#pinged = now;
+    this.#ws?.send(PING);
+    this.#arm(waitMs);
+  }
+
+  /** Gives the connection up as dead: reconnect (and resume) as after a lost connection. */
+  #dead(reason: string): void {
+    const ws = this.#ws as WebSocketLike;
+    this.emit('error', new SignalingError('timeout', reason));
+    this.#onClose(ws, CLOSE_CODES.timeout, reason);
+    // Detached by now; a half-open socket may never finish its closing handshake.
+    ws.close(CLOSE_CODES.timeout, reason);
   }
 
   #settle(error: Error | null, welcome?: Welcome): void {
@@ -347,15 +418,10 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   }
 
   #finish(code: number, reason: string): void {
-    this.#clearRetry();
+    clearTimeout(this.#timer);
     this.#settle(new SignalingError('closed', 'client closed before joining'));
     this.#setState('closed');
     this.emit('close', { code, reason });
-  }
-
-  #clearRetry(): void {
-    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
   }
 }
 

@@ -34,20 +34,34 @@ export const CLOSE_CODES = {
   frameTooLarge: 1009,
   /** Unexpected server error. */
   internal: 1011,
+  /**
+   * "Try Again Later" (IANA WebSocket close code registry): the client did not read its
+   * socket and its unsent backlog passed `maxBufferedBytes`. The server casts it off rather
+   * than buffer without bound; the session is kept for resume, so the client reconnects.
+   */
+  tooSlow: 1013,
   /** Repeated frames that are not JSON. */
   badJson: 4000,
   /** Repeated frames that do not match the schema. */
   badMessage: 4001,
+  /** Repeated protocol misuse of another kind (not-joined, peer-not-found, ...). */
+  protocolAbuse: 4002,
   /** The token does not allow what the client asked for (e.g. another room). */
   unauthorized: 4003,
+  /** The connection was not in a room for `joinTimeoutMs` (never joined, or idle after leave). */
+  joinTimeout: 4008,
   /** Repeated messages over the message size limit. */
   tooLarge: 4009,
   /** Another connection resumed this session. */
   replaced: 4010,
   /** Repeated messages beyond the rate limit. */
   rateLimited: 4029,
-  /** Repeated protocol misuse of another kind (not-joined, peer-not-found, ...). */
-  protocolAbuse: 4002,
+  /**
+   * Sent by a client: the server did not answer in time (no `welcome`, or no frame after a
+   * `ping`), so the client gives the connection up and reconnects. Not 1000: the session
+   * must stay resumable.
+   */
+  timeout: 4408,
 } as const;
 export type CloseCode = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES];
 
@@ -80,18 +94,21 @@ export function closeCodeFor(code: ErrorCode): CloseCode {
 }
 
 /** Close codes after which a client must not reconnect on its own. */
+// Numbers, not CLOSE_CODES.x: this set is in the browser bundle, where each property
+// access costs bytes against its budget (test/unit/codes.test.ts pins it to CLOSE_CODES).
 export const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
-  CLOSE_CODES.badJson,
-  CLOSE_CODES.badMessage,
-  CLOSE_CODES.unauthorized,
-  CLOSE_CODES.replaced,
-  CLOSE_CODES.protocolAbuse,
+  4000, // badJson
+  4001, // badMessage
+  4002, // protocolAbuse
+  4003, // unauthorized
+  4010, // replaced
 ]);
 
 /** Reasons an upgrade is refused with, and the HTTP status each gets. */
 export const UPGRADE_REFUSALS = {
   'bad-path': 404,
   'bad-origin': 403,
+  'bad-host': 403,
   'bad-subprotocol': 400,
   unauthorized: 401,
   'server-full': 503,

@@ -58,6 +58,7 @@ export function checkClientMessage(v: unknown): string | null {
     case 'signal':
       return check(peerId(v.to), 'to: string of 1-64') ?? check(v.data !== undefined, 'data: missing');
     case 'leave':
+    case 'ping':
       return null;
     case 'relay':
       return check(peerId(v.to), 'to: string of 1-64') ?? relayFields(v);
@@ -91,6 +92,8 @@ export function checkServerMessage(v: unknown): string | null {
       return check(peerId(v.from), 'from') ?? relayFields(v);
     case 'error':
       return check((ERROR_CODES as readonly unknown[]).includes(v.code) && typeof v.message === 'string' && optStr(v.ref, Infinity), 'code/message/ref');
+    case 'pong':
+      return check(optStr(v.ref, Infinity), 'ref');
     default:
       return 'type: unknown type';
   }

@@ -21,6 +21,11 @@ export const DEFAULT_LIMITS = {
   maxConnections: 10_000,
   /** Open connections per client IP (0 = no limit). */
   maxConnectionsPerIp: 64,
+  /**
+   * IPv6 clients count against `maxConnectionsPerIp` by this many leading bits of their
+   * address: a /64 is one subscriber (RFC 6177), who has 2^64 addresses to rotate through.
+   */
+  ipv6PrefixLength: 64,
   /** Errors a connection may cause before it is closed; they decay at 1 per second. */
   abuseThreshold: 20,
   /** How long a disconnected peer's id is kept for resume, in ms. */
@@ -54,6 +59,18 @@ export const DEFAULT_LIMITS = {
    * costs the server at most this much.
    */
   relayMaxBufferedBytes: 1024 * 1024,
+  /**
+   * Bytes the server holds for one connection that are not yet written to its socket (every
+   * frame type: signals, peer-joined/left, errors, relay frames). A frame that would take the
+   * backlog past this closes the connection with 1013 and keeps its session for resume: a
+   * reader that stalls costs the server at most this much. Above `relayMaxBufferedBytes`.
+   */
+  maxBufferedBytes: 4 * 1024 * 1024,
+  /**
+   * How long a connection may stay out of a room (from the upgrade, and again after `leave`)
+   * before it is closed with 4008: an idle socket costs memory and a per-IP slot.
+   */
+  joinTimeoutMs: 10_000,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };
@@ -72,6 +89,7 @@ export type AnnouncedLimits = Pick<
   | 'relayMessageBurst'
   | 'relayBytesPerSecond'
   | 'relayBytesBurst'
+  | 'maxBufferedBytes'
 >;
 
 /**

@@ -50,13 +50,16 @@ const relayFields = {
   unreliable: z.optional(z.literal(true)),
 };
 export const RelayMessage = z.object({ type: z.literal('relay'), to: PeerId, ...relayFields, ref: Ref });
+/** Asks the server for a `pong`: a browser cannot see WebSocket pings, so it checks liveness itself. */
+export const PingMessage = z.object({ type: z.literal('ping'), ref: Ref });
 
-export const ClientMessage = z.discriminatedUnion('type', [JoinMessage, SignalMessage, LeaveMessage, RelayMessage]);
+export const ClientMessage = z.discriminatedUnion('type', [JoinMessage, SignalMessage, LeaveMessage, RelayMessage, PingMessage]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 export type JoinMessage = z.infer<typeof JoinMessage>;
 export type SignalMessage = z.infer<typeof SignalMessage>;
 export type LeaveMessage = z.infer<typeof LeaveMessage>;
 export type RelayMessage = z.infer<typeof RelayMessage>;
+export type PingMessage = z.infer<typeof PingMessage>;
 
 export const PeerInfo = z.object({ id: PeerId, meta: z.optional(Meta) });
 export type PeerInfo = z.infer<typeof PeerInfo>;
@@ -100,6 +103,9 @@ export const ErrorMessage = z.object({
   ref: z.optional(z.string()),
 });
 
+/** The answer to `ping` (its `ref` echoed). */
+export const PongMessage = z.object({ type: z.literal('pong'), ref: z.optional(z.string()) });
+
 export const ServerMessage = z.discriminatedUnion('type', [
   WelcomeMessage,
   PeerJoinedMessage,
@@ -107,6 +113,7 @@ export const ServerMessage = z.discriminatedUnion('type', [
   ServerSignalMessage,
   ServerRelayMessage,
   ErrorMessage,
+  PongMessage,
 ]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
 export type WelcomeMessage = z.infer<typeof WelcomeMessage>;
@@ -115,3 +122,4 @@ export type PeerLeftMessage = z.infer<typeof PeerLeftMessage>;
 export type ServerSignalMessage = z.infer<typeof ServerSignalMessage>;
 export type ServerRelayMessage = z.infer<typeof ServerRelayMessage>;
 export type ErrorMessage = z.infer<typeof ErrorMessage>;
+export type PongMessage = z.infer<typeof PongMessage>;

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
-import type { Limits } from '../protocol/index.js';
+import type { IceServer, Limits } from '../protocol/index.js';
 import type { Grant } from './auth.js';
 import { RelayCounts } from './metrics.js';
 import type { RelayDelivery } from './rooms.js';
@@ -20,7 +20,11 @@ type ConnectionLimits = Pick<
   | 'relayLatestAboveBytes'
   | 'relayLatestSlots'
   | 'relayMaxBufferedBytes'
+  | 'maxBufferedBytes'
 >;
+
+/** Called instead of writing a frame that would take a connection's backlog past `maxBufferedBytes`. */
+export type OverflowHandler = (conn: Connection, frame: string) => void;
 
 /** One WebSocket connection and what the server tracks about it. */
 export class Connection {
@@ -38,6 +42,16 @@ export class Connection {
   session: Session | null = null;
   /** Tail of this connection's message chain while an async store is involved. */
   pending: Promise<void> | null = null;
+  /**
+   * The ICE servers (with the TURN credential) minted for this connection at its first
+   * join: rejoins on the same connection get the same ones, so join/leave cannot mint
+   * credentials (and TURN allocation quota) without bound.
+   */
+  iceServers: IceServer[] | null = null;
+  /** Closes the connection while it is not in a room (the join deadline); null while joined. */
+  joinTimer: unknown = null;
+  /** The key this connection counts under for maxConnectionsPerIp (see `sourceKey`). */
+  source = '';
   readonly bucket: TokenBucket;
   readonly strikes: StrikeCounter;
   /** Relay frames have buckets of their own (messages and bytes), apart from `bucket`. */
@@ -61,6 +75,7 @@ export class Connection {
     now: number,
     private readonly limits: ConnectionLimits,
     private readonly relayCounts: RelayCounts = new RelayCounts(),
+    private readonly onOverflow: OverflowHandler | null = null,
   ) {
     this.openedAt = now;
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.messageBurst, now);
@@ -82,9 +97,17 @@ export class Connection {
     return this.latest?.size ?? 0;
   }
 
+  /**
+   * Writes a frame, unless it would take what waits to be written for this client past
+   * `maxBufferedBytes`: then the frame is handed to the overflow handler (which closes the
+   * connection) instead. Every frame the server sends goes through here, so a client that
+   * stops reading costs at most that much (plus the closing frame), whatever is sent to it.
+   */
   send(frame: string): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
-    this.bytesOut += Buffer.byteLength(frame);
+    const bytes = Buffer.byteLength(frame);
+    if (this.ws.bufferedAmount + bytes > this.limits.maxBufferedBytes && this.onOverflow !== null) return this.onOverflow(this, frame);
+    this.bytesOut += bytes;
     this.coalesce();
     this.ws.send(frame);
   }

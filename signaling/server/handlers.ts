@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  CLOSE_CODES,
   MAX_JSON_DEPTH,
   jsonDepthExceeds,
   encodeServerMessage,
@@ -10,6 +11,7 @@ import {
   type LeaveMessage,
   type SignalMessage,
   type RelayMessage,
+  type PingMessage,
   type IceServer,
 } from '../protocol/index.js';
 import type { Connection } from './connection.js';
@@ -30,6 +32,10 @@ export interface HandlerContext {
   clearGrace(session: Session): void;
   /** Keeps a session without a connection for the resume grace period, then ends it. */
   startGrace(session: Session, reason: LeaveReason): void;
+  /** The connection joined (or resumed into) a room: its join deadline stops. */
+  enteredRoom(conn: Connection): void;
+  /** The connection left its room: its join deadline starts again. */
+  leftRoom(conn: Connection): void;
 }
 
 export const newPeerId = (): string => randomBytes(9).toString('base64url');
@@ -59,6 +65,7 @@ function sendWelcome(ctx: HandlerContext, conn: Connection, session: Session, pe
         relayMessageBurst: ctx.options.relay ? limits.relayMessageBurst : 0,
         relayBytesPerSecond: ctx.options.relay ? limits.relayBytesPerSecond : 0,
         relayBytesBurst: ctx.options.relay ? limits.relayBytesBurst : 0,
+        maxBufferedBytes: limits.maxBufferedBytes,
       },
     }),
   );
@@ -70,7 +77,7 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   if (previous && previous !== conn) {
     previous.session = null;
     session.conn = null;
-    previous.close(4010, 'session resumed elsewhere');
+    previous.close(CLOSE_CODES.replaced, 'session resumed elsewhere');
   }
   ctx.clearGrace(session);
   ctx.sessions.delete(session.resumeToken);
@@ -83,6 +90,7 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   if (conn.closed) return ctx.startGrace(session, 'closed');
   sendWelcome(ctx, conn, session, members.filter((p) => p.id !== session.id), true);
   session.attach(conn);
+  ctx.enteredRoom(conn);
   ctx.metrics.resumes.inc({ result: 'resumed' });
 }
 
@@ -116,6 +124,7 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
   ctx.sessions.set(session.resumeToken, session);
   sendWelcome(ctx, conn, session, outcome.peers, false);
   session.attach(conn);
+  ctx.enteredRoom(conn);
   await ctx.store.broadcast(
     msg.room,
     encodeServerMessage({ type: 'peer-joined', peer: msg.meta === undefined ? { id: session.id } : { id: session.id, meta: msg.meta } }),
@@ -193,11 +202,20 @@ function relayNotDelivered(ctx: HandlerContext, conn: Connection, session: Sessi
   ctx.sendError(conn, 'peer-not-found', why, msg.ref);
 }
 
+/**
+ * Answers a client's liveness check (PROTOCOL.md, Liveness). Joined or not: the frame
+ * already paid a signaling token, and a pong costs no more than the error it would get.
+ */
+export function handlePing(conn: Connection, msg: PingMessage): void {
+  conn.send(encodeServerMessage(msg.ref === undefined ? { type: 'pong' } : { type: 'pong', ref: msg.ref }));
+}
+
 export async function handleLeave(ctx: HandlerContext, conn: Connection, msg: LeaveMessage): Promise<void> {
   const session = conn.session;
   if (!session) return ctx.sendError(conn, 'not-joined', 'not in a room', msg.ref);
   conn.session = null;
   session.conn = null;
+  ctx.leftRoom(conn);
   await endSession(ctx, session, 'left');
 }
 

@@ -1,4 +1,20 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CLOSE_CODES } from '../protocol/index.js';
+
+/**
+ * Close codes counted under their own `code` label: the ones RFC 6455 §7.4.1 and the IANA
+ * registry define (1000-1015) and the project's own. A client chooses the code of a close it
+ * starts (any of 3000-4999), so any other is counted as `other`: the label set stays bounded.
+ */
+const LABELLED_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
+  1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
+  ...Object.values(CLOSE_CODES),
+]);
+
+/** The `code` label of `rallypoint_closes_total` for a close code. */
+export function closeCodeLabel(code: number): string {
+  return LABELLED_CLOSE_CODES.has(code) ? String(code) : 'other';
+}
 
 /** Why a valid relay frame of a joined peer was not delivered (`rallypoint_relay_dropped_total{reason}`). */
 export const RELAY_DROP_REASONS = ['rate', 'congested', 'no-peer', 'grace', 'disabled'] as const;
@@ -31,6 +47,8 @@ export class SignalingMetrics {
   readonly errors: Counter<'code'>;
   readonly refusals: Counter<'reason'>;
   readonly closes: Counter<'code'>;
+  /** Connections closed with 1013 because their unsent backlog passed `maxBufferedBytes`. */
+  readonly slowReaders: Counter;
   readonly upgradeSeconds: Histogram;
   readonly bytesIn: Counter;
   readonly bytesOut: Counter;
@@ -97,7 +115,12 @@ export class SignalingMetrics {
     });
     this.errors = new Counter({ name: 'rallypoint_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers: r });
     this.refusals = new Counter({ name: 'rallypoint_upgrade_refusals_total', help: 'Refused WebSocket upgrades, by reason', labelNames: ['reason'], registers: r });
-    this.closes = new Counter({ name: 'rallypoint_closes_total', help: 'Closed connections, by WebSocket close code', labelNames: ['code'], registers: r });
+    this.closes = new Counter({ name: 'rallypoint_closes_total', help: 'Closed connections, by WebSocket close code (codes nobody defined: other)', labelNames: ['code'], registers: r });
+    this.slowReaders = new Counter({
+      name: 'rallypoint_slow_reader_closes_total',
+      help: 'Connections closed (1013) because what waited to be written to them passed maxBufferedBytes',
+      registers: r,
+    });
     this.upgradeSeconds = new Histogram({
       name: 'rallypoint_upgrade_duration_seconds',
       help: 'Time from upgrade request to accepted WebSocket, including auth',

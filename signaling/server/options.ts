@@ -6,6 +6,8 @@ import { DEFAULT_LIMITS, DEFAULT_PATH, IceServer, type Limits } from '../protoco
 import type { VerifyHook } from './auth.js';
 import type { Clock } from './clock.js';
 import type { RoomStore } from './rooms.js';
+import { defaultAllowedHosts } from './upgrade.js';
+import { isCidr, resolveProxyTrust, type ProxyTrust, type TrustProxy } from './source.js';
 
 export type IceServersOption = IceServer[] | ((ctx: { peerId: string; request: IncomingMessage }) => IceServer[]);
 
@@ -18,8 +20,22 @@ export interface SignalingServerOptions {
    * browsers) are always allowed: Origin protects browsers, it authenticates nobody.
    */
   allowedOrigins?: '*' | string[];
+  /**
+   * Host names browsers may reach the server by (DNS-rebinding protection): a browser's
+   * upgrade whose Host is not one of them is refused with 403 `bad-host`. Always allowed:
+   * IP literals, `localhost` and names under `.localhost`, this machine's host name, and the
+   * `host` given to `listenSignaling`. Entries starting with a dot allow a domain and every
+   * name under it. `'*'` turns the check off. Checked on upgrades that carry an Origin;
+   * with the default (same-origin) `allowedOrigins` always, with an explicit origin list
+   * only when this option is set.
+   */
+  allowedHosts?: '*' | string[];
   /** HMAC secret: when set, every upgrade needs a valid HS256 token (see `signToken`). */
   secret?: string;
+  /** When set (needs `secret`), a token's `aud` claim must name one of these (RFC 7519 §4.1.3). */
+  tokenAudience?: string | string[];
+  /** When set (needs `secret`), a token's `iss` claim must be one of these (RFC 7519 §4.1.1). */
+  tokenIssuer?: string | string[];
   /** Custom upgrade check, run after the token check. */
   verify?: VerifyHook;
   /** Limits; every one has a documented default (PROTOCOL.md). */
@@ -32,8 +48,19 @@ export interface SignalingServerOptions {
   logger?: Logger | false;
   /** Timers; injectable for tests. */
   clock?: Clock;
-  /** Take the client IP from X-Forwarded-For (only behind a proxy you run). */
-  trustProxy?: boolean;
+  /**
+   * Take the client IP from X-Forwarded-For, only behind proxies you run: a hop count (the
+   * last N entries were appended by your proxies; `true` is 1), or the proxies' addresses
+   * or CIDRs (entries are read from the right, skipping those). Default false: the socket's peer.
+   */
+  trustProxy?: TrustProxy;
+  /**
+   * `/metrics` needs `Authorization: Bearer <metricsToken>` (401 otherwise). Scrapes cost
+   * CPU and show the server's load: keep them to your monitoring.
+   */
+  metricsToken?: string;
+  /** Serve `/metrics` from `handleHttp` (default true); false when it is served elsewhere (`metricsPort`). */
+  serveMetrics?: boolean;
   /** Prometheus registry to register on; default a registry of its own. */
   registry?: Registry;
   /** Also collect Node process metrics. */
@@ -49,6 +76,8 @@ export interface SignalingServerOptions {
 }
 
 const positiveInt = z.number().int().positive();
+/** A host name (RFC 1123 labels), optionally with a leading dot for "and its subdomains". */
+const HOST_ENTRY = /^\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const LimitsSchema = z
   .object({
     maxMessageBytes: positiveInt,
@@ -60,6 +89,7 @@ const LimitsSchema = z
     maxRooms: positiveInt,
     maxConnections: positiveInt,
     maxConnectionsPerIp: z.number().int().nonnegative(),
+    ipv6PrefixLength: z.number().int().min(1).max(128),
     abuseThreshold: positiveInt,
     resumeGraceMs: z.number().int().nonnegative(),
     resumeQueueLength: z.number().int().nonnegative(),
@@ -71,6 +101,8 @@ const LimitsSchema = z
     relayLatestAboveBytes: z.number().int().nonnegative(),
     relayLatestSlots: z.number().int().nonnegative(),
     relayMaxBufferedBytes: z.number().int().nonnegative(),
+    maxBufferedBytes: positiveInt,
+    joinTimeoutMs: positiveInt,
   })
   .partial()
   .strict();
@@ -95,7 +127,12 @@ const OptionsSchema = z
     store: z.custom<RoomStore>((v) => typeof v === 'object' && v !== null && 'join' in v, 'must be a RoomStore'),
     logger: z.union([z.literal(false), z.custom<Logger>((v) => typeof v === 'object' && v !== null && 'info' in v)]),
     clock: z.custom<Clock>((v) => typeof v === 'object' && v !== null && 'now' in v),
-    trustProxy: z.boolean(),
+    allowedHosts: z.union([z.literal('*'), z.array(z.string().regex(HOST_ENTRY, 'must be a host name, or .domain for a domain and its subdomains'))]),
+    tokenAudience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    tokenIssuer: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    trustProxy: z.union([z.boolean(), z.number().int().min(0).max(32), z.array(z.string().refine(isCidr, 'must be an IP address or CIDR'))]),
+    metricsToken: z.string().min(16, 'must be at least 16 characters'),
+    serveMetrics: z.boolean(),
     registry: z.custom<Registry>((v) => typeof v === 'object' && v !== null),
     defaultMetrics: z.boolean(),
     refuseOtherPaths: z.boolean(),
@@ -117,13 +154,19 @@ export function formatZodError(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'options'}: ${i.message}`).join('; ');
 }
 
-export interface ResolvedOptions extends Omit<SignalingServerOptions, 'limits' | 'path' | 'relay'> {
+export interface ResolvedOptions extends Omit<SignalingServerOptions, 'limits' | 'path' | 'relay' | 'allowedHosts'> {
   path: string;
   limits: Limits;
   relay: boolean;
+  /** The defaults and the configured names (lower case), or '*'. */
+  allowedHosts: '*' | string[];
+  /** `allowedHosts` was given (it is then checked with an explicit origin list too). */
+  allowedHostsExplicit: boolean;
+  proxyTrust: ProxyTrust;
 }
 
-export function resolveOptions(options: SignalingServerOptions): ResolvedOptions {
+/** Validates options; `serverNames` (the names the server listens as) join the allowed hosts. */
+export function resolveOptions(options: SignalingServerOptions, serverNames: readonly string[] = []): ResolvedOptions {
   const parsed = OptionsSchema.safeParse(options);
   if (!parsed.success) throw new InvalidOptionsError(`invalid signaling options: ${formatZodError(parsed.error)}`, { cause: parsed.error });
   const limits: Limits = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
@@ -136,5 +179,27 @@ export function resolveOptions(options: SignalingServerOptions): ResolvedOptions
   if (limits.relayLatestAboveBytes > limits.relayMaxBufferedBytes) {
     throw new InvalidOptionsError('invalid signaling options: limits.relayLatestAboveBytes must not exceed limits.relayMaxBufferedBytes (unreliable frames would be buffered where reliable ones are dropped)');
   }
-  return { ...options, path: options.path ?? DEFAULT_PATH, limits, relay: options.relay ?? true };
+  if (limits.maxBufferedBytes < limits.relayMaxBufferedBytes + limits.maxFrameBytes) {
+    throw new InvalidOptionsError(
+      'invalid signaling options: limits.maxBufferedBytes must be at least limits.relayMaxBufferedBytes + limits.maxFrameBytes (reliable relay frames are dropped below it, not the reader closed)',
+    );
+  }
+  if (limits.maxBufferedBytes < 2 * limits.resumeQueueLength * limits.maxMessageBytes) {
+    throw new InvalidOptionsError(
+      'invalid signaling options: limits.maxBufferedBytes must be at least 2 x limits.resumeQueueLength x limits.maxMessageBytes (a resumed session gets its whole queue at once, with its welcome)',
+    );
+  }
+  if ((options.tokenAudience !== undefined || options.tokenIssuer !== undefined) && options.secret === undefined) {
+    throw new InvalidOptionsError('invalid signaling options: tokenAudience and tokenIssuer check tokens: they need a secret');
+  }
+  const allowedHosts = options.allowedHosts === '*' ? '*' : [...defaultAllowedHosts(), ...serverNames, ...(options.allowedHosts ?? [])].map((h) => h.toLowerCase());
+  return {
+    ...options,
+    path: options.path ?? DEFAULT_PATH,
+    limits,
+    relay: options.relay ?? true,
+    allowedHosts,
+    allowedHostsExplicit: options.allowedHosts !== undefined,
+    proxyTrust: resolveProxyTrust(options.trustProxy),
+  };
 }

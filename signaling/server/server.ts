@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
@@ -18,15 +18,16 @@ import {
 } from '../protocol/index.js';
 import { systemClock, type Clock } from './clock.js';
 import { Connection } from './connection.js';
-import { endSession, handleJoin, handleLeave, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
+import { endSession, handleJoin, handleLeave, handlePing, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
-import { handleHttp } from './http.js';
+import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http.js';
 import { MemoryRoomStore } from './memory-rooms.js';
-import { SignalingMetrics } from './metrics.js';
+import { SignalingMetrics, closeCodeLabel } from './metrics.js';
 import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } from './options.js';
 import type { RoomStore } from './rooms.js';
 import type { Session } from './session.js';
-import { checkUpgrade, clientIp, refuseUpgrade } from './upgrade.js';
+import { clientAddress, sourceKey } from './source.js';
+import { checkUpgrade, refuseUpgrade } from './upgrade.js';
 
 type State = 'running' | 'closing' | 'closed';
 
@@ -61,8 +62,10 @@ export class SignalingServer implements HandlerContext {
     readonly httpServer: HttpServer | HttpsServer,
     options: SignalingServerOptions = {},
     private readonly ownsHttpServer = false,
+    /** Names the server was started for (listenSignaling's `host`): allowed Host names. */
+    serverNames: string[] = [],
   ) {
-    this.options = resolveOptions(options);
+    this.options = resolveOptions(options, serverNames);
     const { limits } = this.options;
     this.clock = this.options.clock ?? systemClock;
     this.logger = this.options.logger === false ? pino({ enabled: false }) : (this.options.logger ?? pino({ name: 'rallypoint' }));
@@ -99,23 +102,33 @@ export class SignalingServer implements HandlerContext {
       perMessageDeflate: false,
       handleProtocols: () => SUBPROTOCOL,
     });
+    this.httpContext.registry = this.metrics.registry;
+    this.httpContext.metricsToken = this.options.metricsToken;
+    this.httpContext.serveMetrics = this.options.serveMetrics ?? true;
     this.heartbeat = new Heartbeat(this.clock, limits.pingIntervalMs, () => this.connections);
     this.heartbeat.start();
     httpServer.on('upgrade', this.onUpgradeBound);
   }
 
-  /** Serves `/healthz` and `/metrics`; returns false when the request is not one of them. */
+  /**
+   * Serves `/healthz` and `/metrics` (unless `serveMetrics` is false); returns false when the
+   * request is not one of them.
+   */
   handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
-    return handleHttp(
-      {
-        registry: this.metrics.registry,
-        closing: () => this.state !== 'running',
-        status: () => ({ connections: this.connections.size, ...this.store.stats() }),
-      },
-      req,
-      res,
-    );
+    return handleHttp(this.httpContext, req, res);
   }
+
+  /** Serves `/metrics` alone, for a listener of its own; false for any other request. */
+  handleMetricsHttp(req: IncomingMessage, res: ServerResponse): boolean {
+    return handleMetricsHttp(this.httpContext, req, res);
+  }
+
+  private readonly httpContext: HttpEndpointsContext = {
+    registry: null as unknown as HttpEndpointsContext['registry'], // set in the constructor
+    closing: () => this.state !== 'running',
+    status: () => ({ connections: this.connections.size, ...this.store.stats() }),
+    serveMetrics: true,
+  };
 
   get connectionCount(): number {
     return this.connections.size;
@@ -135,11 +148,65 @@ export class SignalingServer implements HandlerContext {
     }
   }
 
+  /**
+   * The ICE servers of a connection, minted at its first join and reused for every rejoin on
+   * it: one TURN credential per signaling connection. A session resumed on a new connection
+   * gets the new connection's (the old one is closed), so a client mints at most one per
+   * connection it opens, and those are bounded by maxConnectionsPerIp.
+   */
   iceServersFor(conn: Connection, peerId: string): IceServer[] {
     const opt = this.options.iceServers;
     if (!opt) return [];
-    return typeof opt === 'function' ? opt({ peerId, request: conn.request }) : opt;
+    if (typeof opt !== 'function') return opt;
+    conn.iceServers ??= opt({ peerId, request: conn.request });
+    return conn.iceServers;
   }
+
+  /** The connection is in a room: no join deadline while it stays there. */
+  enteredRoom(conn: Connection): void {
+    if (conn.joinTimer !== null) this.clock.clearTimeout(conn.joinTimer);
+    conn.joinTimer = null;
+  }
+
+  /**
+   * The connection is out of a room (just opened, or left): it must join within
+   * `joinTimeoutMs` or be closed with 4008, so idle sockets do not hold memory and per-IP
+   * slots for good.
+   */
+  leftRoom(conn: Connection): void {
+    this.enteredRoom(conn);
+    if (conn.closed) return;
+    conn.joinTimer = this.clock.setTimeout(() => {
+      conn.joinTimer = null;
+      if (conn.session === null && !conn.closed) {
+        conn.closeCodeSent = CLOSE_CODES.joinTimeout;
+        conn.close(CLOSE_CODES.joinTimeout, 'join timeout');
+      }
+    }, this.options.limits.joinTimeoutMs);
+  }
+
+  /**
+   * A frame would take this connection's unsent backlog past maxBufferedBytes: the client
+   * does not read. Its session is detached at once (frames for it now go to the bounded
+   * resume queue, the overflowing one first) and the connection closed with 1013: the close
+   * frame follows what is already buffered, so a reader that was only slow reads everything
+   * sent so far, then the close, and resumes; one that never reads is destroyed by ws's
+   * closing-handshake timeout. Senders are not told: they did nothing wrong, and the
+   * recipient is in its resume grace period like any peer that lost its connection.
+   */
+  private readonly onOverflow = (conn: Connection, frame: string): void => {
+    this.metrics.slowReaders.inc();
+    this.logger.warn({ id: conn.session?.id ?? null, ip: conn.ip, buffered: conn.ws.bufferedAmount }, 'slow reader closed');
+    const session = conn.session;
+    if (session) {
+      conn.session = null;
+      session.conn = null;
+      session.deliver(frame);
+      this.startGrace(session, 'closed');
+    }
+    conn.closeCodeSent = CLOSE_CODES.tooSlow;
+    conn.close(CLOSE_CODES.tooSlow, 'slow reader');
+  };
 
   clearGrace(session: Session): void {
     if (session.graceTimer !== null) {
@@ -167,15 +234,17 @@ export class SignalingServer implements HandlerContext {
     // Reserve this IP's slot before the (possibly async) token and verify checks, so that
     // concurrent upgrades from one IP count against maxConnectionsPerIp, as pendingUpgrades
     // makes them count against maxConnections. Every refusal below gives it back.
-    const ip = clientIp(req, this.options.trustProxy ?? false);
-    this.perIp.set(ip, (this.perIp.get(ip) ?? 0) + 1);
+    const ip = clientAddress(req, this.options.proxyTrust);
+    const source = sourceKey(ip, this.options.limits.ipv6PrefixLength);
+    this.perIp.set(source, (this.perIp.get(source) ?? 0) + 1);
     let check;
     try {
       check = await checkUpgrade(req, url, {
         options: this.options,
         closing: this.state !== 'running',
         connections: this.connections.size + this.pendingUpgrades - 1,
-        connectionsFrom: (from) => (this.perIp.get(from) ?? 0) - (from === ip ? 1 : 0),
+        source,
+        connectionsFrom: (from) => (this.perIp.get(from) ?? 0) - (from === source ? 1 : 0),
       });
     } catch (err) {
       this.logger.error({ err }, 'upgrade check failed');
@@ -184,12 +253,12 @@ export class SignalingServer implements HandlerContext {
       this.pendingUpgrades--;
     }
     if (!check.ok) {
-      this.releaseIp(ip);
+      this.releaseIp(source);
       this.metrics.refusals.inc({ reason: check.reason });
       return refuseUpgrade(socket, check.reason);
     }
     if (this.state !== 'running' || socket.destroyed) {
-      this.releaseIp(ip);
+      this.releaseIp(source);
       this.metrics.refusals.inc({ reason: 'shutting-down' });
       return refuseUpgrade(socket, 'shutting-down');
     }
@@ -199,22 +268,24 @@ export class SignalingServer implements HandlerContext {
       accepted = true;
       socket.off('error', onSocketError);
       this.metrics.upgradeSeconds.observe((performance.now() - started) / 1000);
-      this.onConnection(new Connection(ws, req, ip, grant, this.clock.now(), this.options.limits, this.metrics.relay));
+      const conn = new Connection(ws, req, ip, grant, this.clock.now(), this.options.limits, this.metrics.relay, this.onOverflow);
+      conn.source = source;
+      this.onConnection(conn);
     });
     // ws answers a malformed handshake (method, Upgrade, Sec-WebSocket-Key/-Version,
     // protocol list) with 400/405 itself and never calls back; it calls back synchronously
     // when it accepts (noServer, no verifyClient). Give the reserved slot back, or every
     // such request would lock its IP out for good.
     if (!accepted) {
-      this.releaseIp(ip);
+      this.releaseIp(source);
       this.metrics.refusals.inc({ reason: 'bad-request' });
     }
   }
 
-  private releaseIp(ip: string): void {
-    const left = (this.perIp.get(ip) ?? 1) - 1;
-    if (left <= 0) this.perIp.delete(ip);
-    else this.perIp.set(ip, left);
+  private releaseIp(source: string): void {
+    const left = (this.perIp.get(source) ?? 1) - 1;
+    if (left <= 0) this.perIp.delete(source);
+    else this.perIp.set(source, left);
   }
 
   private onConnection(conn: Connection): void {
@@ -232,6 +303,7 @@ export class SignalingServer implements HandlerContext {
     });
     ws.on('close', (code) => this.onClose(conn, code === 1006 && conn.closeCodeSent !== null ? conn.closeCodeSent : code));
     if (this.state !== 'running') conn.close(CLOSE_CODES.goingAway, 'server shutting down');
+    else this.leftRoom(conn);
   }
 
   private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
@@ -256,17 +328,22 @@ export class SignalingServer implements HandlerContext {
     if (!decoded.ok) return this.sendError(conn, decoded.code, decoded.message, decoded.ref);
     this.metrics.countMessage(decoded.message.type);
     // Messages of one connection are handled in order even when the store is async.
-    if (conn.pending) {
-      conn.pending = conn.pending.then(() => this.dispatch(conn, decoded.message, size));
-      return;
-    }
-    const result = this.dispatch(conn, decoded.message, size);
-    if (result) {
-      const tail: Promise<void> = result.finally(() => {
-        if (conn.pending === tail) conn.pending = null;
-      });
-      conn.pending = tail;
-    }
+    const message = decoded.message;
+    if (conn.pending) return this.chain(conn, conn.pending.then(() => this.dispatch(conn, message, size)));
+    const result = this.dispatch(conn, message, size);
+    if (result) this.chain(conn, result);
+  }
+
+  /**
+   * Makes `work` the tail of the connection's message chain. Whichever tail is last when it
+   * settles clears the chain, so once the async work is done the next message is
+   * dispatched synchronously again (the relay path allocates no promise).
+   */
+  private chain(conn: Connection, work: Promise<void>): void {
+    const tail: Promise<void> = work.finally(() => {
+      if (conn.pending === tail) conn.pending = null;
+    });
+    conn.pending = tail;
   }
 
   private rateLimited(conn: Connection): void {
@@ -316,6 +393,9 @@ export class SignalingServer implements HandlerContext {
           // Synchronous with a synchronous store, like signal.
           result = handleRelay(this, conn, msg, size);
           break;
+        case 'ping':
+          result = handlePing(conn, msg);
+          break;
         default: {
           const never: never = msg;
           throw new Error(`unhandled message ${JSON.stringify(never)}`);
@@ -336,8 +416,9 @@ export class SignalingServer implements HandlerContext {
   private onClose(conn: Connection, code: number): void {
     conn.closed = true;
     this.connections.delete(conn);
-    this.releaseIp(conn.ip);
-    this.metrics.closes.inc({ code: String(code) });
+    this.releaseIp(conn.source);
+    this.enteredRoom(conn); // clears the join deadline
+    this.metrics.closes.inc({ code: closeCodeLabel(code) });
     this.closedBytes.in += conn.bytesIn;
     this.closedBytes.out += conn.bytesOut;
     const session = conn.session;
@@ -437,6 +518,13 @@ export interface ListenOptions extends SignalingServerOptions {
   host?: string;
   /** Handles HTTP requests that are not `/healthz` or `/metrics` (e.g. the demo page). */
   onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * Serve `/metrics` on this port (0 picks one) instead of the signaling port, e.g. on an
+   * interface only your monitoring reaches. Default: on the signaling port.
+   */
+  metricsPort?: number;
+  /** Interface of the metrics listener. Default: `host`. */
+  metricsHost?: string;
 }
 
 export interface ListeningSignalingServer {
@@ -447,37 +535,74 @@ export interface ListeningSignalingServer {
   url: string;
   /** The WebSocket URL clients connect to. */
   wsUrl: string;
+  /** `http://host:port/metrics` of the metrics listener, when `metricsPort` was given. */
+  metricsUrl?: string;
   close(opts?: { timeoutMs?: number }): Promise<void>;
+}
+
+async function listen(server: HttpServer, port: number, host: string | undefined): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const unspecified = addr.address === '0.0.0.0' || addr.address === '::';
+  const hostPart = unspecified ? 'localhost' : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return `http://${hostPart}:${addr.port}`;
 }
 
 /** Starts an HTTP server of its own that serves signaling, `/healthz` and `/metrics`. */
 export async function listenSignaling(options: ListenOptions = {}): Promise<ListeningSignalingServer> {
-  const { port = 8080, host, onRequest, ...rest } = options;
+  const { port = 8080, host, onRequest, metricsPort, metricsHost = host, ...rest } = options;
+  const notFound = (res: ServerResponse): void => void res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
   let signaling: SignalingServer | null = null;
   const http = createServer((req, res) => {
     if (signaling?.handleHttp(req, res)) return;
     if (onRequest) return onRequest(req, res);
-    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+    notFound(res);
   });
-  signaling = new SignalingServer(http, rest, true);
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(port, host, () => {
-      http.off('error', reject);
-      resolve();
+  // The name the server was started for is one browsers may use (DNS-rebinding check).
+  const names = host !== undefined && isIP(host) === 0 ? [host] : [];
+  const s = new SignalingServer(http, { ...rest, ...(metricsPort !== undefined ? { serveMetrics: false } : {}) }, true, names);
+  signaling = s;
+  const url = await listen(http, port, host);
+  let metricsUrl: string | undefined;
+  let metricsServer: HttpServer | undefined;
+  let closing: Promise<void> | null = null;
+  if (metricsPort !== undefined) {
+    const m = createServer((req, res) => {
+      if (!s.handleMetricsHttp(req, res)) notFound(res);
     });
-  });
-  const addr = http.address() as AddressInfo;
-  const unspecified = addr.address === '0.0.0.0' || addr.address === '::';
-  const hostPart = unspecified ? 'localhost' : addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${hostPart}:${addr.port}`;
-  const s = signaling;
+    metricsServer = m;
+    try {
+      metricsUrl = `${await listen(m, metricsPort, metricsHost)}/metrics`;
+    } catch (err) {
+      await s.close({ timeoutMs: 0 });
+      throw err;
+    }
+  }
   return {
     server: s,
     http,
-    port: addr.port,
+    port: (http.address() as AddressInfo).port,
     url,
-    wsUrl: `ws://${hostPart}:${addr.port}${s.options.path}`,
-    close: (opts) => s.close(opts),
+    wsUrl: `${url.replace(/^http/, 'ws')}${s.options.path}`,
+    ...(metricsUrl !== undefined ? { metricsUrl } : {}),
+    // Without a metrics listener, the server's own (idempotent) close promise.
+    close: (opts) => {
+      if (metricsServer === undefined) return s.close(opts);
+      const m = metricsServer;
+      closing ??= s.close(opts).then(
+        () =>
+          new Promise<void>((resolve) => {
+            m.close(() => resolve());
+            m.closeAllConnections(); // a scraper's keep-alive socket must not hold the close
+          }),
+      );
+      return closing;
+    },
   };
 }

@@ -1,21 +1,13 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { SUBPROTOCOL, UPGRADE_REFUSALS, type UpgradeRefusal } from '../protocol/index.js';
 import { tokenFrom, verifyToken, type Grant } from './auth.js';
 import type { ResolvedOptions } from './options.js';
 
-export type UpgradeCheck = { ok: true; grant: Grant; ip: string } | { ok: false; reason: UpgradeRefusal };
-
-/** The client address, honouring X-Forwarded-For only when configured to. */
-export function clientIp(request: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const fwd = request.headers['x-forwarded-for'];
-    const first = (Array.isArray(fwd) ? fwd[0] : fwd)?.split(',')[0]?.trim();
-    if (first) return first;
-  }
-  return request.socket.remoteAddress ?? 'unknown';
-}
+export type UpgradeCheck = { ok: true; grant: Grant } | { ok: false; reason: UpgradeRefusal };
 
 /** Subprotocols offered in Sec-WebSocket-Protocol (RFC 6455 §4.1, comma-separated tokens). */
 export function offeredSubprotocols(request: IncomingMessage): string[] {
@@ -43,11 +35,58 @@ export function originAllowed(request: IncomingMessage, allowed: ResolvedOptions
   }
 }
 
+/** The host name of a Host header (`name`, `name:port`, `[v6]:port`), lower case; null when malformed. */
+export function hostOf(header: string | undefined): string | null {
+  if (!header) return null;
+  const v6 = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/.exec(header);
+  if (v6) return isIP(v6[1]!) === 6 ? v6[1]!.toLowerCase() : null;
+  const m = /^([^:\s]+)(?::\d{1,5})?$/.exec(header);
+  return m ? m[1]!.toLowerCase().replace(/\.$/, '') : null;
+}
+
+/**
+ * Names a browser may reach the server by without being told: `localhost` and names under
+ * `.localhost` (RFC 6761 §6.3: they always resolve to loopback), this machine's host name,
+ * and (checked in hostAllowed) any IP literal. A DNS-rebinding page reaches the server under
+ * its own domain, which is none of these.
+ */
+export function defaultAllowedHosts(): string[] {
+  return ['localhost', '.localhost', hostname().toLowerCase()];
+}
+
+/**
+ * DNS rebinding check: the Host header names this server. `allowed` entries are exact names
+ * or, starting with a dot, a domain and every name under it (like Vite's `allowedHosts`).
+ */
+export function hostAllowed(request: IncomingMessage, allowed: '*' | readonly string[]): boolean {
+  if (allowed === '*') return true;
+  const host = hostOf(request.headers.host);
+  if (host === null) return false;
+  if (isIP(host) !== 0) return true;
+  for (const entry of allowed) {
+    if (entry.startsWith('.') ? host === entry.slice(1) || host.endsWith(entry) : host === entry) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether an upgrade's Host is checked. Only browsers can be made to rebind DNS, and they
+ * always send Origin on a WebSocket upgrade. With an explicit origin list the Origin check
+ * already refuses the rebinding page's origin, so the Host check runs there only when hosts
+ * were listed explicitly too; with the default (same-origin) check it always runs.
+ */
+function hostChecked(request: IncomingMessage, options: ResolvedOptions): boolean {
+  if (request.headers.origin === undefined || options.allowedHosts === '*') return false;
+  return options.allowedOrigins === undefined || options.allowedHostsExplicit;
+}
+
 export interface UpgradeContext {
   options: ResolvedOptions;
   closing: boolean;
   connections: number;
-  connectionsFrom(ip: string): number;
+  /** The client's per-IP key (see sourceKey) and how many connections it already holds. */
+  source: string;
+  connectionsFrom(source: string): number;
 }
 
 /** Every check that must pass before a 101, in order of cost. */
@@ -55,16 +94,16 @@ export async function checkUpgrade(request: IncomingMessage, url: URL, ctx: Upgr
   const { options } = ctx;
   if (ctx.closing) return { ok: false, reason: 'shutting-down' };
   if (url.pathname !== options.path) return { ok: false, reason: 'bad-path' };
+  if (hostChecked(request, options) && !hostAllowed(request, options.allowedHosts)) return { ok: false, reason: 'bad-host' };
   if (!originAllowed(request, options.allowedOrigins)) return { ok: false, reason: 'bad-origin' };
   if (!offeredSubprotocols(request).includes(SUBPROTOCOL)) return { ok: false, reason: 'bad-subprotocol' };
   if (ctx.connections >= options.limits.maxConnections) return { ok: false, reason: 'server-full' };
-  const ip = clientIp(request, options.trustProxy ?? false);
   const perIp = options.limits.maxConnectionsPerIp;
-  if (perIp > 0 && ctx.connectionsFrom(ip) >= perIp) return { ok: false, reason: 'ip-full' };
+  if (perIp > 0 && ctx.connectionsFrom(ctx.source) >= perIp) return { ok: false, reason: 'ip-full' };
   let grant: Grant = {};
   if (options.secret !== undefined) {
     const token = tokenFrom(request, url);
-    const verified = token ? await verifyToken(options.secret, token) : null;
+    const verified = token ? await verifyToken(options.secret, token, undefined, { audience: options.tokenAudience, issuer: options.tokenIssuer }) : null;
     if (!verified) return { ok: false, reason: 'unauthorized' };
     grant = verified;
   }
@@ -73,7 +112,7 @@ export async function checkUpgrade(request: IncomingMessage, url: URL, ctx: Upgr
     if (result === false) return { ok: false, reason: 'unauthorized' };
     if (typeof result === 'object') grant = { ...grant, ...result };
   }
-  return { ok: true, grant, ip };
+  return { ok: true, grant };
 }
 
 /** Answers a refused upgrade with a real HTTP status before any 101 (like ws's abortHandshake). */

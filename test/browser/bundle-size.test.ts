@@ -6,8 +6,13 @@ import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libraryOptions } from '../../web/build.mjs';
 
-/** The budget of the peer library and signaling client together, min+gzip (gzip -9). */
-const BUDGET_BYTES = 12 * 1024;
+/**
+ * The budget of the peer library and signaling client together, min+gzip (gzip -9). 13 KiB:
+ * the signaling client's own liveness (welcome timeout, ping/pong) and the reliable
+ * receiver's framing bounds took the bundle from 12,284 to 12,701 bytes (473 for both, less
+ * 56 saved where joinRoom stopped copying the client's options one by one).
+ */
+const BUDGET_BYTES = 13 * 1024;
 
 describe('browser bundle (dist/web/rallypoint.min.js)', () => {
   let dir = '';

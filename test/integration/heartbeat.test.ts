@@ -13,7 +13,8 @@ function pinged(client: TestClient): Promise<unknown> {
 
 describe('heartbeat', () => {
   it('runs on one interval of pingIntervalMs from the injected clock', async () => {
-    const srv = await startFakeClockServer({ limits: { pingIntervalMs: 15_000 } });
+    // The client never joins: a join deadline past the ping interval keeps it open.
+    const srv = await startFakeClockServer({ limits: { pingIntervalMs: 15_000, joinTimeoutMs: 60_000 } });
     expect(srv.clock.pending()).toEqual({ timeouts: 0, intervals: 1 });
     const c = await srv.connect();
     let pings = 0;

@@ -144,7 +144,8 @@ describe('limits: repeated errors close the connection with the code of the last
   });
 
   it('forgives errors spread out in time (strikes decay at one per second)', async () => {
-    const srv = await startFakeClockServer({ limits: { ...NO_PING, abuseThreshold: 2 } });
+    // Ten seconds out of a room: past the join deadline's default, which this test is not about.
+    const srv = await startFakeClockServer({ limits: { ...NO_PING, abuseThreshold: 2, joinTimeoutMs: 60_000 } });
     const c = await srv.connect();
     for (let i = 0; i < 10; i++) {
       expect((await c.expectError({ type: 'leave' })).code).toBe('not-joined');
@@ -211,5 +212,15 @@ describe('limits: options', () => {
     await expect(listenSignaling({ port: 0, host: '127.0.0.1', logger: false, limits: { noSuchLimit: 1 } as object })).rejects.toThrow(InvalidOptionsError);
     await expect(listenSignaling({ port: 0, host: '127.0.0.1', logger: false, secret: 'short' })).rejects.toThrow(/secret/);
     await expect(listenSignaling({ port: 0, host: '127.0.0.1', logger: false, allowedOrigins: ['https://x.example/path'] })).rejects.toThrow(/allowedOrigins/);
+  });
+
+  it('refuses a maxBufferedBytes that relay congestion or a resume would trip, and bad new settings', async () => {
+    const start = (options: Parameters<typeof listenSignaling>[0]): Promise<unknown> => listenSignaling({ port: 0, host: '127.0.0.1', logger: false, ...options });
+    await expect(start({ limits: { maxBufferedBytes: 1024 * 1024 } })).rejects.toThrow(/maxBufferedBytes.*relayMaxBufferedBytes/);
+    await expect(start({ limits: { maxBufferedBytes: 2 * 1024 * 1024, resumeQueueLength: 100 } })).rejects.toThrow(/maxBufferedBytes.*resumeQueueLength/);
+    await expect(start({ limits: { ipv6PrefixLength: 129 } })).rejects.toThrow(/ipv6PrefixLength/);
+    await expect(start({ limits: { joinTimeoutMs: 0 } })).rejects.toThrow(/joinTimeoutMs/);
+    await expect(start({ trustProxy: ['10.0.0.0/40'] })).rejects.toThrow(/trustProxy/);
+    await expect(start({ trustProxy: -1 })).rejects.toThrow(/trustProxy/);
   });
 });

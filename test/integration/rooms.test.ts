@@ -30,6 +30,7 @@ describe('rooms: join, leave, presence', () => {
       relayMessageBurst: DEFAULT_LIMITS.relayMessageBurst,
       relayBytesPerSecond: DEFAULT_LIMITS.relayBytesPerSecond,
       relayBytesBurst: DEFAULT_LIMITS.relayBytesBurst,
+      maxBufferedBytes: DEFAULT_LIMITS.maxBufferedBytes,
     });
   });
 

@@ -240,8 +240,9 @@ describe('upgrade: capacity', () => {
   });
 
   it('counts X-Forwarded-For addresses separately only with trustProxy', async () => {
+    // true is one trusted hop: the rightmost entry is the address our proxy saw.
     const trusting = await startServer({ trustProxy: true, limits: { maxConnectionsPerIp: 1 } });
-    await trusting.connect({ headers: { 'X-Forwarded-For': '203.0.113.7, 10.0.0.1' } });
+    await trusting.connect({ headers: { 'X-Forwarded-For': '10.0.0.1, 203.0.113.7' } });
     await trusting.connect({ headers: { 'X-Forwarded-For': '203.0.113.8' } });
     expectRefusal(await rawUpgrade(trusting.wsUrl, { 'X-Forwarded-For': '203.0.113.7' }), 'ip-full');
 

@@ -3,7 +3,7 @@
  * resume tokens and frame handling, deterministically. The real-server tests are in
  * test/integration/client.test.ts.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SignalingClient, SignalingError, type ReconnectContext, type ReconnectPolicy, type WebSocketLike } from '../../signaling/client/index.js';
 import { DEFAULT_LIMITS, FINAL_CLOSE_CODES, type ServerMessage } from '../../signaling/protocol/index.js';
 
@@ -99,6 +99,7 @@ function make(opts: Partial<ConstructorParameters<typeof SignalingClient>[0]> = 
 afterEach(() => {
   for (const c of clients.splice(0)) c.close();
   FakeWebSocket.instances = [];
+  vi.useRealTimers();
 });
 
 /** Connects a client through its first welcome. */
@@ -318,5 +319,149 @@ describe('SignalingClient (fake WebSocket)', () => {
       { from: 'q', channel: 'c', data: new Uint8Array([255, 0, 1]), seq: 1, more: true, unreliable: true },
       { from: 'q', channel: 'c', data: '/wAB' },
     ]);
+  });
+});
+
+/** The client's own timers (welcome timeout, ping liveness), driven by fake timers and a fake Date. */
+describe('SignalingClient liveness (fake clock)', () => {
+  const pings = (ws: FakeWebSocket): number => ws.sentMessages().filter((m) => m.type === 'ping').length;
+
+  it('an idle connection pings after pingAfterMs of silence; each answer keeps it; no reconnect, ever', async () => {
+    vi.useFakeTimers();
+    const c = make({ pingAfterMs: 1_000, pingTimeoutMs: 500 });
+    const errors: SignalingError[] = [];
+    c.on('error', (e) => errors.push(e));
+    const ws = await connected(c);
+    for (let i = 1; i <= 10; i++) {
+      await vi.advanceTimersByTimeAsync(999);
+      expect(pings(ws)).toBe(i - 1);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(pings(ws)).toBe(i);
+      await vi.advanceTimersByTimeAsync(400);
+      ws.serverSend({ type: 'pong', ref: 'rallypoint.ping' });
+    }
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    expect(c.state).toBe('open');
+    expect(errors).toEqual([]);
+  });
+
+  it('any frame counts as an answer, and traffic postpones the ping', async () => {
+    vi.useFakeTimers();
+    const c = make({ pingAfterMs: 1_000, pingTimeoutMs: 500 });
+    const ws = await connected(c);
+    // A signal every 600 ms: never 1 s of silence, never a ping.
+    for (let i = 0; i < 10; i++) {
+      await vi.advanceTimersByTimeAsync(600);
+      ws.serverSend({ type: 'signal', from: 'x', data: i });
+    }
+    expect(pings(ws)).toBe(0);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(pings(ws)).toBe(1);
+    // A server older than `ping` answers it with bad-message echoing the ref: proof of life, not reported.
+    const errors: SignalingError[] = [];
+    c.on('error', (e) => errors.push(e));
+    ws.serverSend({ type: 'error', code: 'bad-message', message: 'type: unknown type', ref: 'rallypoint.ping' });
+    await vi.advanceTimersByTimeAsync(900);
+    expect(c.state).toBe('open');
+    expect(errors).toEqual([]);
+  });
+
+  it('an unanswered ping gives the connection up after pingTimeoutMs: timeout error, close 4408, reconnect with resume', async () => {
+    vi.useFakeTimers();
+    const policy = recordingPolicy();
+    const c = make({ pingAfterMs: 1_000, pingTimeoutMs: 500, reconnect: policy });
+    const errors: SignalingError[] = [];
+    const reconnecting: number[] = [];
+    c.on('error', (e) => errors.push(e));
+    c.on('reconnecting', (info) => reconnecting.push(info.closeCode));
+    const ws = await connected(c);
+    await vi.advanceTimersByTimeAsync(1_499);
+    expect(pings(ws)).toBe(1);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(errors.map((e) => e.code)).toEqual(['timeout']);
+    expect(errors[0]?.message).toMatch(/no answer to ping within 500 ms/);
+    // Closed with 4408, not 1000: the server keeps the session for the resume.
+    expect(ws.closedWith?.code).toBe(4408);
+    expect(reconnecting).toEqual([4408]);
+    expect(policy.calls[0]?.closeCode).toBe(4408);
+    await vi.advanceTimersByTimeAsync(1);
+    const next = FakeWebSocket.instances[1]!;
+    next.serverOpen();
+    expect(next.sentMessages()[0]).toMatchObject({ type: 'join', resume: 'tok-1' });
+  });
+
+  it('a timer that fires late (throttled tab) pings first instead of declaring the connection dead', async () => {
+    vi.useFakeTimers();
+    const c = make({ pingAfterMs: 1_000, pingTimeoutMs: 500 });
+    const ws = await connected(c);
+    // Date jumps far ahead without the timers running, as in a throttled background tab.
+    vi.setSystemTime(Date.now() + 60_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(pings(ws)).toBe(1);
+    expect(c.state).toBe('open');
+    ws.serverSend({ type: 'pong' });
+    await vi.advanceTimersByTimeAsync(600);
+    expect(c.state).toBe('open');
+  });
+
+  it('no welcome within welcomeTimeoutMs: timeout error, that attempt is closed and another one starts', async () => {
+    vi.useFakeTimers();
+    const policy = recordingPolicy();
+    const c = make({ welcomeTimeoutMs: 2_000, reconnect: policy });
+    const errors: SignalingError[] = [];
+    c.on('error', (e) => errors.push(e));
+    const p = c.connect();
+    const first = FakeWebSocket.instances[0]!;
+    first.serverOpen(); // upgraded, join sent, and then nothing
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(errors).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(errors.map((e) => e.code)).toEqual(['timeout']);
+    expect(errors[0]?.message).toMatch(/no welcome within 2000 ms/);
+    expect(first.closedWith?.code).toBe(4408);
+    await vi.advanceTimersByTimeAsync(1);
+    const second = FakeWebSocket.instances[1]!;
+    // A socket that never even opens counts too.
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(errors).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    const third = FakeWebSocket.instances[2]!;
+    expect(second.closedWith?.code).toBe(4408);
+    third.serverOpen();
+    third.serverSend(welcome());
+    await expect(p).resolves.toMatchObject({ id: 'me' });
+    expect(policy.calls.map((x) => x.closeCode)).toEqual([4408, 4408]);
+  });
+
+  it('without reconnect, a welcome timeout rejects connect() and closes the client', async () => {
+    vi.useFakeTimers();
+    const c = make({ welcomeTimeoutMs: 100, reconnect: false });
+    const closed: number[] = [];
+    c.on('close', (info) => closed.push(info.code));
+    const p = c.connect();
+    const rejected = expect(p).rejects.toMatchObject({ code: 'closed' });
+    await vi.advanceTimersByTimeAsync(100);
+    await rejected;
+    expect(closed).toEqual([4408]);
+    expect(c.state).toBe('closed');
+  });
+
+  it('validates its timing options', () => {
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31]) {
+      expect(() => make({ pingAfterMs: bad })).toThrow(RangeError);
+      expect(() => make({ pingTimeoutMs: bad })).toThrow(RangeError);
+      expect(() => make({ welcomeTimeoutMs: bad })).toThrow(RangeError);
+    }
+    expect(() => make({ pingAfterMs: 1, pingTimeoutMs: 2 ** 31 - 1, welcomeTimeoutMs: 50 })).not.toThrow();
+  });
+
+  it('close() leaves no timer behind', async () => {
+    vi.useFakeTimers();
+    const c = make({ pingAfterMs: 1_000 });
+    await connected(c);
+    expect(vi.getTimerCount()).toBe(1);
+    await c.close();
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

@@ -50,7 +50,10 @@ describe('CLOSE_CODES and FINAL_CLOSE_CODES', () => {
     expect([...FINAL_CLOSE_CODES].sort()).toEqual([4000, 4001, 4002, 4003, 4010]);
     for (const code of FINAL_CLOSE_CODES) expect(Object.values(CLOSE_CODES)).toContain(code);
     // Retryable ones.
-    for (const code of [1001, 1006, 1009, 1011, 4009, 4029]) expect(FINAL_CLOSE_CODES.has(code)).toBe(false);
+    for (const code of [1001, 1006, 1009, 1011, 1013, 4008, 4009, 4029]) expect(FINAL_CLOSE_CODES.has(code)).toBe(false);
+    expect([...FINAL_CLOSE_CODES].sort()).toEqual(
+      [CLOSE_CODES.badJson, CLOSE_CODES.badMessage, CLOSE_CODES.unauthorized, CLOSE_CODES.replaced, CLOSE_CODES.protocolAbuse].sort(),
+    );
   });
 
   it('unauthorized closes for good; rate-limited and too-large do not', () => {

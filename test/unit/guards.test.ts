@@ -30,6 +30,7 @@ const validClient = fc.oneof(
   fc.record({ type: fc.constant('signal'), to: id, data, ref: opt(ref) }).map(strip),
   fc.record({ type: fc.constant('leave'), ref: opt(ref) }).map(strip),
   fc.record({ type: fc.constant('relay'), to: id, ...relayFields, ref: opt(ref) }).map(strip),
+  fc.record({ type: fc.constant('ping'), ref: opt(ref) }).map(strip),
 );
 const peer = fc.record({ id, meta: opt(meta) }).map(strip);
 const ice = fc.record({ urls: fc.oneof(fc.string(), fc.array(fc.string(), { maxLength: 2 })), username: opt(fc.string()), credential: opt(fc.string()) }).map(strip);
@@ -49,6 +50,7 @@ const validServer = fc.oneof(
   fc.record({ type: fc.constant('signal'), from: id, data }),
   fc.record({ type: fc.constant('relay'), from: id, ...relayFields }).map(strip),
   fc.record({ type: fc.constant('error'), code: fc.constantFrom(...ERROR_CODES), message: fc.string(), ref: opt(fc.string()) }).map(strip),
+  fc.record({ type: fc.constant('pong'), ref: opt(fc.string()) }).map(strip),
 );
 
 // Replacements: wrong types, boundary strings, values JSON cannot express.
@@ -56,7 +58,7 @@ const weird = fc.oneof(
   fc.jsonValue({ maxDepth: 1 }),
   fc.string({ minLength: 65, maxLength: 66 }),
   fc.string({ minLength: 129, maxLength: 130 }),
-  fc.constantFrom(undefined, null, '', 'a b', 'é', [], {}, 0, -1, -0, 1.5, Number.NaN, Number.POSITIVE_INFINITY, true, false, 'join', 'signal', 'relay', 'gone', 'nope'),
+  fc.constantFrom(undefined, null, '', 'a b', 'é', [], {}, 0, -1, -0, 1.5, Number.NaN, Number.POSITIVE_INFINITY, true, false, 'join', 'signal', 'relay', 'ping', 'pong', 'gone', 'nope'),
   // Just past the u32 range of seq/ack.
   fc.constantFrom(0x100000000, 2 ** 53, 0xffffffff + 0.5),
   fc.constant(new Date(0)),

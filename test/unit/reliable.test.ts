@@ -6,7 +6,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeFrame, encodeAck, encodeFragment, ReliableReceiver, ReliableSender, splitMessage, type Fragment } from '../../peer/reliable.js';
+import { PeerError } from '../../peer/errors.js';
+import { decodeFrame, encodeAck, encodeFragment, MAX_HELD_FRAGMENTS, ReliableReceiver, ReliableSender, splitMessage, type Fragment } from '../../peer/reliable.js';
 
 const decoder = new TextDecoder();
 
@@ -162,5 +163,55 @@ describe('reliable channel sequencing', () => {
     expect(decodeFrame(new Uint8Array([4 | 1, 0, 0, 0, 1]))).toBeNull();
     expect(decodeFrame(new Uint8Array([4, 0, 0, 0, 1, 9]))).toBeNull();
     expect(decodeFrame(new Uint8Array([4, 0, 0, 0, 7]))).toEqual({ ack: 7 });
+  });
+});
+
+/** What a peer that breaks the framing sends; none of these come from a ReliableSender. */
+describe('reliable receiver bounds (a hostile peer)', () => {
+  const empty = new Uint8Array(0);
+  const frag = (seq: number, bytes: Uint8Array, more = false): Fragment => ({ seq, text: false, more, bytes });
+  const violation = (fn: () => unknown): PeerError => {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof PeerError) return err;
+      throw err;
+    }
+    throw new Error('no PeerError thrown');
+  };
+
+  it('holds at most MAX_HELD_FRAGMENTS early fragments, even empty ones that pass any byte bound', () => {
+    const receiver = new ReliableReceiver(1024);
+    for (let seq = 1; seq <= 20_000; seq++) receiver.receive(frag(seq, empty));
+    expect(receiver.heldCount).toBe(MAX_HELD_FRAGMENTS);
+    // Held ones still complete the stream when the gap fills; the rest come again with the sender's resend.
+    expect(receiver.receive(frag(0, empty))).toHaveLength(MAX_HELD_FRAGMENTS + 1);
+    expect(receiver.heldCount).toBe(0);
+    expect(receiver.ack).toBe(MAX_HELD_FRAGMENTS);
+  });
+
+  it('refuses an empty fragment marked more with protocol-violation, wherever its seq falls', () => {
+    for (const seq of [0, 5, 0xffffffff]) {
+      const err = violation(() => new ReliableReceiver(1024).receive(frag(seq, empty, true)));
+      expect(err.code).toBe('protocol-violation');
+      expect(err.message).toMatch(/empty fragment marked more/);
+    }
+    // An empty message (one empty final fragment) is legitimate.
+    expect(new ReliableReceiver(1024).receive(frag(0, empty))).toEqual([{ text: false, bytes: empty }]);
+  });
+
+  it('caps a message under reassembly at the max message size: exactly the max passes, one byte more is a violation', () => {
+    const ok = new ReliableReceiver(1024);
+    expect(ok.receive(frag(0, new Uint8Array(60), true), 100)).toEqual([]);
+    expect(ok.receive(frag(1, new Uint8Array(40)), 100)[0]?.bytes.byteLength).toBe(100);
+    const bad = new ReliableReceiver(1 << 20);
+    let seq = 0;
+    const err = violation(() => {
+      // Fragments marked more, forever: before the cap this grew without limit.
+      while (seq < 1000) bad.receive(frag(seq++, new Uint8Array(1000), true), 64 * 1024);
+    });
+    expect(err.code).toBe('protocol-violation');
+    expect(err.message).toMatch(/over 65536 bytes/);
+    expect(seq).toBe(66);
   });
 });

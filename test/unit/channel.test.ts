@@ -1,0 +1,105 @@
+/**
+ * peer/channel.ts with a fake RTCDataChannel and fake hooks: the send poll's lifetime, and
+ * what a channel does when the remote peer breaks the reliable framing.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Channel, DEFAULT_FLOW, type ChannelHooks } from '../../peer/channel.js';
+import { resolveChannels } from '../../peer/channels.js';
+import type { PeerError } from '../../peer/errors.js';
+import { encodeFragment } from '../../peer/reliable.js';
+
+/** The part of RTCDataChannel a Channel touches. */
+class FakeDataChannel {
+  readyState: RTCDataChannelState = 'open';
+  bufferedAmount = 0;
+  binaryType = 'blob';
+  bufferedAmountLowThreshold = 0;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onopen: (() => void) | null = null;
+  onclose: (() => void) | null = null;
+  onbufferedamountlow: (() => void) | null = null;
+  readonly sent: unknown[] = [];
+  send(data: unknown): void {
+    this.sent.push(data);
+  }
+  close(): void {
+    this.readyState = 'closed';
+  }
+}
+
+function reliableChannel(overrides: Partial<ChannelHooks> = {}): { channel: Channel; errors: PeerError[]; messages: unknown[] } {
+  const errors: PeerError[] = [];
+  const messages: unknown[] = [];
+  const config = resolveChannels().find((c) => c.name === 'reliable');
+  if (!config) throw new Error('no reliable preset');
+  const hooks: ChannelHooks = {
+    maxMessageSize: () => 65_536,
+    gate: () => null,
+    message: (d) => messages.push(d),
+    error: (e) => errors.push(e),
+    open: () => {},
+    lost: () => {},
+    route: () => 'rtc',
+    heard: () => {},
+    relay: () => null,
+    ...overrides,
+  };
+  return { channel: new Channel(config, DEFAULT_FLOW, hooks), errors, messages };
+}
+
+const asDc = (dc: FakeDataChannel): RTCDataChannel => dc as unknown as RTCDataChannel;
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('Channel send poll', () => {
+  it('stops polling while the data channel is closed with sends waiting, and sends them on the next one', async () => {
+    vi.useFakeTimers();
+    const { channel } = reliableChannel();
+    const dc = new FakeDataChannel();
+    // Above the high watermark: the send waits and the 5 ms poll starts.
+    dc.bufferedAmount = DEFAULT_FLOW.highWaterMark * 2;
+    channel.attach(asDc(dc));
+    let settled = false;
+    const sent = channel.send('waiting').then(() => (settled = true));
+    expect(vi.getTimerCount()).toBe(1);
+    // The data channel dies with the send still queued (the connection is being rebuilt).
+    dc.readyState = 'closed';
+    await vi.advanceTimersByTimeAsync(100);
+    // Before the fix the interval kept firing every 5 ms for as long as the rebuild took.
+    expect(vi.getTimerCount()).toBe(0);
+    expect(settled).toBe(false);
+    const next = new FakeDataChannel();
+    channel.attach(asDc(next));
+    await sent;
+    expect(next.sent).toHaveLength(1);
+    channel.close();
+  });
+});
+
+describe('Channel framing violations', () => {
+  it('an empty fragment marked more closes the channel with protocol-violation', async () => {
+    const { channel, errors } = reliableChannel();
+    const dc = new FakeDataChannel();
+    channel.attach(asDc(dc));
+    dc.onmessage?.({ data: encodeFragment({ seq: 0, text: false, more: true, bytes: new Uint8Array(0) }).buffer });
+    expect(errors.map((e) => e.code)).toEqual(['protocol-violation']);
+    expect(errors[0]?.message).toMatch(/reliable framing: empty fragment marked more/);
+    await expect(channel.send('after')).rejects.toMatchObject({ code: 'closed' });
+    expect(dc.readyState).toBe('closed');
+  });
+
+  it('a message growing past the max message size closes the channel, on the relay path too', async () => {
+    const { channel, errors, messages } = reliableChannel({ maxMessageSize: () => 100 });
+    const kindBytes = (n: number): Uint8Array => new Uint8Array(n + 1); // kind byte 0: bytes
+    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: 0, more: true, data: kindBytes(60) });
+    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: 1, more: true, data: kindBytes(41) });
+    expect(errors.map((e) => e.code)).toEqual(['protocol-violation']);
+    expect(errors[0]?.message).toMatch(/over 100 bytes/);
+    // Closed: later frames are not even looked at.
+    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: 2, data: kindBytes(1) });
+    expect(errors).toHaveLength(1);
+    expect(messages).toEqual([]);
+  });
+});
