@@ -146,7 +146,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
       );
     }
     const fallback = opts.fallback;
-    if (fallback) this.#liveness = setInterval(() => this.#checkLiveness(fallback.afterMs), fallback.afterMs / 4);
+    // Not faster than every 50 ms, whatever afterMs says (it is not validated: 0 means "at once").
+    if (fallback) this.#liveness = setInterval(() => this.#checkLiveness(fallback.afterMs), Math.max(50, fallback.afterMs / 4));
     this.#armFallback();
     if (opts.initiator) this.#connect(0);
   }
