@@ -15,6 +15,11 @@
  *    |-- a: eth0 .2  sender   (werift peer process, bench/lib/loss-peer.mjs)
  *    |-- b: eth0 .3  receiver (idem)
  *
+ * The receiver only listens (it never sends on a channel) and both peers keep the default
+ * `fallback` (5 s): the data channel liveness check must keep the path of a peer that only
+ * listens. The "path changes / rebuilds" column counts both sides' `path-change` events and
+ * connection rebuilds from the moment the expected path is reached to the end of the cell.
+ *
  * Loss: nftables `numgen random` drops N % of ALL IP packets in the input and output hooks
  * of `a` and of `b` (a lossy access link at each player), added once the pair is connected
  * and removed after the cell: UDP for direct/turn, the TCP connections to the signaling
@@ -303,6 +308,9 @@ async function runCell(ctx, round, loss, path) {
     const measured = report.seqs.map((s, i) => [s, report.latencies[i]]).filter(([s]) => s >= 1_000_000);
     const unique = new Set(measured.map(([s]) => s));
     const pathChanged = statusAfter.some((s, i) => s.path !== statusBefore[i].path || s.pathChanges.length !== statusBefore[i].pathChanges.length);
+    // Both sides, from the expected path being reached to the end of the cell (warm-up included).
+    const pathChanges = statusAfter.reduce((n, s, i) => n + s.pathChanges.length - statusBefore[i].pathChanges.length, 0);
+    const rebuilds = statusAfter.reduce((n, s, i) => n + (s.generation ?? 0) - (statusBefore[i].generation ?? 0), 0);
     return {
       round,
       loss,
@@ -320,6 +328,8 @@ async function runCell(ctx, round, loss, path) {
       pairs: statusBefore.map((s) => pairText(s.selectedPair)),
       pathsAfter: statusAfter.map((s) => s.path),
       pathChanged,
+      pathChanges,
+      rebuilds,
       otherRealtime: [...othersBefore, ...othersAfter],
     };
   } finally {
@@ -357,6 +367,8 @@ function summarize(cells) {
         cpuWait: mine.map((c) => c.cpuWait),
         failed,
         pathChanged: mine.filter((c) => c.pathChanged).length,
+        pathChanges: mine.reduce((s, c) => s + c.pathChanges, 0),
+        rebuilds: mine.reduce((s, c) => s + c.rebuilds, 0),
       });
     }
   }
@@ -371,11 +383,11 @@ function markdown(rows, info) {
   lines.push('');
   lines.push(`${ROUNDS} round(s) x ${SECONDS} s per cell, ${HZ} Hz x ${SIZE} B, one-way ms (CLOCK_MONOTONIC, shared by both processes).`);
   lines.push('');
-  lines.push('| loss each way | path | delivered / sent | p50 ms | p99 ms | max ms | late > 20 ms / > 100 ms | p99 per round | packets dropped (measured) | CPU wait |');
-  lines.push('|---:|---|---:|---:|---:|---:|---:|---|---:|---|');
+  lines.push('| loss each way | path | delivered / sent | p50 ms | p99 ms | max ms | late > 20 ms / > 100 ms | p99 per round | packets dropped (measured) | CPU wait | path changes / rebuilds |');
+  lines.push('|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|');
   for (const r of rows) {
     lines.push(
-      `| ${r.loss} % | ${PATH_NAME[r.path] ?? r.path} | ${r.delivered}/${r.sent}${r.duplicates ? ` (+${r.duplicates} dup)` : ''}${r.failed ? `, ${r.failed} cell(s) failed` : ''} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${r.over20} / ${r.over100} | ${r.perRound.join(', ')} | ${(r.packetLoss * 100).toFixed(1)} % | ${r.cpuWait.map((w) => `${Math.round(w * 100)} %`).join(', ')} |`,
+      `| ${r.loss} % | ${PATH_NAME[r.path] ?? r.path} | ${r.delivered}/${r.sent}${r.duplicates ? ` (+${r.duplicates} dup)` : ''}${r.failed ? `, ${r.failed} cell(s) failed` : ''} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${r.over20} / ${r.over100} | ${r.perRound.join(', ')} | ${(r.packetLoss * 100).toFixed(1)} % | ${r.cpuWait.map((w) => `${Math.round(w * 100)} %`).join(', ')} | ${r.pathChanges} / ${r.rebuilds} |`,
     );
   }
   lines.push('');
@@ -434,7 +446,7 @@ async function main() {
             const cell = await runCell(ctx, round, loss, path);
             const s = [...cell.latencies].sort((x, y) => x - y);
             log(
-              `round ${round} ${loss} % ${path}: ${cell.delivered}/${cell.sent} p50 ${fmt(quantile(s, 0.5))} p99 ${fmt(quantile(s, 0.99))} max ${fmt(s.at(-1) ?? NaN)} ms; dropped ${cell.packets.dropped}/${cell.packets.seen} packets; setup ${cell.setupMs} ms; ${cell.pairs[0]}; cpu wait ${Math.round(cell.cpuWait * 100)} %; tcp ${Object.values(cell.tcp).join('/')}${cell.otherRealtime.length ? `; OTHER SCHED_FIFO PROCESSES: ${cell.otherRealtime.join('; ')}` : ''}${cell.pathChanged ? `; PATH CHANGED: ${cell.pathsAfter}` : ''}`,
+              `round ${round} ${loss} % ${path}: ${cell.delivered}/${cell.sent} p50 ${fmt(quantile(s, 0.5))} p99 ${fmt(quantile(s, 0.99))} max ${fmt(s.at(-1) ?? NaN)} ms; dropped ${cell.packets.dropped}/${cell.packets.seen} packets; setup ${cell.setupMs} ms; ${cell.pairs[0]}; cpu wait ${Math.round(cell.cpuWait * 100)} %; tcp ${Object.values(cell.tcp).join('/')}${cell.otherRealtime.length ? `; OTHER SCHED_FIFO PROCESSES: ${cell.otherRealtime.join('; ')}` : ''}${cell.pathChanged ? `; PATH CHANGED ${cell.pathChanges}x, ${cell.rebuilds} rebuild(s): ${cell.pathsAfter}` : ''}`,
             );
             cells.push(cell);
           } catch (err) {

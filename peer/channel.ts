@@ -446,14 +446,21 @@ export class Channel {
   }
 
   /**
-   * A keepalive on the data channel: an acknowledgement frame, which the other side takes as
-   * a (repeated) ack. False if this is not a reliable channel with an open data channel.
+   * Liveness traffic on the data channel. A keepalive is an acknowledgement frame, which the
+   * other side takes in without answering. A `probe` asks for an answer even from a side
+   * that has nothing to send: a copy of a fragment the other side already has (empty,
+   * numbered with the last sequence number it acknowledged), which its receiver drops as a
+   * duplicate and answers with an acknowledgement, as a TCP keepalive is answered (RFC 1122
+   * section 4.2.3.6); peers of earlier versions answer it the same way, and an answer is
+   * never answered. False if this is not a reliable channel with an open data channel.
    */
-  ping(): boolean {
+  ping(probe: boolean): boolean {
     const dc = this.#dc;
     if (!this.config.reliable || dc?.readyState !== 'open') return false;
     try {
-      dc.send(encodeAck(this.#receiver.ack) as Uint8Array<ArrayBuffer>);
+      const frame = encodeAck(probe ? this.#sender.acked : this.#receiver.ack);
+      if (probe) frame[0] = 0; // an empty fragment: no TEXT, MORE or ACK flag
+      dc.send(frame as Uint8Array<ArrayBuffer>);
       return true;
     } catch {
       return false;

@@ -48,7 +48,7 @@ export function resolveChannels(channels: Record<string, ChannelOptions> = {}): 
       if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= 65535)) throw new PeerError('unknown-channel', `channel "${name}": ${k} must be an integer 0-65535`);
     }
     const reliable = o.maxRetransmits === undefined && o.maxPacketLifeTime === undefined;
-    if (o.latest && reliable) throw new PeerError('unknown-channel', `channel "${name}": latest mode needs an unreliable channel (maxRetransmits or maxPacketLifeTime)`);
+    if (o.latest && reliable) throw new PeerError('unknown-channel', `channel "${name}": latest mode needs an unreliable channel`);
     return {
       name,
       ordered: o.ordered ?? true,

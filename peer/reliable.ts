@@ -114,6 +114,11 @@ export class ReliableSender {
   get pendingCount(): number {
     return this.#unacked.length - this.#head;
   }
+
+  /** The newest sequence number the receiver has acknowledged (the one before the first unacknowledged). */
+  get acked(): number {
+    return ((this.#unacked[this.#head]?.seq ?? this.#nextSeq) - 1) >>> 0;
+  }
 }
 
 /**

@@ -54,9 +54,6 @@ export interface FallbackPolicy {
  */
 export const DEFAULT_FALLBACK: FallbackPolicy = { afterMs: 5_000 };
 
-/** How often the data channel path is checked, and pinged when it has been quiet this long. */
-const LIVENESS_MS = 1_000;
-
 export interface RemotePeerOptions {
   id: string;
   meta: Record<string, unknown> | undefined;
@@ -79,8 +76,9 @@ export interface RemotePeerOptions {
 /** Reads the SCTP max message size, if the runtime exposes it (W3C RTCSctpTransport). */
 function maxMessageSizeOf(pc: RTCPeerConnection | undefined): number {
   const sctp = (pc as { sctp?: { maxMessageSize?: unknown } | null } | undefined)?.sctp;
-  const size = sctp?.maxMessageSize;
-  return typeof size === 'number' && size > 0 && Number.isFinite(size) ? size : DEFAULT_MAX_MESSAGE_SIZE;
+  const size = sctp?.maxMessageSize as number;
+  // Number.isFinite is false for anything but a finite number (no coercion).
+  return Number.isFinite(size) && size > 0 ? size : DEFAULT_MAX_MESSAGE_SIZE;
 }
 
 /** One RTCPeerConnection to the peer; a rebuild replaces it with the next generation. */
@@ -117,7 +115,10 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #fallbackTimer: ReturnType<typeof setTimeout> | null = null;
   /** When the data channels last delivered anything (keepalives included). */
   #lastHeard = 0;
-  readonly #liveness: ReturnType<typeof setInterval>;
+  /** Messages the channels had written at the previous liveness check. */
+  #sentSeen = 0;
+  /** Checks the data channel path four times per `fallback.afterMs` (not at all without fallback). */
+  readonly #liveness: ReturnType<typeof setInterval> | undefined;
 
   constructor(opts: RemotePeerOptions) {
     super();
@@ -144,7 +145,9 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
         }),
       );
     }
-    this.#liveness = setInterval(() => this.#checkLiveness(), LIVENESS_MS);
+    const fallback = opts.fallback;
+    // Not faster than every 50 ms, whatever afterMs says (it is not validated: 0 means "at once").
+    if (fallback) this.#liveness = setInterval(() => this.#checkLiveness(fallback.afterMs), Math.max(50, fallback.afterMs / 4));
     this.#armFallback();
     if (opts.initiator) this.#connect(0);
   }
@@ -258,10 +261,11 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     const pc = this.#conn?.pc;
     const transport = this.#stateValue === 'closed' || !pc ? null : readTransportStats(await pc.getStats());
     return {
-      rttMs: transport?.rttMs,
-      bytesSent: transport?.bytesSent ?? 0,
-      bytesReceived: transport?.bytesReceived ?? 0,
-      selectedPair: transport?.selectedPair ?? null,
+      rttMs: undefined,
+      bytesSent: 0,
+      bytesReceived: 0,
+      selectedPair: null,
+      ...transport,
       path: this.#route === 'websocket' ? 'websocket' : (transport?.path ?? this.#pathValue),
       packetsLost: lost,
       messagesDropped: dropped,
@@ -335,11 +339,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   /** The runtime's send gate, looked up once the transport exists. */
   #gate(): SendGate | null {
     const conn = this.#conn;
-    if (!conn) return null;
-    if (conn.gate) return conn.gate;
-    const gate = this.#opts.sendGate?.(conn.pc) ?? null;
-    if (gate) conn.gate = gate;
-    return gate;
+    // Kept once the runtime has one (it may not before the transport exists).
+    return conn ? (conn.gate ||= this.#opts.sendGate?.(conn.pc) ?? null) : null;
   }
 
   #maybeConnected(): void {
@@ -382,18 +383,33 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   /**
    * werift reports neither `disconnected` nor `failed` when a working path goes silent: only
    * its ICE consent check, 30 s later (RFC 7675 section 5.1; CONSENT_TIMEOUT in werift's
-   * iceBase.js), and a game would freeze that long. So each side pings over a reliable data
-   * channel once it has heard nothing for a second, and a path silent for `fallback.afterMs`
-   * counts as failed: rebuilt, and the peer falls back meanwhile.
+   * iceBase.js), and a game would freeze that long. So a path from which nothing arrived
+   * for `fallback.afterMs` counts as failed: rebuilt, and the peer falls back meanwhile.
+   * For that to be heard both ways, each side that wrote nothing since the previous check
+   * (every quarter of `afterMs`) sends a keepalive, so a side that only listens is heard by
+   * the side that streams; and a side that heard nothing for half of `afterMs` sends a probe
+   * the other side answers even if it never sends (a peer of an earlier version, which
+   * keeps quiet while it hears us). The streaming side normally sends neither: a reliable
+   * message among its unreliable ones would, when lost, hold werift's SCTP send window until
+   * it is retransmitted (RFC 9260 section 6.3.1: RTO.Min, 1 s), and the runtime send gate
+   * would drop game state meanwhile.
    */
-  #checkLiveness(): void {
-    if (!this.#rtcUp || this.#route !== 'rtc' || this.#opts.fallback === false) return;
+  #checkLiveness(afterMs: number): void {
+    // Only while on the data channels (#rtcUp is false whenever the route is the WebSocket).
+    if (!this.#rtcUp) return;
     const silent = Date.now() - this.#lastHeard;
-    if (silent > this.#opts.fallback.afterMs) {
+    let sent = 0;
+    for (const ch of this.#channels.values()) sent += ch.sent;
+    const idle = sent === this.#sentSeen;
+    this.#sentSeen = sent;
+    if (silent > afterMs) {
       this.#scheduleRecovery(0);
       this.#rtcLost(true);
-    } else if (silent >= LIVENESS_MS) {
-      for (const ch of this.#channels.values()) if (ch.ping()) break;
+    } else if (idle || silent * 2 >= afterMs) {
+      for (const ch of this.#channels.values()) if (ch.ping(silent * 2 >= afterMs)) return;
+      // No reliable channel (every channel was configured unreliable): nothing here can carry
+      // a keepalive or answer a probe, so silence proves nothing; failure is left to ICE.
+      this.#lastHeard = Date.now();
     }
   }
 
@@ -402,11 +418,14 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   }
 
   #armFallback(): void {
-    if (this.#fallbackTimer !== null || this.#route === 'websocket' || !this.#canFallBack() || this.#opts.fallback === false) return;
-    this.#fallbackTimer = setTimeout(() => {
-      this.#fallbackTimer = null;
-      if (!this.#rtcUp) this.#fallBack(true);
-    }, this.#opts.fallback.afterMs);
+    if (this.#fallbackTimer !== null || this.#route === 'websocket' || !this.#canFallBack()) return;
+    this.#fallbackTimer = setTimeout(
+      () => {
+        this.#fallbackTimer = null;
+        if (!this.#rtcUp) this.#fallBack(true);
+      },
+      (this.#opts.fallback as FallbackPolicy).afterMs, // #canFallBack: not false
+    );
   }
 
   #clearFallback(): void {

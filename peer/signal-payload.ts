@@ -7,8 +7,9 @@ export function toSignalPayload(data: unknown): SignalPayload | null {
   if (typeof data !== 'object' || data === null) return null;
   const d = data as Record<string, unknown>;
   const gen = d.gen === undefined ? 0 : d.gen;
-  if (typeof gen !== 'number' || !Number.isInteger(gen) || gen < 0) return null;
-  const base: SignalPayload = { gen };
+  // Number.isInteger is false for anything but an integer number (no coercion).
+  if (!Number.isInteger(gen) || (gen as number) < 0) return null;
+  const base: SignalPayload = { gen: gen as number };
   if (typeof d.caps === 'object' && d.caps !== null) base.caps = { iceRestart: (d.caps as { iceRestart?: unknown }).iceRestart === true };
   const payload = parseBody(d);
   return payload ? { ...base, ...payload } : null;
@@ -18,8 +19,9 @@ function parseBody(d: Record<string, unknown>): SignalPayload | null {
   if (d.reconnect === true) return { reconnect: true };
   if (d.fallback === true) return { fallback: true };
   if (d.description !== undefined) {
-    const desc = d.description as Record<string, unknown> | null;
-    if (typeof desc !== 'object' || desc === null || typeof desc.type !== 'string' || !SDP_TYPES.has(desc.type)) return null;
+    // Anything but an object with one of the type strings (null included) fails the lookup.
+    const desc = d.description as Record<string, unknown>;
+    if (!SDP_TYPES.has(desc?.type as string)) return null;
     if (desc.sdp !== undefined && typeof desc.sdp !== 'string') return null;
     return { description: { type: desc.type as RTCSdpType, ...(typeof desc.sdp === 'string' ? { sdp: desc.sdp } : {}) } };
   }
