@@ -404,9 +404,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * it is retransmitted (RFC 9260 section 6.3.1: RTO.Min, 1 s), and the runtime send gate
    * would drop game state meanwhile.
    * A check that runs more than two periods late finds this process stalled (a long task, a
-   * GC pause, a loaded machine), not the path: what arrived meanwhile still waits behind the
-   * timer, and the other side's keepalives were stalled too. It probes instead of judging;
-   * the next check judges.
+   * GC pause, a loaded machine), not the path: what arrived meanwhile, keepalives included,
+   * still waits unread behind the timer. It probes instead of judging; the next check judges.
    */
   #checkLiveness(afterMs: number, every: number): void {
     const now = Date.now();
