@@ -32,6 +32,16 @@ export const DEFAULT_FLOW: FlowLimits = {
 /** Default SCTP max message size when the remote does not say (RFC 8841 §6: 64 KiB). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 65_536;
 
+/**
+ * The least a receiver lets a message under reassembly grow to (256 KiB: Chromium's SCTP max
+ * message size). The sender checked the message against ITS max message size, of its
+ * current connection, which the receiver cannot see (its own rebuilt connection may have no
+ * SCTP transport yet while the message comes over the WebSocket relay); so the cap is the
+ * larger of this and the largest max message size this channel ever saw. It bounds memory:
+ * an honest peer is never refused.
+ */
+export const MIN_REASSEMBLY_CAP = 262_144;
+
 /** What a Channel asks of, and tells, the peer that owns it. */
 export interface ChannelHooks {
   /** The negotiated SCTP max message size of the current connection. */
@@ -130,6 +140,8 @@ export class Channel {
   #pollTimer: ReturnType<typeof setInterval> | null = null;
   #ackTimer: ReturnType<typeof setTimeout> | null = null;
   #unackedReceived = 0;
+  /** What a message under reassembly may grow to (see MIN_REASSEMBLY_CAP). */
+  #reassemblyCap = MIN_REASSEMBLY_CAP;
   #rtoTimer: ReturnType<typeof setTimeout> | null = null;
   readonly #flow: FlowLimits;
   readonly #hooks: ChannelHooks;
@@ -188,6 +200,7 @@ export class Channel {
       // A new data channel: what the old one may have lost in flight goes again (the
       // receiver drops what it already has).
       if (this.#hooks.route() === 'rtc') this.resend();
+      this.#maxMessageSize();
       this.#hooks.open();
     };
     dc.onopen = opened;
@@ -225,7 +238,7 @@ export class Channel {
     // Encoded once: for the size check and, on reliable channels, the fragments.
     const bytes = typeof payload === 'string' ? encoder.encode(payload) : payload;
     const size = bytes.byteLength;
-    const max = this.#hooks.maxMessageSize();
+    const max = this.#maxMessageSize();
     if (size > max) return Promise.reject(new PeerError('too-large', `message of ${size} bytes exceeds the negotiated max message size ${max} on ${this.config.name}`));
     if (!this.config.reliable) {
       this.#sendUnreliable(payload);
@@ -429,10 +442,18 @@ export class Channel {
     this.#deliver(body.text ? decoder.decode(body.bytes) : body.bytes);
   }
 
+  /** The current max message size; remembers the largest for the reassembly cap. */
+  #maxMessageSize(): number {
+    const max = this.#hooks.maxMessageSize();
+    if (max > this.#reassemblyCap) this.#reassemblyCap = max;
+    return max;
+  }
+
   #onFragment(f: Fragment): void {
     let done;
     try {
-      done = this.#receiver.receive(f, this.#hooks.maxMessageSize());
+      this.#maxMessageSize();
+      done = this.#receiver.receive(f, this.#reassemblyCap);
     } catch (err) {
       // A PeerError `protocol-violation` (peer/reliable.ts): what the remote peer sends on
       // this channel can no longer be trusted, and holding more of it is what it may be after.

@@ -115,6 +115,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #fallbackTimer: ReturnType<typeof setTimeout> | null = null;
   /** When the data channels last delivered anything (keepalives included). */
   #lastHeard = 0;
+  /** When the previous liveness check ran (or the checks were set up). */
+  #lastCheck = 0;
   /** Messages the channels had written at the previous liveness check. */
   #sentSeen = 0;
   /** Checks the data channel path four times per `fallback.afterMs` (not at all without fallback). */
@@ -147,7 +149,15 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     }
     const fallback = opts.fallback;
     // Not faster than every 50 ms, whatever afterMs says (it is not validated: 0 means "at once").
-    if (fallback) this.#liveness = setInterval(() => this.#checkLiveness(fallback.afterMs), Math.max(50, fallback.afterMs / 4));
+    // Only a reliable channel can carry keepalives and answer probes; with none (every channel
+    // configured unreliable) silence proves nothing, and failure is left to ICE. Decided here,
+    // once: a keepalive that fails to go out (send threw, the channel is closing) must not
+    // count as "nothing to check", or a dying path would never be declared dead.
+    if (fallback && opts.channels.some((c) => c.reliable)) {
+      const every = Math.max(50, fallback.afterMs / 4);
+      this.#lastCheck = Date.now();
+      this.#liveness = setInterval(() => this.#checkLiveness(fallback.afterMs, every), every);
+    }
     this.#armFallback();
     if (opts.initiator) this.#connect(0);
   }
@@ -393,23 +403,26 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * message among its unreliable ones would, when lost, hold werift's SCTP send window until
    * it is retransmitted (RFC 9260 section 6.3.1: RTO.Min, 1 s), and the runtime send gate
    * would drop game state meanwhile.
+   * A check that runs more than two periods late finds this process stalled (a long task, a
+   * GC pause, a loaded machine), not the path: what arrived meanwhile, keepalives included,
+   * still waits unread behind the timer. It probes instead of judging; the next check judges.
    */
-  #checkLiveness(afterMs: number): void {
+  #checkLiveness(afterMs: number, every: number): void {
+    const now = Date.now();
+    const late = now - this.#lastCheck > 2 * every;
+    this.#lastCheck = now;
     // Only while on the data channels (#rtcUp is false whenever the route is the WebSocket).
     if (!this.#rtcUp) return;
-    const silent = Date.now() - this.#lastHeard;
+    const silent = now - this.#lastHeard;
     let sent = 0;
     for (const ch of this.#channels.values()) sent += ch.sent;
     const idle = sent === this.#sentSeen;
     this.#sentSeen = sent;
-    if (silent > afterMs) {
+    if (silent > afterMs && !late) {
       this.#scheduleRecovery(0);
       this.#rtcLost(true);
     } else if (idle || silent * 2 >= afterMs) {
-      for (const ch of this.#channels.values()) if (ch.ping(silent * 2 >= afterMs)) return;
-      // No reliable channel (every channel was configured unreliable): nothing here can carry
-      // a keepalive or answer a probe, so silence proves nothing; failure is left to ICE.
-      this.#lastHeard = Date.now();
+      for (const ch of this.#channels.values()) if (ch.ping(silent * 2 >= afterMs)) break;
     }
   }
 

@@ -5,7 +5,8 @@
  * - a flood of early, empty fragments (before the count bound, 200,000 of them grew a heap
  *   by 58 MB whatever `maxQueuedBytes` said);
  * - fragments marked `more` that never end (before the cap, reassembly grew without limit);
- * - an empty fragment marked `more`, which no sender produces.
+ * - an empty fragment marked `more`, which no sender produces;
+ * - 1-byte fragments marked `more` (before the 64-byte floor each held ~100x what it counted).
  * The victim's heap stays bounded, it reports `protocol-violation` and stops talking to the
  * attacker, and its honest peer is not affected.
  */
@@ -114,19 +115,31 @@ describe('peer framing bounds (a hostile peer in the room)', () => {
     flooder.relay(victim.id, 'reliable', { seq: 0, more: true, data: kindOnly });
     const first = await violated;
     expect(first.err.code).toBe('protocol-violation');
-    expect(first.err.message).toMatch(/empty fragment marked more/);
+    expect(first.err.message).toMatch(/fragment of 0 bytes marked more/);
     expect(first.peer?.id).toBe(flooder.id);
     expect(first.peer?.state).toBe('closed');
 
-    // 3. A message that never ends: capped at the max message size (64 KiB without a data channel).
+    // 3. A message that never ends: capped at 256 KiB (without a data channel; more if a
+    // connection to that peer ever allowed more).
     const endless = await attacker(url, victim);
     const capped = nextPeerError(victim);
     const chunk = new Uint8Array(12_001); // kind byte + 12,000 bytes, a full relay fragment
     for (let seq = 0; seq < 200; seq++) endless.relay(victim.id, 'reliable', { seq, more: true, data: chunk });
     const second = await capped;
     expect(second.err.code).toBe('protocol-violation');
-    expect(second.err.message).toMatch(/message over 65536 bytes/);
+    expect(second.err.message).toMatch(/message over 262144 bytes/);
     expect(second.peer?.id).toBe(endless.id);
+
+    // 4. A message of 1-byte fragments: each would count one byte against the cap and hold
+    // ~100 in objects; the first one is a violation.
+    const crumbs = await attacker(url, victim);
+    const crumbled = nextPeerError(victim);
+    const crumb = new Uint8Array([0, 1]); // kind byte + 1 byte
+    for (let seq = 0; seq < 20_000; seq++) crumbs.relay(victim.id, 'reliable', { seq, more: true, data: crumb });
+    const third = await crumbled;
+    expect(third.err.code).toBe('protocol-violation');
+    expect(third.err.message).toMatch(/fragment of 1 bytes marked more/);
+    expect(third.peer?.id).toBe(crumbs.id);
 
     // The honest peer never noticed: still connected, and messages flow both ways.
     const atHonest = collect(honest, 'reliable');
@@ -138,6 +151,6 @@ describe('peer framing bounds (a hostile peer in the room)', () => {
     await victimSide?.send('reliable', 'to honest');
     await honestSide?.send('reliable', 'to victim');
     await Promise.all([until(honest, () => atHonest.includes('to honest')), until(victim, () => atVictim.includes('to victim'))]);
-    expect(errors.map((e) => e.code)).toEqual(['protocol-violation', 'protocol-violation']);
+    expect(errors.map((e) => e.code)).toEqual(['protocol-violation', 'protocol-violation', 'protocol-violation']);
   });
 });

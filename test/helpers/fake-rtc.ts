@@ -33,7 +33,7 @@ export class FakeDc {
     private readonly wire: Wire,
   ) {}
   send(data: string | Uint8Array): void {
-    if (this.readyState !== 'open') throw new Error('InvalidStateError: not open');
+    if (this.readyState !== 'open' || this.net.sendThrows) throw new Error('InvalidStateError: not open');
     const copy = typeof data === 'string' ? data : data.slice();
     this.wire.frames.push({ label: this.label, data: copy });
     if (this.net.cut) return; // the path died silently: no error, nothing arrives
@@ -48,6 +48,8 @@ export class FakeDc {
 /** Two fake connections: the initiator's (index 0) and the answerer's (index 1). */
 export class FakeNet {
   cut = false;
+  /** Every data channel send throws (a transport that is going away). */
+  sendThrows = false;
   readonly pcs: FakePc[] = [];
   readonly wires: [Wire, Wire] = [{ frames: [] }, { frames: [] }];
   /** The answerer's ends of the channels, by label (a test may write raw frames on them). */
@@ -81,6 +83,8 @@ export class FakePc {
   onconnectionstatechange: unknown = null;
   oniceconnectionstatechange: unknown = null;
   readonly channels: FakeDc[] = [];
+  /** RTCSctpTransport, for its maxMessageSize: none unless a test sets one. */
+  sctp: { maxMessageSize: number } | null = null;
   constructor(private readonly net: FakeNet) {
     net.pcs.push(this);
   }

@@ -3,7 +3,7 @@
  * what a channel does when the remote peer breaks the reliable framing.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Channel, DEFAULT_FLOW, type ChannelHooks } from '../../peer/channel.js';
+import { Channel, DEFAULT_FLOW, MIN_REASSEMBLY_CAP, type ChannelHooks } from '../../peer/channel.js';
 import { resolveChannels } from '../../peer/channels.js';
 import type { PeerError } from '../../peer/errors.js';
 import { encodeFragment } from '../../peer/reliable.js';
@@ -79,26 +79,37 @@ describe('Channel send poll', () => {
 });
 
 describe('Channel framing violations', () => {
+  it('1-byte fragments marked more on the relay path close the channel at the first one', () => {
+    const { channel, errors } = reliableChannel();
+    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: 0, more: true, data: new Uint8Array([0, 9]) });
+    expect(errors.map((e) => e.code)).toEqual(['protocol-violation']);
+    expect(errors[0]?.message).toMatch(/fragment of 1 bytes marked more/);
+  });
+
   it('an empty fragment marked more closes the channel with protocol-violation', async () => {
     const { channel, errors } = reliableChannel();
     const dc = new FakeDataChannel();
     channel.attach(asDc(dc));
     dc.onmessage?.({ data: encodeFragment({ seq: 0, text: false, more: true, bytes: new Uint8Array(0) }).buffer });
     expect(errors.map((e) => e.code)).toEqual(['protocol-violation']);
-    expect(errors[0]?.message).toMatch(/reliable framing: empty fragment marked more/);
+    expect(errors[0]?.message).toMatch(/reliable framing: fragment of 0 bytes marked more/);
     await expect(channel.send('after')).rejects.toMatchObject({ code: 'closed' });
     expect(dc.readyState).toBe('closed');
   });
 
-  it('a message growing past the max message size closes the channel, on the relay path too', async () => {
+  it('a message growing past the reassembly cap (at least MIN_REASSEMBLY_CAP, whatever the current max message size) closes the channel, on the relay path too', async () => {
     const { channel, errors, messages } = reliableChannel({ maxMessageSize: () => 100 });
     const kindBytes = (n: number): Uint8Array => new Uint8Array(n + 1); // kind byte 0: bytes
-    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: 0, more: true, data: kindBytes(60) });
-    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: 1, more: true, data: kindBytes(41) });
+    // A sender whose connection allows more than ours is not refused: 21 x 12,000 bytes pass.
+    let seq = 0;
+    while (seq < 21) channel.receiveRelay({ from: 'x', channel: 'reliable', seq: seq++, more: true, data: kindBytes(12_000) });
+    expect(errors).toEqual([]);
+    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: seq++, more: true, data: kindBytes(12_000) });
+    expect(MIN_REASSEMBLY_CAP).toBe(262_144);
     expect(errors.map((e) => e.code)).toEqual(['protocol-violation']);
-    expect(errors[0]?.message).toMatch(/over 100 bytes/);
+    expect(errors[0]?.message).toMatch(/over 262144 bytes/);
     // Closed: later frames are not even looked at.
-    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: 2, data: kindBytes(1) });
+    channel.receiveRelay({ from: 'x', channel: 'reliable', seq, data: kindBytes(1) });
     expect(errors).toHaveLength(1);
     expect(messages).toEqual([]);
   });

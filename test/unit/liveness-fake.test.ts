@@ -96,6 +96,41 @@ describe('liveness on a fake clock', () => {
     await closeAll(a, b);
   });
 
+  it('a path whose sends throw is still declared dead: a keepalive that fails to go out does not stop the check', async () => {
+    const { net, a, b, seen } = await connected(2_000);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(seen[0].paths).toEqual([]);
+    // The transport is going away: nothing arrives, and every send (keepalives and probes
+    // included) throws. Before the fix, ping() returning false reset the silence as if the
+    // room had no reliable channel, and the path was never declared dead.
+    net.cut = true;
+    net.sendThrows = true;
+    const cutAt = Date.now();
+    let fellBackAt = 0;
+    a.once('path-change', () => (fellBackAt = Date.now()));
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(seen[0].paths).toEqual(['websocket']);
+    expect(fellBackAt - cutAt).toBeGreaterThan(2_000);
+    expect(fellBackAt - cutAt).toBeLessThanOrEqual(2_000 + 500 + 10);
+    await closeAll(a, b);
+  });
+
+  it('a stalled process (no timer or message ran for 3x afterMs) does not declare a live path dead: the late check probes, the next one judges', async () => {
+    const { a, b, seen } = await connected(2_000);
+    const stream = setInterval(() => void a.send('unreliable', 'state'), 1000 / 30);
+    await vi.advanceTimersByTimeAsync(5_000);
+    // The clock jumps 6 s while nothing runs (a long task, a GC pause, a loaded CI machine):
+    // timers fire as they would have, but Date.now() says 6 s passed in silence.
+    vi.setSystemTime(Date.now() + 6_000);
+    await vi.advanceTimersByTimeAsync(10_000);
+    clearInterval(stream);
+    // Before the guard, the first check after the stall found 6 s of silence and fell back.
+    expect(seen.map((s) => s.paths)).toEqual([[], []]);
+    expect(seen.map((s) => s.disconnected)).toEqual([0, 0]);
+    expect(a.generation).toBe(0);
+    await closeAll(a, b);
+  });
+
   it('a room whose channels are all unreliable has nothing to carry keepalives or answer probes: silence does not count as death', async () => {
     const channels = { reliable: { ordered: false, maxRetransmits: 0 } };
     const { net, a, b, seen } = await connected(1_000, channels);

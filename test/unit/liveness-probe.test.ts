@@ -8,6 +8,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame, encodeAck, encodeFragment, ReliableReceiver, ReliableSender, type Fragment } from '../../peer/reliable.js';
 
+/** The reassembly cap a Channel passes (at least MIN_REASSEMBLY_CAP). */
+const CAP = 256 * 1024;
+
 /** The probe as Channel.ping writes it. */
 function probe(sender: ReliableSender): Uint8Array {
   const frame = encodeAck(sender.acked);
@@ -40,7 +43,7 @@ describe('liveness probe', () => {
           const sent: string[] = [];
           const delivered: string[] = [];
           const take = (f: Fragment): void => {
-            for (const m of receiver.receive(f)) delivered.push(new TextDecoder().decode(m.bytes));
+            for (const m of receiver.receive(f, CAP)) delivered.push(new TextDecoder().decode(m.bytes));
           };
           for (const step of steps) {
             for (let i = 0; i < step.sends; i++) {
@@ -54,7 +57,7 @@ describe('liveness probe', () => {
             const ackBefore = receiver.ack;
             const d = decodeFrame(probe(sender));
             if (!d || !('fragment' in d)) throw new Error('probe did not decode as a fragment');
-            expect(receiver.receive(d.fragment)).toEqual([]);
+            expect(receiver.receive(d.fragment, CAP)).toEqual([]);
             expect(receiver.ack).toBe(ackBefore);
           }
           // The probes left no trace: resending everything unacknowledged completes the stream.
@@ -69,8 +72,8 @@ describe('liveness probe', () => {
     const receiver = new ReliableReceiver(1024);
     const d = decodeFrame(probe(new ReliableSender()));
     if (!d || !('fragment' in d)) throw new Error('probe did not decode as a fragment');
-    expect(receiver.receive(d.fragment)).toEqual([]);
-    expect(receiver.receive(encodeFragmentOf(0, 'first'))).toEqual([{ text: true, bytes: new TextEncoder().encode('first') }]);
+    expect(receiver.receive(d.fragment, CAP)).toEqual([]);
+    expect(receiver.receive(encodeFragmentOf(0, 'first'), CAP)).toEqual([{ text: true, bytes: new TextEncoder().encode('first') }]);
   });
 });
 

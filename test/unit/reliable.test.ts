@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PeerError } from '../../peer/errors.js';
-import { decodeFrame, encodeAck, encodeFragment, MAX_HELD_FRAGMENTS, ReliableReceiver, ReliableSender, splitMessage, type Fragment } from '../../peer/reliable.js';
+import { decodeFrame, encodeAck, encodeFragment, MAX_HELD_FRAGMENTS, MIN_MORE_FRAGMENT, ReliableReceiver, ReliableSender, splitMessage, type Fragment } from '../../peer/reliable.js';
 
 const decoder = new TextDecoder();
 
@@ -30,8 +30,11 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { arbitrary: fc.constant({ op: 'switch' as const }), weight: 1 },
 );
 
-/** Text and byte messages, some longer than several fragments, some empty. */
-const messageArb = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 30 }), fc.uint8Array({ maxLength: 30 }));
+/**
+ * Text and byte messages, some longer than several fragments, some empty (fragments are at
+ * least MIN_MORE_FRAGMENT bytes, as a sender cuts them).
+ */
+const messageArb = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 120 }), fc.uint8Array({ maxLength: 300 }));
 
 function asComparable(d: { text: boolean; bytes: Uint8Array }): string | number[] {
   return d.text ? decoder.decode(d.bytes) : [...d.bytes];
@@ -65,7 +68,7 @@ function simulate(messages: (string | Uint8Array)[], steps: Step[], maxFragment:
       sender.ack(frame.seq);
       return;
     }
-    for (const d of receiver.receive(frame.f)) {
+    for (const d of receiver.receive(frame.f, Infinity)) {
       const i = delivered.length;
       delivered.push(asComparable(d));
       if (i >= messages.length || JSON.stringify(delivered[i]) !== JSON.stringify(expected(messages[i] as string | Uint8Array))) prefixOk = false;
@@ -114,7 +117,7 @@ function simulate(messages: (string | Uint8Array)[], steps: Step[], maxFragment:
 describe('reliable channel sequencing', () => {
   it('delivers every message once, in order, through loss, duplication, reordering and path switches', () => {
     fc.assert(
-      fc.property(fc.array(messageArb, { maxLength: 40 }), fc.array(stepArb, { maxLength: 300 }), fc.integer({ min: 1, max: 12 }), (messages, steps, maxFragment) => {
+      fc.property(fc.array(messageArb, { maxLength: 40 }), fc.array(stepArb, { maxLength: 300 }), fc.integer({ min: MIN_MORE_FRAGMENT, max: MIN_MORE_FRAGMENT + 40 }), (messages, steps, maxFragment) => {
         const { delivered, prefixOk } = simulate(messages, steps, maxFragment, 1 << 20);
         expect(prefixOk).toBe(true);
         expect(delivered).toEqual(messages.map(expected));
@@ -126,7 +129,7 @@ describe('reliable channel sequencing', () => {
   it('still delivers everything when the hold buffer for early fragments is tiny (they are sent again)', () => {
     fc.assert(
       fc.property(fc.array(messageArb, { maxLength: 30 }), fc.array(stepArb, { maxLength: 200 }), (messages, steps) => {
-        const { delivered, prefixOk } = simulate(messages, steps, 4, 6);
+        const { delivered, prefixOk } = simulate(messages, steps, MIN_MORE_FRAGMENT, 100);
         expect(prefixOk).toBe(true);
         expect(delivered).toEqual(messages.map(expected));
       }),
@@ -139,7 +142,7 @@ describe('reliable channel sequencing', () => {
     const receiver = new ReliableReceiver(1024, 0xfffffffe);
     const frags = ['a', 'b', 'c', 'd'].flatMap((m) => sender.push(m, 8));
     expect(frags.map((f) => f.seq)).toEqual([0xfffffffe, 0xffffffff, 0, 1]);
-    const out = [frags[2], frags[0], frags[3], frags[1]].flatMap((f) => receiver.receive(f as Fragment)).map((d) => decoder.decode(d.bytes));
+    const out = [frags[2], frags[0], frags[3], frags[1]].flatMap((f) => receiver.receive(f as Fragment, 1024)).map((d) => decoder.decode(d.bytes));
     expect(out).toEqual(['a', 'b', 'c', 'd']);
     expect(receiver.ack).toBe(1);
     sender.ack(0xffffffff);
@@ -169,6 +172,7 @@ describe('reliable channel sequencing', () => {
 /** What a peer that breaks the framing sends; none of these come from a ReliableSender. */
 describe('reliable receiver bounds (a hostile peer)', () => {
   const empty = new Uint8Array(0);
+  const CAP = 256 * 1024;
   const frag = (seq: number, bytes: Uint8Array, more = false): Fragment => ({ seq, text: false, more, bytes });
   const violation = (fn: () => unknown): PeerError => {
     try {
@@ -182,28 +186,45 @@ describe('reliable receiver bounds (a hostile peer)', () => {
 
   it('holds at most MAX_HELD_FRAGMENTS early fragments, even empty ones that pass any byte bound', () => {
     const receiver = new ReliableReceiver(1024);
-    for (let seq = 1; seq <= 20_000; seq++) receiver.receive(frag(seq, empty));
+    for (let seq = 1; seq <= 20_000; seq++) receiver.receive(frag(seq, empty), CAP);
     expect(receiver.heldCount).toBe(MAX_HELD_FRAGMENTS);
     // Held ones still complete the stream when the gap fills; the rest come again with the sender's resend.
-    expect(receiver.receive(frag(0, empty))).toHaveLength(MAX_HELD_FRAGMENTS + 1);
+    expect(receiver.receive(frag(0, empty), CAP)).toHaveLength(MAX_HELD_FRAGMENTS + 1);
     expect(receiver.heldCount).toBe(0);
     expect(receiver.ack).toBe(MAX_HELD_FRAGMENTS);
   });
 
-  it('refuses an empty fragment marked more with protocol-violation, wherever its seq falls', () => {
+  it('refuses a fragment marked more shorter than MIN_MORE_FRAGMENT (empty ones too) with protocol-violation, wherever its seq falls', () => {
     for (const seq of [0, 5, 0xffffffff]) {
-      const err = violation(() => new ReliableReceiver(1024).receive(frag(seq, empty, true)));
-      expect(err.code).toBe('protocol-violation');
-      expect(err.message).toMatch(/empty fragment marked more/);
+      for (const size of [0, 1, MIN_MORE_FRAGMENT - 1]) {
+        const err = violation(() => new ReliableReceiver(1024).receive(frag(seq, new Uint8Array(size), true), CAP));
+        expect(err.code).toBe('protocol-violation');
+        expect(err.message).toMatch(new RegExp(`fragment of ${size} bytes marked more`));
+      }
     }
-    // An empty message (one empty final fragment) is legitimate.
-    expect(new ReliableReceiver(1024).receive(frag(0, empty))).toEqual([{ text: false, bytes: empty }]);
+    // An empty message (one empty final fragment) is legitimate, and so is a short last fragment.
+    expect(new ReliableReceiver(1024).receive(frag(0, empty), CAP)).toEqual([{ text: false, bytes: empty }]);
+    const r = new ReliableReceiver(1024);
+    expect(r.receive(frag(0, new Uint8Array(MIN_MORE_FRAGMENT), true), CAP)).toEqual([]);
+    expect(r.receive(frag(1, new Uint8Array(1)), CAP)[0]?.bytes.byteLength).toBe(MIN_MORE_FRAGMENT + 1);
+  });
+
+  it('1-byte fragments marked more cannot pile up: the first one is a violation, before anything is held', () => {
+    // Before the floor, each 1-byte fragment counted 1 byte against the cap but kept a view
+    // and its buffer (~100x that) until the message ended: a 256 KiB cap held ~26 MB.
+    const receiver = new ReliableReceiver(8 << 20);
+    let seq = 0;
+    const err = violation(() => {
+      while (seq < 200_000) receiver.receive(frag(seq++, new Uint8Array(1), true), CAP);
+    });
+    expect(err.code).toBe('protocol-violation');
+    expect(seq).toBe(1);
   });
 
   it('caps a message under reassembly at the max message size: exactly the max passes, one byte more is a violation', () => {
     const ok = new ReliableReceiver(1024);
-    expect(ok.receive(frag(0, new Uint8Array(60), true), 100)).toEqual([]);
-    expect(ok.receive(frag(1, new Uint8Array(40)), 100)[0]?.bytes.byteLength).toBe(100);
+    expect(ok.receive(frag(0, new Uint8Array(64), true), 100)).toEqual([]);
+    expect(ok.receive(frag(1, new Uint8Array(36)), 100)[0]?.bytes.byteLength).toBe(100);
     const bad = new ReliableReceiver(1 << 20);
     let seq = 0;
     const err = violation(() => {
