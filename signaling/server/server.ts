@@ -37,6 +37,9 @@ const NO_STATUS = 1005;
 /** How long `close()` waits for clients to finish the closing handshake before terminating them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 
+/** Distinct refused Host names logged (see warnBadHost). */
+const BAD_HOSTS_LOGGED = 32;
+
 /**
  * The signaling service on one HTTP(S) server. Create it with `attachSignaling()` or
  * `listenSignaling()`; stop it with `close()` (idempotent).
@@ -52,6 +55,8 @@ export class SignalingServer implements HandlerContext {
   private readonly connections = new Set<Connection>();
   private readonly perIp = new Map<string, number>();
   private pendingUpgrades = 0;
+  /** Host names refused as `bad-host` and already logged (bounded, see warnBadHost). */
+  private readonly badHostsLogged = new Set<string>();
   private readonly closedBytes = { in: 0, out: 0 };
   private readonly heartbeat: Heartbeat;
   private state: State = 'running';
@@ -255,6 +260,7 @@ export class SignalingServer implements HandlerContext {
     if (!check.ok) {
       this.releaseIp(source);
       this.metrics.refusals.inc({ reason: check.reason });
+      if (check.reason === 'bad-host') this.warnBadHost(req.headers.host);
       return refuseUpgrade(socket, check.reason);
     }
     if (this.state !== 'running' || socket.destroyed) {
@@ -280,6 +286,22 @@ export class SignalingServer implements HandlerContext {
       this.releaseIp(source);
       this.metrics.refusals.inc({ reason: 'bad-request' });
     }
+  }
+
+  /**
+   * A refused Host is most often a deployment that needs configuring, not an attack: say so
+   * once per Host, for the first BAD_HOSTS_LOGGED of them (an attacker choosing Host names
+   * must not grow the set or flood the log).
+   */
+  private warnBadHost(host: string | undefined): void {
+    const name = String(host ?? '').slice(0, 255);
+    if (this.badHostsLogged.has(name) || this.badHostsLogged.size >= BAD_HOSTS_LOGGED) return;
+    this.badHostsLogged.add(name);
+    this.logger.warn(
+      { host: name },
+      `refused a browser upgrade for Host "${name}" (DNS-rebinding check, 403 bad-host): if browsers reach this server by that name, ` +
+        'add it to allowedHosts (--allowed-hosts), or set trustProxy (--trust-proxy) when a reverse proxy forwards it',
+    );
   }
 
   private releaseIp(source: string): void {
