@@ -44,10 +44,12 @@ export class Connection {
   pending: Promise<void> | null = null;
   /**
    * The ICE servers (with the TURN credential) minted for this connection at its first
-   * join: rejoins on the same connection get the same ones, so join/leave cannot mint
-   * credentials (and TURN allocation quota) without bound.
+   * join: rejoins on the same connection get the same ones until `iceServersStaleAt`
+   * (server clock), so join/leave cannot mint credentials (and TURN allocation quota)
+   * without bound, and a long-lived connection never hands out an expired one.
    */
   iceServers: IceServer[] | null = null;
+  iceServersStaleAt = 0;
   /** Closes the connection while it is not in a room (the join deadline); null while joined. */
   joinTimer: unknown = null;
   /** The key this connection counts under for maxConnectionsPerIp (see `sourceKey`). */

@@ -20,6 +20,7 @@ import { systemClock, type Clock } from './clock.js';
 import { Connection } from './connection.js';
 import { endSession, handleJoin, handleLeave, handlePing, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
+import { iceServersReuseMs } from './ice-refresh.js';
 import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http.js';
 import { MemoryRoomStore } from './memory-rooms.js';
 import { SignalingMetrics, closeCodeLabel } from './metrics.js';
@@ -155,15 +156,20 @@ export class SignalingServer implements HandlerContext {
 
   /**
    * The ICE servers of a connection, minted at its first join and reused for every rejoin on
-   * it: one TURN credential per signaling connection. A session resumed on a new connection
-   * gets the new connection's (the old one is closed), so a client mints at most one per
-   * connection it opens, and those are bounded by maxConnectionsPerIp.
+   * it while fresh: one TURN credential per signaling connection at a time. A session resumed
+   * on a new connection gets the new connection's (the old one is closed), so a client mints
+   * at most one per connection it opens (bounded by maxConnectionsPerIp) per half credential
+   * lifetime: a rejoin after that gets a fresh one (see iceServersReuseMs), never a dead one.
    */
   iceServersFor(conn: Connection, peerId: string): IceServer[] {
     const opt = this.options.iceServers;
     if (!opt) return [];
     if (typeof opt !== 'function') return opt;
-    conn.iceServers ??= opt({ peerId, request: conn.request });
+    const now = this.clock.now();
+    if (conn.iceServers === null || now >= conn.iceServersStaleAt) {
+      conn.iceServers = opt({ peerId, request: conn.request });
+      conn.iceServersStaleAt = now + iceServersReuseMs(conn.iceServers, Date.now());
+    }
     return conn.iceServers;
   }
 
