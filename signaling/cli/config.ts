@@ -218,6 +218,7 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     limit('ipv6PrefixLength', 'ipv6-prefix-length', 'RALLYPOINT_IPV6_PREFIX_LENGTH', 'IPv6 clients count per prefix of this length for --max-connections-per-ip (1-128)'),
     limit('joinTimeoutMs', 'join-timeout-ms', 'RALLYPOINT_JOIN_TIMEOUT_MS', 'a connection not in a room this long is closed (4008)'),
     limit('maxBufferedBytes', 'max-buffered-bytes', 'RALLYPOINT_MAX_BUFFERED_BYTES', 'unsent bytes held per connection; more closes it (1013)'),
+    limit('slowReaderCloseMs', 'slow-reader-close-ms', 'RALLYPOINT_SLOW_READER_CLOSE_MS', 'a connection closed with 1013 that has not read its backlog this long is terminated (ms)'),
     limit('maxRooms', 'max-rooms', 'RALLYPOINT_MAX_ROOMS', 'rooms'),
     limit('maxPeersPerRoom', 'max-peers-per-room', 'RALLYPOINT_MAX_PEERS_PER_ROOM', 'peers per room'),
     limit('maxMessageBytes', 'max-message-bytes', 'RALLYPOINT_MAX_MESSAGE_BYTES', 'largest message (bytes)'),

@@ -104,6 +104,7 @@ const LimitsSchema = z
     relayLatestSlots: z.number().int().nonnegative(),
     relayMaxBufferedBytes: z.number().int().nonnegative(),
     maxBufferedBytes: positiveInt,
+    slowReaderCloseMs: positiveInt,
     joinTimeoutMs: positiveInt,
   })
   .partial()

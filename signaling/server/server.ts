@@ -25,7 +25,7 @@ import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http
 import { MemoryRoomStore } from './memory-rooms.js';
 import { SignalingMetrics, closeCodeLabel } from './metrics.js';
 import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } from './options.js';
-import type { RoomStore } from './rooms.js';
+import type { RelayDelivery, RoomStore } from './rooms.js';
 import type { Session } from './session.js';
 import { clientAddress, sourceKey } from './source.js';
 import { checkUpgrade, refuseUpgrade } from './upgrade.js';
@@ -199,24 +199,35 @@ export class SignalingServer implements HandlerContext {
   /**
    * A frame would take this connection's unsent backlog past maxBufferedBytes: the client
    * does not read. Its session is detached at once (frames for it now go to the bounded
-   * resume queue, the overflowing one first) and the connection closed with 1013: the close
-   * frame follows what is already buffered, so a reader that was only slow reads everything
-   * sent so far, then the close, and resumes; one that never reads is destroyed by ws's
-   * closing-handshake timeout. Senders are not told: they did nothing wrong, and the
-   * recipient is in its resume grace period like any peer that lost its connection.
+   * resume queue, the overflowing one first, by the queue's rules: not if unreliable) and
+   * the connection closed with 1013: the close frame follows what is already buffered, so
+   * a reader that was only slow reads everything sent so far, then the close, and resumes.
+   * One that has not finished within slowReaderCloseMs is terminated, freeing its backlog
+   * (ws would hold it for its 30 s closing-handshake timeout, and a source could hold
+   * maxConnectionsPerIp of them, again and again by resuming); it loses what was buffered
+   * and resumes. Senders are not told: they did nothing wrong, and the recipient is in its
+   * resume grace period like any peer that lost its connection.
    */
-  private readonly onOverflow = (conn: Connection, frame: string): void => {
+  private readonly onOverflow = (conn: Connection, frame: string, relay?: RelayDelivery): void => {
     this.metrics.slowReaders.inc();
     this.logger.warn({ id: conn.session?.id ?? null, ip: conn.ip, buffered: conn.ws.bufferedAmount }, 'slow reader closed');
     const session = conn.session;
     if (session) {
       conn.session = null;
       session.conn = null;
-      session.deliver(frame);
+      session.deliver(frame, relay);
       this.startGrace(session, 'closed');
     }
     conn.closeCodeSent = CLOSE_CODES.tooSlow;
     conn.close(CLOSE_CODES.tooSlow, 'slow reader');
+    if (conn.castOffTimer === null && !conn.closed) {
+      conn.castOffTimer = this.clock.setTimeout(() => {
+        conn.castOffTimer = null;
+        if (conn.closed) return;
+        this.logger.debug({ ip: conn.ip, buffered: conn.ws.bufferedAmount }, 'slow reader terminated');
+        conn.ws.terminate();
+      }, this.options.limits.slowReaderCloseMs);
+    }
   };
 
   clearGrace(session: Session): void {
@@ -446,6 +457,8 @@ export class SignalingServer implements HandlerContext {
     this.connections.delete(conn);
     this.releaseIp(conn.source);
     this.enteredRoom(conn); // clears the join deadline
+    if (conn.castOffTimer !== null) this.clock.clearTimeout(conn.castOffTimer);
+    conn.castOffTimer = null;
     this.metrics.closes.inc({ code: closeCodeLabel(code) });
     this.closedBytes.in += conn.bytesIn;
     this.closedBytes.out += conn.bytesOut;
