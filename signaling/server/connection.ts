@@ -201,6 +201,14 @@ export class Connection {
     });
   }
 
+  /**
+   * Frames can still reach the client. False from the moment a close starts (ws is CLOSING
+   * then), before `closed` is set by the close event: a handler that awaited must check this.
+   */
+  get open(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+
   close(code: number, reason: string): void {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) this.ws.close(code, reason);
   }
