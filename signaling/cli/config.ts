@@ -152,7 +152,7 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     flag: 'metrics-host',
     env: 'RALLYPOINT_METRICS_HOST',
     description: 'interface of the --metrics-port listener',
-    defaultText: '--host',
+    defaultText: '127.0.0.1 (loopback only)',
     schema: z.string().min(1).optional(),
   },
   logLevel: {
@@ -346,4 +346,21 @@ export function resolveConfig(
   }
   if (problems.length) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   return out;
+}
+
+/**
+ * `--trust-proxy` used to be a switch: a bare `--trust-proxy` still means `true`, one trusted
+ * hop. parseArgs cannot say "a string option whose value is optional", so argv is rewritten
+ * before parsing: `--trust-proxy` becomes `--trust-proxy=true` when it is last, when the
+ * next argument is another option (`-...`), or when the next argument cannot be its value
+ * (anything but hop counts, addresses/CIDR lists, `true`/`false`: say the `serve` command
+ * or another positional after it). `--trust-proxy=...` and `--trust-proxy VALUE` are left as
+ * they are (a bad VALUE is then refused by the option's schema, exit code 2).
+ */
+export function bareTrustProxy(argv: readonly string[]): string[] {
+  return argv.map((arg, i) => {
+    if (arg !== '--trust-proxy') return arg;
+    const next = argv[i + 1];
+    return next === undefined || next.startsWith('-') || !/^[0-9A-Fa-f:.,/\[\]]+$|^(true|false)$/.test(next) ? '--trust-proxy=true' : arg;
+  });
 }

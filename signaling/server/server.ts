@@ -60,6 +60,7 @@ export class SignalingServer implements HandlerContext {
   private readonly badHostsLogged = new Set<string>();
   private readonly closedBytes = { in: 0, out: 0 };
   private readonly heartbeat: Heartbeat;
+  private readonly httpContext: HttpEndpointsContext;
   private state: State = 'running';
   private closePromise: Promise<void> | null = null;
   private readonly onUpgradeBound = (req: IncomingMessage, socket: Duplex, head: Buffer): void => void this.onUpgrade(req, socket, head);
@@ -108,9 +109,13 @@ export class SignalingServer implements HandlerContext {
       perMessageDeflate: false,
       handleProtocols: () => SUBPROTOCOL,
     });
-    this.httpContext.registry = this.metrics.registry;
-    this.httpContext.metricsToken = this.options.metricsToken;
-    this.httpContext.serveMetrics = this.options.serveMetrics ?? true;
+    this.httpContext = {
+      registry: this.metrics.registry,
+      closing: () => this.state !== 'running',
+      status: () => ({ connections: this.connections.size, ...this.store.stats() }),
+      serveMetrics: this.options.serveMetrics ?? true,
+      ...(this.options.metricsToken !== undefined ? { metricsToken: this.options.metricsToken } : {}),
+    };
     this.heartbeat = new Heartbeat(this.clock, limits.pingIntervalMs, () => this.connections);
     this.heartbeat.start();
     httpServer.on('upgrade', this.onUpgradeBound);
@@ -128,13 +133,6 @@ export class SignalingServer implements HandlerContext {
   handleMetricsHttp(req: IncomingMessage, res: ServerResponse): boolean {
     return handleMetricsHttp(this.httpContext, req, res);
   }
-
-  private readonly httpContext: HttpEndpointsContext = {
-    registry: null as unknown as HttpEndpointsContext['registry'], // set in the constructor
-    closing: () => this.state !== 'running',
-    status: () => ({ connections: this.connections.size, ...this.store.stats() }),
-    serveMetrics: true,
-  };
 
   get connectionCount(): number {
     return this.connections.size;
@@ -564,7 +562,11 @@ export interface ListenOptions extends SignalingServerOptions {
    * interface only your monitoring reaches. Default: on the signaling port.
    */
   metricsPort?: number;
-  /** Interface of the metrics listener. Default: `host`. */
+  /**
+   * Interface of the metrics listener. Default `127.0.0.1`: loopback, where a scraper on the
+   * same machine (or a sidecar) reaches it and strangers do not; give another interface for
+   * a remote Prometheus.
+   */
   metricsHost?: string;
 }
 
@@ -597,7 +599,7 @@ async function listen(server: HttpServer, port: number, host: string | undefined
 
 /** Starts an HTTP server of its own that serves signaling, `/healthz` and `/metrics`. */
 export async function listenSignaling(options: ListenOptions = {}): Promise<ListeningSignalingServer> {
-  const { port = 8080, host, onRequest, metricsPort, metricsHost = host, ...rest } = options;
+  const { port = 8080, host, onRequest, metricsPort, metricsHost = '127.0.0.1', ...rest } = options;
   const notFound = (res: ServerResponse): void => void res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
   let signaling: SignalingServer | null = null;
   const http = createServer((req, res) => {
@@ -609,7 +611,14 @@ export async function listenSignaling(options: ListenOptions = {}): Promise<List
   const names = host !== undefined && isIP(host) === 0 ? [host] : [];
   const s = new SignalingServer(http, { ...rest, ...(metricsPort !== undefined ? { serveMetrics: false } : {}) }, true, names);
   signaling = s;
-  const url = await listen(http, port, host);
+  let url: string;
+  try {
+    url = await listen(http, port, host);
+  } catch (err) {
+    // A taken port: nothing may stay behind (the heartbeat interval, the registry's collectors).
+    await s.close({ timeoutMs: 0 });
+    throw err;
+  }
   let metricsUrl: string | undefined;
   let metricsServer: HttpServer | undefined;
   let closing: Promise<void> | null = null;
