@@ -94,8 +94,8 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
   allowedHosts: {
     flag: 'allowed-hosts',
     env: 'RALLYPOINT_ALLOWED_HOSTS',
-    description: 'host names browsers may use to reach this server (DNS-rebinding check), comma-separated; .example.com allows subdomains; * turns the check off',
-    defaultText: 'localhost, IP literals, this machine and --host',
+    description: 'host names browsers may use to reach this server (DNS-rebinding check), comma-separated; .example.com allows subdomains; * turns the check off. Set, it is checked on every browser upgrade',
+    defaultText: 'localhost, IP literals, this machine (and NAME.local) and --host, checked only on upgrades arriving on a loopback/private address, not via --trust-proxy',
     schema: z
       .string()
       .optional()
