@@ -159,6 +159,8 @@ describe('slow reader: what it gets back when it resumes', () => {
         resumeQueueLength: 8,
         messageBurst: 5_000,
         messagesPerSecond: 5_000,
+        // It reads its backlog once the sender is done, however long that takes on a busy machine.
+        slowReaderCloseMs: 60_000,
       },
     });
     const reader = await srv.joined('r');
