@@ -94,8 +94,8 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
   allowedHosts: {
     flag: 'allowed-hosts',
     env: 'RALLYPOINT_ALLOWED_HOSTS',
-    description: 'host names browsers may use to reach this server (DNS-rebinding check), comma-separated; .example.com allows subdomains; * turns the check off',
-    defaultText: 'localhost, IP literals, this machine and --host',
+    description: 'host names browsers may use to reach this server (DNS-rebinding check), comma-separated; .example.com allows subdomains; * turns the check off. Set, it is checked on every browser upgrade',
+    defaultText: 'localhost, IP literals, this machine (and NAME.local) and --host, checked only on upgrades arriving on a loopback/private address, not via --trust-proxy',
     schema: z
       .string()
       .optional()
@@ -152,7 +152,7 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     flag: 'metrics-host',
     env: 'RALLYPOINT_METRICS_HOST',
     description: 'interface of the --metrics-port listener',
-    defaultText: '--host',
+    defaultText: '127.0.0.1 (loopback only)',
     schema: z.string().min(1).optional(),
   },
   logLevel: {
@@ -218,6 +218,7 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     limit('ipv6PrefixLength', 'ipv6-prefix-length', 'RALLYPOINT_IPV6_PREFIX_LENGTH', 'IPv6 clients count per prefix of this length for --max-connections-per-ip (1-128)'),
     limit('joinTimeoutMs', 'join-timeout-ms', 'RALLYPOINT_JOIN_TIMEOUT_MS', 'a connection not in a room this long is closed (4008)'),
     limit('maxBufferedBytes', 'max-buffered-bytes', 'RALLYPOINT_MAX_BUFFERED_BYTES', 'unsent bytes held per connection; more closes it (1013)'),
+    limit('slowReaderCloseMs', 'slow-reader-close-ms', 'RALLYPOINT_SLOW_READER_CLOSE_MS', 'a connection closed with 1013 that has not read its backlog this long is terminated (ms)'),
     limit('maxRooms', 'max-rooms', 'RALLYPOINT_MAX_ROOMS', 'rooms'),
     limit('maxPeersPerRoom', 'max-peers-per-room', 'RALLYPOINT_MAX_PEERS_PER_ROOM', 'peers per room'),
     limit('maxMessageBytes', 'max-message-bytes', 'RALLYPOINT_MAX_MESSAGE_BYTES', 'largest message (bytes)'),
@@ -345,4 +346,21 @@ export function resolveConfig(
   }
   if (problems.length) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   return out;
+}
+
+/**
+ * `--trust-proxy` used to be a switch: a bare `--trust-proxy` still means `true`, one trusted
+ * hop. parseArgs cannot say "a string option whose value is optional", so argv is rewritten
+ * before parsing: `--trust-proxy` becomes `--trust-proxy=true` when it is last, when the
+ * next argument is another option (`-...`), or when the next argument cannot be its value
+ * (anything but hop counts, addresses/CIDR lists, `true`/`false`: say the `serve` command
+ * or another positional after it). `--trust-proxy=...` and `--trust-proxy VALUE` are left as
+ * they are (a bad VALUE is then refused by the option's schema, exit code 2).
+ */
+export function bareTrustProxy(argv: readonly string[]): string[] {
+  return argv.map((arg, i) => {
+    if (arg !== '--trust-proxy') return arg;
+    const next = argv[i + 1];
+    return next === undefined || next.startsWith('-') || !/^[0-9A-Fa-f:.,/\[\]]+$|^(true|false)$/.test(next) ? '--trust-proxy=true' : arg;
+  });
 }

@@ -8,7 +8,7 @@ import { InvalidOptionsError } from '../server/options.js';
 import { coturnConfig } from '../../turn/coturn-config.js';
 import { TurnError } from '../../turn/errors.js';
 import { turnIceServers } from '../../turn/ice-servers.js';
-import { COTURN_OPTIONS, ConfigError, LIMIT_KEYS, SERVE_OPTIONS, TURN_OPTIONS, resolveConfig, type OptionSpec } from './config.js';
+import { COTURN_OPTIONS, ConfigError, bareTrustProxy, LIMIT_KEYS, SERVE_OPTIONS, TURN_OPTIONS, resolveConfig, type OptionSpec } from './config.js';
 import { helpText } from './help.js';
 import { defaultWebRoot, staticFiles } from './static.js';
 import { startEmbeddedTurn, turnListenAddress, turnUrlHost, type EmbeddedTurn } from './turn.js';
@@ -176,18 +176,6 @@ function printCoturnConfig(flags: Record<string, string | boolean | undefined>):
 }
 
 const COMMANDS: Record<string, Record<string, OptionSpec>> = { serve: SERVE_OPTIONS, turn: TURN_OPTIONS, 'coturn-config': COTURN_OPTIONS };
-
-/**
- * `--trust-proxy` used to be a switch: a bare `--trust-proxy` (end of the line, or before
- * another flag) still means `true`, one trusted hop.
- */
-function bareTrustProxy(argv: string[]): string[] {
-  return argv.map((arg, i) => {
-    if (arg !== '--trust-proxy') return arg;
-    const next = argv[i + 1];
-    return next === undefined || next.startsWith('-') || !/^[0-9A-Fa-f:.,/\[\]]+$|^(true|false)$/.test(next) ? '--trust-proxy=true' : arg;
-  });
-}
 
 async function main(argv: string[]): Promise<number> {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };

@@ -67,6 +67,14 @@ export const DEFAULT_LIMITS = {
    */
   maxBufferedBytes: 4 * 1024 * 1024,
   /**
+   * How long a connection closed with 1013 (a slow reader) may take to read its backlog and
+   * the close frame before it is terminated and the backlog freed (instead of ws's 30 s
+   * closing-handshake timeout): a source with `maxConnectionsPerIp` slow readers holds at
+   * most that many x `maxBufferedBytes` for this long. Below `resumeGraceMs`, so a reader
+   * that did not make it can still resume (it loses what was buffered).
+   */
+  slowReaderCloseMs: 5_000,
+  /**
    * How long a connection may stay out of a room (from the upgrade, and again after `leave`)
    * before it is closed with 4008: an idle socket costs memory and a per-IP slot.
    */

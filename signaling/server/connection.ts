@@ -23,8 +23,15 @@ type ConnectionLimits = Pick<
   | 'maxBufferedBytes'
 >;
 
-/** Called instead of writing a frame that would take a connection's backlog past `maxBufferedBytes`. */
-export type OverflowHandler = (conn: Connection, frame: string) => void;
+/**
+ * Called instead of writing a frame that would take a connection's backlog past
+ * `maxBufferedBytes`, with the frame's relay delivery (undefined for non-relay frames), so
+ * the frame is queued for resume by the same rules as any other (unreliable ones are not).
+ */
+export type OverflowHandler = (conn: Connection, frame: string, relay?: RelayDelivery) => void;
+
+/** What a held frame was: unreliable (the latest key no longer matters once it is written). */
+const UNRELIABLE: RelayDelivery = { kind: 'unreliable' };
 
 /** One WebSocket connection and what the server tracks about it. */
 export class Connection {
@@ -44,12 +51,16 @@ export class Connection {
   pending: Promise<void> | null = null;
   /**
    * The ICE servers (with the TURN credential) minted for this connection at its first
-   * join: rejoins on the same connection get the same ones, so join/leave cannot mint
-   * credentials (and TURN allocation quota) without bound.
+   * join: rejoins on the same connection get the same ones until `iceServersStaleAt`
+   * (server clock), so join/leave cannot mint credentials (and TURN allocation quota)
+   * without bound, and a long-lived connection never hands out an expired one.
    */
   iceServers: IceServer[] | null = null;
+  iceServersStaleAt = 0;
   /** Closes the connection while it is not in a room (the join deadline); null while joined. */
   joinTimer: unknown = null;
+  /** Terminates a slow reader that has not finished closing (see `slowReaderCloseMs`). */
+  castOffTimer: unknown = null;
   /** The key this connection counts under for maxConnectionsPerIp (see `sourceKey`). */
   source = '';
   readonly bucket: TokenBucket;
@@ -103,10 +114,10 @@ export class Connection {
    * connection) instead. Every frame the server sends goes through here, so a client that
    * stops reading costs at most that much (plus the closing frame), whatever is sent to it.
    */
-  send(frame: string): void {
+  send(frame: string, relay?: RelayDelivery): void {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     const bytes = Buffer.byteLength(frame);
-    if (this.ws.bufferedAmount + bytes > this.limits.maxBufferedBytes && this.onOverflow !== null) return this.onOverflow(this, frame);
+    if (this.ws.bufferedAmount + bytes > this.limits.maxBufferedBytes && this.onOverflow !== null) return this.onOverflow(this, frame, relay);
     this.bytesOut += bytes;
     this.coalesce();
     this.ws.send(frame);
@@ -125,12 +136,12 @@ export class Connection {
     const buffered = this.ws.bufferedAmount;
     if (relay.kind === 'reliable') {
       if (buffered > this.limits.relayMaxBufferedBytes) this.relayCounts.dropped.congested++;
-      else this.send(frame);
+      else this.send(frame, relay);
       return;
     }
     // While frames are held, newer ones must be held too, or a held older one would
     // overtake them at the drain.
-    if (this.latest === null && buffered <= this.limits.relayLatestAboveBytes) return this.send(frame);
+    if (this.latest === null && buffered <= this.limits.relayLatestAboveBytes) return this.send(frame, relay);
     const key = relay.latestKey;
     if (key === undefined) {
       this.relayCounts.dropped.congested++;
@@ -145,7 +156,7 @@ export class Connection {
       }
       // Node emits 'drain' only after a write found the buffer at its high-water mark
       // (16 KiB): below that the client is keeping up, whatever relayLatestAboveBytes says.
-      if (!socket.writableNeedDrain) return this.send(frame);
+      if (!socket.writableNeedDrain) return this.send(frame, relay);
       this.latest = new Map();
       socket.once('drain', this.flushLatest);
     }
@@ -161,7 +172,7 @@ export class Connection {
   private readonly flushLatest = (): void => {
     const held = this.latest;
     this.latest = null;
-    if (held !== null) for (const frame of held.values()) this.send(frame);
+    if (held !== null) for (const frame of held.values()) this.send(frame, UNRELIABLE);
   };
 
   /** ws keeps its net.Socket private; null where it does not have one (tests' fakes). */
@@ -188,6 +199,14 @@ export class Connection {
       this.corked = false;
       socket.uncork();
     });
+  }
+
+  /**
+   * Frames can still reach the client. False from the moment a close starts (ws is CLOSING
+   * then), before `closed` is set by the close event: a handler that awaited must check this.
+   */
+  get open(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
   }
 
   close(code: number, reason: string): void {

@@ -87,7 +87,8 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   const members = await ctx.store.members(session.room);
   // The new connection went away while an async store answered. The session has no
   // connection and its grace timer was cleared above: re-arm it, or it stays in its room forever.
-  if (conn.closed) return ctx.startGrace(session, 'closed');
+  // (Closing counts: a closing connection never gets the welcome.)
+  if (!conn.open) return ctx.startGrace(session, 'closed');
   sendWelcome(ctx, conn, session, members.filter((p) => p.id !== session.id), true);
   session.attach(conn);
   ctx.enteredRoom(conn);
@@ -116,8 +117,10 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
     const why = outcome.code === 'room-full' ? `room ${msg.room} has ${ctx.options.limits.maxPeersPerRoom} peers` : 'no more rooms on this server';
     return ctx.sendError(conn, outcome.code, why, msg.ref);
   }
-  if (conn.closed || conn.session) {
-    // The connection went away (or joined twice) while an async store was answering.
+  if (!conn.open || conn.session) {
+    // The connection went away or started closing (the join deadline, a slow-reader close)
+    // while an async store was answering, or joined twice: it never gets its welcome, so
+    // the room must never hear of it (no ghost peer-joined).
     await ctx.store.leave(msg.room, session.id);
     return;
   }

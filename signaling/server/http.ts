@@ -3,13 +3,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 
 export interface HttpEndpointsContext {
-  registry: Registry;
+  readonly registry: Registry;
   closing(): boolean;
   status(): Record<string, number>;
   /** `/metrics` needs `Authorization: Bearer <token>` when set. */
-  metricsToken?: string | undefined;
+  readonly metricsToken?: string | undefined;
   /** Serve `/metrics` here (false: it is served on a listener of its own). */
-  serveMetrics: boolean;
+  readonly serveMetrics: boolean;
 }
 
 /**

@@ -6,7 +6,7 @@ import { DEFAULT_LIMITS, DEFAULT_PATH, IceServer, type Limits } from '../protoco
 import type { VerifyHook } from './auth.js';
 import type { Clock } from './clock.js';
 import type { RoomStore } from './rooms.js';
-import { defaultAllowedHosts } from './upgrade.js';
+import { defaultAllowedHosts } from './host-check.js';
 import { isCidr, resolveProxyTrust, type ProxyTrust, type TrustProxy } from './source.js';
 
 export type IceServersOption = IceServer[] | ((ctx: { peerId: string; request: IncomingMessage }) => IceServer[]);
@@ -22,12 +22,14 @@ export interface SignalingServerOptions {
   allowedOrigins?: '*' | string[];
   /**
    * Host names browsers may reach the server by (DNS-rebinding protection): a browser's
-   * upgrade whose Host is not one of them is refused with 403 `bad-host`. Always allowed:
-   * IP literals, `localhost` and names under `.localhost`, this machine's host name, and the
-   * `host` given to `listenSignaling`. Entries starting with a dot allow a domain and every
-   * name under it. `'*'` turns the check off. Checked on upgrades that carry an Origin;
-   * with the default (same-origin) `allowedOrigins` always, with an explicit origin list
-   * only when this option is set.
+   * upgrade whose Host is not one of them is refused with 403 `bad-host` (and a warning
+   * logged once per Host). Always allowed: IP literals, `localhost` and names under
+   * `.localhost`, this machine's host name and `<name>.local`, and the `host` given to
+   * `listenSignaling`. Entries starting with a dot allow a domain and every name under it.
+   * `'*'` turns the check off. Checked on upgrades that carry an Origin. When set, always;
+   * by default only where rebinding is a threat: with the default (same-origin)
+   * `allowedOrigins`, on a connection that arrived on a loopback/private/link-local local
+   * address and not from a trusted proxy (`trustProxy`) that forwarded it.
    */
   allowedHosts?: '*' | string[];
   /** HMAC secret: when set, every upgrade needs a valid HS256 token (see `signToken`). */
@@ -102,6 +104,7 @@ const LimitsSchema = z
     relayLatestSlots: z.number().int().nonnegative(),
     relayMaxBufferedBytes: z.number().int().nonnegative(),
     maxBufferedBytes: positiveInt,
+    slowReaderCloseMs: positiveInt,
     joinTimeoutMs: positiveInt,
   })
   .partial()

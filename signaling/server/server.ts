@@ -20,11 +20,12 @@ import { systemClock, type Clock } from './clock.js';
 import { Connection } from './connection.js';
 import { endSession, handleJoin, handleLeave, handlePing, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
+import { iceServersReuseMs } from './ice-refresh.js';
 import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http.js';
 import { MemoryRoomStore } from './memory-rooms.js';
 import { SignalingMetrics, closeCodeLabel } from './metrics.js';
 import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } from './options.js';
-import type { RoomStore } from './rooms.js';
+import type { RelayDelivery, RoomStore } from './rooms.js';
 import type { Session } from './session.js';
 import { clientAddress, sourceKey } from './source.js';
 import { checkUpgrade, refuseUpgrade } from './upgrade.js';
@@ -36,6 +37,9 @@ const NO_STATUS = 1005;
 
 /** How long `close()` waits for clients to finish the closing handshake before terminating them. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+
+/** Distinct refused Host names logged (see warnBadHost). */
+const BAD_HOSTS_LOGGED = 32;
 
 /**
  * The signaling service on one HTTP(S) server. Create it with `attachSignaling()` or
@@ -52,8 +56,11 @@ export class SignalingServer implements HandlerContext {
   private readonly connections = new Set<Connection>();
   private readonly perIp = new Map<string, number>();
   private pendingUpgrades = 0;
+  /** Host names refused as `bad-host` and already logged (bounded, see warnBadHost). */
+  private readonly badHostsLogged = new Set<string>();
   private readonly closedBytes = { in: 0, out: 0 };
   private readonly heartbeat: Heartbeat;
+  private readonly httpContext: HttpEndpointsContext;
   private state: State = 'running';
   private closePromise: Promise<void> | null = null;
   private readonly onUpgradeBound = (req: IncomingMessage, socket: Duplex, head: Buffer): void => void this.onUpgrade(req, socket, head);
@@ -102,9 +109,13 @@ export class SignalingServer implements HandlerContext {
       perMessageDeflate: false,
       handleProtocols: () => SUBPROTOCOL,
     });
-    this.httpContext.registry = this.metrics.registry;
-    this.httpContext.metricsToken = this.options.metricsToken;
-    this.httpContext.serveMetrics = this.options.serveMetrics ?? true;
+    this.httpContext = {
+      registry: this.metrics.registry,
+      closing: () => this.state !== 'running',
+      status: () => ({ connections: this.connections.size, ...this.store.stats() }),
+      serveMetrics: this.options.serveMetrics ?? true,
+      ...(this.options.metricsToken !== undefined ? { metricsToken: this.options.metricsToken } : {}),
+    };
     this.heartbeat = new Heartbeat(this.clock, limits.pingIntervalMs, () => this.connections);
     this.heartbeat.start();
     httpServer.on('upgrade', this.onUpgradeBound);
@@ -122,13 +133,6 @@ export class SignalingServer implements HandlerContext {
   handleMetricsHttp(req: IncomingMessage, res: ServerResponse): boolean {
     return handleMetricsHttp(this.httpContext, req, res);
   }
-
-  private readonly httpContext: HttpEndpointsContext = {
-    registry: null as unknown as HttpEndpointsContext['registry'], // set in the constructor
-    closing: () => this.state !== 'running',
-    status: () => ({ connections: this.connections.size, ...this.store.stats() }),
-    serveMetrics: true,
-  };
 
   get connectionCount(): number {
     return this.connections.size;
@@ -150,15 +154,20 @@ export class SignalingServer implements HandlerContext {
 
   /**
    * The ICE servers of a connection, minted at its first join and reused for every rejoin on
-   * it: one TURN credential per signaling connection. A session resumed on a new connection
-   * gets the new connection's (the old one is closed), so a client mints at most one per
-   * connection it opens, and those are bounded by maxConnectionsPerIp.
+   * it while fresh: one TURN credential per signaling connection at a time. A session resumed
+   * on a new connection gets the new connection's (the old one is closed), so a client mints
+   * at most one per connection it opens (bounded by maxConnectionsPerIp) per half credential
+   * lifetime: a rejoin after that gets a fresh one (see iceServersReuseMs), never a dead one.
    */
   iceServersFor(conn: Connection, peerId: string): IceServer[] {
     const opt = this.options.iceServers;
     if (!opt) return [];
     if (typeof opt !== 'function') return opt;
-    conn.iceServers ??= opt({ peerId, request: conn.request });
+    const now = this.clock.now();
+    if (conn.iceServers === null || now >= conn.iceServersStaleAt) {
+      conn.iceServers = opt({ peerId, request: conn.request });
+      conn.iceServersStaleAt = now + iceServersReuseMs(conn.iceServers, Date.now());
+    }
     return conn.iceServers;
   }
 
@@ -188,24 +197,35 @@ export class SignalingServer implements HandlerContext {
   /**
    * A frame would take this connection's unsent backlog past maxBufferedBytes: the client
    * does not read. Its session is detached at once (frames for it now go to the bounded
-   * resume queue, the overflowing one first) and the connection closed with 1013: the close
-   * frame follows what is already buffered, so a reader that was only slow reads everything
-   * sent so far, then the close, and resumes; one that never reads is destroyed by ws's
-   * closing-handshake timeout. Senders are not told: they did nothing wrong, and the
-   * recipient is in its resume grace period like any peer that lost its connection.
+   * resume queue, the overflowing one first, by the queue's rules: not if unreliable) and
+   * the connection closed with 1013: the close frame follows what is already buffered, so
+   * a reader that was only slow reads everything sent so far, then the close, and resumes.
+   * One that has not finished within slowReaderCloseMs is terminated, freeing its backlog
+   * (ws would hold it for its 30 s closing-handshake timeout, and a source could hold
+   * maxConnectionsPerIp of them, again and again by resuming); it loses what was buffered
+   * and resumes. Senders are not told: they did nothing wrong, and the recipient is in its
+   * resume grace period like any peer that lost its connection.
    */
-  private readonly onOverflow = (conn: Connection, frame: string): void => {
+  private readonly onOverflow = (conn: Connection, frame: string, relay?: RelayDelivery): void => {
     this.metrics.slowReaders.inc();
     this.logger.warn({ id: conn.session?.id ?? null, ip: conn.ip, buffered: conn.ws.bufferedAmount }, 'slow reader closed');
     const session = conn.session;
     if (session) {
       conn.session = null;
       session.conn = null;
-      session.deliver(frame);
+      session.deliver(frame, relay);
       this.startGrace(session, 'closed');
     }
     conn.closeCodeSent = CLOSE_CODES.tooSlow;
     conn.close(CLOSE_CODES.tooSlow, 'slow reader');
+    if (conn.castOffTimer === null && !conn.closed) {
+      conn.castOffTimer = this.clock.setTimeout(() => {
+        conn.castOffTimer = null;
+        if (conn.closed) return;
+        this.logger.debug({ ip: conn.ip, buffered: conn.ws.bufferedAmount }, 'slow reader terminated');
+        conn.ws.terminate();
+      }, this.options.limits.slowReaderCloseMs);
+    }
   };
 
   clearGrace(session: Session): void {
@@ -255,6 +275,7 @@ export class SignalingServer implements HandlerContext {
     if (!check.ok) {
       this.releaseIp(source);
       this.metrics.refusals.inc({ reason: check.reason });
+      if (check.reason === 'bad-host') this.warnBadHost(req.headers.host);
       return refuseUpgrade(socket, check.reason);
     }
     if (this.state !== 'running' || socket.destroyed) {
@@ -280,6 +301,22 @@ export class SignalingServer implements HandlerContext {
       this.releaseIp(source);
       this.metrics.refusals.inc({ reason: 'bad-request' });
     }
+  }
+
+  /**
+   * A refused Host is most often a deployment that needs configuring, not an attack: say so
+   * once per Host, for the first BAD_HOSTS_LOGGED of them (an attacker choosing Host names
+   * must not grow the set or flood the log).
+   */
+  private warnBadHost(host: string | undefined): void {
+    const name = String(host ?? '').slice(0, 255);
+    if (this.badHostsLogged.has(name) || this.badHostsLogged.size >= BAD_HOSTS_LOGGED) return;
+    this.badHostsLogged.add(name);
+    this.logger.warn(
+      { host: name },
+      `refused a browser upgrade for Host "${name}" (DNS-rebinding check, 403 bad-host): if browsers reach this server by that name, ` +
+        'add it to allowedHosts (--allowed-hosts), or set trustProxy (--trust-proxy) when a reverse proxy forwards it',
+    );
   }
 
   private releaseIp(source: string): void {
@@ -418,6 +455,8 @@ export class SignalingServer implements HandlerContext {
     this.connections.delete(conn);
     this.releaseIp(conn.source);
     this.enteredRoom(conn); // clears the join deadline
+    if (conn.castOffTimer !== null) this.clock.clearTimeout(conn.castOffTimer);
+    conn.castOffTimer = null;
     this.metrics.closes.inc({ code: closeCodeLabel(code) });
     this.closedBytes.in += conn.bytesIn;
     this.closedBytes.out += conn.bytesOut;
@@ -523,7 +562,11 @@ export interface ListenOptions extends SignalingServerOptions {
    * interface only your monitoring reaches. Default: on the signaling port.
    */
   metricsPort?: number;
-  /** Interface of the metrics listener. Default: `host`. */
+  /**
+   * Interface of the metrics listener. Default `127.0.0.1`: loopback, where a scraper on the
+   * same machine (or a sidecar) reaches it and strangers do not; give another interface for
+   * a remote Prometheus.
+   */
   metricsHost?: string;
 }
 
@@ -556,7 +599,7 @@ async function listen(server: HttpServer, port: number, host: string | undefined
 
 /** Starts an HTTP server of its own that serves signaling, `/healthz` and `/metrics`. */
 export async function listenSignaling(options: ListenOptions = {}): Promise<ListeningSignalingServer> {
-  const { port = 8080, host, onRequest, metricsPort, metricsHost = host, ...rest } = options;
+  const { port = 8080, host, onRequest, metricsPort, metricsHost = '127.0.0.1', ...rest } = options;
   const notFound = (res: ServerResponse): void => void res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
   let signaling: SignalingServer | null = null;
   const http = createServer((req, res) => {
@@ -568,7 +611,14 @@ export async function listenSignaling(options: ListenOptions = {}): Promise<List
   const names = host !== undefined && isIP(host) === 0 ? [host] : [];
   const s = new SignalingServer(http, { ...rest, ...(metricsPort !== undefined ? { serveMetrics: false } : {}) }, true, names);
   signaling = s;
-  const url = await listen(http, port, host);
+  let url: string;
+  try {
+    url = await listen(http, port, host);
+  } catch (err) {
+    // A taken port: nothing may stay behind (the heartbeat interval, the registry's collectors).
+    await s.close({ timeoutMs: 0 });
+    throw err;
+  }
   let metricsUrl: string | undefined;
   let metricsServer: HttpServer | undefined;
   let closing: Promise<void> | null = null;

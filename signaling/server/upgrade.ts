@@ -1,10 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
-import { isIP } from 'node:net';
-import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { SUBPROTOCOL, UPGRADE_REFUSALS, type UpgradeRefusal } from '../protocol/index.js';
 import { tokenFrom, verifyToken, type Grant } from './auth.js';
+import { hostAllowed, hostChecked } from './host-check.js';
 import type { ResolvedOptions } from './options.js';
 
 export type UpgradeCheck = { ok: true; grant: Grant } | { ok: false; reason: UpgradeRefusal };
@@ -33,51 +32,6 @@ export function originAllowed(request: IncomingMessage, allowed: ResolvedOptions
   } catch {
     return false;
   }
-}
-
-/** The host name of a Host header (`name`, `name:port`, `[v6]:port`), lower case; null when malformed. */
-export function hostOf(header: string | undefined): string | null {
-  if (!header) return null;
-  const v6 = /^\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?$/.exec(header);
-  if (v6) return isIP(v6[1]!) === 6 ? v6[1]!.toLowerCase() : null;
-  const m = /^([^:\s]+)(?::\d{1,5})?$/.exec(header);
-  return m ? m[1]!.toLowerCase().replace(/\.$/, '') : null;
-}
-
-/**
- * Names a browser may reach the server by without being told: `localhost` and names under
- * `.localhost` (RFC 6761 §6.3: they always resolve to loopback), this machine's host name,
- * and (checked in hostAllowed) any IP literal. A DNS-rebinding page reaches the server under
- * its own domain, which is none of these.
- */
-export function defaultAllowedHosts(): string[] {
-  return ['localhost', '.localhost', hostname().toLowerCase()];
-}
-
-/**
- * DNS rebinding check: the Host header names this server. `allowed` entries are exact names
- * or, starting with a dot, a domain and every name under it (like Vite's `allowedHosts`).
- */
-export function hostAllowed(request: IncomingMessage, allowed: '*' | readonly string[]): boolean {
-  if (allowed === '*') return true;
-  const host = hostOf(request.headers.host);
-  if (host === null) return false;
-  if (isIP(host) !== 0) return true;
-  for (const entry of allowed) {
-    if (entry.startsWith('.') ? host === entry.slice(1) || host.endsWith(entry) : host === entry) return true;
-  }
-  return false;
-}
-
-/**
- * Whether an upgrade's Host is checked. Only browsers can be made to rebind DNS, and they
- * always send Origin on a WebSocket upgrade. With an explicit origin list the Origin check
- * already refuses the rebinding page's origin, so the Host check runs there only when hosts
- * were listed explicitly too; with the default (same-origin) check it always runs.
- */
-function hostChecked(request: IncomingMessage, options: ResolvedOptions): boolean {
-  if (request.headers.origin === undefined || options.allowedHosts === '*') return false;
-  return options.allowedOrigins === undefined || options.allowedHostsExplicit;
 }
 
 export interface UpgradeContext {

@@ -2,8 +2,10 @@
  * DNS rebinding: a page on evil.example whose name the attacker re-points at 127.0.0.1
  * reaches a local server as evil.example. Its upgrade carries Origin http://evil.example:P
  * and Host evil.example:P, which the same-origin check alone lets through. The Host must
- * now name this server.
+ * now name this server when the connection arrived on a loopback or private address (the
+ * only servers rebinding reaches; test/unit/host-check.test.ts covers the decision).
  */
+import dns from 'node:dns';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UPGRADE_REFUSALS } from '../../signaling/protocol/index.js';
 import { InvalidOptionsError, listenSignaling } from '../../signaling/server/index.js';
@@ -36,11 +38,49 @@ describe('adversarial: DNS rebinding', () => {
   });
 
   it('allows the host name listenSignaling was started for', async () => {
-    const srv = await startServer({ host: 'localhost' });
-    expect((await rawUpgrade(srv.wsUrl, browser(`localhost:${srv.port}`))).status).toBe(101);
+    // A name that is none of the defaults: resolve it to loopback for the listen only.
+    const name = 'rallypoint-started-for.example';
+    const lookup = dns.lookup;
+    (dns as { lookup: unknown }).lookup = (host: string, ...rest: unknown[]): unknown => (lookup as (...a: unknown[]) => unknown)(host === name ? '127.0.0.1' : host, ...rest);
+    let srv;
+    try {
+      srv = await startServer({ host: name });
+    } finally {
+      (dns as { lookup: unknown }).lookup = lookup;
+    }
+    expect((await rawUpgrade(srv.wsUrl.replace(name, '127.0.0.1'), browser(`${name}:${srv.port}`))).status).toBe(101);
+    expect((await rawUpgrade(srv.wsUrl.replace(name, '127.0.0.1'), browser(`other-${name}:${srv.port}`))).status).toBe(UPGRADE_REFUSALS['bad-host']);
     // ... without turning the Host check on where an explicit origin list protects instead.
     const listed = await startServer({ host: 'localhost', allowedOrigins: ['https://game.example'] });
     expect((await rawUpgrade(listed.wsUrl, browser('game.example', 'https://game.example'))).status).toBe(101);
+  });
+
+  it('leaves a public name forwarded by a trusted proxy alone (the proxy routes by Host itself)', async () => {
+    const srv = await startServer({ trustProxy: ['127.0.0.1'] });
+    const play = { ...browser('play.example.com', 'https://play.example.com') };
+    expect((await rawUpgrade(srv.wsUrl, { ...play, 'X-Forwarded-For': '203.0.113.5' })).status).toBe(101);
+    // The same browser request without the proxy's header is a direct one: checked.
+    expect((await rawUpgrade(srv.wsUrl, play)).status).toBe(UPGRADE_REFUSALS['bad-host']);
+    // Without trustProxy the header means nothing.
+    const plain = await startServer();
+    expect((await rawUpgrade(plain.wsUrl, { ...play, 'X-Forwarded-For': '203.0.113.5' })).status).toBe(UPGRADE_REFUSALS['bad-host']);
+  });
+
+  it('logs a warning naming the refused Host and how to allow it, once per Host', async () => {
+    const srv = await startServer();
+    for (let i = 0; i < 3; i++) await rawUpgrade(srv.wsUrl, browser('play.example.com'));
+    await rawUpgrade(srv.wsUrl, browser('other.example.com'));
+    const warnings = srv.logs.lines.filter((l) => l.level === 40 && typeof l.host === 'string');
+    expect(warnings.map((l) => l.host)).toEqual(['play.example.com', 'other.example.com']);
+    expect(warnings[0]!.msg).toContain('play.example.com');
+    expect(warnings[0]!.msg).toContain('--allowed-hosts');
+    expect(warnings[0]!.msg).toContain('--trust-proxy');
+  });
+
+  it('logs at most 32 distinct refused Hosts', async () => {
+    const srv = await startServer();
+    for (let i = 0; i < 40; i++) await rawUpgrade(srv.wsUrl, browser(`h${i}.example`));
+    expect(srv.logs.lines.filter((l) => l.level === 40 && typeof l.host === 'string')).toHaveLength(32);
   });
 
   it('leaves non-browser clients (no Origin), allowedHosts "*" and an explicit origin list alone', async () => {

@@ -42,6 +42,12 @@ describe('adversarial: /metrics access', () => {
     expect((await httpGet((srv.metricsUrl as string).replace('/metrics', '/healthz'))).status).toBe(404);
   });
 
+  it('binds the metrics listener to loopback by default, whatever the signaling host', async () => {
+    const srv = await startServer({ host: '0.0.0.0', metricsPort: 0 });
+    expect(srv.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    expect((await httpGet(srv.metricsUrl as string)).status).toBe(200);
+  });
+
   it('refuses a short token at construction', async () => {
     await expect(startServer({ metricsToken: 'short' })).rejects.toThrow(InvalidOptionsError);
   });

@@ -6,7 +6,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { turnIceServers } from '../../turn/ice-servers.js';
 import { cleanup } from '../helpers/resources.js';
-import { startServer } from '../helpers/server.js';
+import { ICE_SERVERS_MAX_AGE_MS, iceServersReuseMs } from '../../signaling/server/ice-refresh.js';
+import { startFakeClockServer, startServer } from '../helpers/server.js';
 
 afterEach(cleanup);
 
@@ -37,5 +38,47 @@ describe('adversarial: minting TURN credentials by join/leave', () => {
     const other = await srv.connect();
     expect(usernameOf((await other.join('room-0')).iceServers)).not.toBe([...usernames][0]);
     expect(minted).toBe(2);
+  });
+
+  it('mints a fresh credential for a rejoin once the connection credential is past half its lifetime', async () => {
+    // The REST expiry is wall-clock seconds, read once at mint to learn the lifetime (600 s);
+    // the age is measured on the server's (fake) clock, so the test need not wait.
+    const mint = turnIceServers({ secret: 'turn-credentials-secret-0123456789', port: 3478, ttl: 600 });
+    const srv = await startFakeClockServer({ iceServers: mint, limits: { pingIntervalMs: 24 * 3600_000 } });
+    const c = await srv.connect();
+    const first = usernameOf((await c.join('r')).iceServers);
+    c.send({ type: 'leave' });
+    expect(usernameOf((await c.join('r')).iceServers)).toBe(first);
+    srv.clock.advance(290_000); // joined: no join deadline runs meanwhile
+    c.send({ type: 'leave' });
+    expect(usernameOf((await c.join('r')).iceServers)).toBe(first);
+    srv.clock.advance(11_000); // 301 s: past half of 600 s
+    c.send({ type: 'leave' });
+    const fresh = usernameOf((await c.join('r')).iceServers);
+    expect(fresh).not.toBe(first);
+    expect(Number(fresh!.split(':')[0])).toBeGreaterThanOrEqual(Number(first!.split(':')[0]));
+    // And the fresh one is reused again.
+    c.send({ type: 'leave' });
+    expect(usernameOf((await c.join('r')).iceServers)).toBe(fresh);
+  });
+
+  it('reuses opaque credentials (no REST expiry) for at most ICE_SERVERS_MAX_AGE_MS', async () => {
+    let n = 0;
+    const srv = await startFakeClockServer({ iceServers: () => [{ urls: 'turn:t.example', username: `opaque-${++n}`, credential: 'x' }], limits: { pingIntervalMs: 24 * 3600_000 } });
+    const c = await srv.connect();
+    expect(usernameOf((await c.join('r')).iceServers)).toBe('opaque-1');
+    srv.clock.advance(ICE_SERVERS_MAX_AGE_MS);
+    c.send({ type: 'leave' });
+    expect(usernameOf((await c.join('r')).iceServers)).toBe('opaque-2');
+  });
+
+  it('iceServersReuseMs: half the shortest REST lifetime left, the max age otherwise', () => {
+    const wall = 1_800_000_000_000;
+    const at = (s: number): string => `${wall / 1000 + s}:peer`;
+    expect(iceServersReuseMs([{ urls: 'stun:x' }, { urls: 'turn:x', username: at(600), credential: 'p' }], wall)).toBe(300_000);
+    expect(iceServersReuseMs([{ urls: 'turn:a', username: at(600), credential: 'p' }, { urls: 'turn:b', username: at(100), credential: 'p' }], wall)).toBe(50_000);
+    expect(iceServersReuseMs([{ urls: 'turn:x', username: at(-5), credential: 'p' }], wall)).toBe(0);
+    expect(iceServersReuseMs([{ urls: 'turn:x', username: 'alice', credential: 'p' }], wall)).toBe(ICE_SERVERS_MAX_AGE_MS);
+    expect(iceServersReuseMs([], wall)).toBe(ICE_SERVERS_MAX_AGE_MS);
   });
 });

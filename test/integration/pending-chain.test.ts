@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryRoomStore, type JoinOutcome, type MaybePromise, type RelayDelivery, type RoomStore, type Sink } from '../../signaling/server/index.js';
 import type { Connection } from '../../signaling/server/connection.js';
 import { cleanup } from '../helpers/resources.js';
-import { startServer, type TestServer } from '../helpers/server.js';
+import { CLOSE_CODES } from '../../signaling/protocol/index.js';
+import { startFakeClockServer, startServer, type TestServer } from '../helpers/server.js';
 
 afterEach(cleanup);
 
@@ -46,6 +47,37 @@ class AsyncJoinStore implements RoomStore {
   }
 }
 
+/** AsyncJoinStore whose joins wait, while `hold()` is in force, until `release()`. */
+class GatedJoinStore extends AsyncJoinStore {
+  private gate: Promise<void> | null = null;
+  private open: () => void = () => undefined;
+  joinsWaiting = 0;
+  private waiting: (() => void) | null = null;
+
+  hold(): void {
+    this.gate = new Promise((resolve) => (this.open = resolve));
+  }
+
+  release(): void {
+    this.gate = null;
+    this.open();
+  }
+
+  /** Resolves once a join is waiting at the gate. */
+  joinArrived(): Promise<void> {
+    return this.joinsWaiting > 0 ? Promise.resolve() : new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  override async join(room: string, peer: { id: string; meta?: Record<string, unknown> }, sink: Sink): Promise<JoinOutcome> {
+    if (this.gate) {
+      this.joinsWaiting++;
+      this.waiting?.();
+      await this.gate;
+    }
+    return super.join(room, peer, sink);
+  }
+}
+
 /** The server's connections (private; read for this white-box check only). */
 const connectionsOf = (srv: TestServer): Set<Connection> => (srv.server as unknown as { connections: Set<Connection> }).connections;
 
@@ -69,5 +101,27 @@ describe('message chain of a connection', () => {
     b.send({ type: 'signal', to: a.id, data: 3 });
     expect((await a.client.next('signal')).data).toBe(3);
     for (const conn of conns) expect(conn.pending).toBeNull();
+  });
+});
+
+describe('a join that completes after its connection started closing', () => {
+  it('announces no ghost peer: no peer-joined, and the store lets it go', async () => {
+    const store = new GatedJoinStore();
+    const srv = await startFakeClockServer({ store });
+    const a = await srv.joined('r');
+    const b = await srv.connect();
+    store.hold();
+    b.send({ type: 'join', room: 'r' });
+    await store.joinArrived();
+    // The join deadline fires while the store answers: the connection is CLOSING, not closed.
+    expect(srv.clock.runTimeouts()).toBeGreaterThan(0);
+    const conn = [...connectionsOf(srv)].find((c) => c.session === null)!;
+    expect(conn.closed).toBe(false);
+    store.release();
+    expect((await b.closed).code).toBe(CLOSE_CODES.joinTimeout);
+    await a.client.sync();
+    expect(a.client.pending('peer-joined')).toEqual([]);
+    expect(store.stats().peers).toBe(1);
+    expect(srv.server.sessions.size).toBe(1);
   });
 });

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SUBPROTOCOL } from '../../signaling/protocol/index.js';
-import type { Clock } from '../../signaling/server/index.js';
+import { listenSignaling, type Clock } from '../../signaling/server/index.js';
 import { httpGet, rawUpgrade } from '../helpers/http.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { GatedStore, metricValue, startFakeClockServer, startServer } from '../helpers/server.js';
@@ -154,6 +155,18 @@ describe('graceful shutdown', () => {
 
     await srv.close();
     await b.client.closed;
+    await settle();
+    expect(resourceCounts()).toEqual(before);
+  });
+
+  it('listenSignaling on a taken port rejects and leaves no timer or handle behind', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    defer(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+    const { port } = blocker.address() as AddressInfo;
+    await settle();
+    const before = resourceCounts();
+    await expect(listenSignaling({ port, host: '127.0.0.1', logger: false, clock: refClock })).rejects.toMatchObject({ code: 'EADDRINUSE' });
     await settle();
     expect(resourceCounts()).toEqual(before);
   });
