@@ -113,7 +113,7 @@ export class AllocationTable {
       relay: this.makeRelay(socket, ip, port),
       relayed: new NtAddressCtor(this.options.externalAddress ?? bound.address, bound.port),
       mapped,
-      requests: new TokenBucket(this.quotas.allocationRequestBurst, this.quotas.allocationRequestsPerSecond),
+      requests: new TokenBucket(this.quotas.allocationRequestsPerSecond, this.quotas.allocationRequestBurst),
       expiresAt: 0,
       timer: undefined,
     };
