@@ -32,7 +32,7 @@ import { channelDataToPeer, peerToClient, sendToPeer } from './data-path.js';
 import { TurnError } from './errors.js';
 import * as handlers from './handlers.js';
 import { TurnCounters, TurnMetrics } from './metrics.js';
-import { createNodeTurn, decodeRequest, NtAddressCtor, signErrors, type NtAddress, type NtServer } from './node-turn.js';
+import { createNodeTurn, decodeRequest, ntAddress, signErrors, type NtAddress, type NtServer } from './node-turn.js';
 import { PeerPolicy, type PeerPolicyOptions } from './policy.js';
 import { resolveQuotas, UnauthenticatedLimiter, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
 import { canonicalIp, RelayState } from './relay-state.js';
@@ -192,7 +192,7 @@ export class TurnServer {
     socket.on('error', () => {});
     const bound = socket.address();
     this.listener = { socket, address: bound.address, port: bound.port };
-    const dst = new NtAddressCtor(bound.address, bound.port);
+    const dst = ntAddress(bound.address, bound.port);
     socket.on('message', (buf, rinfo) => this.onPacket(socket, dst, buf, rinfo));
     return this.address;
   }
