@@ -296,14 +296,6 @@ export class UnauthenticatedLimiter {
     return this.users.take(username, this.now());
   }
 
-  /** The per-source and global buckets together (a request without a valid nonce); the source's token is kept if the global bucket is empty. */
-  allow(address: string): boolean {
-    if (!this.allowSource(address)) return false;
-    if (this.allowGlobal()) return true;
-    this.refundSource(address);
-    return false;
-  }
-
   /** Per-IP buckets held (at most maxTrackedSources). */
   get trackedSources(): number {
     return this.sources.size;

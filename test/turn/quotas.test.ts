@@ -158,6 +158,14 @@ describe('TURN quotas: allocations', () => {
   });
 });
 
+/** What the server's gate does for a request without a valid nonce: its source's bucket, then the global one (the source keeps its token if that is empty). */
+function allow(limiter: UnauthenticatedLimiter, ip: string): boolean {
+  if (!limiter.allowSource(ip)) return false;
+  if (limiter.allowGlobal()) return true;
+  limiter.refundSource(ip);
+  return false;
+}
+
 describe('TURN quotas: unauthenticated requests', () => {
   it('token bucket per source and global, with bounded state', () => {
     let now = 0;
@@ -174,21 +182,21 @@ describe('TURN quotas: unauthenticated requests', () => {
       },
       () => now,
     );
-    expect([1, 2, 3, 4].map(() => limiter.allow('10.0.0.1'))).toEqual([true, true, true, false]);
+    expect([1, 2, 3, 4].map(() => allow(limiter, '10.0.0.1'))).toEqual([true, true, true, false]);
     now = 1000;
-    expect(limiter.allow('10.0.0.1')).toBe(true);
-    expect(limiter.allow('10.0.0.1')).toBe(false);
+    expect(allow(limiter, '10.0.0.1')).toBe(true);
+    expect(allow(limiter, '10.0.0.1')).toBe(false);
     // global bucket (burst 5, 2/s): 3 taken at 0 s, refilled to 4 at 1 s, one taken above
-    expect(limiter.allow('10.0.0.2')).toBe(true);
-    expect(limiter.allow('10.0.0.2')).toBe(true);
-    expect(limiter.allow('10.0.0.2')).toBe(true);
+    expect(allow(limiter, '10.0.0.2')).toBe(true);
+    expect(allow(limiter, '10.0.0.2')).toBe(true);
+    expect(allow(limiter, '10.0.0.2')).toBe(true);
     // 10.0.0.3 has tokens of its own but the global bucket is empty, and keeps them
-    expect(limiter.allow('10.0.0.3')).toBe(false);
+    expect(allow(limiter, '10.0.0.3')).toBe(false);
     // a request with a valid nonce spends only its source's bucket
     expect([1, 2, 3, 4].map(() => limiter.allowSource('10.0.0.3'))).toEqual([true, true, true, false]);
     now = 1500;
-    expect(limiter.allow('10.0.0.4')).toBe(true);
-    expect(limiter.allow('10.0.0.4')).toBe(false);
+    expect(allow(limiter, '10.0.0.4')).toBe(true);
+    expect(allow(limiter, '10.0.0.4')).toBe(false);
     expect(limiter.trackedSources).toBe(2);
     // per username, bounded too
     expect([1, 2, 3].map(() => limiter.allowCredential('alice'))).toEqual([true, true, false]);
@@ -334,10 +342,10 @@ describe('TURN per-IP limits: IPv6 counts per /64', () => {
   it('the per-IP request bucket counts a /64 as one source', () => {
     const limiter = new UnauthenticatedLimiter({ ...DEFAULT_TURN_QUOTAS, unauthenticatedBurst: 3, unauthenticatedPerSecond: 0.001 }, () => 0);
     // a host hopping over its /64 gets one budget
-    expect(Array.from({ length: 4 }, (_, i) => limiter.allow(`2001:db8:0:1::${i + 1}`))).toEqual([true, true, true, false]);
-    expect(limiter.allow('2001:db8:0:2::1')).toBe(true);
+    expect(Array.from({ length: 4 }, (_, i) => allow(limiter, `2001:db8:0:1::${i + 1}`))).toEqual([true, true, true, false]);
+    expect(allow(limiter, '2001:db8:0:2::1')).toBe(true);
     expect(limiter.trackedSources).toBe(2);
-    expect([1, 2, 3, 4].map(() => limiter.allow('::ffff:192.0.2.1'))).toEqual([true, true, true, false]);
-    expect(limiter.allow('192.0.2.1')).toBe(false);
+    expect([1, 2, 3, 4].map(() => allow(limiter, '::ffff:192.0.2.1'))).toEqual([true, true, true, false]);
+    expect(allow(limiter, '192.0.2.1')).toBe(false);
   });
 });
