@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { NtAddressCtor, type NtAddress } from './node-turn.js';
+import { ntAddress, type NtAddress } from './node-turn.js';
 import { AllocationQuota, TokenBucket, type TurnQuotas } from './quotas.js';
 import { RelayState } from './relay-state.js';
 
@@ -111,9 +111,9 @@ export class AllocationTable {
       username,
       transactionId,
       relay: this.makeRelay(socket, ip, port),
-      relayed: new NtAddressCtor(this.options.externalAddress ?? bound.address, bound.port),
+      relayed: ntAddress(this.options.externalAddress ?? bound.address, bound.port),
       mapped,
-      requests: new TokenBucket(this.quotas.allocationRequestBurst, this.quotas.allocationRequestsPerSecond),
+      requests: new TokenBucket(this.quotas.allocationRequestsPerSecond, this.quotas.allocationRequestBurst),
       expiresAt: 0,
       timer: undefined,
     };

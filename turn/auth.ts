@@ -52,6 +52,11 @@ export interface AuthContext {
   nonces: Nonces;
   /** Counts a refusal (turn/metrics.ts). */
   refuse(reason: RefusalReason): void;
+  /**
+   * The request's source as the socket reported it (rinfo): nonces are issued and checked
+   * for this form (node-turn's Address expands IPv6 differently).
+   */
+  source: { address: string; port: number };
 }
 
 /**
@@ -59,10 +64,12 @@ export interface AuthContext {
  * passes, after signing `reply` with its key (node-turn's encoder reads the reply's user), or
  * undefined after answering it. `integrity` is the offset of MESSAGE-INTEGRITY in `buf`
  * (turn/stun.ts scanAttributes), -1 if absent; the HMAC is computed at most once, after the
- * rate limit. `owner` is the username of the allocation on the request's 5-tuple, if any.
+ * rate limit. `nonceValid`: the request's NONCE passed `Nonces.check` for its source (the
+ * server's gate checked it once, to choose the rate limit). `owner` is the username of the
+ * allocation on the request's 5-tuple, if any.
  */
-export function authenticate(ctx: AuthContext, msg: NtMessage, reply: NtMessage, buf: Buffer, integrity: number, owner: string | undefined): string | undefined {
-  const { address, port } = msg.transport.src;
+export function authenticate(ctx: AuthContext, msg: NtMessage, reply: NtMessage, buf: Buffer, integrity: number, nonceValid: boolean, owner: string | undefined): string | undefined {
+  const { address, port } = ctx.source;
   const challenge = (code: number, reason: string): undefined => {
     reply.addAttribute('realm', ctx.realm);
     reply.addAttribute('nonce', ctx.nonces.issue(address, port));
@@ -77,7 +84,7 @@ export function authenticate(ctx: AuthContext, msg: NtMessage, reply: NtMessage,
     reply.reject(400, 'Bad Request');
     return undefined;
   }
-  if (!ctx.nonces.check(msg.getAttribute('nonce'), address, port)) {
+  if (!nonceValid) {
     ctx.refuse('stale-nonce');
     return challenge(438, 'Stale Nonce');
   }

@@ -25,6 +25,8 @@ export interface HandlerContext {
   /** Seconds (RFC 8656 section 3.8). */
   readonly defaultLifetime: number;
   readonly maxLifetime: number;
+  /** Called with the client's IP when an Allocate created an allocation (the server gives back its rate-limit token). */
+  readonly allocated: (ip: string) => void;
 }
 
 /** RFC 8489 section 7.3.1: Binding needs no authentication; the answer is the source address. */
@@ -93,6 +95,7 @@ export function allocate(ctx: HandlerContext, msg: NtMessage, reply: NtMessage, 
         return reply.reject(486, 'Allocation Quota Reached');
       }
       if (typeof result === 'string') return reply.reject(508, 'Insufficient Capacity');
+      ctx.allocated(ip);
       allocateSuccess(ctx, result, reply);
     });
 }
@@ -142,8 +145,7 @@ export function createPermission(ctx: HandlerContext, allocation: Allocation, ms
     return reply.reject(403, 'Forbidden');
   }
   const now = Date.now();
-  const max = ctx.quotas.maxPermissionsPerAllocation;
-  if (ips.length > ctx.quotas.maxPeersPerRequest || relay.permissionCount + relay.newPermissions(ips, now, max) > max) {
+  if (ips.length > ctx.quotas.maxPeersPerRequest || relay.permissionsFull(ips, now, ctx.quotas.maxPermissionsPerAllocation)) {
     ctx.counters.refuse('capacity');
     return reply.reject(508, 'Insufficient Capacity');
   }
@@ -176,8 +178,7 @@ export function channelBind(ctx: HandlerContext, allocation: Allocation, msg: Nt
     ctx.counters.refuse('forbidden-peer');
     return reply.reject(403, 'Forbidden');
   }
-  const maxPermissions = ctx.quotas.maxPermissionsPerAllocation;
-  if (relay.channelsFull(channel, now, ctx.quotas.maxChannelsPerAllocation) || relay.permissionCount + relay.newPermissions([ip], now, maxPermissions) > maxPermissions) {
+  if (relay.channelsFull(channel, now, ctx.quotas.maxChannelsPerAllocation) || relay.permissionsFull([ip], now, ctx.quotas.maxPermissionsPerAllocation)) {
     ctx.counters.refuse('capacity');
     return reply.reject(508, 'Insufficient Capacity');
   }

@@ -10,7 +10,7 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:dgram';
 import type { EventEmitter } from 'node:events';
-import type { AttributeSpan, StunHeader, StunScan } from './stun.js';
+import { ipBytes, type AttributeSpan, type StunHeader, type StunScan } from './stun.js';
 
 export interface NtAddress {
   family: number;
@@ -87,7 +87,24 @@ const NtTransportCtor = require('node-turn/lib/transport.js') as new (protocol: 
 const NtAttributeCtor = require('node-turn/lib/attribute.js') as new (msg: NtMessage) => NtAttribute;
 const NtUserCtor = require('node-turn/lib/user.js') as new (username: string, password: string) => NtUser;
 /** node-turn's Address: parses the family from the text (its regexps only ever see addresses the socket layer or node-turn itself wrote). */
-export const NtAddressCtor = require('node-turn/lib/address.js') as new (address: string, port: number) => NtAddress;
+const NtAddressCtor = require('node-turn/lib/address.js') as new (address: string, port: number) => NtAddress;
+
+/**
+ * node-turn's Address for `ip`:`port` (as the socket layer writes them), an IPv6 address
+ * spelt as the eight groups node-turn's encoder and socket calls expect. Its constructor
+ * (lib/address.js) pads `::` with too few zero groups when more than one group precedes it
+ * (`2001:db8:0:1::a` became five groups): replies to such a client went to an invalid
+ * address and were lost, and XOR-MAPPED-/XOR-RELAYED-ADDRESS were encoded wrongly, so no
+ * client with a global IPv6 address could use the server.
+ */
+export function ntAddress(ip: string, port: number): NtAddress {
+  const a = new NtAddressCtor(ip, port);
+  if (ip.includes(':')) {
+    const b = ipBytes(ip);
+    a.address = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2).toString(16)).join(':');
+  }
+  return a;
+}
 const CONSTANTS = require('node-turn/lib/constants.js') as { ATTR: Record<string, number> };
 export const UDP_PROTOCOL = 0x11;
 
@@ -139,7 +156,7 @@ export interface DecodedRequest {
  * drops the datagram (RFC 8489 section 6.3).
  */
 export function decodeRequest(nt: NtServer, socket: Socket, src: { address: string; port: number }, dst: NtAddress, buf: Buffer, header: StunHeader, scan: StunScan): DecodedRequest {
-  const transport = new NtTransportCtor(UDP_PROTOCOL, new NtAddressCtor(src.address, src.port), dst, socket);
+  const transport = new NtTransportCtor(UDP_PROTOCOL, ntAddress(src.address, src.port), dst, socket);
   const msg = new NtMessageCtor(nt, transport);
   msg.class = header.cls;
   msg.method = header.method;

@@ -3,30 +3,40 @@
  *
  * Before authentication: every datagram first passes `readHeader` (turn/stun.ts, 20 bytes,
  * O(1)) and a token bucket, and only then `scanAttributes` (bounded by `maxAttributes`) and at
- * most one CRC-32 and one HMAC. Requests from a client address that holds an allocation spend
- * that allocation's bucket (its owner's budget, which spoofed datagrams from other addresses
- * cannot drain); all other requests spend the bucket of their source IP and the global one,
- * whether or not they carry MESSAGE-INTEGRITY (claiming it buys nothing). A request that then
- * authenticates gets its per-IP token back, so a client making many allocations is limited by
- * the allocation quotas, not the challenge rate. Beyond a bucket, requests are dropped
- * silently: answering would make the server a reflector for spoofed sources (RFC 8656
- * section 21.1, RFC 8489 section 16).
+ * most one nonce check (an HMAC-SHA256 over ~60 bytes), one CRC-32 and one HMAC-SHA1.
+ * - Requests from a client address that holds an allocation spend that allocation's bucket
+ *   (its owner's budget, which spoofed datagrams from other addresses cannot drain).
+ * - All other requests spend the bucket of their source IP (IPv6: of its /64,
+ *   `ipv6PrefixLength`; turn/source-key.ts), whether or not they carry MESSAGE-INTEGRITY. Only
+ *   an Allocate that creates an allocation gets its token back, so a client making many
+ *   allocations is limited by the allocation quotas, while a request that authenticates and
+ *   fails (442, 486, ...) costs a token like any other: a credential buys no extra rate.
+ * - Those without a valid nonce also spend the global bucket. A valid nonce is bound to the
+ *   source's IP and port (turn/auth.ts): the source received our 401 there, so it is not
+ *   spoofed, and datagrams from spoofed sources cannot starve its requests (the global bucket
+ *   exists for spoofed floods, which per-IP buckets cannot stop).
+ * - Requests that authenticated without an allocation also spend their username's bucket
+ *   (after the HMAC, so a stranger naming a victim's username cannot drain it): a credential
+ *   used from many addresses is still limited.
+ * Beyond a bucket, requests are dropped silently: answering would make the server a reflector
+ * for spoofed sources (RFC 8656 section 21.1, RFC 8489 section 16).
  *
- * After authentication: allocations per user, per client IP and in total (RFC 8656 section
- * 7.2: 486 Allocation Quota Reached), and per allocation the peers one CreatePermission may
- * name, the permissions and the channels it holds (508 Insufficient Capacity, RFC 8656
- * sections 9.2 and 11.2: the request is well formed, the server declines to hold more; 400 is
- * kept for malformed requests).
+ * After authentication: allocations per user, per client IP (IPv6: per /64) and in total
+ * (RFC 8656 section 7.2: 486 Allocation Quota Reached), and per allocation the peers one
+ * CreatePermission may name, the permissions and the channels it holds (508 Insufficient
+ * Capacity, RFC 8656 sections 9.2 and 11.2: the request is well formed, the server declines to
+ * hold more; 400 is kept for malformed requests).
  *
  * Nonces need no quota: they are stateless (an HMAC over random bytes, an expiry and the
  * client's transport address, turn/auth.ts), so no request grows server state. The only
- * per-source state is the bucket table below, capped at `maxTrackedSources` entries.
+ * per-source state is the bucket tables below, each capped at `maxTrackedSources` entries.
  *
  * | option                          | default | meaning                                                        |
  * |---------------------------------|---------|----------------------------------------------------------------|
  * | maxAllocationsPerUser           | 32      | live allocations per username (REST: per peer credential)      |
  * | maxAllocationsPerAddress        | 128     | live allocations per client IP (all its ports together)        |
  * | maxAllocations                  | 4096    | live allocations on the server                                 |
+ * | ipv6PrefixLength                | 64      | IPv6 clients count per this prefix for the per-IP limits        |
  * | maxAttributes                   | 64      | attributes in one message; more: dropped unanswered            |
  * | maxPeersPerRequest              | 16      | XOR-PEER-ADDRESS in one CreatePermission; more: 508            |
  * | maxPermissionsPerAllocation     | 128     | live permissions (peer IPs) of one allocation; more: 508       |
@@ -35,27 +45,38 @@
  * | allocationRequestsPerSecond     | 32      | refill rate of that per-allocation bucket                      |
  * | unauthenticatedBurst            | 64      | other requests one source IP may send at once                  |
  * | unauthenticatedPerSecond        | 16      | refill rate of that per-IP bucket                              |
- * | unauthenticatedGlobalBurst      | 4096    | other requests from all sources at once                        |
+ * | unauthenticatedGlobalBurst      | 4096    | other requests without a valid nonce, all sources, at once     |
  * | unauthenticatedGlobalPerSecond  | 2048    | refill rate of the global bucket                               |
- * | maxTrackedSources               | 65536   | per-IP buckets kept (least recently refilled evicted first)    |
+ * | credentialRequestBurst          | 32      | authenticated requests without an allocation, per username      |
+ * | credentialRequestsPerSecond     | 8       | refill rate of that per-username bucket                        |
+ * | maxTrackedSources               | 65536   | per-IP and per-username buckets kept (least recently used evicted) |
  *
- * 32 allocations per user covers a browser peer in a full mesh room gathering relay candidates
- * on a couple of interfaces; 128 per IP lets a LAN party of a dozen players share one NAT
- * address, while 32 addresses are needed to fill the 4096 (a quarter of the default relay port
- * range). A peer in a full 16-peer mesh needs a permission per remote IP (host, reflexive and
- * relayed candidates of 15 peers: well under 64) and a channel per remote candidate it uses;
- * browsers name one peer per CreatePermission (coturn accepts a handful). 128 requests at once
- * and 32/s cover ICE's burst of CreatePermission/ChannelBind for such a room; the steady state
- * is a Refresh and permission refreshes every few minutes. 64 attributes is twice what the
- * largest legitimate request here carries (16 peers + credentials + FINGERPRINT).
+ * A peer in a full mesh room (the signaling default `maxPeersPerRoom` is 32) holds an
+ * RTCPeerConnection per remote peer, each with an allocation per local interface it gathers
+ * relay candidates on: 32 allocations per user cover one interface for 31 remote peers, and
+ * 32 authenticated Allocates at once (the credential bucket) create them in one go. 128 per IP
+ * lets a LAN party of a dozen players share one NAT address, while 32 addresses are needed to
+ * fill the 4096 (a quarter of the default relay port range). One allocation serves one remote
+ * peer: it needs a permission per remote IP (host, reflexive and relayed candidates: a handful)
+ * and a channel per remote candidate pair it uses, far under 128 each; browsers name one peer
+ * per CreatePermission (coturn accepts a handful). 128 requests at once and 32/s cover ICE's
+ * burst of CreatePermission/ChannelBind on one allocation; the steady state is a Refresh and
+ * permission refreshes every few minutes. 64 attributes is twice what the largest legitimate
+ * request here carries (16 peers + credentials + FINGERPRINT).
  */
 import { TurnError } from './errors.js';
+import { sourceKey } from './source-key.js';
 
 export interface TurnQuotaOptions {
   /** Live allocations per username (default 32); beyond it Allocate gets 486. */
   maxAllocationsPerUser?: number;
   /** Live allocations per client IP (default 128); beyond it Allocate gets 486. */
   maxAllocationsPerAddress?: number;
+  /**
+   * IPv6 clients count per this prefix (default 64, 1-128) for the per-IP request bucket and
+   * `maxAllocationsPerAddress`; IPv4-mapped addresses count as IPv4.
+   */
+  ipv6PrefixLength?: number;
   /** Attributes in one STUN message (default 64); a message with more is dropped unanswered. */
   maxAttributes?: number;
   /** XOR-PEER-ADDRESS attributes in one CreatePermission (default 16); more gets 508. */
@@ -74,11 +95,15 @@ export interface TurnQuotaOptions {
   unauthenticatedBurst?: number;
   /** Refill rate of the per-IP bucket, requests per second (default 16). */
   unauthenticatedPerSecond?: number;
-  /** Token bucket size for unauthenticated requests from all sources (default 4096). */
+  /** Token bucket size for requests without a valid nonce from all sources (default 4096). */
   unauthenticatedGlobalBurst?: number;
   /** Refill rate of the global bucket, requests per second (default 2048). */
   unauthenticatedGlobalPerSecond?: number;
-  /** Per-IP buckets kept at most (default 65536); the oldest is evicted when full. */
+  /** Token bucket size for authenticated requests without an allocation, per username (default 32). */
+  credentialRequestBurst?: number;
+  /** Refill rate of the per-username bucket, requests per second (default 8). */
+  credentialRequestsPerSecond?: number;
+  /** Per-IP and per-username buckets kept at most, each (default 65536); the least recently used is evicted when full. */
   maxTrackedSources?: number;
 }
 
@@ -88,6 +113,7 @@ export const DEFAULT_TURN_QUOTAS: Readonly<TurnQuotas> = Object.freeze({
   maxAllocationsPerUser: 32,
   maxAllocationsPerAddress: 128,
   maxAllocations: 4096,
+  ipv6PrefixLength: 64,
   maxAttributes: 64,
   maxPeersPerRequest: 16,
   maxPermissionsPerAllocation: 128,
@@ -98,6 +124,8 @@ export const DEFAULT_TURN_QUOTAS: Readonly<TurnQuotas> = Object.freeze({
   unauthenticatedPerSecond: 16,
   unauthenticatedGlobalBurst: 4096,
   unauthenticatedGlobalPerSecond: 2048,
+  credentialRequestBurst: 32,
+  credentialRequestsPerSecond: 8,
   maxTrackedSources: 65536,
 });
 
@@ -115,21 +143,26 @@ export function resolveQuotas(options: TurnQuotaOptions | undefined): TurnQuotas
     if (!ok) {
       throw new TurnError('TURN_BAD_QUOTA', `quota ${key} must be a positive ${rate ? 'number' : 'integer'}, got ${String(value)}`);
     }
+    if (key === 'ipv6PrefixLength' && value > 128) throw new TurnError('TURN_BAD_QUOTA', `quota ipv6PrefixLength must be at most 128, got ${value}`);
     out[key as keyof TurnQuotas] = value;
   }
   return out;
 }
 
-/** Counts allocations (live and being bound) per user, per client IP and in total. */
+/**
+ * Counts allocations (live and being bound) per user, per client IP (its `sourceKey`: IPv6 per
+ * /64) and in total.
+ */
 export class AllocationQuota {
   private readonly perUser = new Map<string, number>();
   private readonly perAddress = new Map<string, number>();
   private total = 0;
 
-  constructor(private readonly limits: Pick<TurnQuotas, 'maxAllocationsPerUser' | 'maxAllocationsPerAddress' | 'maxAllocations'>) {}
+  constructor(private readonly limits: Pick<TurnQuotas, 'maxAllocationsPerUser' | 'maxAllocationsPerAddress' | 'maxAllocations' | 'ipv6PrefixLength'>) {}
 
-  /** Takes one allocation slot for `user` at client IP `ip`; false (and nothing taken) if a quota is reached. */
-  acquire(user: string, ip: string): boolean {
+  /** Takes one allocation slot for `user` at client IP `address`; false (and nothing taken) if a quota is reached. */
+  acquire(user: string, address: string): boolean {
+    const ip = sourceKey(address, this.limits.ipv6PrefixLength);
     const n = this.perUser.get(user) ?? 0;
     const m = this.perAddress.get(ip) ?? 0;
     if (n >= this.limits.maxAllocationsPerUser || m >= this.limits.maxAllocationsPerAddress || this.total >= this.limits.maxAllocations) return false;
@@ -139,7 +172,8 @@ export class AllocationQuota {
     return true;
   }
 
-  release(user: string, ip: string): void {
+  release(user: string, address: string): void {
+    const ip = sourceKey(address, this.limits.ipv6PrefixLength);
     const n = this.perUser.get(user);
     const m = this.perAddress.get(ip);
     if (n === undefined || m === undefined) return;
@@ -158,8 +192,8 @@ export class AllocationQuota {
     return this.perUser.get(user) ?? 0;
   }
 
-  usedFrom(ip: string): number {
-    return this.perAddress.get(ip) ?? 0;
+  usedFrom(address: string): number {
+    return this.perAddress.get(sourceKey(address, this.limits.ipv6PrefixLength)) ?? 0;
   }
 }
 
@@ -168,83 +202,124 @@ interface Bucket {
   at: number;
 }
 
-function take(bucket: Bucket, now: number, burst: number, perSecond: number): boolean {
-  bucket.tokens = Math.min(burst, bucket.tokens + ((now - bucket.at) / 1000) * perSecond);
+/** Refills `bucket` (`rate` tokens per second, at most `burst`) and takes a token; false if none is left. */
+function take(bucket: Bucket, now: number, rate: number, burst: number): boolean {
+  bucket.tokens = Math.min(burst, bucket.tokens + (Math.max(0, now - bucket.at) / 1000) * rate);
   bucket.at = now;
   if (bucket.tokens < 1) return false;
   bucket.tokens -= 1;
   return true;
 }
 
-/** Token buckets for unauthenticated requests: one per source IP (bounded) and one global. */
+/** Token buckets by key, at most `max` of them: the least recently used is evicted when full. */
+class BucketTable {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly max: number,
+  ) {}
+
+  take(key: string, now: number): boolean {
+    let bucket = this.buckets.get(key);
+    if (bucket) {
+      // Map order = least recently used first, for eviction.
+      this.buckets.delete(key);
+    } else {
+      bucket = { tokens: this.burst, at: now };
+      if (this.buckets.size >= this.max) {
+        const oldest = this.buckets.keys().next().value;
+        if (oldest !== undefined) this.buckets.delete(oldest);
+      }
+    }
+    this.buckets.set(key, bucket);
+    return take(bucket, now, this.rate, this.burst);
+  }
+
+  refund(key: string): void {
+    const bucket = this.buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1);
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+}
+
+/**
+ * The request buckets of clients without an allocation (see the top of this file): per source
+ * IP (IPv6 per /64), global for requests without a valid nonce, and per username after
+ * authentication.
+ */
 export class UnauthenticatedLimiter {
-  private readonly sources = new Map<string, Bucket>();
-  private readonly global: Bucket;
+  private readonly sources: BucketTable;
+  private readonly users: BucketTable;
+  private readonly global: TokenBucket;
 
   constructor(
     private readonly limits: Pick<
       TurnQuotas,
-      'unauthenticatedBurst' | 'unauthenticatedPerSecond' | 'unauthenticatedGlobalBurst' | 'unauthenticatedGlobalPerSecond' | 'maxTrackedSources'
+      | 'unauthenticatedBurst'
+      | 'unauthenticatedPerSecond'
+      | 'unauthenticatedGlobalBurst'
+      | 'unauthenticatedGlobalPerSecond'
+      | 'credentialRequestBurst'
+      | 'credentialRequestsPerSecond'
+      | 'maxTrackedSources'
+      | 'ipv6PrefixLength'
     >,
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.global = { tokens: limits.unauthenticatedGlobalBurst, at: now() };
+    this.sources = new BucketTable(limits.unauthenticatedPerSecond, limits.unauthenticatedBurst, limits.maxTrackedSources);
+    this.users = new BucketTable(limits.credentialRequestsPerSecond, limits.credentialRequestBurst, limits.maxTrackedSources);
+    this.global = new TokenBucket(limits.unauthenticatedGlobalPerSecond, limits.unauthenticatedGlobalBurst, now);
   }
 
-  /** True if an unauthenticated request from `ip` may be processed now. */
-  allow(ip: string): boolean {
-    const l = this.limits;
-    const now = this.now();
-    let bucket = this.sources.get(ip);
-    if (bucket) {
-      // Map order = least recently seen first, for eviction.
-      this.sources.delete(ip);
-    } else {
-      bucket = { tokens: l.unauthenticatedBurst, at: now };
-      if (this.sources.size >= l.maxTrackedSources) {
-        const oldest = this.sources.keys().next().value;
-        if (oldest !== undefined) this.sources.delete(oldest);
-      }
-    }
-    this.sources.set(ip, bucket);
-    if (!take(bucket, now, l.unauthenticatedBurst, l.unauthenticatedPerSecond)) return false;
-    if (!take(this.global, now, l.unauthenticatedGlobalBurst, l.unauthenticatedGlobalPerSecond)) {
-      bucket.tokens += 1;
-      return false;
-    }
-    return true;
+  /** Takes a token of the source IP `address` (as the socket reports it); false if it has none. */
+  allowSource(address: string): boolean {
+    return this.sources.take(sourceKey(address, this.limits.ipv6PrefixLength), this.now());
   }
 
-  /**
-   * Gives back the token `allow(ip)` took, for a request that then authenticated: the buckets
-   * stand before the HMAC, but a client's legitimate authenticated requests should not use up
-   * the budget of its challenges.
-   */
-  refund(ip: string): void {
-    const bucket = this.sources.get(ip);
-    if (bucket) bucket.tokens = Math.min(this.limits.unauthenticatedBurst, bucket.tokens + 1);
-    this.global.tokens = Math.min(this.limits.unauthenticatedGlobalBurst, this.global.tokens + 1);
+  /** Gives back the source's token: the request created an allocation (limited by the allocation quotas instead). */
+  refundSource(address: string): void {
+    this.sources.refund(sourceKey(address, this.limits.ipv6PrefixLength));
+  }
+
+  /** Takes a token of the global bucket, for a request without a valid nonce. */
+  allowGlobal(): boolean {
+    return this.global.take();
+  }
+
+  /** Takes a token of `username`'s bucket, for a request that authenticated without an allocation. */
+  allowCredential(username: string): boolean {
+    return this.users.take(username, this.now());
   }
 
   /** Per-IP buckets held (at most maxTrackedSources). */
   get trackedSources(): number {
     return this.sources.size;
   }
+
+  /** Per-username buckets held (at most maxTrackedSources). */
+  get trackedCredentials(): number {
+    return this.users.size;
+  }
 }
 
-/** One token bucket (the requests of one allocation's client address). */
+/** One token bucket: `rate` tokens per second, at most `burst` stored (signaling/server/token-bucket.ts has the same order). */
 export class TokenBucket {
   private readonly bucket: Bucket;
 
   constructor(
+    private readonly rate: number,
     private readonly burst: number,
-    private readonly perSecond: number,
     private readonly now: () => number = () => performance.now(),
   ) {
     this.bucket = { tokens: burst, at: now() };
   }
 
   take(): boolean {
-    return take(this.bucket, this.now(), this.burst, this.perSecond);
+    return take(this.bucket, this.now(), this.rate, this.burst);
   }
 }

@@ -93,24 +93,20 @@ export class RelayState {
   }
 
   /**
-   * How many of `ips` (canonical text) would be new permissions, after dropping expired
-   * entries if the table is at `max`: a caller refuses (508) a request that would take the
-   * live permissions past `max`.
+   * True if permitting `ips` (canonical text) would take the live permissions past `max`: a
+   * caller refuses (508). Expired entries are swept first when the table looks full, and the
+   * count is read after the sweep.
    */
-  newPermissions(ips: readonly string[], now: number, max: number): number {
-    const fresh = new Set(ips.filter((ip) => this.permission(ip, now) === undefined));
-    if (this.permissions.size + fresh.size > max) this.sweep(now);
-    return fresh.size;
+  permissionsFull(ips: readonly string[], now: number, max: number): boolean {
+    const fresh = new Set(ips.filter((ip) => this.permission(ip, now) === undefined)).size;
+    if (this.permissions.size + fresh <= max) return false;
+    this.sweep(now);
+    return this.permissions.size + fresh > max;
   }
 
   /** Permissions held, expired ones not yet swept included (the cap counts what is held). */
   get permissionCount(): number {
     return this.permissions.size;
-  }
-
-  /** Channel bindings held, expired ones not yet swept included. */
-  get channelCount(): number {
-    return this.channels.size;
   }
 
   /**

@@ -11,12 +11,17 @@
  * 1. ChannelData and Send indications from a client holding an allocation: the hot path.
  * 2. `readHeader` (20 bytes): STUN bits, magic cookie, length + 20 = datagram length.
  * 3. The token bucket: the allocation's for requests from its client address, else the
- *    source IP's and the global one (turn/quotas.ts). Indications other than Send, and Send
- *    from an address without an allocation, are dropped here; so are responses.
+ *    source IP's (IPv6: its /64; turn/quotas.ts). Indications other than Send, and Send from
+ *    an address without an allocation, are dropped here; so are responses.
  * 4. `scanAttributes`: layout, at most `maxAttributes` attributes, FINGERPRINT only last,
  *    nothing after MESSAGE-INTEGRITY (RFC 8489 sections 14.5 and 14.7).
- * 5. FINGERPRINT (one CRC-32), decoding of the attributes before MESSAGE-INTEGRITY (node-turn,
- *    one exact slice each), 420, then authentication (one HMAC) and the handler.
+ * 5. The nonce (one HMAC-SHA256 over ~60 bytes, if the request has MESSAGE-INTEGRITY): a
+ *    request from an address without an allocation and without a valid nonce for that address
+ *    spends the global bucket too; a valid one proves the source real (it got our 401 there),
+ *    so spoofed floods cannot starve it.
+ * 6. FINGERPRINT (one CRC-32), decoding of the attributes before MESSAGE-INTEGRITY (node-turn,
+ *    one exact slice each), 420, then authentication (one HMAC-SHA1), the per-username bucket
+ *    for requests without an allocation, and the handler.
  */
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
@@ -27,11 +32,11 @@ import { channelDataToPeer, peerToClient, sendToPeer } from './data-path.js';
 import { TurnError } from './errors.js';
 import * as handlers from './handlers.js';
 import { TurnCounters, TurnMetrics } from './metrics.js';
-import { createNodeTurn, decodeRequest, NtAddressCtor, signErrors, type NtAddress, type NtServer } from './node-turn.js';
+import { createNodeTurn, decodeRequest, ntAddress, signErrors, type NtAddress, type NtServer } from './node-turn.js';
 import { PeerPolicy, type PeerPolicyOptions } from './policy.js';
 import { resolveQuotas, UnauthenticatedLimiter, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
 import { canonicalIp, RelayState } from './relay-state.js';
-import { fingerprintMatches, readHeader, readSendIndication, scanAttributes, StunClass, StunMethod } from './stun.js';
+import { fingerprintMatches, readHeader, readSendIndication, scanAttributes, StunAttr, StunClass, StunMethod, type StunScan } from './stun.js';
 import { TransactionIdPool } from './transaction-ids.js';
 
 export type { CredentialLookup } from './auth.js';
@@ -143,6 +148,8 @@ export class TurnServer {
       relayAddress: o.relayAddress,
       defaultLifetime: o.defaultLifetime,
       maxLifetime: o.maxLifetime,
+      // Only an Allocate that creates an allocation gives its per-IP token back (turn/quotas.ts).
+      allocated: (ip) => this.limiter.refundSource(ip),
     };
   }
 
@@ -185,7 +192,7 @@ export class TurnServer {
     socket.on('error', () => {});
     const bound = socket.address();
     this.listener = { socket, address: bound.address, port: bound.port };
-    const dst = new NtAddressCtor(bound.address, bound.port);
+    const dst = ntAddress(bound.address, bound.port);
     socket.on('message', (buf, rinfo) => this.onPacket(socket, dst, buf, rinfo));
     return this.address;
   }
@@ -260,11 +267,16 @@ export class TurnServer {
       if (!allocation || header.method !== StunMethod.send) return;
     } else if (header.cls !== StunClass.request) {
       return;
-    } else if (allocation ? !allocation.requests.take() : !this.limiter.allow(rinfo.address)) {
+    } else if (allocation ? !allocation.requests.take() : !this.limiter.allowSource(rinfo.address)) {
       return this.counters.refuse('rate-limited');
     }
     const scan = scanAttributes(buf, this.quotas.maxAttributes);
     if (typeof scan === 'string') return this.counters.refuse('malformed');
+    const nonceValid = header.cls === StunClass.request && this.nonceValid(buf, scan, rinfo);
+    if (header.cls === StunClass.request && !allocation && !nonceValid && !this.limiter.allowGlobal()) {
+      this.limiter.refundSource(rinfo.address);
+      return this.counters.refuse('rate-limited');
+    }
     // RFC 8489 section 7.3: a message with a wrong FINGERPRINT is discarded.
     if (scan.fingerprint >= 0 && !fingerprintMatches(buf, scan.fingerprint)) return this.counters.refuse('malformed');
     const { msg, unknownRequired } = decodeRequest(this.nt, socket, rinfo, dst, buf, header, scan);
@@ -282,10 +294,12 @@ export class TurnServer {
     // RFC 8656 section 5: requests other than Allocate need the allocation of their 5-tuple.
     if (header.method !== StunMethod.allocate && !allocation) return msg.reply().reject(437, 'Allocation Mismatch');
     const reply = msg.reply();
-    const auth = { realm: this.options.realm, credentials: this.options.credentials, nonces: this.nonces, refuse: this.counters.refuse.bind(this.counters) };
-    if (authenticate(auth, msg, reply, buf, scan.integrity, allocation?.username) === undefined) return;
-    // The per-IP bucket stands before the HMAC; a request that authenticated gets its token back.
-    if (!allocation) this.limiter.refund(rinfo.address);
+    const auth = { realm: this.options.realm, credentials: this.options.credentials, nonces: this.nonces, refuse: this.counters.refuse.bind(this.counters), source: rinfo };
+    const username = authenticate(auth, msg, reply, buf, scan.integrity, nonceValid, allocation?.username);
+    if (username === undefined) return;
+    // A credential buys no extra rate: without an allocation it spends the per-IP token taken
+    // above (given back only if an allocation is created) and its username's bucket.
+    if (!allocation && !this.limiter.allowCredential(username)) return this.counters.refuse('rate-limited');
     signErrors(reply);
     switch (header.method) {
       case StunMethod.allocate:
@@ -300,5 +314,15 @@ export class TurnServer {
         // node-turn emitted an event nobody listened to: no answer.
         return;
     }
+  }
+
+  /**
+   * True if the request carries MESSAGE-INTEGRITY and, before it, a NONCE this server issued
+   * to the request's source IP and port (the first NONCE, as node-turn's getAttribute reads it).
+   */
+  private nonceValid(buf: Buffer, scan: StunScan, rinfo: dgram.RemoteInfo): boolean {
+    if (scan.integrity < 0) return false;
+    const span = scan.attributes.find((a) => a.type === StunAttr.nonce);
+    return span !== undefined && this.nonces.check(buf.toString('latin1', span.offset, span.offset + span.length), rinfo.address, rinfo.port);
   }
 }

@@ -9,7 +9,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { TurnServer, TurnServerOptions } from '../../turn/index.js';
-import type { RelayState } from '../../turn/relay-state.js';
+import { PERMISSION_MS, type RelayState } from '../../turn/relay-state.js';
 import { DEFAULT_TURN_QUOTAS } from '../../turn/quotas.js';
 import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/stun.js';
 import { cleanup } from '../helpers/resources.js';
@@ -44,21 +44,7 @@ function publicPeers(count: number, offset = 0): TransportAddress[] {
 
 /** An authenticated request of `client`, as bytes (what an on-path observer captures). */
 function signed(client: TurnTestClient, method: number, attrs: (tid: Buffer) => StunAttribute[]): (tid: Buffer) => Buffer {
-  return (tid) =>
-    encode(
-      {
-        method,
-        cls: StunClass.request,
-        transactionId: tid,
-        attributes: [
-          ...attrs(tid),
-          { type: StunAttr.username, value: Buffer.from(client.username) },
-          { type: StunAttr.realm, value: Buffer.from(client.realm!) },
-          { type: StunAttr.nonce, value: Buffer.from(client.nonce!) },
-        ],
-      },
-      { key: client.key },
-    );
+  return (tid) => client.signed(method, attrs(tid), tid);
 }
 
 const peersAttrs = (peers: TransportAddress[]) => (tid: Buffer): StunAttribute[] => peers.map((p) => ({ type: StunAttr.xorPeerAddress, value: encodeXorAddress(p, tid) }));
@@ -123,6 +109,25 @@ describe('TURN: caps on what one credential can make the server hold', () => {
     expect(code(await alice.channelBind(0x4002, peers[2]!))).toBe(508);
     // Refreshing a bound channel is fine.
     expect(code(await alice.channelBind(0x4001, peers[1]!))).toBe(200);
+  });
+
+  it('permissions that expired do not count against the caps: no 508 for a full table of expired entries', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const { address } = await start({ quotas: { maxPermissionsPerAllocation: 2 } });
+      const alice = await TurnTestClient.open(address, 'alice', 'secret-a');
+      await alice.allocate();
+      const peers = publicPeers(4);
+      expect(code(await alice.transact(signed(alice, StunMethod.createPermission, peersAttrs(peers.slice(0, 2)))))).toBe(200);
+      expect(code(await alice.createPermission(peers[2]!))).toBe(508);
+      // RFC 8656 section 9: a permission lasts 300 s; both are gone after it.
+      vi.setSystemTime(Date.now() + PERMISSION_MS + 1000);
+      expect(code(await alice.channelBind(0x4000, peers[2]!))).toBe(200);
+      expect(code(await alice.createPermission(peers[3]!))).toBe(200);
+      expect(code(await alice.createPermission(peers[0]!))).toBe(508);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('authenticated requests on one allocation are rate limited (dropped beyond the bucket, counted)', async () => {

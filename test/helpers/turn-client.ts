@@ -5,21 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import {
-  decode,
-  decodeXorAddress,
-  encode,
-  encodeXorAddress,
-  getAttr,
-  isChannelData,
-  longTermKey,
-  StunAttr,
-  StunClass,
-  StunMethod,
-  type StunAttribute,
-  type StunMessage,
-  type TransportAddress,
-} from '../../turn/stun.js';
+import { decodeXorAddress, encode, encodeXorAddress, longTermKey, StunAttr, StunClass, StunMethod, type StunAttribute, type StunMessage, type TransportAddress } from '../../turn/stun.js';
+import { decode, getAttr, isChannelData } from './stun-codec.js';
 import { defer } from './resources.js';
 
 export interface Response {
@@ -140,6 +127,14 @@ export class TurnTestClient {
     const code = errorCode(res.msg);
     if (auth && (code === 401 || code === 438) && this.learn(res.msg)) res = await send();
     return res;
+  }
+
+  /**
+   * A request signed with this client's credentials and current nonce, as bytes (what an
+   * on-path observer captures, or what a test sends raw, without waiting for an answer).
+   */
+  signed(method: number, attrs: StunAttribute[], transactionId: Buffer = randomBytes(12)): Buffer {
+    return encode({ method, cls: StunClass.request, transactionId, attributes: [...attrs, ...this.authAttrs()] }, { key: this.key });
   }
 
   private authAttrs(): StunAttribute[] {

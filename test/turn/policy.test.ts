@@ -1,7 +1,8 @@
 /** Peer address policy: the TURN server must not relay into internal networks (SSRF). */
 import { afterEach, describe, expect, it } from 'vitest';
 import { PeerPolicy, TurnServer, type PeerPolicyOptions } from '../../turn/index.js';
-import { StunClass, verifyIntegrity } from '../../turn/stun.js';
+import { StunClass } from '../../turn/stun.js';
+import { verifyIntegrity } from '../helpers/stun-codec.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
 

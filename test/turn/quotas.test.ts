@@ -5,8 +5,11 @@
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
-import { AllocationQuota, DEFAULT_TURN_QUOTAS, resolveQuotas, UnauthenticatedLimiter } from '../../turn/quotas.js';
-import { encode, getAttr, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/stun.js';
+import { Nonces } from '../../turn/auth.js';
+import { AllocationQuota, DEFAULT_TURN_QUOTAS, resolveQuotas, TokenBucket, UnauthenticatedLimiter } from '../../turn/quotas.js';
+import { sourceKey } from '../../turn/source-key.js';
+import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/stun.js';
+import { getAttr } from '../helpers/stun-codec.js';
 import { cleanup } from '../helpers/resources.js';
 import { startTurnServer } from '../helpers/turn-server.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
@@ -45,6 +48,9 @@ describe('TURN quotas: configuration', () => {
     { unauthenticatedPerSecond: Number.POSITIVE_INFINITY },
     { unauthenticatedGlobalPerSecond: '10' },
     { maxTrackedSources: 0 },
+    { ipv6PrefixLength: 0 },
+    { ipv6PrefixLength: 129 },
+    { credentialRequestBurst: 0 },
     { maxAllocatoins: 3 },
   ])('rejects %o with TURN_BAD_QUOTA', (quotas) => {
     const make = (): TurnServer => new TurnServer({ credentials: () => undefined, quotas: quotas as TurnServerOptions['quotas'] });
@@ -132,7 +138,7 @@ describe('TURN quotas: allocations', () => {
   });
 
   it('AllocationQuota counts per user, per client IP and in total', () => {
-    const q = new AllocationQuota({ maxAllocationsPerUser: 2, maxAllocationsPerAddress: 3, maxAllocations: 4 });
+    const q = new AllocationQuota({ maxAllocationsPerUser: 2, maxAllocationsPerAddress: 3, maxAllocations: 4, ipv6PrefixLength: 64 });
     expect(q.acquire('a', '10.0.0.1')).toBe(true);
     expect(q.acquire('a', '10.0.0.1')).toBe(true);
     expect(q.acquire('a', '10.0.0.2')).toBe(false);
@@ -152,27 +158,70 @@ describe('TURN quotas: allocations', () => {
   });
 });
 
+/** What the server's gate does for a request without a valid nonce: its source's bucket, then the global one (the source keeps its token if that is empty). */
+function allow(limiter: UnauthenticatedLimiter, ip: string): boolean {
+  if (!limiter.allowSource(ip)) return false;
+  if (limiter.allowGlobal()) return true;
+  limiter.refundSource(ip);
+  return false;
+}
+
 describe('TURN quotas: unauthenticated requests', () => {
   it('token bucket per source and global, with bounded state', () => {
     let now = 0;
     const limiter = new UnauthenticatedLimiter(
-      { unauthenticatedBurst: 3, unauthenticatedPerSecond: 1, unauthenticatedGlobalBurst: 5, unauthenticatedGlobalPerSecond: 2, maxTrackedSources: 2 },
+      {
+        unauthenticatedBurst: 3,
+        unauthenticatedPerSecond: 1,
+        unauthenticatedGlobalBurst: 5,
+        unauthenticatedGlobalPerSecond: 2,
+        credentialRequestBurst: 2,
+        credentialRequestsPerSecond: 1,
+        maxTrackedSources: 2,
+        ipv6PrefixLength: 64,
+      },
       () => now,
     );
-    expect([1, 2, 3, 4].map(() => limiter.allow('10.0.0.1'))).toEqual([true, true, true, false]);
+    expect([1, 2, 3, 4].map(() => allow(limiter, '10.0.0.1'))).toEqual([true, true, true, false]);
     now = 1000;
-    expect(limiter.allow('10.0.0.1')).toBe(true);
-    expect(limiter.allow('10.0.0.1')).toBe(false);
+    expect(allow(limiter, '10.0.0.1')).toBe(true);
+    expect(allow(limiter, '10.0.0.1')).toBe(false);
     // global bucket (burst 5, 2/s): 3 taken at 0 s, refilled to 4 at 1 s, one taken above
-    expect(limiter.allow('10.0.0.2')).toBe(true);
-    expect(limiter.allow('10.0.0.2')).toBe(true);
-    expect(limiter.allow('10.0.0.2')).toBe(true);
-    // 10.0.0.3 has tokens of its own but the global bucket is empty
-    expect(limiter.allow('10.0.0.3')).toBe(false);
+    expect(allow(limiter, '10.0.0.2')).toBe(true);
+    expect(allow(limiter, '10.0.0.2')).toBe(true);
+    expect(allow(limiter, '10.0.0.2')).toBe(true);
+    // 10.0.0.3 has tokens of its own but the global bucket is empty, and keeps them
+    expect(allow(limiter, '10.0.0.3')).toBe(false);
+    // a request with a valid nonce spends only its source's bucket
+    expect([1, 2, 3, 4].map(() => limiter.allowSource('10.0.0.3'))).toEqual([true, true, true, false]);
     now = 1500;
-    expect(limiter.allow('10.0.0.3')).toBe(true);
-    expect(limiter.allow('10.0.0.3')).toBe(false);
+    expect(allow(limiter, '10.0.0.4')).toBe(true);
+    expect(allow(limiter, '10.0.0.4')).toBe(false);
     expect(limiter.trackedSources).toBe(2);
+    // per username, bounded too
+    expect([1, 2, 3].map(() => limiter.allowCredential('alice'))).toEqual([true, true, false]);
+    expect(limiter.allowCredential('bob')).toBe(true);
+    expect(limiter.allowCredential('carol')).toBe(true);
+    expect(limiter.trackedCredentials).toBe(2);
+  });
+
+  it('a source gets back only the tokens refunded, up to its burst', () => {
+    const limiter = new UnauthenticatedLimiter({ ...DEFAULT_TURN_QUOTAS, unauthenticatedBurst: 2, unauthenticatedPerSecond: 0.001 }, () => 0);
+    expect([1, 2, 3].map(() => limiter.allowSource('10.0.0.1'))).toEqual([true, true, false]);
+    limiter.refundSource('10.0.0.1');
+    limiter.refundSource('10.0.0.1');
+    limiter.refundSource('10.0.0.1');
+    expect([1, 2, 3].map(() => limiter.allowSource('10.0.0.1'))).toEqual([true, true, false]);
+  });
+
+  it('TokenBucket takes (rate, burst, now) like the signaling one', () => {
+    let now = 0;
+    const b = new TokenBucket(10, 2, () => now);
+    expect([b.take(), b.take(), b.take()]).toEqual([true, true, false]);
+    now = 100; // 10/s: one token per 100 ms
+    expect([b.take(), b.take()]).toEqual([true, false]);
+    now = 10_000; // never more than the burst
+    expect([b.take(), b.take(), b.take()]).toEqual([true, true, false]);
   });
 
   it('drops an unauthenticated flood from one source after the burst, silently, while an authenticated client keeps working', async () => {
@@ -231,15 +280,72 @@ describe('TURN quotas: unauthenticated requests', () => {
     expect(answers - before).toBeLessThanOrEqual(1);
   });
 
-  it('nonce state stays bounded: challenges add no per-nonce state', async () => {
-    const { server, address } = await startServer();
+  it('nonce state stays bounded: challenges arm no timer (node-turn kept a one-hour timer per nonce)', async () => {
+    const { address } = await startServer();
     const c = await TurnTestClient.open(address, 'alice', 'secret-a');
+    const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    await c.request(StunMethod.allocate, ALLOCATE_ATTRS, { auth: false });
+    const before = timers();
     for (let i = 0; i < 20; i++) {
       const res = await c.request(StunMethod.allocate, ALLOCATE_ATTRS, { auth: false });
       expect(errorCode(res.msg)).toBe(401);
     }
-    // node-turn's authentification (a map with a timer per nonce) is not used at all.
-    const nonces = (server as unknown as { nonces: object }).nonces;
-    expect(Object.keys(nonces).sort()).toEqual(['key', 'now']);
+    expect(timers()).toBeLessThanOrEqual(before);
+  });
+
+  it('a nonce is good for the address it was issued to, until it expires, and needs no memory of it', () => {
+    let now = 1_000_000;
+    const nonces = new Nonces(() => now);
+    const issued = Array.from({ length: 1000 }, (_, i) => nonces.issue('10.0.0.1', 1000 + i));
+    // every one checks, however many were issued after it (nothing was evicted: no table)
+    expect(issued.every((n, i) => nonces.check(n, '10.0.0.1', 1000 + i))).toBe(true);
+    expect(nonces.check(issued[0], '10.0.0.1', 1001)).toBe(false);
+    expect(nonces.check(issued[0], '10.0.0.2', 1000)).toBe(false);
+    // another server (another key) never issued it
+    expect(new Nonces(() => now).check(issued[0], '10.0.0.1', 1000)).toBe(false);
+    now += 3_600_000;
+    expect(nonces.check(issued[0], '10.0.0.1', 1000)).toBe(false);
+  });
+});
+
+describe('TURN per-IP limits: IPv6 counts per /64', () => {
+  it('sourceKey: IPv4 as is, IPv4-mapped as IPv4, IPv6 by its prefix', () => {
+    expect(sourceKey('192.0.2.1', 64)).toBe('192.0.2.1');
+    expect(sourceKey('::ffff:192.0.2.1', 64)).toBe('192.0.2.1');
+    expect(sourceKey('2001:db8:1:2::1', 64)).toBe(sourceKey('2001:db8:1:2:ffff:ffff:ffff:ffff', 64));
+    expect(sourceKey('2001:db8:1:2::1', 64)).not.toBe(sourceKey('2001:db8:1:3::1', 64));
+    expect(sourceKey('2001:db8:1:2::1', 128)).not.toBe(sourceKey('2001:db8:1:2::2', 128));
+    // prefixes that are not a whole number of bytes
+    expect(sourceKey('2001:db8:1:2::1', 60)).toBe(sourceKey('2001:db8:1:f::1', 60));
+    expect(sourceKey('2001:db8:1:2::1', 60)).not.toBe(sourceKey('2001:db8:1:12::1', 60));
+    expect(sourceKey('fe80::1%lo', 64)).toBe(sourceKey('fe80::2', 64));
+  });
+
+  it('the allocation quota counts a /64 as one client IP (configurable)', () => {
+    const q = new AllocationQuota({ maxAllocationsPerUser: 100, maxAllocationsPerAddress: 2, maxAllocations: 100, ipv6PrefixLength: 64 });
+    expect(q.acquire('a', '2001:db8:0:1::1')).toBe(true);
+    expect(q.acquire('b', '2001:db8:0:1::2')).toBe(true);
+    expect(q.acquire('c', '2001:db8:0:1:dead:beef:0:3')).toBe(false);
+    expect(q.acquire('c', '2001:db8:0:2::1')).toBe(true);
+    expect(q.usedFrom('2001:db8:0:1::99')).toBe(2);
+    q.release('a', '2001:db8:0:1::1');
+    expect(q.acquire('c', '2001:db8:0:1::3')).toBe(true);
+    const whole = new AllocationQuota({ maxAllocationsPerUser: 100, maxAllocationsPerAddress: 1, maxAllocations: 100, ipv6PrefixLength: 128 });
+    expect(whole.acquire('a', '2001:db8::1')).toBe(true);
+    expect(whole.acquire('a', '2001:db8::2')).toBe(true);
+    // IPv4-mapped and IPv4 are one client
+    const v4 = new AllocationQuota({ maxAllocationsPerUser: 100, maxAllocationsPerAddress: 1, maxAllocations: 100, ipv6PrefixLength: 64 });
+    expect(v4.acquire('a', '192.0.2.1')).toBe(true);
+    expect(v4.acquire('a', '::ffff:192.0.2.1')).toBe(false);
+  });
+
+  it('the per-IP request bucket counts a /64 as one source', () => {
+    const limiter = new UnauthenticatedLimiter({ ...DEFAULT_TURN_QUOTAS, unauthenticatedBurst: 3, unauthenticatedPerSecond: 0.001 }, () => 0);
+    // a host hopping over its /64 gets one budget
+    expect(Array.from({ length: 4 }, (_, i) => allow(limiter, `2001:db8:0:1::${i + 1}`))).toEqual([true, true, true, false]);
+    expect(allow(limiter, '2001:db8:0:2::1')).toBe(true);
+    expect(limiter.trackedSources).toBe(2);
+    expect([1, 2, 3, 4].map(() => allow(limiter, '::ffff:192.0.2.1'))).toEqual([true, true, true, false]);
+    expect(allow(limiter, '192.0.2.1')).toBe(false);
   });
 });

@@ -36,6 +36,18 @@ describe('RelayState', () => {
     expect(r.permission('8.8.4.4', 0)).toBeUndefined();
   });
 
+  it('permissionsFull counts after sweeping expired permissions (RFC 8656 section 9: 300 s)', () => {
+    const r = state();
+    r.permit('8.8.8.8', 0);
+    r.permit('8.8.4.4', 0);
+    expect(r.permissionsFull(['1.1.1.1'], PERMISSION_MS - 1, 2)).toBe(true);
+    // a permission held already is no new one
+    expect(r.permissionsFull(['8.8.8.8'], PERMISSION_MS - 1, 2)).toBe(false);
+    expect(r.permissionsFull(['1.1.1.1'], PERMISSION_MS, 2)).toBe(false);
+    expect(r.permissionCount).toBe(0);
+    expect(r.permissionsFull(['1.1.1.1', '1.0.0.1', '9.9.9.9'], PERMISSION_MS, 2)).toBe(true);
+  });
+
   it('binds a channel to ip:port, installs the permission, and finds it both ways', () => {
     const r = state();
     expect(r.bind(0x4000, '8.8.8.8', 3478, 0)).toBe(true);

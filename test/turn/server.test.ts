@@ -5,17 +5,8 @@
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
-import {
-  decode,
-  decodeXorAddress,
-  encode,
-  getAttr,
-  StunAttr,
-  StunClass,
-  StunMethod,
-  verifyIntegrity,
-  type TransportAddress,
-} from '../../turn/stun.js';
+import { decodeXorAddress, encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/stun.js';
+import { decode, getAttr, verifyIntegrity } from '../helpers/stun-codec.js';
 import { cleanup, defer, deferred } from '../helpers/resources.js';
 import { startTurnServer } from '../helpers/turn-server.js';
 import { errorCode, TurnTestClient, udpPeer, u32 } from '../helpers/turn-client.js';
@@ -29,6 +20,8 @@ afterEach(async () => {
 const USERS: Record<string, string> = { alice: 'secret-a', bob: 'secret-b' };
 
 const startServer = (extra: Partial<TurnServerOptions> = {}): ReturnType<typeof startTurnServer> => startTurnServer(USERS, extra);
+
+const UDP_TRANSPORT = { type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) };
 
 /** True once `port` on 127.0.0.1 can be bound again, i.e. the relay socket was closed. */
 async function portIsFree(port: number): Promise<boolean> {
@@ -113,22 +106,7 @@ describe('TurnServer', () => {
     // a nonce the server never issued is stale
     c.learn({ ...(await c.request(StunMethod.allocate, [], { auth: false })).msg });
     c.nonce = `${c.nonce!.slice(0, 57)}${c.nonce!.endsWith('0') ? '1' : '0'}`;
-    const stale = await c.transact((transactionId) =>
-      encode(
-        {
-          method: StunMethod.allocate,
-          cls: StunClass.request,
-          transactionId,
-          attributes: [
-            { type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) },
-            { type: StunAttr.username, value: Buffer.from('alice') },
-            { type: StunAttr.realm, value: Buffer.from(c.realm!) },
-            { type: StunAttr.nonce, value: Buffer.from(c.nonce!) },
-          ],
-        },
-        { key: c.key },
-      ),
-    );
+    const stale = await c.transact((transactionId) => c.signed(StunMethod.allocate, [UDP_TRANSPORT], transactionId));
     expect(errorCode(stale.msg)).toBe(438);
   });
 
@@ -272,22 +250,7 @@ describe('TurnServer', () => {
     // close() right after the server handled the first Allocate: its relay port is being bound.
     const closed = new Promise<void>((resolve) => listener.once('message', () => resolve(server.close())));
     for (const c of clients) {
-      c.sendRaw(
-        encode(
-          {
-            method: StunMethod.allocate,
-            cls: StunClass.request,
-            transactionId: Buffer.alloc(12, 1),
-            attributes: [
-              { type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) },
-              { type: StunAttr.username, value: Buffer.from('alice') },
-              { type: StunAttr.realm, value: Buffer.from(c.realm!) },
-              { type: StunAttr.nonce, value: Buffer.from(c.nonce!) },
-            ],
-          },
-          { key: c.key },
-        ),
-      );
+      c.sendRaw(c.signed(StunMethod.allocate, [UDP_TRANSPORT], Buffer.alloc(12, 1)));
     }
     await closed;
     expect(udpHandles()).toBe(baseline);
