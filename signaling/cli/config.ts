@@ -215,7 +215,7 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
   ...Object.fromEntries([
     limit('maxConnections', 'max-connections', 'RALLYPOINT_MAX_CONNECTIONS', 'open connections'),
     limit('maxConnectionsPerIp', 'max-connections-per-ip', 'RALLYPOINT_MAX_CONNECTIONS_PER_IP', 'connections per client IP (0 = no limit)', 0),
-    limit('ipv6PrefixLength', 'ipv6-prefix-length', 'RALLYPOINT_IPV6_PREFIX_LENGTH', 'IPv6 clients count per prefix of this length for --max-connections-per-ip (1-128)'),
+    limit('ipv6PrefixLength', 'ipv6-prefix-length', 'RALLYPOINT_IPV6_PREFIX_LENGTH', 'IPv6 clients count per prefix of this length for --max-connections-per-ip and the TURN per-IP limits (1-128)'),
     limit('joinTimeoutMs', 'join-timeout-ms', 'RALLYPOINT_JOIN_TIMEOUT_MS', 'a connection not in a room this long is closed (4008)'),
     limit('maxBufferedBytes', 'max-buffered-bytes', 'RALLYPOINT_MAX_BUFFERED_BYTES', 'unsent bytes held per connection; more closes it (1013)'),
     limit('slowReaderCloseMs', 'slow-reader-close-ms', 'RALLYPOINT_SLOW_READER_CLOSE_MS', 'a connection closed with 1013 that has not read its backlog this long is terminated (ms)'),

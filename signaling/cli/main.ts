@@ -40,6 +40,8 @@ function embeddedTurn(cfg: Config, secret: string, host: string | undefined, reg
     allow: cfg.turnAllow as string[] | undefined,
     realm: cfg.turnRealm as string,
     registry,
+    // One notion of "one source" for signaling and TURN (`rallypoint turn` has no such flag: its default).
+    ipv6PrefixLength: cfg.ipv6PrefixLength as number | undefined,
   });
 }
 

@@ -67,6 +67,8 @@ export interface EmbeddedTurnConfig {
   allow?: string[] | undefined;
   realm: string;
   registry?: Registry;
+  /** IPv6 sources count per prefix of this length for the TURN per-IP limits (default 64), as for signaling. */
+  ipv6PrefixLength?: number | undefined;
 }
 
 /** Starts the TURN server; rejects with TurnError TURN_LISTEN_FAILED when the port is taken. */
@@ -81,6 +83,7 @@ export async function startEmbeddedTurn(cfg: EmbeddedTurnConfig): Promise<Embedd
     ...(cfg.externalIp !== undefined ? { externalAddress: cfg.externalIp } : {}),
     peers: { allow: cfg.allow ?? [] },
     ...(cfg.registry ? { registry: cfg.registry } : {}),
+    ...(cfg.ipv6PrefixLength !== undefined ? { quotas: { ipv6PrefixLength: cfg.ipv6PrefixLength } } : {}),
   });
   const { address, port } = await server.listen();
   const shown = isIP(address) === 6 ? `[${address}]` : address;

@@ -178,3 +178,15 @@ describe('rallypoint turn', () => {
     expect((await exited)[0]).toBe(0);
   });
 });
+
+describe('startEmbeddedTurn', () => {
+  it('gives the TURN per-IP limits the signaling --ipv6-prefix-length (one notion of one source)', async () => {
+    const { startEmbeddedTurn } = await import('../../signaling/cli/turn.js');
+    const turn = await startEmbeddedTurn({ secret: SECRET, listen: '127.0.0.1', port: 0, realm: 'test', ipv6PrefixLength: 96 });
+    defer(() => turn.server.close());
+    expect(turn.server.quotas.ipv6PrefixLength).toBe(96);
+    const plain = await startEmbeddedTurn({ secret: SECRET, listen: '127.0.0.1', port: 0, realm: 'test' });
+    defer(() => plain.server.close());
+    expect(plain.server.quotas.ipv6PrefixLength).toBe(64);
+  });
+});
