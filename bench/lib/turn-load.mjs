@@ -16,7 +16,20 @@
  */
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { decodeXorAddress, encode, encodeXorAddress, getAttr, longTermKey, StunAttr, StunClass, StunMethod, decode } from '../../dist/turn/stun.js';
+import { decodeXorAddress, encode, encodeXorAddress, longTermKey, readHeader, scanAttributes, StunAttr, StunClass, StunMethod } from '../../dist/turn/stun.js';
+
+/** A server answer read with the server's own bounded codec (readHeader, scanAttributes). */
+function decode(buf) {
+  const header = readHeader(buf);
+  const scan = header && scanAttributes(buf, 64);
+  if (!scan || typeof scan === 'string') throw new Error('not a well-formed STUN message');
+  const attributes = scan.attributes.map((a) => ({ type: a.type, value: buf.subarray(a.offset, a.offset + a.length) }));
+  return { method: header.method, cls: header.cls, transactionId: buf.subarray(8, 20), attributes };
+}
+
+function getAttr(msg, type) {
+  return msg.attributes.find((a) => a.type === type)?.value;
+}
 import { newHist, record } from './hist.mjs';
 
 if (!process.send) {
