@@ -59,17 +59,23 @@ async function startCliServer(): Promise<{ pid: number; url: string; wsUrl: stri
   return { pid: child.pid as number, url: url as string, wsUrl: wsUrl as string };
 }
 
+/** SENDERS clients joined to `room`, one after another. */
+async function joinSenders(wsUrl: string, room: string): Promise<TestClient[]> {
+  const senders: TestClient[] = [];
+  for (let i = 0; i < SENDERS; i++) {
+    const c = await TestClient.connect(wsUrl);
+    await c.join(room);
+    senders.push(c);
+  }
+  return senders;
+}
+
 describe('adversarial: a client that stops reading', () => {
   it('costs the server at most maxBufferedBytes for signals too: RSS stays flat, the reader gets 1013 and resumes', { timeout: 60_000 }, async () => {
     const server = await startCliServer();
     const slow = await TestClient.connect(server.wsUrl);
     const welcome = await slow.join('room');
-    const senders: TestClient[] = [];
-    for (let i = 0; i < SENDERS; i++) {
-      const c = await TestClient.connect(server.wsUrl);
-      await c.join('room');
-      senders.push(c);
-    }
+    const senders = await joinSenders(server.wsUrl, 'room');
     // Warm up: the same traffic to a reader that reads, so the heap has grown to what
     // receiving and parsing it costs before the baseline is taken.
     // (Sender to sender, with smaller bursts: they read, and none of them falls behind.)
@@ -112,12 +118,7 @@ describe('adversarial: a client that stops reading', () => {
     const server = await startCliServer();
     const slow = await TestClient.connect(server.wsUrl);
     const target = await slow.join('attacked');
-    const senders: TestClient[] = [];
-    for (let i = 0; i < SENDERS; i++) {
-      const c = await TestClient.connect(server.wsUrl);
-      await c.join('attacked');
-      senders.push(c);
-    }
+    const senders = await joinSenders(server.wsUrl, 'attacked');
     const a = await TestClient.connect(server.wsUrl);
     const b = await TestClient.connect(server.wsUrl);
     const aWelcome = await a.join('quiet');
