@@ -201,7 +201,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * Sends on a named channel. Reliable channels: resolves when handed to the data channel,
    * waiting while it is above the high watermark; rejects `buffer-full` past the queue cap.
    * Unreliable channels: sends or drops at once. Rejects `too-large` above the negotiated
-   * max message size, `unknown-channel`, `closed`.
+   * max message size or 16 MiB (MAX_MESSAGE_BYTES), `unknown-channel`, `closed`.
    */
   send(channel: string, data: SendData): Promise<void> {
     const ch = this.#channels.get(channel);
