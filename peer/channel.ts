@@ -37,10 +37,20 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 65_536;
  * message size). The sender checked the message against ITS max message size, of its
  * current connection, which the receiver cannot see (its own rebuilt connection may have no
  * SCTP transport yet while the message comes over the WebSocket relay); so the cap is the
- * larger of this and the largest max message size this channel ever saw. It bounds memory:
- * an honest peer is never refused.
+ * larger of this and the largest max message size this channel ever saw, that one counted
+ * at most MAX_MESSAGE_BYTES. It bounds memory: an honest peer is never refused.
  */
 export const MIN_REASSEMBLY_CAP = 262_144;
+
+/**
+ * The largest message this library sends or reassembles: 16 MiB, whatever max message size
+ * a connection reports. That figure comes from the remote's SDP (`a=max-message-size`, RFC
+ * 8841 section 6) and Firefox honours about 1 GiB, so without a ceiling a hostile peer could
+ * make this side hold a 1 GiB message under reassembly (about 8 times that in fragments).
+ * send() refuses bigger messages with `too-large`, so an honest peer never meets the ceiling;
+ * send larger data in parts.
+ */
+export const MAX_MESSAGE_BYTES = 16_777_216;
 
 /** What a Channel asks of, and tells, the peer that owns it. */
 export interface ChannelHooks {
@@ -239,7 +249,7 @@ export class Channel {
     const bytes = typeof payload === 'string' ? encoder.encode(payload) : payload;
     const size = bytes.byteLength;
     const max = this.#maxMessageSize();
-    if (size > max) return Promise.reject(new PeerError('too-large', `message of ${size} bytes exceeds the negotiated max message size ${max} on ${this.config.name}`));
+    if (size > max) return Promise.reject(new PeerError('too-large', `message of ${size} bytes exceeds the max message size ${max} (the negotiated one, at most ${MAX_MESSAGE_BYTES}) on ${this.config.name}`));
     if (!this.config.reliable) {
       this.#sendUnreliable(payload);
       return Promise.resolve();
@@ -442,9 +452,9 @@ export class Channel {
     this.#deliver(body.text ? decoder.decode(body.bytes) : body.bytes);
   }
 
-  /** The current max message size; remembers the largest for the reassembly cap. */
+  /** The current max message size, at most MAX_MESSAGE_BYTES; remembers the largest for the reassembly cap. */
   #maxMessageSize(): number {
-    const max = this.#hooks.maxMessageSize();
+    const max = Math.min(this.#hooks.maxMessageSize(), MAX_MESSAGE_BYTES);
     if (max > this.#reassemblyCap) this.#reassemblyCap = max;
     return max;
   }

@@ -117,6 +117,8 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #lastHeard = 0;
   /** When the previous liveness check ran (or the checks were set up). */
   #lastCheck = 0;
+  /** The previous liveness check ran late and did not judge: this one must. */
+  #skipped = false;
   /** Messages the channels had written at the previous liveness check. */
   #sentSeen = 0;
   /** Checks the data channel path four times per `fallback.afterMs` (not at all without fallback). */
@@ -199,7 +201,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * Sends on a named channel. Reliable channels: resolves when handed to the data channel,
    * waiting while it is above the high watermark; rejects `buffer-full` past the queue cap.
    * Unreliable channels: sends or drops at once. Rejects `too-large` above the negotiated
-   * max message size, `unknown-channel`, `closed`.
+   * max message size or 16 MiB (MAX_MESSAGE_BYTES), `unknown-channel`, `closed`.
    */
   send(channel: string, data: SendData): Promise<void> {
     const ch = this.#channels.get(channel);
@@ -405,20 +407,28 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    * would drop game state meanwhile.
    * A check that runs more than two periods late finds this process stalled (a long task, a
    * GC pause, a loaded machine), not the path: what arrived meanwhile, keepalives included,
-   * still waits unread behind the timer. It probes instead of judging; the next check judges.
+   * still waits unread behind the timer. It probes instead of judging; the next check judges
+   * even if it is late too (what arrived during the stall was read between the two checks):
+   * in a hidden tab (timers aligned to 1 s) or a process that always lags, every check is
+   * late, and skipping each of them would never declare a dead path dead.
    */
   #checkLiveness(afterMs: number, every: number): void {
     const now = Date.now();
     const late = now - this.#lastCheck > 2 * every;
     this.#lastCheck = now;
     // Only while on the data channels (#rtcUp is false whenever the route is the WebSocket).
-    if (!this.#rtcUp) return;
+    if (!this.#rtcUp) {
+      this.#skipped = false;
+      return;
+    }
+    const skip = late && !this.#skipped;
+    this.#skipped = skip;
     const silent = now - this.#lastHeard;
     let sent = 0;
     for (const ch of this.#channels.values()) sent += ch.sent;
     const idle = sent === this.#sentSeen;
     this.#sentSeen = sent;
-    if (silent > afterMs && !late) {
+    if (silent > afterMs && !skip) {
       this.#scheduleRecovery(0);
       this.#rtcLost(true);
     } else if (idle || silent * 2 >= afterMs) {

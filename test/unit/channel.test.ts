@@ -3,7 +3,7 @@
  * what a channel does when the remote peer breaks the reliable framing.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Channel, DEFAULT_FLOW, MIN_REASSEMBLY_CAP, type ChannelHooks } from '../../peer/channel.js';
+import { Channel, DEFAULT_FLOW, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP, type ChannelHooks } from '../../peer/channel.js';
 import { resolveChannels } from '../../peer/channels.js';
 import type { PeerError } from '../../peer/errors.js';
 import { encodeFragment } from '../../peer/reliable.js';
@@ -95,6 +95,30 @@ describe('Channel framing violations', () => {
     expect(errors[0]?.message).toMatch(/reliable framing: fragment of 0 bytes marked more/);
     await expect(channel.send('after')).rejects.toMatchObject({ code: 'closed' });
     expect(dc.readyState).toBe('closed');
+  });
+
+  it('a remote that advertises a huge max message size (a=max-message-size:1073741823) cannot raise the reassembly cap past MAX_MESSAGE_BYTES', () => {
+    expect(MAX_MESSAGE_BYTES).toBe(16 * 1024 * 1024);
+    // The connection reports what the remote's SDP said: about 1 GiB, which Firefox honours.
+    const { channel, errors, messages } = reliableChannel({ maxMessageSize: () => 1_073_741_823 });
+    channel.attach(asDc(new FakeDataChannel()));
+    const mib = new Uint8Array((1 << 20) + 1); // kind byte 0 (bytes) + 1 MiB
+    let seq = 0;
+    while (seq < 16) channel.receiveRelay({ from: 'x', channel: 'reliable', seq: seq++, more: true, data: mib });
+    expect(errors).toEqual([]);
+    // Before the fix the cap followed the advertised ~1 GiB and this went on for 1,024 MiB.
+    channel.receiveRelay({ from: 'x', channel: 'reliable', seq: seq++, more: true, data: mib });
+    expect(errors.map((e) => e.code)).toEqual(['protocol-violation']);
+    expect(errors[0]?.message).toMatch(/over 16777216 bytes/);
+    expect(messages).toEqual([]);
+  });
+
+  it('send() refuses a message over MAX_MESSAGE_BYTES with too-large, whatever the negotiated max message size', async () => {
+    const { channel } = reliableChannel({ maxMessageSize: () => 1_073_741_823 });
+    channel.attach(asDc(new FakeDataChannel()));
+    // Before the fix this was judged against ~1 GiB (and then refused only by the queue limit, buffer-full).
+    await expect(channel.send(new Uint8Array(MAX_MESSAGE_BYTES + 1))).rejects.toMatchObject({ code: 'too-large' });
+    channel.close();
   });
 
   it('a message growing past the reassembly cap (at least MIN_REASSEMBLY_CAP, whatever the current max message size) closes the channel, on the relay path too', async () => {

@@ -131,6 +131,26 @@ describe('liveness on a fake clock', () => {
     await closeAll(a, b);
   });
 
+  it('a process where every check runs late (a hidden tab, a loaded machine) still declares a silent path dead: a late check skips judging at most once in a row', async () => {
+    const { net, a, b, seen } = await connected(2_000);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(seen[0].paths).toEqual([]);
+    net.cut = true;
+    // Each check (every 500 ms) now runs 1.5 s late: the clock moves on while no timer runs,
+    // so every check finds more than two periods since the previous one. Before the fix each
+    // of them probed instead of judging, and the path was never declared dead.
+    let checks = 0;
+    while (seen[0].paths.length === 0 && checks < 20) {
+      vi.setSystemTime(Date.now() + 1_500);
+      await vi.advanceTimersByTimeAsync(500);
+      checks++;
+    }
+    expect(seen[0].paths).toEqual(['websocket']);
+    // Silence passes afterMs by the second check; the next one may skip, the one after judges.
+    expect(checks).toBeLessThanOrEqual(4);
+    await closeAll(a, b);
+  });
+
   it('a room whose channels are all unreliable has nothing to carry keepalives or answer probes: silence does not count as death', async () => {
     const channels = { reliable: { ordered: false, maxRetransmits: 0 } };
     const { net, a, b, seen } = await connected(1_000, channels);
