@@ -7,7 +7,7 @@
 import type { AllocationTable, Allocation } from './allocations.js';
 import type { TurnCounters } from './metrics.js';
 import type { NtAddress, NtMessage } from './node-turn.js';
-import { UDP_PROTOCOL } from './node-turn.js';
+import { mappedAddress, UDP_PROTOCOL } from './node-turn.js';
 import type { PeerPolicy } from './policy.js';
 import type { TurnQuotas } from './quotas.js';
 import { canonicalIp } from './relay-state.js';
@@ -32,7 +32,7 @@ export interface HandlerContext {
 /** RFC 8489 section 7.3.1: Binding needs no authentication; the answer is the source address. */
 export function binding(msg: NtMessage): void {
   const reply = msg.reply();
-  reply.addAttribute('xor-mapped-address', msg.transport.src);
+  reply.addAttribute('xor-mapped-address', mappedAddress(msg.transport.src));
   reply.resolve();
 }
 
@@ -87,7 +87,7 @@ export function allocate(ctx: HandlerContext, msg: NtMessage, reply: NtMessage, 
   const username = msg.user?.username ?? '';
   const relayAddress = ctx.relayAddress ?? msg.transport.dst.address;
   void ctx.allocations
-    .create(ip, port, msg.transport.src, username, msg.transactionID, relayAddress, evenPort === false, lifetimeFor(ctx, msg.getAttribute('lifetime')))
+    .create(ip, port, mappedAddress(msg.transport.src), username, msg.transactionID, relayAddress, evenPort === false, lifetimeFor(ctx, msg.getAttribute('lifetime')))
     .then((result) => {
       // RFC 8656 section 7.2: 486 when a quota (per user, per client IP, total) is reached.
       if (result === 'quota') {

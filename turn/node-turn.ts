@@ -105,6 +105,20 @@ export function ntAddress(ip: string, port: number): NtAddress {
   }
   return a;
 }
+/**
+ * The client's transport address as XOR-MAPPED-ADDRESS reports it: an IPv4 client of a
+ * dual-stack (`::`) listener, which the socket layer writes as `::ffff:a.b.c.d` (RFC 4291
+ * section 2.5.5.2), as the IPv4 family. Reporting the IPv6 family told the client its address
+ * was IPv6: its server-reflexive candidate and the mapped address of its relay allocation
+ * then named a family it has no route in. Only for what we encode: replies still go to the
+ * socket's form (a udp6 socket cannot send to an IPv4 literal: EINVAL).
+ */
+export function mappedAddress(a: NtAddress): NtAddress {
+  if (!a.address.includes(':')) return a;
+  const b = ipBytes(a.address);
+  const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+  return mapped ? new NtAddressCtor(`${b[12]}.${b[13]}.${b[14]}.${b[15]}`, a.port) : a;
+}
 const CONSTANTS = require('node-turn/lib/constants.js') as { ATTR: Record<string, number> };
 export const UDP_PROTOCOL = 0x11;
 

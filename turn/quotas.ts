@@ -2,22 +2,31 @@
  * TURN quotas: what a stranger and what one credential can make the server spend.
  *
  * Before authentication: every datagram first passes `readHeader` (turn/stun.ts, 20 bytes,
- * O(1)) and a token bucket, and only then `scanAttributes` (bounded by `maxAttributes`) and at
- * most one nonce check (an HMAC-SHA256 over ~60 bytes), one CRC-32 and one HMAC-SHA1.
+ * O(1)), then (from an allocation's address, after its bucket) `scanAttributes` (bounded by
+ * `maxAttributes`) and at most one nonce check (an HMAC-SHA256 over ~60 bytes), which picks
+ * the buckets below, and after them at most one CRC-32 and one HMAC-SHA1. The scan and the
+ * nonce check come before the per-IP bucket of an address without an allocation because the
+ * nonce decides which bucket applies; a spoofed flood from many addresses (each with a fresh
+ * bucket) made the server do them anyway.
  * - Requests from a client address that holds an allocation spend that allocation's bucket
  *   (its owner's budget, which spoofed datagrams from other addresses cannot drain).
- * - All other requests spend the bucket of their source IP (IPv6: of its /64,
- *   `ipv6PrefixLength`; turn/source-key.ts), whether or not they carry MESSAGE-INTEGRITY. Only
- *   an Allocate that creates an allocation gets its token back, so a client making many
- *   allocations is limited by the allocation quotas, while a request that authenticates and
- *   fails (442, 486, ...) costs a token like any other: a credential buys no extra rate.
- * - Those without a valid nonce also spend the global bucket. A valid nonce is bound to the
- *   source's IP and port (turn/auth.ts): the source received our 401 there, so it is not
- *   spoofed, and datagrams from spoofed sources cannot starve its requests (the global bucket
- *   exists for spoofed floods, which per-IP buckets cannot stop).
+ * - Other requests that carry a valid nonce spend the buckets of verified sources: one per
+ *   source IP (IPv6: its /64) and one global. A valid nonce is bound to the source's IP and
+ *   port (turn/auth.ts): the source received our 401 there, so it is not spoofed, and
+ *   datagrams from spoofed sources (which spend the unverified buckets below) cannot starve
+ *   it. Its own buckets are larger, since a browser joining a full room sends its 31
+ *   authenticated Allocates right after the 31 Bindings and 31 unauthenticated Allocates that
+ *   spent most of the unverified per-IP bucket; the global one still caps what real sources
+ *   (say many /64s of one attacker) make the server spend in total.
+ * - All other requests (no valid nonce) spend the unverified bucket of their source IP and
+ *   the unverified global bucket (it exists for spoofed floods, which per-IP buckets cannot
+ *   stop).
+ * - Only an Allocate that creates an allocation gets its verified per-IP token back, so a
+ *   client making many allocations is limited by the allocation quotas, while a request that
+ *   authenticates and fails (442, 486, ...) costs a token like any other.
  * - Requests that authenticated without an allocation also spend their username's bucket
  *   (after the HMAC, so a stranger naming a victim's username cannot drain it): a credential
- *   used from many addresses is still limited.
+ *   used from many addresses, or failing in a loop, is still limited.
  * Beyond a bucket, requests are dropped silently: answering would make the server a reflector
  * for spoofed sources (RFC 8656 section 21.1, RFC 8489 section 16).
  *
@@ -43,18 +52,30 @@
  * | maxChannelsPerAllocation        | 128     | live channel bindings of one allocation; more: 508             |
  * | allocationRequestBurst          | 128     | requests one allocation's client address may send at once      |
  * | allocationRequestsPerSecond     | 32      | refill rate of that per-allocation bucket                      |
- * | unauthenticatedBurst            | 64      | other requests one source IP may send at once                  |
+ * | unauthenticatedBurst            | 64      | other requests without a valid nonce, one source IP, at once   |
  * | unauthenticatedPerSecond        | 16      | refill rate of that per-IP bucket                              |
  * | unauthenticatedGlobalBurst      | 4096    | other requests without a valid nonce, all sources, at once     |
  * | unauthenticatedGlobalPerSecond  | 2048    | refill rate of the global bucket                               |
+ * | verifiedSourceBurst             | 256     | other requests with a valid nonce, one source IP, at once      |
+ * | verifiedSourcePerSecond         | 64      | refill rate of that per-IP bucket                              |
+ * | verifiedGlobalBurst             | 16384   | other requests with a valid nonce, all sources, at once        |
+ * | verifiedGlobalPerSecond         | 8192    | refill rate of that global bucket                              |
  * | credentialRequestBurst          | 32      | authenticated requests without an allocation, per username      |
  * | credentialRequestsPerSecond     | 8       | refill rate of that per-username bucket                        |
- * | maxTrackedSources               | 65536   | per-IP and per-username buckets kept (least recently used evicted) |
+ * | maxTrackedSources               | 65536   | per-IP (each kind) and per-username buckets kept (LRU evicted) |
  *
  * A peer in a full mesh room (the signaling default `maxPeersPerRoom` is 32) holds an
  * RTCPeerConnection per remote peer, each with an allocation per local interface it gathers
  * relay candidates on: 32 allocations per user cover one interface for 31 remote peers, and
- * 32 authenticated Allocates at once (the credential bucket) create them in one go. 128 per IP
+ * 32 authenticated Allocates at once (the credential bucket) create them in one go. Before
+ * them the browser sends a Binding and an unauthenticated Allocate per allocation (62 of the
+ * 64 unverified tokens of its IP); the authenticated ones then spend the verified bucket: 256
+ * at once holds two browsers behind one NAT joining full rooms on two interfaces each
+ * (2 x 2 x 31 = 124) twice over (438 retries after a nonce expires, retransmits), and 64/s
+ * lets such a pair rejoin a full room about every second. The verified global bucket holds
+ * four times `maxAllocations` at once (every client of a full server reconnecting after a
+ * restart, with retries) and refills at four times the unverified one: a cap on real sources
+ * that spoofed junk, which spends the unverified buckets only, cannot reach. 128 per IP
  * lets a LAN party of a dozen players share one NAT address, while 32 addresses are needed to
  * fill the 4096 (a quarter of the default relay port range). One allocation serves one remote
  * peer: it needs a permission per remote IP (host, reflexive and relayed candidates: a handful)
@@ -99,6 +120,14 @@ export interface TurnQuotaOptions {
   unauthenticatedGlobalBurst?: number;
   /** Refill rate of the global bucket, requests per second (default 2048). */
   unauthenticatedGlobalPerSecond?: number;
+  /** Token bucket size for requests with a valid nonce per source IP, without an allocation (default 256). */
+  verifiedSourceBurst?: number;
+  /** Refill rate of that per-IP bucket, requests per second (default 64). */
+  verifiedSourcePerSecond?: number;
+  /** Token bucket size for requests with a valid nonce from all sources, without an allocation (default 16384). */
+  verifiedGlobalBurst?: number;
+  /** Refill rate of that global bucket, requests per second (default 8192). */
+  verifiedGlobalPerSecond?: number;
   /** Token bucket size for authenticated requests without an allocation, per username (default 32). */
   credentialRequestBurst?: number;
   /** Refill rate of the per-username bucket, requests per second (default 8). */
@@ -124,6 +153,10 @@ export const DEFAULT_TURN_QUOTAS: Readonly<TurnQuotas> = Object.freeze({
   unauthenticatedPerSecond: 16,
   unauthenticatedGlobalBurst: 4096,
   unauthenticatedGlobalPerSecond: 2048,
+  verifiedSourceBurst: 256,
+  verifiedSourcePerSecond: 64,
+  verifiedGlobalBurst: 16384,
+  verifiedGlobalPerSecond: 8192,
   credentialRequestBurst: 32,
   credentialRequestsPerSecond: 8,
   maxTrackedSources: 65536,
@@ -249,13 +282,15 @@ class BucketTable {
 
 /**
  * The request buckets of clients without an allocation (see the top of this file): per source
- * IP (IPv6 per /64), global for requests without a valid nonce, and per username after
- * authentication.
+ * IP (IPv6 per /64) and global, one pair for requests without a valid nonce and one for
+ * requests with one, and per username after authentication.
  */
 export class UnauthenticatedLimiter {
   private readonly sources: BucketTable;
+  private readonly verifiedSources: BucketTable;
   private readonly users: BucketTable;
   private readonly global: TokenBucket;
+  private readonly verifiedGlobal: TokenBucket;
 
   constructor(
     private readonly limits: Pick<
@@ -264,6 +299,10 @@ export class UnauthenticatedLimiter {
       | 'unauthenticatedPerSecond'
       | 'unauthenticatedGlobalBurst'
       | 'unauthenticatedGlobalPerSecond'
+      | 'verifiedSourceBurst'
+      | 'verifiedSourcePerSecond'
+      | 'verifiedGlobalBurst'
+      | 'verifiedGlobalPerSecond'
       | 'credentialRequestBurst'
       | 'credentialRequestsPerSecond'
       | 'maxTrackedSources'
@@ -272,23 +311,32 @@ export class UnauthenticatedLimiter {
     private readonly now: () => number = () => performance.now(),
   ) {
     this.sources = new BucketTable(limits.unauthenticatedPerSecond, limits.unauthenticatedBurst, limits.maxTrackedSources);
+    this.verifiedSources = new BucketTable(limits.verifiedSourcePerSecond, limits.verifiedSourceBurst, limits.maxTrackedSources);
     this.users = new BucketTable(limits.credentialRequestsPerSecond, limits.credentialRequestBurst, limits.maxTrackedSources);
     this.global = new TokenBucket(limits.unauthenticatedGlobalPerSecond, limits.unauthenticatedGlobalBurst, now);
+    this.verifiedGlobal = new TokenBucket(limits.verifiedGlobalPerSecond, limits.verifiedGlobalBurst, now);
   }
 
-  /** Takes a token of the source IP `address` (as the socket reports it); false if it has none. */
-  allowSource(address: string): boolean {
-    return this.sources.take(sourceKey(address, this.limits.ipv6PrefixLength), this.now());
+  /**
+   * Takes a token of the source IP `address` (as the socket reports it) and one of the global
+   * bucket, from the verified pair if `verified` (the request's nonce was issued to its source);
+   * false, and nothing taken, if either is empty.
+   */
+  allow(address: string, verified: boolean): boolean {
+    const key = sourceKey(address, this.limits.ipv6PrefixLength);
+    const table = verified ? this.verifiedSources : this.sources;
+    if (!table.take(key, this.now())) return false;
+    if ((verified ? this.verifiedGlobal : this.global).take()) return true;
+    table.refund(key);
+    return false;
   }
 
-  /** Gives back the source's token: the request created an allocation (limited by the allocation quotas instead). */
+  /**
+   * Gives back the source's verified token: the request created an allocation (limited by the
+   * allocation quotas instead). Only a request with a valid nonce can create one.
+   */
   refundSource(address: string): void {
-    this.sources.refund(sourceKey(address, this.limits.ipv6PrefixLength));
-  }
-
-  /** Takes a token of the global bucket, for a request without a valid nonce. */
-  allowGlobal(): boolean {
-    return this.global.take();
+    this.verifiedSources.refund(sourceKey(address, this.limits.ipv6PrefixLength));
   }
 
   /** Takes a token of `username`'s bucket, for a request that authenticated without an allocation. */
@@ -296,9 +344,9 @@ export class UnauthenticatedLimiter {
     return this.users.take(username, this.now());
   }
 
-  /** Per-IP buckets held (at most maxTrackedSources). */
+  /** Per-IP buckets held, both kinds (each at most maxTrackedSources). */
   get trackedSources(): number {
-    return this.sources.size;
+    return this.sources.size + this.verifiedSources.size;
   }
 
   /** Per-username buckets held (at most maxTrackedSources). */

@@ -10,15 +10,18 @@
  * limit and at most one CRC-32 and one HMAC after it:
  * 1. ChannelData and Send indications from a client holding an allocation: the hot path.
  * 2. `readHeader` (20 bytes): STUN bits, magic cookie, length + 20 = datagram length.
- * 3. The token bucket: the allocation's for requests from its client address, else the
- *    source IP's (IPv6: its /64; turn/quotas.ts). Indications other than Send, and Send from
- *    an address without an allocation, are dropped here; so are responses.
+ * 3. The token bucket of an allocation, for requests from its client address. Indications
+ *    other than Send, and Send from an address without an allocation, are dropped here; so
+ *    are responses.
  * 4. `scanAttributes`: layout, at most `maxAttributes` attributes, FINGERPRINT only last,
  *    nothing after MESSAGE-INTEGRITY (RFC 8489 sections 14.5 and 14.7).
- * 5. The nonce (one HMAC-SHA256 over ~60 bytes, if the request has MESSAGE-INTEGRITY): a
- *    request from an address without an allocation and without a valid nonce for that address
- *    spends the global bucket too; a valid one proves the source real (it got our 401 there),
- *    so spoofed floods cannot starve it.
+ * 5. The nonce (one HMAC-SHA256 over ~60 bytes, if the request has MESSAGE-INTEGRITY), then,
+ *    for a request from an address without an allocation, the buckets of its source IP (IPv6:
+ *    its /64) and the global one: the verified pair if the nonce was issued to this source
+ *    (it got our 401 there, so it is real and spoofed floods cannot starve it), else the
+ *    unverified pair (turn/quotas.ts). The nonce has to be known to pick the pair; the scan
+ *    and the HMAC-SHA256 before the bucket cost no more than what a spoofed flood from many
+ *    addresses (each with a fresh per-IP bucket) already made the server do.
  * 6. FINGERPRINT (one CRC-32), decoding of the attributes before MESSAGE-INTEGRITY (node-turn,
  *    one exact slice each), 420, then authentication (one HMAC-SHA1), the per-username bucket
  *    for requests without an allocation, and the handler.
@@ -148,7 +151,7 @@ export class TurnServer {
       relayAddress: o.relayAddress,
       defaultLifetime: o.defaultLifetime,
       maxLifetime: o.maxLifetime,
-      // Only an Allocate that creates an allocation gives its per-IP token back (turn/quotas.ts).
+      // Only an Allocate that creates an allocation gives its verified per-IP token back (turn/quotas.ts).
       allocated: (ip) => this.limiter.refundSource(ip),
     };
   }
@@ -267,14 +270,13 @@ export class TurnServer {
       if (!allocation || header.method !== StunMethod.send) return;
     } else if (header.cls !== StunClass.request) {
       return;
-    } else if (allocation ? !allocation.requests.take() : !this.limiter.allowSource(rinfo.address)) {
+    } else if (allocation && !allocation.requests.take()) {
       return this.counters.refuse('rate-limited');
     }
     const scan = scanAttributes(buf, this.quotas.maxAttributes);
     if (typeof scan === 'string') return this.counters.refuse('malformed');
     const nonceValid = header.cls === StunClass.request && this.nonceValid(buf, scan, rinfo);
-    if (header.cls === StunClass.request && !allocation && !nonceValid && !this.limiter.allowGlobal()) {
-      this.limiter.refundSource(rinfo.address);
+    if (header.cls === StunClass.request && !allocation && !this.limiter.allow(rinfo.address, nonceValid)) {
       return this.counters.refuse('rate-limited');
     }
     // RFC 8489 section 7.3: a message with a wrong FINGERPRINT is discarded.
@@ -297,8 +299,8 @@ export class TurnServer {
     const auth = { realm: this.options.realm, credentials: this.options.credentials, nonces: this.nonces, refuse: this.counters.refuse.bind(this.counters), source: rinfo };
     const username = authenticate(auth, msg, reply, buf, scan.integrity, nonceValid, allocation?.username);
     if (username === undefined) return;
-    // A credential buys no extra rate: without an allocation it spends the per-IP token taken
-    // above (given back only if an allocation is created) and its username's bucket.
+    // A credential buys no extra rate: without an allocation it spends the verified per-IP
+    // token taken above (given back only if an allocation is created) and its username's bucket.
     if (!allocation && !this.limiter.allowCredential(username)) return this.counters.refuse('rate-limited');
     signErrors(reply);
     switch (header.method) {

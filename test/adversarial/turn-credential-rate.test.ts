@@ -8,6 +8,10 @@
  * - The global bucket was spent by every request from an address without an allocation:
  *   junk above its refill rate (from spoofed sources, which per-IP buckets cannot stop) left
  *   no token for a real client's Allocate.
+ * - Then authenticated requests spent the same per-IP bucket (64 at once, 16/s) as the
+ *   Bindings and unauthenticated Allocates before them: a browser joining a full 32-peer room
+ *   had ~2 tokens left for its 31 authenticated Allocates, and most waited for a STUN
+ *   retransmit. Requests with a valid nonce now spend the verified buckets.
  */
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
@@ -71,7 +75,8 @@ describe('TURN: a credential buys no extra request rate', () => {
     // every datagram was either answered or refused (a few may be lost on loopback)
     await vi.waitFor(async () => expect((await refusals(server, 'rate-limited')) + answered.n).toBeGreaterThanOrEqual(total * 0.95), { timeout: 10_000 });
     const limited = await refusals(server, 'rate-limited');
-    // the per-IP bucket: 64 at once, then 16/s; before the fix all 2,000 were answered
+    // the per-username bucket (32 at once, 8/s) and the verified per-IP one (256, 64/s); before
+    // the first fix all 2,000 were answered
     expect(limited).toBeGreaterThan(total * 0.8);
     expect(answered.n).toBeLessThan(total * 0.15);
     // a legitimate client from another address is unaffected
@@ -82,7 +87,7 @@ describe('TURN: a credential buys no extra request rate', () => {
 
   it('one credential used from many addresses is limited by its own bucket, another credential is not', async () => {
     // Per-IP buckets out of the way: only the per-username bucket (32 at once, 8/s) is left.
-    const { server, address } = await start({ quotas: { unauthenticatedBurst: 100_000 } });
+    const { server, address } = await start({ quotas: { unauthenticatedBurst: 100_000, verifiedSourceBurst: 100_000 } });
     const clients: TurnTestClient[] = [];
     for (let i = 0; i < 8; i++) {
       const c = await TurnTestClient.open(address, 'mallory', 'secret-m', `127.0.0.${10 + i}`);
@@ -102,18 +107,58 @@ describe('TURN: a credential buys no extra request rate', () => {
     expect(code(await within(bob.request(StunMethod.allocate, [UDP])))).toBe(200);
   }, 30_000);
 
-  it('an Allocate that creates an allocation gives its per-IP token back; one that fails does not', async () => {
-    const { server, address } = await start({ quotas: { unauthenticatedBurst: 4, unauthenticatedPerSecond: 0.001 } });
-    // 2 allocations: 2 challenges (kept) + 2 signed Allocates (given back) = 2 tokens of 4
-    for (let i = 0; i < 2; i++) {
+  it('an Allocate that creates an allocation gives its verified per-IP token back; one that fails does not', async () => {
+    const { server, address } = await start({ quotas: { verifiedSourceBurst: 2, verifiedSourcePerSecond: 0.001 } });
+    // 3 allocations: 3 challenges (unverified bucket) + 3 signed Allocates (verified, given back)
+    for (let i = 0; i < 3; i++) {
       const c = await TurnTestClient.open(address, 'alice', 'secret-a');
       await c.allocate();
     }
-    expect(server.allocationCount).toBe(2);
+    expect(server.allocationCount).toBe(3);
     const m = await TurnTestClient.open(address, 'mallory', 'secret-m');
-    // challenge (token 3), signed 442 (token 4, kept), then nothing left
+    // challenge (unverified), signed 442 (verified token 1, kept), signed 442 (token 2, kept), then nothing left
     expect(code(await within(m.request(StunMethod.allocate, [TCP])))).toBe(442);
+    expect(code(await within(m.transact((tid) => m.signed(StunMethod.allocate, [TCP], tid))))).toBe(442);
     expect(code(await within(m.transact((tid) => m.signed(StunMethod.allocate, [TCP], tid)), 500))).toBe('no answer');
+  });
+
+  /** 31 sockets on one IP (one RTCPeerConnection per remote peer), each after a Binding and a 401: ready to send its authenticated Allocate. */
+  async function joiningBrowser(address: { address: string; port: number }): Promise<TurnTestClient[]> {
+    const clients = await Promise.all(Array.from({ length: 31 }, () => TurnTestClient.open(address, 'alice', 'secret-a')));
+    // within() gives up after 3 s and nothing is retransmitted: a dropped request fails the test
+    const bindings = await Promise.all(clients.map((c) => within(c.transact(binding))));
+    expect(bindings.map(code)).toEqual(clients.map(() => 200));
+    const challenges = await Promise.all(clients.map((c) => within(c.transact(challenge))));
+    expect(challenges.map(code)).toEqual(clients.map(() => 401));
+    clients.forEach((c, i) => c.learn((challenges[i] as Response).msg));
+    return clients;
+  }
+  const binding = (tid: Buffer): Buffer => encode({ method: StunMethod.binding, cls: StunClass.request, transactionId: tid, attributes: [] });
+  const challenge = (tid: Buffer): Buffer => encode({ method: StunMethod.allocate, cls: StunClass.request, transactionId: tid, attributes: [UDP] });
+
+  it('a browser joining a full room: 31 Bindings, 31 challenges, then 31 authenticated Allocates at once all get 200 first time', async () => {
+    const { server, address } = await start();
+    const clients = await joiningBrowser(address);
+    const allocates = await Promise.all(clients.map((c) => within(c.transact((tid) => c.signed(StunMethod.allocate, [UDP], tid)))));
+    expect(allocates.map(code)).toEqual(clients.map(() => 200));
+    expect(server.allocationCount).toBe(31);
+    expect(await refusals(server, 'rate-limited')).toBe(0);
+  });
+
+  it('with the per-IP bucket emptied by others on the same IP (NAT, or spoofed), those 31 authenticated Allocates still all get 200 first time', async () => {
+    const { server, address } = await start();
+    const clients = await joiningBrowser(address);
+    // another host behind the same NAT (or datagrams spoofing this IP) spends the rest of the
+    // IP's unverified bucket: 64 at once, 62 spent above
+    const other = await TurnTestClient.open(address, 'x', 'x');
+    await blast(other.socket, address, Array.from({ length: 40 }, () => binding(randomBytes(12))));
+    await vi.waitFor(async () => expect(await refusals(server, 'rate-limited')).toBeGreaterThanOrEqual(30), { timeout: 5000 });
+    const limited = await refusals(server, 'rate-limited');
+    // before the fix the authenticated Allocates spent that same empty bucket: all dropped
+    const allocates = await Promise.all(clients.map((c) => within(c.transact((tid) => c.signed(StunMethod.allocate, [UDP], tid)))));
+    expect(allocates.map(code)).toEqual(clients.map(() => 200));
+    expect(server.allocationCount).toBe(31);
+    expect(await refusals(server, 'rate-limited')).toBe(limited);
   });
 });
 
@@ -137,7 +182,7 @@ describe('TURN: spoofed junk cannot starve requests that carry a valid nonce', (
     const res = await within(alice.transact((tid) => alice.signed(StunMethod.allocate, [UDP], tid)));
     expect(code(res)).toBe(200);
     expect(server.allocationCount).toBe(1);
-    // a forged nonce (or one issued to another address) buys nothing
+    // a forged nonce (or one issued to another address) spends the unverified buckets: nothing
     const thief = await TurnTestClient.open(address, 'alice', 'secret-a', '127.0.0.5');
     thief.realm = alice.realm;
     thief.nonce = alice.nonce;

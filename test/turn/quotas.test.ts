@@ -158,13 +158,8 @@ describe('TURN quotas: allocations', () => {
   });
 });
 
-/** What the server's gate does for a request without a valid nonce: its source's bucket, then the global one (the source keeps its token if that is empty). */
-function allow(limiter: UnauthenticatedLimiter, ip: string): boolean {
-  if (!limiter.allowSource(ip)) return false;
-  if (limiter.allowGlobal()) return true;
-  limiter.refundSource(ip);
-  return false;
-}
+/** What the server's gate does for a request without a valid nonce. */
+const allow = (limiter: UnauthenticatedLimiter, ip: string): boolean => limiter.allow(ip, false);
 
 describe('TURN quotas: unauthenticated requests', () => {
   it('token bucket per source and global, with bounded state', () => {
@@ -175,6 +170,10 @@ describe('TURN quotas: unauthenticated requests', () => {
         unauthenticatedPerSecond: 1,
         unauthenticatedGlobalBurst: 5,
         unauthenticatedGlobalPerSecond: 2,
+        verifiedSourceBurst: 4,
+        verifiedSourcePerSecond: 1,
+        verifiedGlobalBurst: 6,
+        verifiedGlobalPerSecond: 0.001,
         credentialRequestBurst: 2,
         credentialRequestsPerSecond: 1,
         maxTrackedSources: 2,
@@ -192,12 +191,17 @@ describe('TURN quotas: unauthenticated requests', () => {
     expect(allow(limiter, '10.0.0.2')).toBe(true);
     // 10.0.0.3 has tokens of its own but the global bucket is empty, and keeps them
     expect(allow(limiter, '10.0.0.3')).toBe(false);
-    // a request with a valid nonce spends only its source's bucket
-    expect([1, 2, 3, 4].map(() => limiter.allowSource('10.0.0.3'))).toEqual([true, true, true, false]);
+    // a request with a valid nonce spends the verified pair: its own per-IP bucket (4), not
+    // the empty unverified one, and the verified global bucket (6)
+    expect([1, 2, 3, 4, 5].map(() => limiter.allow('10.0.0.3', true))).toEqual([true, true, true, true, false]);
+    // the verified global bucket caps real sources too: 2 left for everybody, the source keeps its token
+    expect([1, 2, 3].map(() => limiter.allow('10.0.0.5', true))).toEqual([true, true, false]);
+    expect(limiter.allow('10.0.0.6', true)).toBe(false);
     now = 1500;
     expect(allow(limiter, '10.0.0.4')).toBe(true);
     expect(allow(limiter, '10.0.0.4')).toBe(false);
-    expect(limiter.trackedSources).toBe(2);
+    // two unverified and two verified per-IP buckets (each table at most maxTrackedSources)
+    expect(limiter.trackedSources).toBe(4);
     // per username, bounded too
     expect([1, 2, 3].map(() => limiter.allowCredential('alice'))).toEqual([true, true, false]);
     expect(limiter.allowCredential('bob')).toBe(true);
@@ -205,13 +209,16 @@ describe('TURN quotas: unauthenticated requests', () => {
     expect(limiter.trackedCredentials).toBe(2);
   });
 
-  it('a source gets back only the tokens refunded, up to its burst', () => {
-    const limiter = new UnauthenticatedLimiter({ ...DEFAULT_TURN_QUOTAS, unauthenticatedBurst: 2, unauthenticatedPerSecond: 0.001 }, () => 0);
-    expect([1, 2, 3].map(() => limiter.allowSource('10.0.0.1'))).toEqual([true, true, false]);
+  it('a source gets back only the verified tokens refunded, up to its burst', () => {
+    const limiter = new UnauthenticatedLimiter({ ...DEFAULT_TURN_QUOTAS, verifiedSourceBurst: 2, verifiedSourcePerSecond: 0.001, unauthenticatedBurst: 2, unauthenticatedPerSecond: 0.001 }, () => 0);
+    expect([1, 2, 3].map(() => limiter.allow('10.0.0.1', true))).toEqual([true, true, false]);
+    expect([1, 2, 3].map(() => limiter.allow('10.0.0.1', false))).toEqual([true, true, false]);
     limiter.refundSource('10.0.0.1');
     limiter.refundSource('10.0.0.1');
     limiter.refundSource('10.0.0.1');
-    expect([1, 2, 3].map(() => limiter.allowSource('10.0.0.1'))).toEqual([true, true, false]);
+    expect([1, 2, 3].map(() => limiter.allow('10.0.0.1', true))).toEqual([true, true, false]);
+    // the unverified bucket got nothing back
+    expect(limiter.allow('10.0.0.1', false)).toBe(false);
   });
 
   it('TokenBucket takes (rate, burst, now) like the signaling one', () => {
