@@ -80,6 +80,7 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
     previous.close(CLOSE_CODES.replaced, 'session resumed elsewhere');
   }
   ctx.clearGrace(session);
+  const oldToken = session.resumeToken;
   ctx.sessions.delete(session.resumeToken);
   session.resumeToken = newResumeToken();
   ctx.sessions.set(session.resumeToken, session);
@@ -90,6 +91,16 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   // (Closing counts: a closing connection never gets the welcome.)
   if (!conn.open) return ctx.startGrace(session, 'closed');
   sendWelcome(ctx, conn, session, members.filter((p) => p.id !== session.id), true);
+  if (!conn.open) {
+    // The welcome itself overflowed maxBufferedBytes (a non-reading client resuming with a
+    // backlog): it was dropped and the connection is closing. The client never got the new
+    // token, so the old one stays good, and the queue stays in the session (not attached
+    // to a connection that can no longer write it) for the next resume.
+    ctx.sessions.delete(session.resumeToken);
+    session.resumeToken = oldToken;
+    ctx.sessions.set(oldToken, session);
+    return ctx.startGrace(session, 'closed');
+  }
   session.attach(conn);
   ctx.enteredRoom(conn);
   ctx.metrics.resumes.inc({ result: 'resumed' });
@@ -126,6 +137,13 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
   }
   ctx.sessions.set(session.resumeToken, session);
   sendWelcome(ctx, conn, session, outcome.peers, false);
+  if (!conn.open) {
+    // The welcome itself overflowed maxBufferedBytes (a non-reading client rejoining with a
+    // backlog): the client never got its id or token, so the room must not hear of it either.
+    ctx.sessions.delete(session.resumeToken);
+    await ctx.store.leave(msg.room, session.id);
+    return;
+  }
   session.attach(conn);
   ctx.enteredRoom(conn);
   await ctx.store.broadcast(

@@ -271,3 +271,54 @@ function idOf(c: TestClient): string {
   if (w?.type !== 'welcome') throw new Error('no welcome');
   return w.id;
 }
+
+/** The server side of a client connected after `before` was taken. */
+function newConnection(srv: TestServer, before: Set<Connection>): Connection {
+  const conn = [...connectionsOf(srv)].find((c) => !before.has(c));
+  if (!conn) throw new Error('no new connection');
+  return conn;
+}
+
+/** Makes the server see `conn`'s backlog as full: the next frame written to it overflows. */
+function fillBacklog(conn: Connection): void {
+  Object.defineProperty(conn.ws, 'bufferedAmount', { get: () => DEFAULT_LIMITS.maxBufferedBytes });
+}
+
+describe('slow reader: the welcome itself overflows', () => {
+  it('join: the connection is closed with 1013 and the room never hears of it (no ghost peer-joined)', async () => {
+    const srv = await startServer();
+    const observer = await srv.joined('r');
+    const before = new Set(connectionsOf(srv));
+    const joiner = await srv.connect();
+    fillBacklog(newConnection(srv, before));
+    joiner.send({ type: 'join', room: 'r' });
+    expect((await joiner.closed).code).toBe(CLOSE_CODES.tooSlow);
+    await observer.client.sync();
+    expect(observer.client.pending('peer-joined')).toEqual([]);
+    // The room holds the observer alone: a newcomer is told of it only.
+    const next = await srv.joined('r');
+    const welcome = next.client.received.find((m) => m.type === 'welcome');
+    expect(welcome?.type === 'welcome' && welcome.peers.map((p) => p.id)).toEqual([observer.id]);
+  });
+
+  it('resume: the old token stays good and the queued frames are kept for the next resume', async () => {
+    const srv = await startServer();
+    const peer = await srv.joined('r');
+    const sender = await srv.joined('r');
+    await peer.client.terminate();
+    await srv.logs.waitFor((l) => l.msg === 'connection closed' && l.id === peer.id);
+    sender.client.send({ type: 'signal', to: peer.id, data: 'while away' });
+    await sender.client.sync();
+    const before = new Set(connectionsOf(srv));
+    const first = await srv.connect();
+    fillBacklog(newConnection(srv, before));
+    first.send({ type: 'join', room: 'r', resume: peer.token });
+    expect((await first.closed).code).toBe(CLOSE_CODES.tooSlow);
+    const again = await srv.connect();
+    const welcome = await again.join('r', { resume: peer.token });
+    expect(welcome.resumed).toBe(true);
+    expect(welcome.id).toBe(peer.id);
+    const signal = await again.next('signal');
+    expect(signal.data).toBe('while away');
+  });
+});
