@@ -54,7 +54,7 @@ async function sendWithinLimits(sender: TestClient, to: string, count: number, b
 async function startCliServer(): Promise<{ pid: number; url: string; wsUrl: string }> {
   // The reader here resumes reading after ~5 s of attack: give it longer than the default
   // slowReaderCloseMs to read its backlog (being terminated instead is tested below).
-  const child = startCli(['serve', '--port', '0', '--host', '127.0.0.1', '--turn', 'off', '--log-level', 'error', '--slow-reader-close-ms', '60000']);
+  const child = startCli(['serve', '--port', '0', '--host', '127.0.0.1', '--turn', 'off', '--log-level', 'error', '--slow-reader-close-ms', '60000', '--resume-grace-ms', '120000']);
   const [, url, wsUrl] = START_LINE.exec(await nextLine(child)) as RegExpExecArray;
   return { pid: child.pid as number, url: url as string, wsUrl: wsUrl as string };
 }
@@ -162,6 +162,8 @@ describe('slow reader: what it gets back when it resumes', () => {
         messagesPerSecond: 5_000,
         // It reads its backlog once the sender is done, however long that takes on a busy machine.
         slowReaderCloseMs: 60_000,
+        // slowReaderCloseMs must stay below the grace period (the reader must be able to resume).
+        resumeGraceMs: 120_000,
       },
     });
     const reader = await srv.joined('r');
