@@ -34,6 +34,8 @@ export interface HandlerContext {
   startGrace(session: Session, reason: LeaveReason): void;
   /** The connection joined (or resumed into) a room: its join deadline stops. */
   enteredRoom(conn: Connection): void;
+  /** Closes a connection from the server side, terminating it if it has not finished closing within slowReaderCloseMs. */
+  castOff(conn: Connection, code: number, reason: string): void;
   /** The connection left its room: its join deadline starts again. */
   leftRoom(conn: Connection): void;
 }
@@ -77,7 +79,7 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   if (previous && previous !== conn) {
     previous.session = null;
     session.conn = null;
-    previous.close(CLOSE_CODES.replaced, 'session resumed elsewhere');
+    ctx.castOff(previous, CLOSE_CODES.replaced, 'session resumed elsewhere');
   }
   ctx.clearGrace(session);
   const oldToken = session.resumeToken;

@@ -324,3 +324,20 @@ describe('slow reader: the welcome itself overflows', () => {
     expect(signal.data).toBe('while away');
   });
 });
+
+describe('cast off: other server-initiated closes', () => {
+  it('terminates a replaced connection (4010) that has not finished closing within slowReaderCloseMs', { timeout: 30_000 }, async () => {
+    const srv = await startFakeClockServer({ limits: { slowReaderCloseMs: 5_000 } });
+    const peer = await srv.joined('r');
+    const conn = [...connectionsOf(srv)].find((c) => c.session?.id === peer.id)!;
+    // The old client stops reading: it never answers the close frame.
+    (peer.client.ws as unknown as { _socket: Socket })._socket.pause();
+    const again = await srv.connect();
+    expect((await again.join('r', { resume: peer.token })).resumed).toBe(true);
+    expect(conn.closed).toBe(false);
+    srv.clock.advance(5_000);
+    await srv.logs.waitFor((l) => l.msg === 'connection closed' && l.code === CLOSE_CODES.replaced);
+    expect(conn.closed).toBe(true);
+    expect((conn.ws as unknown as { _socket: Socket })._socket.destroyed).toBe(true);
+  });
+});
