@@ -34,6 +34,8 @@ export interface HandlerContext {
   startGrace(session: Session, reason: LeaveReason): void;
   /** The connection joined (or resumed into) a room: its join deadline stops. */
   enteredRoom(conn: Connection): void;
+  /** Closes a connection from the server side, terminating it if it has not finished closing within slowReaderCloseMs. */
+  castOff(conn: Connection, code: number, reason: string): void;
   /** The connection left its room: its join deadline starts again. */
   leftRoom(conn: Connection): void;
 }
@@ -77,9 +79,10 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   if (previous && previous !== conn) {
     previous.session = null;
     session.conn = null;
-    previous.close(CLOSE_CODES.replaced, 'session resumed elsewhere');
+    ctx.castOff(previous, CLOSE_CODES.replaced, 'session resumed elsewhere');
   }
   ctx.clearGrace(session);
+  const oldToken = session.resumeToken;
   ctx.sessions.delete(session.resumeToken);
   session.resumeToken = newResumeToken();
   ctx.sessions.set(session.resumeToken, session);
@@ -90,6 +93,16 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   // (Closing counts: a closing connection never gets the welcome.)
   if (!conn.open) return ctx.startGrace(session, 'closed');
   sendWelcome(ctx, conn, session, members.filter((p) => p.id !== session.id), true);
+  if (!conn.open) {
+    // The welcome itself overflowed maxBufferedBytes (a non-reading client resuming with a
+    // backlog): it was dropped and the connection is closing. The client never got the new
+    // token, so the old one stays good, and the queue stays in the session (not attached
+    // to a connection that can no longer write it) for the next resume.
+    ctx.sessions.delete(session.resumeToken);
+    session.resumeToken = oldToken;
+    ctx.sessions.set(oldToken, session);
+    return ctx.startGrace(session, 'closed');
+  }
   session.attach(conn);
   ctx.enteredRoom(conn);
   ctx.metrics.resumes.inc({ result: 'resumed' });
@@ -126,6 +139,13 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
   }
   ctx.sessions.set(session.resumeToken, session);
   sendWelcome(ctx, conn, session, outcome.peers, false);
+  if (!conn.open) {
+    // The welcome itself overflowed maxBufferedBytes (a non-reading client rejoining with a
+    // backlog): the client never got its id or token, so the room must not hear of it either.
+    ctx.sessions.delete(session.resumeToken);
+    await ctx.store.leave(msg.room, session.id);
+    return;
+  }
   session.attach(conn);
   ctx.enteredRoom(conn);
   await ctx.store.broadcast(

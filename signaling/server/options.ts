@@ -192,6 +192,12 @@ export function resolveOptions(options: SignalingServerOptions, serverNames: rea
       'invalid signaling options: limits.maxBufferedBytes must be at least 2 x limits.resumeQueueLength x limits.maxMessageBytes (a resumed session gets its whole queue at once, with its welcome)',
     );
   }
+  if (limits.resumeGraceMs > 0 && limits.slowReaderCloseMs >= limits.resumeGraceMs) {
+    // The grace period starts at the 1013: a reader terminated only after it ended could never resume.
+    throw new InvalidOptionsError(
+      'invalid signaling options: limits.slowReaderCloseMs must be below limits.resumeGraceMs (a slow reader is terminated that long after its 1013 and must still be able to resume); resumeGraceMs 0 turns resume off',
+    );
+  }
   if ((options.tokenAudience !== undefined || options.tokenIssuer !== undefined) && options.secret === undefined) {
     throw new InvalidOptionsError('invalid signaling options: tokenAudience and tokenIssuer check tokens: they need a secret');
   }

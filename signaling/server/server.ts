@@ -148,7 +148,7 @@ export class SignalingServer implements HandlerContext {
     conn.send(encodeServerMessage(ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref }));
     // unauthorized on join is final; everything else is final only when it keeps happening.
     if (code === 'unauthorized' || conn.strikes.add(this.clock.now())) {
-      conn.close(closeCodeFor(code), code);
+      this.castOff(conn, closeCodeFor(code), code);
     }
   }
 
@@ -188,8 +188,7 @@ export class SignalingServer implements HandlerContext {
     conn.joinTimer = this.clock.setTimeout(() => {
       conn.joinTimer = null;
       if (conn.session === null && !conn.closed) {
-        conn.closeCodeSent = CLOSE_CODES.joinTimeout;
-        conn.close(CLOSE_CODES.joinTimeout, 'join timeout');
+        this.castOff(conn, CLOSE_CODES.joinTimeout, 'join timeout');
       }
     }, this.options.limits.joinTimeoutMs);
   }
@@ -216,17 +215,27 @@ export class SignalingServer implements HandlerContext {
       session.deliver(frame, relay);
       this.startGrace(session, 'closed');
     }
-    conn.closeCodeSent = CLOSE_CODES.tooSlow;
-    conn.close(CLOSE_CODES.tooSlow, 'slow reader');
+    this.castOff(conn, CLOSE_CODES.tooSlow, 'slow reader');
+  };
+
+  /**
+   * A close the server starts (slow reader, abuse, replaced, join timeout): the close frame
+   * waits behind whatever the client has not read, and ws would hold that backlog for its
+   * 30 s closing-handshake timeout. A connection that has not finished closing within
+   * slowReaderCloseMs is terminated instead, so every cast-off backlog is freed that soon.
+   */
+  castOff(conn: Connection, code: number, reason: string): void {
+    conn.closeCodeSent = code;
+    conn.close(code, reason);
     if (conn.castOffTimer === null && !conn.closed) {
       conn.castOffTimer = this.clock.setTimeout(() => {
         conn.castOffTimer = null;
         if (conn.closed) return;
-        this.logger.debug({ ip: conn.ip, buffered: conn.ws.bufferedAmount }, 'slow reader terminated');
+        this.logger.debug({ ip: conn.ip, code, buffered: conn.ws.bufferedAmount }, 'cast-off connection terminated');
         conn.ws.terminate();
       }, this.options.limits.slowReaderCloseMs);
     }
-  };
+  }
 
   clearGrace(session: Session): void {
     if (session.graceTimer !== null) {

@@ -54,7 +54,7 @@ async function sendWithinLimits(sender: TestClient, to: string, count: number, b
 async function startCliServer(): Promise<{ pid: number; url: string; wsUrl: string }> {
   // The reader here resumes reading after ~5 s of attack: give it longer than the default
   // slowReaderCloseMs to read its backlog (being terminated instead is tested below).
-  const child = startCli(['serve', '--port', '0', '--host', '127.0.0.1', '--turn', 'off', '--log-level', 'error', '--slow-reader-close-ms', '60000']);
+  const child = startCli(['serve', '--port', '0', '--host', '127.0.0.1', '--turn', 'off', '--log-level', 'error', '--slow-reader-close-ms', '60000', '--resume-grace-ms', '120000']);
   const [, url, wsUrl] = START_LINE.exec(await nextLine(child)) as RegExpExecArray;
   return { pid: child.pid as number, url: url as string, wsUrl: wsUrl as string };
 }
@@ -162,6 +162,8 @@ describe('slow reader: what it gets back when it resumes', () => {
         messagesPerSecond: 5_000,
         // It reads its backlog once the sender is done, however long that takes on a busy machine.
         slowReaderCloseMs: 60_000,
+        // slowReaderCloseMs must stay below the grace period (the reader must be able to resume).
+        resumeGraceMs: 120_000,
       },
     });
     const reader = await srv.joined('r');
@@ -271,3 +273,71 @@ function idOf(c: TestClient): string {
   if (w?.type !== 'welcome') throw new Error('no welcome');
   return w.id;
 }
+
+/** The server side of a client connected after `before` was taken. */
+function newConnection(srv: TestServer, before: Set<Connection>): Connection {
+  const conn = [...connectionsOf(srv)].find((c) => !before.has(c));
+  if (!conn) throw new Error('no new connection');
+  return conn;
+}
+
+/** Makes the server see `conn`'s backlog as full: the next frame written to it overflows. */
+function fillBacklog(conn: Connection): void {
+  Object.defineProperty(conn.ws, 'bufferedAmount', { get: () => DEFAULT_LIMITS.maxBufferedBytes });
+}
+
+describe('slow reader: the welcome itself overflows', () => {
+  it('join: the connection is closed with 1013 and the room never hears of it (no ghost peer-joined)', async () => {
+    const srv = await startServer();
+    const observer = await srv.joined('r');
+    const before = new Set(connectionsOf(srv));
+    const joiner = await srv.connect();
+    fillBacklog(newConnection(srv, before));
+    joiner.send({ type: 'join', room: 'r' });
+    expect((await joiner.closed).code).toBe(CLOSE_CODES.tooSlow);
+    await observer.client.sync();
+    expect(observer.client.pending('peer-joined')).toEqual([]);
+    // The room holds the observer alone: a newcomer is told of it only.
+    const next = await srv.joined('r');
+    const welcome = next.client.received.find((m) => m.type === 'welcome');
+    expect(welcome?.type === 'welcome' && welcome.peers.map((p) => p.id)).toEqual([observer.id]);
+  });
+
+  it('resume: the old token stays good and the queued frames are kept for the next resume', async () => {
+    const srv = await startServer();
+    const peer = await srv.joined('r');
+    const sender = await srv.joined('r');
+    await peer.client.terminate();
+    await srv.logs.waitFor((l) => l.msg === 'connection closed' && l.id === peer.id);
+    sender.client.send({ type: 'signal', to: peer.id, data: 'while away' });
+    await sender.client.sync();
+    const before = new Set(connectionsOf(srv));
+    const first = await srv.connect();
+    fillBacklog(newConnection(srv, before));
+    first.send({ type: 'join', room: 'r', resume: peer.token });
+    expect((await first.closed).code).toBe(CLOSE_CODES.tooSlow);
+    const again = await srv.connect();
+    const welcome = await again.join('r', { resume: peer.token });
+    expect(welcome.resumed).toBe(true);
+    expect(welcome.id).toBe(peer.id);
+    const signal = await again.next('signal');
+    expect(signal.data).toBe('while away');
+  });
+});
+
+describe('cast off: other server-initiated closes', () => {
+  it('terminates a replaced connection (4010) that has not finished closing within slowReaderCloseMs', { timeout: 30_000 }, async () => {
+    const srv = await startFakeClockServer({ limits: { slowReaderCloseMs: 5_000 } });
+    const peer = await srv.joined('r');
+    const conn = [...connectionsOf(srv)].find((c) => c.session?.id === peer.id)!;
+    // The old client stops reading: it never answers the close frame.
+    (peer.client.ws as unknown as { _socket: Socket })._socket.pause();
+    const again = await srv.connect();
+    expect((await again.join('r', { resume: peer.token })).resumed).toBe(true);
+    expect(conn.closed).toBe(false);
+    srv.clock.advance(5_000);
+    await srv.logs.waitFor((l) => l.msg === 'connection closed' && l.code === CLOSE_CODES.replaced);
+    expect(conn.closed).toBe(true);
+    expect((conn.ws as unknown as { _socket: Socket })._socket.destroyed).toBe(true);
+  });
+});

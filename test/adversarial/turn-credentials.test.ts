@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { turnIceServers } from '../../turn/ice-servers.js';
 import { cleanup } from '../helpers/resources.js';
-import { ICE_SERVERS_MAX_AGE_MS, iceServersReuseMs } from '../../signaling/server/ice-refresh.js';
+import { ICE_SERVERS_MAX_AGE_MS, ICE_SERVERS_MIN_AGE_MS, iceServersReuseMs } from '../../signaling/server/ice-refresh.js';
 import { startFakeClockServer, startServer } from '../helpers/server.js';
 
 afterEach(cleanup);
@@ -72,12 +72,28 @@ describe('adversarial: minting TURN credentials by join/leave', () => {
     expect(usernameOf((await c.join('r')).iceServers)).toBe('opaque-2');
   });
 
+  it('does not read a custom username that merely starts with digits and a colon as long expired: rejoins reuse it', async () => {
+    let minted = 0;
+    const srv = await startServer({ iceServers: () => [{ urls: 'turn:t.example', username: `42:alice-${++minted}`, credential: 'x' }] });
+    const c = await srv.connect();
+    for (let i = 0; i < 10; i++) {
+      expect(usernameOf((await c.join('r')).iceServers)).toBe('42:alice-1');
+      c.send({ type: 'leave' });
+    }
+    expect(minted).toBe(1);
+  });
+
   it('iceServersReuseMs: half the shortest REST lifetime left, the max age otherwise', () => {
     const wall = 1_800_000_000_000;
     const at = (s: number): string => `${wall / 1000 + s}:peer`;
     expect(iceServersReuseMs([{ urls: 'stun:x' }, { urls: 'turn:x', username: at(600), credential: 'p' }], wall)).toBe(300_000);
     expect(iceServersReuseMs([{ urls: 'turn:a', username: at(600), credential: 'p' }, { urls: 'turn:b', username: at(100), credential: 'p' }], wall)).toBe(50_000);
-    expect(iceServersReuseMs([{ urls: 'turn:x', username: at(-5), credential: 'p' }], wall)).toBe(0);
+    // An expiry already past at mint time is implausible: the username is opaque.
+    expect(iceServersReuseMs([{ urls: 'turn:x', username: at(-5), credential: 'p' }], wall)).toBe(ICE_SERVERS_MAX_AGE_MS);
+    expect(iceServersReuseMs([{ urls: 'turn:x', username: '42:alice', credential: 'p' }], wall)).toBe(ICE_SERVERS_MAX_AGE_MS);
+    // At least the minimum, never past the credential's own expiry.
+    expect(iceServersReuseMs([{ urls: 'turn:x', username: at(40), credential: 'p' }], wall)).toBe(ICE_SERVERS_MIN_AGE_MS);
+    expect(iceServersReuseMs([{ urls: 'turn:x', username: at(10), credential: 'p' }], wall)).toBe(10_000);
     expect(iceServersReuseMs([{ urls: 'turn:x', username: 'alice', credential: 'p' }], wall)).toBe(ICE_SERVERS_MAX_AGE_MS);
     expect(iceServersReuseMs([], wall)).toBe(ICE_SERVERS_MAX_AGE_MS);
   });

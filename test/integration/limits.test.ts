@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLOSE_CODES, type PeerInfo } from '../../signaling/protocol/index.js';
 import { InvalidOptionsError, MemoryRoomStore, listenSignaling, type JoinOutcome, type Sink } from '../../signaling/server/index.js';
+import { resolveOptions } from '../../signaling/server/options.js';
 import { cleanup } from '../helpers/resources.js';
 import { metricValue, startFakeClockServer, type TestServer } from '../helpers/server.js';
 import type { TestClient } from '../helpers/ws-client.js';
@@ -222,5 +223,12 @@ describe('limits: options', () => {
     await expect(start({ limits: { joinTimeoutMs: 0 } })).rejects.toThrow(/joinTimeoutMs/);
     await expect(start({ trustProxy: ['10.0.0.0/40'] })).rejects.toThrow(/trustProxy/);
     await expect(start({ trustProxy: -1 })).rejects.toThrow(/trustProxy/);
+  });
+
+  it('refuses a slowReaderCloseMs that is not below resumeGraceMs (a terminated slow reader could never resume), unless resume is off', () => {
+    expect(() => resolveOptions({ limits: { slowReaderCloseMs: 10_000, resumeGraceMs: 10_000 } })).toThrow(InvalidOptionsError);
+    expect(() => resolveOptions({ limits: { slowReaderCloseMs: 20_000 } })).toThrow(/slowReaderCloseMs.*resumeGraceMs/);
+    expect(resolveOptions({ limits: { slowReaderCloseMs: 9_999, resumeGraceMs: 10_000 } }).limits.slowReaderCloseMs).toBe(9_999);
+    expect(resolveOptions({ limits: { slowReaderCloseMs: 20_000, resumeGraceMs: 0 } }).limits.resumeGraceMs).toBe(0);
   });
 });
