@@ -173,6 +173,11 @@ export function resolveOptions(options: SignalingServerOptions, serverNames: rea
   const parsed = OptionsSchema.safeParse(options);
   if (!parsed.success) throw new InvalidOptionsError(`invalid signaling options: ${formatZodError(parsed.error)}`, { cause: parsed.error });
   const limits: Limits = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
+  // Unless set, the cast-off deadline follows a shortened grace period (half of it), so that
+  // lowering only resumeGraceMs never makes the defaults contradict each other (checked below).
+  if (options.limits?.slowReaderCloseMs === undefined && limits.resumeGraceMs > 0) {
+    limits.slowReaderCloseMs = Math.min(DEFAULT_LIMITS.slowReaderCloseMs, Math.max(1, Math.floor(limits.resumeGraceMs / 2)));
+  }
   if (limits.maxMessageBytes > limits.maxFrameBytes) {
     throw new InvalidOptionsError('invalid signaling options: limits.maxMessageBytes must not exceed limits.maxFrameBytes');
   }

@@ -230,5 +230,8 @@ describe('limits: options', () => {
     expect(() => resolveOptions({ limits: { slowReaderCloseMs: 20_000 } })).toThrow(/slowReaderCloseMs.*resumeGraceMs/);
     expect(resolveOptions({ limits: { slowReaderCloseMs: 9_999, resumeGraceMs: 10_000 } }).limits.slowReaderCloseMs).toBe(9_999);
     expect(resolveOptions({ limits: { slowReaderCloseMs: 20_000, resumeGraceMs: 0 } }).limits.resumeGraceMs).toBe(0);
+    // Only the grace set: the cast-off deadline follows it (half), instead of refusing the defaults.
+    expect(resolveOptions({ limits: { resumeGraceMs: 3_000 } }).limits.slowReaderCloseMs).toBe(1_500);
+    expect(resolveOptions({ limits: { resumeGraceMs: 60_000 } }).limits.slowReaderCloseMs).toBe(5_000);
   });
 });
