@@ -150,16 +150,21 @@ describe('adversarial: a client that stops reading', () => {
   });
 });
 
+/** A 256 KiB backlog bound (and what it must hold) and a rate that lets one sender fill it quickly. */
+const SMALL_BUFFER = {
+  maxBufferedBytes: 256 * 1024,
+  relayMaxBufferedBytes: 64 * 1024,
+  relayLatestAboveBytes: 16 * 1024,
+  resumeQueueLength: 8,
+  messageBurst: 5_000,
+  messagesPerSecond: 5_000,
+};
+
 describe('slow reader: what it gets back when it resumes', () => {
   it('loses nothing in the middle: the old connection delivers a prefix, the resumed one continues it', { timeout: 30_000 }, async () => {
     const srv = await startServer({
       limits: {
-        maxBufferedBytes: 256 * 1024,
-        relayMaxBufferedBytes: 64 * 1024,
-        relayLatestAboveBytes: 16 * 1024,
-        resumeQueueLength: 8,
-        messageBurst: 5_000,
-        messagesPerSecond: 5_000,
+        ...SMALL_BUFFER,
         // It reads its backlog once the sender is done, however long that takes on a busy machine.
         slowReaderCloseMs: 60_000,
         // slowReaderCloseMs must stay below the grace period (the reader must be able to resume).
@@ -195,15 +200,6 @@ describe('slow reader: what it gets back when it resumes', () => {
 
 /** The server's connections (private; read for these white-box checks only). */
 const connectionsOf = (srv: TestServer): Set<Connection> => (srv.server as unknown as { connections: Set<Connection> }).connections;
-
-const SMALL_BUFFER = {
-  maxBufferedBytes: 256 * 1024,
-  relayMaxBufferedBytes: 64 * 1024,
-  relayLatestAboveBytes: 16 * 1024,
-  resumeQueueLength: 8,
-  messageBurst: 5_000,
-  messagesPerSecond: 5_000,
-};
 
 describe('slow reader: cast off', () => {
   it('terminates a reader that has not read its backlog slowReaderCloseMs after the 1013, freeing it; the reader resumes', { timeout: 30_000 }, async () => {
