@@ -28,6 +28,12 @@ function readStat(pid) {
   }
 }
 
+/** CPU time (user + system, all its threads) of one process in seconds; NaN once it is gone. */
+export function processCpuSeconds(pid) {
+  const st = readStat(pid);
+  return st ? st.ticks / HZ : NaN;
+}
+
 /** Pids of `root` and every process below it. */
 export function descendants(root = process.pid) {
   const children = new Map();

@@ -1,0 +1,259 @@
+#!/usr/bin/env node
+/**
+ * Cluster benchmark: what a message to one client on another node costs. Not a test: it
+ * prints markdown and rewrites the "## Cluster over Redis" section of BENCHMARKS.md.
+ *
+ *   npm run bench:cluster                         # build, then the full run
+ *   node bench/cluster.mjs --rounds 1 --no-write  # quick look; dist/ must be built
+ *   options: --scenarios one-node,two-nodes,socketio-redis,failover  --rounds 5  --window 64
+ *            --paced-rate 5000 --warmup-ms 1000 --measure-ms 3000  --placement pinned|shared
+ *            --clients 2000 --room-size 20 (failover)
+ *
+ * Relay scenarios, interleaved round by round (each round starts fresh server processes,
+ * in a rotating order so machine noise hits all alike):
+ *   one-node        one `rallypoint serve`, A and B on it
+ *   two-nodes       two `rallypoint serve --redis` on one Redis, A on n1, B on n2
+ *   socketio-redis  two socket.io servers with @socket.io/redis-adapter on one Redis, A on
+ *                   server 1, B on server 2; server 1 does io.to(B).emit(...)
+ * In each: A keeps a window of signals in flight (max msg/s), then A sends at a fixed pace
+ * (latency). Server CPU is utime+stime from /proc/PID/stat of the server processes and of
+ * redis-server over the measured seconds, divided by the messages B received; Redis
+ * commands per message from INFO commandstats (our own INFO calls left out).
+ * failover: see bench/lib/cluster-failover.mjs.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { drive, rallypointPair, socketIoPair } from './lib/cluster-load.mjs';
+import { killAll, startRallypoint, startRedis, startSocketIo, stop } from './lib/cluster-procs.mjs';
+import { failover, failoverReport } from './lib/cluster-failover.mjs';
+import { quantile } from './lib/hist.mjs';
+import { processCpuSeconds } from './lib/proc-cpu.mjs';
+import { fmt, fmtInt, machine, machineLine, median, pct, writeSection } from './lib/report.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: args } = parseArgs({
+  options: {
+    scenarios: { type: 'string', default: 'one-node,two-nodes,socketio-redis,failover' },
+    rounds: { type: 'string', default: '5' },
+    window: { type: 'string', default: '64' },
+    'paced-rate': { type: 'string', default: '5000' },
+    'warmup-ms': { type: 'string', default: '1000' },
+    'measure-ms': { type: 'string', default: '3000' },
+    placement: { type: 'string', default: 'pinned' },
+    clients: { type: 'string', default: '2000' },
+    'room-size': { type: 'string', default: '20' },
+    'no-write': { type: 'boolean', default: false },
+  },
+});
+const scenarios = args.scenarios.split(',').filter(Boolean);
+const relayScenarios = scenarios.filter((s) => s !== 'failover');
+const ROUNDS = Number(args.rounds);
+const PACED_RATE = Number(args['paced-rate']);
+const PHASE = { warmupMs: Number(args['warmup-ms']), measureMs: Number(args['measure-ms']) };
+const HEADING = '## Cluster over Redis (issue 10)';
+
+// Servers and Redis on CPU 0, this process (the load generator) on the others: the
+// generator never takes the servers' CPU, and every scenario's server side has one core.
+const NCPU = os.cpus().length;
+let placement = args.placement === 'pinned' && NCPU > 1 ? 'pinned' : 'shared';
+const SERVER_CPUS = placement === 'pinned' ? '0' : undefined;
+if (placement === 'pinned') {
+  try {
+    execFileSync('taskset', ['-a', '-cp', `1-${NCPU - 1}`, String(process.pid)], { stdio: 'ignore' });
+  } catch {
+    placement = 'shared (taskset failed)';
+  }
+}
+
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => (killAll(), process.exit(130)));
+process.on('exit', killAll);
+
+/** Starts one scenario's servers and its A/B pair. */
+async function setUp(kind, redis, round) {
+  const room = `bench-${round}`;
+  if (kind === 'one-node') {
+    const n = await startRallypoint({ cpus: SERVER_CPUS });
+    return { servers: [n], usesRedis: false, pair: await rallypointPair(n.wsUrl, n.wsUrl, room) };
+  }
+  if (kind === 'two-nodes') {
+    const [n1, n2] = await Promise.all(['n1', 'n2'].map((nodeId) => startRallypoint({ redisUrl: redis.url, nodeId, cpus: SERVER_CPUS })));
+    return { servers: [n1, n2], usesRedis: true, pair: await rallypointPair(n1.wsUrl, n2.wsUrl, room) };
+  }
+  if (kind === 'socketio-redis') {
+    const [s1, s2] = await Promise.all([1, 2].map(() => startSocketIo({ redisUrl: redis.url, cpus: SERVER_CPUS })));
+    return { servers: [s1, s2], usesRedis: true, pair: await socketIoPair(s1.url, s2.url) };
+  }
+  throw new Error(`unknown scenario ${kind}`);
+}
+
+/** One scenario, one round: saturation, then the paced phase, on fresh servers. */
+async function relayRound(kind, redis, round) {
+  const setup = await setUp(kind, redis, round);
+  const probe = async () => ({
+    servers: setup.servers.reduce((n, s) => n + processCpuSeconds(s.pid), 0),
+    redis: setup.usesRedis ? processCpuSeconds(redis.pid) : 0,
+    calls: setup.usesRedis ? await redis.commandCalls() : {},
+  });
+  const summarize = (r) => {
+    const calls = {};
+    for (const [cmd, n] of Object.entries(r.after.calls)) if (n - (r.before.calls[cmd] ?? 0) > 0) calls[cmd] = (n - (r.before.calls[cmd] ?? 0)) / r.messages;
+    const serverUs = ((r.after.servers - r.before.servers) * 1e6) / r.messages;
+    const redisUs = ((r.after.redis - r.before.redis) * 1e6) / r.messages;
+    return {
+      rate: r.rate, p50: quantile(r.hist, 0.5), p99: quantile(r.hist, 0.99), max: r.maxMs,
+      serverUs, redisUs, totalUs: serverUs + redisUs,
+      cmds: Object.values(calls).reduce((a, b) => a + b, 0), calls,
+      genCores: r.genCores, errors: r.seqErrors + r.lost,
+    };
+  };
+  try {
+    const saturated = summarize(await drive(setup.pair, { mode: 'window', window: Number(args.window), ...PHASE, probe }));
+    const paced = summarize(await drive(setup.pair, { mode: 'paced', rate: PACED_RATE, ...PHASE, probe }));
+    return { kind, round, saturated, paced, unexpected: [...setup.pair.unexpected] };
+  } finally {
+    await setup.pair.close();
+    await Promise.all(setup.servers.map((s) => stop(s.child)));
+  }
+}
+
+// ---- report -----------------------------------------------------------------------------
+
+const NAMES = {
+  'one-node': 'one rallypoint node',
+  'two-nodes': 'two rallypoint nodes + Redis',
+  'socketio-redis': 'socket.io + redis-adapter, two nodes',
+};
+
+function relayReport(results) {
+  const kinds = relayScenarios.filter((k) => results.some((r) => r.kind === k));
+  const med = {};
+  for (const k of kinds) {
+    const rs = results.filter((r) => r.kind === k);
+    const m = (phase, key) => median(rs.map((r) => r[phase][key]));
+    med[k] = { rounds: rs, sat: {}, paced: {} };
+    for (const key of Object.keys(rs[0].saturated)) {
+      if (typeof rs[0].saturated[key] === 'number') {
+        med[k].sat[key] = m('saturated', key);
+        med[k].paced[key] = m('paced', key);
+      }
+    }
+  }
+  const L = [];
+  const usPerMsg = (x, redis) => (redis ? `${fmt(x.serverUs, 1)} + ${fmt(x.redisUs, 1)} = ${fmt(x.totalUs, 1)}` : `${fmt(x.serverUs, 1)}`);
+  L.push(`Max relayed messages (A keeps ${args.window} in flight; ${PHASE.measureMs / 1000} s measured after ${PHASE.warmupMs / 1000} s warm-up), medians of ${ROUNDS} rounds:`, '');
+  L.push('| scenario | relayed msg/s | rounds, msg/s | CPU µs/msg: servers + redis = total | Redis cmds/msg | load generator cores |');
+  L.push('|---|---:|---|---:|---:|---:|');
+  for (const k of kinds) {
+    const s = med[k].sat;
+    const perRound = med[k].rounds.map((r) => fmtInt(r.saturated.rate)).join(', ');
+    L.push(`| ${NAMES[k]} | ${fmtInt(s.rate)} | ${perRound} | ${usPerMsg(s, k !== 'one-node')} | ${k === 'one-node' ? '-' : fmt(s.cmds, 2)} | ${fmt(s.genCores, 2)}${s.genCores > 0.9 ? ' (saturated)' : ''} |`);
+  }
+  L.push('', `Paced: A sends ${fmtInt(PACED_RATE)} msg/s (one-way latency, send time stamped in the payload), medians of ${ROUNDS} rounds:`, '');
+  L.push('| scenario | p50 ms | p99 ms | max ms | CPU µs/msg: servers + redis = total | Redis cmds/msg |');
+  L.push('|---|---:|---:|---:|---:|---:|');
+  for (const k of kinds) {
+    const p = med[k].paced;
+    L.push(`| ${NAMES[k]} | ${fmt(p.p50, 3)} | ${fmt(p.p99, 3)} | ${fmt(p.max, 2)} | ${usPerMsg(p, k !== 'one-node')} | ${k === 'one-node' ? '-' : fmt(p.cmds, 2)} |`);
+  }
+  L.push('');
+  const has = (k) => med[k] !== undefined;
+  if (has('two-nodes') && has('one-node')) {
+    const [a, b] = [med['two-nodes'], med['one-node']];
+    const hop = a.paced.p99 - b.paced.p99;
+    L.push(
+      `- Two nodes vs one: ${pct(a.sat.rate / b.sat.rate)} of the msg/s, ${fmt(a.sat.totalUs / b.sat.totalUs, 2)}x the CPU per message at saturation ` +
+        `(${fmt(a.paced.totalUs / b.paced.totalUs, 2)}x paced). The cross-node hop adds ${fmt(a.paced.p50 - b.paced.p50, 3)} ms p50 and ${fmt(hop, 3)} ms p99 ` +
+        `at ${fmtInt(PACED_RATE)} msg/s: **goal (< 1 ms p99) ${hop < 1 ? 'met' : 'NOT met'}**.`,
+    );
+  }
+  if (has('two-nodes') && has('socketio-redis')) {
+    const [a, s] = [med['two-nodes'], med['socketio-redis']];
+    const met = a.sat.totalUs < s.sat.totalUs && a.paced.totalUs < s.paced.totalUs;
+    L.push(
+      `- Two rallypoint nodes vs socket.io's adapter: ${pct(a.sat.rate / s.sat.rate)} of its msg/s; CPU per message incl. Redis ` +
+        `${fmt(a.sat.totalUs, 1)} vs ${fmt(s.sat.totalUs, 1)} µs at saturation (${pct(a.sat.totalUs / s.sat.totalUs)}), ` +
+        `${fmt(a.paced.totalUs, 1)} vs ${fmt(s.paced.totalUs, 1)} µs paced (${pct(a.paced.totalUs / s.paced.totalUs)}): ` +
+        `**goal (lower than socket.io) ${met ? 'met' : 'NOT met'}**. p99 paced ${fmt(a.paced.p99, 3)} vs ${fmt(s.paced.p99, 3)} ms.`,
+    );
+  }
+  for (const k of kinds.filter((x) => x !== 'one-node')) {
+    const calls = med[k].rounds[0].paced.calls;
+    const list = Object.entries(calls).sort((x, y) => y[1] - x[1]).map(([c, n]) => `${c} ${fmt(n, 2)}`).join(', ');
+    L.push(`- Redis commands per message, ${NAMES[k]} (paced, round 1): ${list || 'none'}.`);
+  }
+  const bad = results.filter((r) => r.saturated.errors || r.paced.errors || r.unexpected.length);
+  L.push(
+    bad.length
+      ? `- WARNING: lost, reordered or unexpected frames in ${bad.map((r) => `${r.kind} round ${r.round + 1} (${r.unexpected.join(' | ') || `${r.saturated.errors + r.paced.errors} lost/out of order`})`).join('; ')}.`
+      : '- Every signal arrived, in order, with no error frame.',
+  );
+  return L;
+}
+
+function report(m, results, fo) {
+  const L = [HEADING, ''];
+  L.push('Command: `npm run bench:cluster` (builds, then runs `node bench/cluster.mjs`; the script rewrites this section).', '', machineLine(m), '');
+  L.push(
+    'Setup: one sender A and one receiver B in one room, in the load-generator process (one clock for send and receive times), ' +
+      'sending candidate-sized signals (~200 B payload) to each other across the servers: rallypoint over raw `ws` (`signal` frames), ' +
+      'socket.io with socket.io-client (websocket transport only; server 1 does `io.to(bSocketId).emit(...)`, the same work). ' +
+      `Redis ${redisVersion()} without persistence, node-redis clients on both sides. ` +
+      (placement === 'pinned'
+        ? 'Placement: every server process and redis-server pinned to CPU 0, the load generator to the other CPU (`taskset`), so each scenario\'s server side has one core and max msg/s reflects its total CPU per message. '
+        : `Placement: ${placement}. `) +
+      'Rounds interleaved (each round: every scenario on fresh processes, order rotated). CPU: utime+stime from /proc/PID/stat over the measured seconds ÷ messages received.',
+    '',
+  );
+  if (results.length) L.push(...relayReport(results), '');
+  if (fo) L.push(...failoverReport(fo), '');
+  return L.join('\n');
+}
+
+function redisVersion() {
+  try {
+    return execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1] ?? '?';
+  } catch {
+    return '?';
+  }
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+async function main() {
+  const began = performance.now();
+  const m = machine();
+  console.log(`cluster benchmark: ${m.cpuModel}, ${m.cores} cores, Node ${m.node}; placement ${placement}`);
+  if (!existsSync(join(root, 'dist', 'signaling', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (or `npm run bench:cluster`)');
+  const redis = await startRedis(SERVER_CPUS);
+  const results = [];
+  for (let round = 0; round < (relayScenarios.length ? ROUNDS : 0); round++) {
+    const order = relayScenarios.map((_, i) => relayScenarios[(i + round) % relayScenarios.length]);
+    for (const kind of order) {
+      const r = await relayRound(kind, redis, round);
+      results.push(r);
+      const [s, p] = [r.saturated, r.paced];
+      console.log(
+        `round ${round + 1} ${kind.padEnd(14)} ${fmtInt(s.rate).padStart(7)} msg/s  ${fmt(s.totalUs, 1)} µs/msg (redis ${fmt(s.redisUs, 1)})  ` +
+          `${fmt(s.cmds, 2)} cmds/msg  gen ${fmt(s.genCores, 2)} cores | paced p50 ${fmt(p.p50, 3)} p99 ${fmt(p.p99, 3)} max ${fmt(p.max, 2)} ms  ` +
+          `${fmt(p.totalUs, 1)} µs/msg${s.errors || p.errors || r.unexpected.length ? `  ERRORS ${s.errors + p.errors} ${r.unexpected.join(' | ')}` : ''}`,
+      );
+    }
+  }
+  const fo = scenarios.includes('failover')
+    ? await failover({ redis, cpus: SERVER_CPUS, clients: Number(args.clients), roomSize: Number(args['room-size']), log: console.log })
+    : null;
+  await redis.stop();
+  const section = report(m, results, fo);
+  console.log(`\n${section}`);
+  if (!args['no-write']) console.log(`written to ${writeSection(root, /^## Cluster over Redis \(issue 10\)[ \t]*$/m, section)}`);
+  console.log(`total ${fmt((performance.now() - began) / 1000, 0)} s`);
+}
+
+main().then(
+  () => (killAll(), process.exit(0)),
+  (err) => (console.error(err?.stack ?? err), killAll(), process.exit(1)),
+);

@@ -1,0 +1,150 @@
+/**
+ * The load of bench/cluster.mjs: one sender A and one receiver B, in this process (so the
+ * send time stamped in the payload and the receive time come from one clock), speaking
+ * either rallypoint.v1 over raw `ws` or socket.io (websocket transport only). A sends
+ * candidate-sized signals naming B; the servers deliver them to B, wherever B is.
+ */
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
+import { SUBPROTOCOL } from '../../dist/signaling/protocol/index.js';
+import { newHist, record } from './hist.mjs';
+
+/** The candidate bench/lib/load-worker.mjs sends: a trickle-ICE candidate, ~200 bytes. */
+const CANDIDATE =
+  '"candidate":"candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 10.0.0.5 rport 46154 generation 0 ufrag sTjA network-cost 999","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"sTjA"';
+const CANDIDATE_OBJECT = JSON.parse(`{${CANDIDATE}}`);
+
+const WS_OPTIONS = { perMessageDeflate: false, skipUTF8Validation: true, generateMask: (mask) => mask.fill(0) };
+
+function wsJoin(url, room) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, [SUBPROTOCOL], WS_OPTIONS);
+    ws.once('error', reject);
+    const onMessage = (data) => {
+      const msg = JSON.parse(data.toString());
+      if (msg.type === 'welcome') {
+        ws.off('message', onMessage);
+        resolve({ ws, id: msg.id });
+      } else if (msg.type === 'error') reject(new Error(`join refused: ${data}`));
+    };
+    ws.on('message', onMessage);
+    ws.once('open', () => ws.send(JSON.stringify({ type: 'join', room })));
+  });
+}
+
+/**
+ * A on `urlA`, B on `urlB`, one room. Returns { send(seq, t), onReceive(fn), errors(), close() }.
+ * Resolves once A has seen B join (so B is known wherever A is).
+ */
+export async function rallypointPair(urlA, urlB, room) {
+  const a = await wsJoin(urlA, room);
+  const joined = new Promise((resolve) => {
+    a.ws.on('message', (data) => {
+      if (data.toString().includes('"peer-joined"')) resolve();
+    });
+  });
+  const b = await wsJoin(urlB, room);
+  await joined;
+  let onReceive = () => {};
+  const unexpected = [];
+  b.ws.on('message', (data) => {
+    const msg = JSON.parse(data.toString());
+    if (msg.type === 'signal' && msg.from === a.id) onReceive(msg.data.seq, msg.data.t);
+    else if (msg.type !== 'peer-joined' && unexpected.length < 5) unexpected.push(data.toString().slice(0, 200));
+  });
+  a.ws.on('message', (data) => {
+    const text = data.toString();
+    if (!text.includes('"peer-joined"') && unexpected.length < 5) unexpected.push(text.slice(0, 200));
+  });
+  const prefix = `{"type":"signal","to":${JSON.stringify(b.id)},"data":{${CANDIDATE},"seq":`;
+  return {
+    send: (seq, t) => a.ws.send(`${prefix}${seq},"t":${t}}}`),
+    onReceive: (fn) => (onReceive = fn),
+    unexpected,
+    close: () => Promise.all([a, b].map(({ ws }) => new Promise((r) => (ws.once('close', r), ws.close())))),
+  };
+}
+
+function sioConnect(url) {
+  return new Promise((resolve, reject) => {
+    const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+    socket.once('connect', () => resolve(socket));
+    socket.once('connect_error', reject);
+  });
+}
+
+/** The same pair on socket.io: A emits `sig` naming B's socket id; B gets `msg`. */
+export async function socketIoPair(urlA, urlB) {
+  const [a, b] = await Promise.all([sioConnect(urlA), sioConnect(urlB)]);
+  let onReceive = () => {};
+  const unexpected = [];
+  b.on('msg', (from, data) => {
+    if (from === a.id) onReceive(data.seq, data.t);
+    else if (unexpected.length < 5) unexpected.push(`msg from ${from}`);
+  });
+  for (const s of [a, b]) s.on('disconnect', (reason) => unexpected.push(`disconnect: ${reason}`));
+  const to = b.id;
+  return {
+    send: (seq, t) => a.emit('sig', to, { ...CANDIDATE_OBJECT, seq, t }),
+    onReceive: (fn) => (onReceive = fn),
+    unexpected,
+    close: async () => {
+      for (const s of [a, b]) s.disconnect();
+    },
+  };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Drives `pair` for `warmupMs`, then measures for `measureMs`; `probe()` is read at the
+ * start and end of the measured time (the caller's server CPU and Redis counters).
+ *   mode 'window': A keeps `window` signals in flight (closed loop: saturation, bounded queue)
+ *   mode 'paced':  A sends `rate` signals/s on a 1 ms timer
+ * Returns the received rate, the latency histogram (ms), errors seen, and both probes.
+ */
+export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, measureMs, probe }) {
+  let seq = 0;
+  let expect = 0;
+  let seqErrors = 0;
+  let running = true;
+  let measuring = false;
+  let counted = 0;
+  let maxMs = 0;
+  const hist = newHist();
+  const send = () => pair.send(seq++, performance.now());
+  pair.onReceive((s, t) => {
+    if (s !== expect) seqErrors++;
+    expect = s + 1;
+    if (measuring) {
+      const ms = performance.now() - t;
+      record(hist, ms);
+      if (ms > maxMs) maxMs = ms;
+      counted++;
+    }
+    if (mode === 'window' && running) send();
+  });
+  let timer;
+  const began = performance.now();
+  if (mode === 'window') {
+    for (let i = 0; i < window; i++) send();
+  } else {
+    timer = setInterval(() => {
+      const due = Math.floor(((performance.now() - began) * rate) / 1000);
+      while (seq < due) send();
+    }, 1);
+  }
+  await sleep(warmupMs);
+  const before = { probe: await probe(), cpu: process.cpuUsage(), at: performance.now() };
+  measuring = true;
+  await sleep(measureMs);
+  measuring = false;
+  const after = { probe: await probe(), cpu: process.cpuUsage(), at: performance.now() };
+  running = false;
+  clearInterval(timer);
+  // Let what is in flight arrive, so the next phase's order check starts clean.
+  for (let i = 0; i < 100 && expect < seq; i++) await sleep(20);
+  const seconds = (after.at - before.at) / 1000;
+  const genCpuS = (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1e6;
+  return { messages: counted, seconds, rate: counted / seconds, hist, maxMs, seqErrors, lost: seq - expect, genCores: genCpuS / seconds, before: before.probe, after: after.probe };
+}
