@@ -5,7 +5,7 @@
  *
  *   npm run bench:cluster                         # build, then the full run
  *   node bench/cluster.mjs --rounds 1 --no-write  # quick look; dist/ must be built
- *   options: --scenarios one-node,two-nodes,socketio-redis,failover  --rounds 5  --window 64
+ *   options: --scenarios one-node,two-nodes,socketio-redis,failover  --rounds 5  --window 1024
  *            --paced-rate 5000 --warmup-ms 1000 --measure-ms 3000  --placement pinned|shared
  *            --clients 2000 --room-size 20 (failover)
  *
@@ -39,7 +39,7 @@ const { values: args } = parseArgs({
   options: {
     scenarios: { type: 'string', default: 'one-node,two-nodes,socketio-redis,failover' },
     rounds: { type: 'string', default: '5' },
-    window: { type: 'string', default: '64' },
+    window: { type: 'string', default: '1024' },
     'paced-rate': { type: 'string', default: '5000' },
     'warmup-ms': { type: 'string', default: '1000' },
     'measure-ms': { type: 'string', default: '3000' },
