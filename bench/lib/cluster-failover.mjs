@@ -92,6 +92,8 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
     log(`failover: ${fmtInt(clients)} clients joined in ${fmt(connectS, 1)} s, ${[...proxy.active.values()].join(' / ')} per node; SIGKILL ${victim.url} (${expected} clients)`);
     const survivors = nodes.slice(1);
     const cpuNow = () => ({ at: performance.now(), nodes: survivors.map((n) => processCpuSeconds(n.pid)), redis: processCpuSeconds(redis.pid) });
+    const totalCalls = async () => Object.values(await redis.commandCalls()).reduce((a, b) => a + b, 0);
+    const callsBefore = await totalCalls();
     const before = cpuNow();
     const samples = [before];
     killedAt = performance.now();
@@ -102,6 +104,7 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
       samples.push(cpuNow());
     }
     const stormEnd = cpuNow();
+    const stormCalls = (await totalCalls()) - callsBefore;
     const lost = all.filter((c) => c.lostAt !== undefined).length;
     log(`failover: ${back()} of ${expected} back after ${fmt((stormEnd.at - killedAt) / 1000, 2)} s; waiting ${SETTLE_MS / 1000} s for late peer-left`);
     await sleep(SETTLE_MS);
@@ -117,7 +120,7 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
       clients, roomSize, connectS, expected, lost, resumed: times.length, notBack: expected - back(),
       p50: quantileOf(times, 0.5), p99: quantileOf(times, 0.99), max: times.at(-1) ?? NaN,
       newIds: stats.newIds, peerLeft: stats.peerLeft, errors: stats.errors, stillOpen: all.filter((c) => c.state === 'open').length,
-      stormS: seconds,
+      stormS: seconds, stormCalls,
       survivorCores: (sum(stormEnd) - sum(before)) / seconds,
       redisCores: (stormEnd.redis - before.redis) / seconds,
       peakCores: peak,
@@ -143,6 +146,7 @@ export function failoverReport(r) {
       `${fmt(r.survivorCores, 2)} cores over ${fmt(r.stormS, 2)} s (${r.perNode.map((x) => fmt(x, 2)).join(' + ')}), peak ${fmt(r.peakCores, 2)} incl. Redis (100 ms samples) | ${fmt(r.redisCores, 2)} cores |`,
     '',
     `- peer-left counted from the kill until ${SETTLE_MS / 1000} s after the last client was back; client error events: ${errors}; ` +
-      `${fmtInt(r.stillOpen)} of ${fmtInt(r.clients)} clients open at the end; ${fmtInt(r.lost)} clients lost their connection (only the killed node's should).`,
+      `${fmtInt(r.stillOpen)} of ${fmtInt(r.clients)} clients open at the end; ${fmtInt(r.lost)} clients lost their connection (only the killed node's should); ` +
+      `Redis commands from the kill until the last client was back: ${fmtInt(r.stormCalls)} (${fmt(r.stormCalls / r.expected, 1)} per client of the killed node).`,
   ];
 }
