@@ -93,7 +93,8 @@ async function setUp(kind, redis, round) {
     return { servers: [n], usesRedis: false, pair: await rallypointPair(n.wsUrl, n.wsUrl, room) };
   }
   if (kind === 'two-nodes') {
-    const [n1, n2] = await Promise.all(['n1', 'n2'].map((nodeId) => startRallypoint({ redisUrl: redis.url, nodeId, cpus: SERVER_CPUS })));
+    // Fresh node ids each round: a stopped node's records may outlive it in Redis for their TTL.
+    const [n1, n2] = await Promise.all(['n1', 'n2'].map((id) => startRallypoint({ redisUrl: redis.url, nodeId: `${id}r${round}`, cpus: SERVER_CPUS })));
     return { servers: [n1, n2], usesRedis: true, pair: await rallypointPair(n1.wsUrl, n2.wsUrl, room) };
   }
   if (kind === 'socketio-redis') {
