@@ -6,7 +6,7 @@
  *   npm run bench:cluster                         # build, then the full run
  *   node bench/cluster.mjs --rounds 1 --no-write  # quick look; dist/ must be built
  *   options: --scenarios one-node,two-nodes,socketio-redis,failover  --rounds 5  --window 1024
- *            --paced-rate 5000 --warmup-ms 1000 --measure-ms 3000  --placement pinned|shared
+ *            --paced-rate 5000 --warmup-ms 1000 --measure-ms 3000  --placement pinned|shared (see the placement comment below)
  *            --clients 2000 --room-size 20 (failover)
  *
  * Relay scenarios, interleaved round by round (each round starts fresh server processes,
@@ -27,7 +27,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { drive, rallypointPair, socketIoPair } from './lib/cluster-load.mjs';
+import { FOREIGN_LIMIT_CORES, drive, rallypointPair, socketIoPair } from './lib/cluster-load.mjs';
 import { killAll, startRallypoint, startRedis, startSocketIo, stop } from './lib/cluster-procs.mjs';
 import { failover, failoverReport } from './lib/cluster-failover.mjs';
 import { quantile } from './lib/hist.mjs';
@@ -56,14 +56,23 @@ const PACED_RATE = Number(args['paced-rate']);
 const PHASE = { warmupMs: Number(args['warmup-ms']), measureMs: Number(args['measure-ms']) };
 const HEADING = '## Cluster over Redis (issue 10)';
 
-// Servers and Redis on CPU 0, this process (the load generator) on the others: the
-// generator never takes the servers' CPU, and every scenario's server side has one core.
+// Placement "pinned" (the default with 2+ CPUs): while saturating, every server process and
+// redis-server run on CPU 0 and this process (the load generator) on the others, so the
+// generator never takes the servers' CPU and each scenario's server side has one core. In
+// the paced phase everything may run anywhere (the generator needs little CPU at that rate,
+// and three server processes confined to one core would wait for each other's time slices,
+// which no deployment on separate machines does). The failover storm runs pinned.
 const NCPU = os.cpus().length;
 let placement = args.placement === 'pinned' && NCPU > 1 ? 'pinned' : 'shared';
 const SERVER_CPUS = placement === 'pinned' ? '0' : undefined;
-if (placement === 'pinned') {
+const LOAD_CPUS = `1-${NCPU - 1}`;
+const ALL_CPUS = `0-${NCPU - 1}`;
+
+/** Sets the CPU affinity of processes `pids` (every thread); nothing when not pinned. */
+function pin(pids, cpus) {
+  if (placement !== 'pinned') return;
   try {
-    execFileSync('taskset', ['-a', '-cp', `1-${NCPU - 1}`, String(process.pid)], { stdio: 'ignore' });
+    for (const pid of pids) execFileSync('taskset', ['-a', '-cp', cpus, String(pid)], { stdio: 'ignore' });
   } catch {
     placement = 'shared (taskset failed)';
   }
@@ -111,24 +120,26 @@ async function relayRound(kind, redis, round) {
     servers: setup.servers.reduce((n, s) => n + processCpuSeconds(s.pid), 0),
     redis: setup.usesRedis ? processCpuSeconds(redis.pid) : 0,
     calls: setup.usesRedis ? await redis.commandCalls() : {},
-    machine: cpuSnapshot(),
   });
   const summarize = (r) => {
     const calls = {};
-    for (const [cmd, n] of Object.entries(r.after.calls)) if (n - (r.before.calls[cmd] ?? 0) > 0) calls[cmd] = (n - (r.before.calls[cmd] ?? 0)) / r.messages;
-    const serverUs = ((r.after.servers - r.before.servers) * 1e6) / r.messages;
-    const redisUs = ((r.after.redis - r.before.redis) * 1e6) / r.messages;
+    for (const [cmd, n] of Object.entries(r.calls)) if (n > 0) calls[cmd] = n / r.messages;
+    const serverUs = (r.servers * 1e6) / r.messages;
+    const redisUs = (r.redis * 1e6) / r.messages;
     return {
       rate: r.rate, p50: quantile(r.hist, 0.5), p99: quantile(r.hist, 0.99), max: r.maxMs,
       serverUs, redisUs, totalUs: serverUs + redisUs,
       cmds: Object.values(calls).reduce((a, b) => a + b, 0), calls,
-      genCores: r.genCores, errors: r.seqErrors + r.lost,
-      // cores used by processes other than ours (other jobs on the machine; kernel network work)
-      others: cpuBetween(r.before.machine, r.after.machine).others,
+      genCores: r.genCores, others: r.others, disturbed: r.disturbed, leftOutS: r.leftOutS,
+      errors: r.seqErrors + r.lost,
     };
   };
+  const serverPids = [...setup.servers.map((x) => x.pid), redis.pid];
   try {
+    pin(serverPids, SERVER_CPUS);
+    pin([process.pid], LOAD_CPUS);
     const saturated = summarize(await drive(setup.pair, { mode: 'window', window: Number(args.window), ...PHASE, probe }));
+    pin([...serverPids, process.pid], ALL_CPUS);
     const paced = summarize(await drive(setup.pair, { mode: 'paced', rate: PACED_RATE, ...PHASE, probe }));
     return { kind, round, saturated, paced, unexpected: [...setup.pair.unexpected] };
   } finally {
@@ -150,7 +161,9 @@ function relayReport(results) {
   const med = {};
   for (const k of kinds) {
     const rs = results.filter((r) => r.kind === k);
-    const m = (phase, key) => median(rs.map((r) => r[phase][key]));
+    // Medians over the rounds whose phase got enough quiet slices, if there are any.
+    const pool = (phase) => (rs.some((r) => !r[phase].disturbed) ? rs.filter((r) => !r[phase].disturbed) : rs);
+    const m = (phase, key) => median(pool(phase).map((r) => r[phase][key]));
     med[k] = { rounds: rs, sat: {}, paced: {} };
     for (const key of Object.keys(rs[0].saturated)) {
       if (typeof rs[0].saturated[key] === 'number') {
@@ -166,7 +179,7 @@ function relayReport(results) {
   L.push('|---|---:|---|---:|---:|---:|');
   for (const k of kinds) {
     const s = med[k].sat;
-    const perRound = med[k].rounds.map((r) => fmtInt(r.saturated.rate)).join(', ');
+    const perRound = med[k].rounds.map((r) => `${fmtInt(r.saturated.rate)}${r.saturated.disturbed ? '*' : ''}`).join(', ');
     L.push(`| ${NAMES[k]} | ${fmtInt(s.rate)} | ${perRound} | ${usPerMsg(s, k !== 'one-node')} | ${k === 'one-node' ? '-' : fmt(s.cmds, 2)} | ${fmt(s.genCores, 2)}${s.genCores > 0.9 ? ' (saturated)' : ''} |`);
   }
   L.push('', `Paced: A sends ${fmtInt(PACED_RATE)} msg/s (one-way latency, send time stamped in the payload), medians of ${ROUNDS} rounds:`, '');
@@ -208,9 +221,12 @@ function relayReport(results) {
       ? `- WARNING: lost, reordered or unexpected frames in ${bad.map((r) => `${r.kind} round ${r.round + 1} (${r.unexpected.join(' | ') || `${r.saturated.errors + r.paced.errors} lost/out of order`})`).join('; ')}.`
       : '- Every signal arrived, in order, with no error frame.',
   );
+  const leftOut = results.reduce((n, r) => n + r.saturated.leftOutS + r.paced.leftOutS, 0);
+  const disturbed = results.flatMap((r) => [r.saturated, r.paced]).filter((x) => x.disturbed).length;
   L.push(
-    '- Other jobs share this machine: cores used by processes outside this benchmark during the measured seconds (median; includes kernel network work), ' +
-      `saturated / paced: ${kinds.map((k) => `${k} ${fmt(med[k].sat.others, 2)} / ${fmt(med[k].paced.others, 2)}`).join(', ')}.`,
+    `- Other jobs share this machine. Each phase is measured in 500 ms slices; a slice during which processes outside this benchmark used more than ${FOREIGN_LIMIT_CORES} cores ` +
+      `is left out (this run: ${fmt(leftOut, 1)} s left out${disturbed ? `; ${disturbed} phase(s) never got ${PHASE.measureMs / 1000} s of quiet slices within twice that: they count every slice, are marked *, and stay out of the medians when the scenario has quiet rounds` : ''}). ` +
+      `Other processes during the slices used (median, cores, saturated / paced; includes kernel network work): ${kinds.map((k) => `${k} ${fmt(med[k].sat.others, 2)} / ${fmt(med[k].paced.others, 2)}`).join(', ')}.`,
   );
   return L;
 }
@@ -224,8 +240,9 @@ function report(m, results, fo) {
       'socket.io with socket.io-client (websocket transport only; server 1 does `io.to(bSocketId).emit(...)`, the same work). ' +
       `Redis ${redisVersion()} without persistence, node-redis clients on both sides. ` +
       (placement === 'pinned'
-        ? 'Placement: every server process and redis-server pinned to CPU 0, the load generator to the other CPU (`taskset`), so each scenario\'s server side has one core and max msg/s reflects its total CPU per message. '
-        : `Placement: ${placement}. `) +
+        ? 'Placement: while saturating, every server process and redis-server pinned to CPU 0 and the load generator to the other CPU (`taskset`), so each scenario\'s server side has one core and max msg/s reflects its total CPU per message; ' +
+          'in the paced phase no pinning (three server processes confined to one core would wait for each other\'s time slices, which nodes on separate machines do not); the failover storm pinned. '
+        : `Placement: ${placement}, no pinning. `) +
       'Rounds interleaved (each round: every scenario on fresh processes, order rotated). CPU: utime+stime from /proc/PID/stat over the measured seconds ÷ messages received.',
     '',
   );
@@ -261,10 +278,12 @@ async function main() {
       console.log(
         `round ${round + 1} ${kind.padEnd(14)} ${fmtInt(s.rate).padStart(7)} msg/s  ${fmt(s.totalUs, 1)} µs/msg (redis ${fmt(s.redisUs, 1)})  ` +
           `${fmt(s.cmds, 2)} cmds/msg  gen ${fmt(s.genCores, 2)} others ${fmt(s.others, 2)} cores | paced p50 ${fmt(p.p50, 3)} p99 ${fmt(p.p99, 3)} max ${fmt(p.max, 2)} ms  ` +
-          `${fmt(p.totalUs, 1)} µs/msg others ${fmt(p.others, 2)}${s.errors || p.errors || r.unexpected.length ? `  ERRORS ${s.errors + p.errors} ${r.unexpected.join(' | ')}` : ''}`,
+          `${fmt(p.totalUs, 1)} µs/msg others ${fmt(p.others, 2)}${s.disturbed || p.disturbed ? ` DISTURBED (${s.disturbed ? 'sat' : ''}${p.disturbed ? ' paced' : ''})` : ''}${s.errors || p.errors || r.unexpected.length ? `  ERRORS ${s.errors + p.errors} ${r.unexpected.join(' | ')}` : ''}`,
       );
     }
   }
+  pin([redis.pid], SERVER_CPUS);
+  pin([process.pid], LOAD_CPUS);
   const fo = scenarios.includes('failover')
     ? await failover({ redis, cpus: SERVER_CPUS, clients: Number(args.clients), roomSize: Number(args['room-size']), log: console.log })
     : null;

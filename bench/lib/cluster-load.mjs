@@ -7,7 +7,8 @@
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 import { SUBPROTOCOL } from '../../dist/signaling/protocol/index.js';
-import { newHist, record } from './hist.mjs';
+import { merge, newHist, record } from './hist.mjs';
+import { cpuBetween, cpuSnapshot } from './proc-cpu.mjs';
 
 /** The candidate bench/lib/load-worker.mjs sends: a trickle-ICE candidate, ~200 bytes. */
 const CANDIDATE =
@@ -132,31 +133,34 @@ export async function socketIoPair(urlA, urlB) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Measured slices during which other processes used more than this many cores are left out. */
+export const FOREIGN_LIMIT_CORES = 0.25;
+const SLICE_MS = 500;
+
 /**
- * Drives `pair` for `warmupMs`, then measures for `measureMs`; `probe()` is read at the
- * start and end of the measured time (the caller's server CPU and Redis counters).
+ * Drives `pair` for `warmupMs`, then measures in slices of SLICE_MS until it has `measureMs`
+ * of slices in which other processes (other jobs on the machine) used at most
+ * FOREIGN_LIMIT_CORES, or twice `measureMs` passed (then every slice counts: `disturbed`).
  *   mode 'window': A keeps `window` signals in flight (closed loop: saturation, bounded queue)
  *   mode 'paced':  A sends `rate` signals/s on a 1 ms timer
- * Returns the received rate, the latency histogram (ms), errors seen, and both probes.
+ * `probe()` gives { servers, redis } (CPU seconds) and { calls } (per Redis command) at the
+ * edges of each slice. Returns totals over the slices used.
  */
 export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, measureMs, probe }) {
   let seq = 0;
   let expect = 0;
   let seqErrors = 0;
   let running = true;
-  let measuring = false;
-  let counted = 0;
-  let maxMs = 0;
-  const hist = newHist();
+  let cur = null; // the slice being measured
   const send = () => pair.send(seq++, performance.now());
   pair.onReceive((s, t) => {
     if (s !== expect) seqErrors++;
     expect = s + 1;
-    if (measuring) {
+    if (cur) {
       const ms = performance.now() - t;
-      record(hist, ms);
-      if (ms > maxMs) maxMs = ms;
-      counted++;
+      record(cur.hist, ms);
+      if (ms > cur.maxMs) cur.maxMs = ms;
+      cur.messages++;
     }
     if (mode === 'window' && running) send();
   });
@@ -171,16 +175,44 @@ export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, me
     }, 1);
   }
   await sleep(warmupMs);
-  const before = { probe: await probe(), cpu: process.cpuUsage(), at: performance.now() };
-  measuring = true;
-  await sleep(measureMs);
-  measuring = false;
-  const after = { probe: await probe(), cpu: process.cpuUsage(), at: performance.now() };
+  const snap = async () => ({ probe: await probe(), gen: process.cpuUsage(), machine: cpuSnapshot(), at: performance.now() });
+  const slices = [];
+  let prev = await snap();
+  let cleanMs = 0;
+  while (cleanMs < measureMs && prev.at - began - warmupMs < 2 * measureMs) {
+    cur = { hist: newHist(), maxMs: 0, messages: 0 };
+    await sleep(SLICE_MS);
+    const slice = cur;
+    cur = null;
+    const next = await snap();
+    slice.seconds = (next.at - prev.at) / 1000;
+    slice.servers = next.probe.servers - prev.probe.servers;
+    slice.redis = next.probe.redis - prev.probe.redis;
+    slice.calls = Object.fromEntries(Object.entries(next.probe.calls).map(([c, n]) => [c, n - (prev.probe.calls[c] ?? 0)]));
+    slice.gen = (next.gen.user + next.gen.system - prev.gen.user - prev.gen.system) / 1e6;
+    slice.others = cpuBetween(prev.machine, next.machine).others;
+    slice.clean = !(slice.others > FOREIGN_LIMIT_CORES);
+    if (slice.clean) cleanMs += slice.seconds * 1000;
+    slices.push(slice);
+    prev = next;
+  }
   running = false;
   clearInterval(timer);
   // Let what is in flight arrive, so the next phase's order check starts clean.
   for (let i = 0; i < 100 && expect < seq; i++) await sleep(20);
-  const seconds = (after.at - before.at) / 1000;
-  const genCpuS = (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1e6;
-  return { messages: counted, seconds, rate: counted / seconds, hist, maxMs, seqErrors, lost: seq - expect, genCores: genCpuS / seconds, before: before.probe, after: after.probe };
+  const disturbed = cleanMs < measureMs;
+  const used = disturbed ? slices : slices.filter((x) => x.clean);
+  const sum = (f) => used.reduce((n, x) => n + f(x), 0);
+  const seconds = sum((x) => x.seconds);
+  const hist = newHist();
+  for (const x of used) merge(hist, x.hist);
+  const calls = {};
+  for (const x of used) for (const [c, n] of Object.entries(x.calls)) calls[c] = (calls[c] ?? 0) + n;
+  return {
+    messages: sum((x) => x.messages), seconds, rate: sum((x) => x.messages) / seconds, hist, maxMs: Math.max(...used.map((x) => x.maxMs)),
+    servers: sum((x) => x.servers), redis: sum((x) => x.redis), calls,
+    genCores: sum((x) => x.gen) / seconds, others: sum((x) => x.others * x.seconds) / seconds,
+    disturbed, leftOutS: slices.reduce((n, x) => n + x.seconds, 0) - seconds,
+    seqErrors, lost: seq - expect,
+  };
 }
