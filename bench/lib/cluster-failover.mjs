@@ -12,7 +12,7 @@ import { connect, createServer } from 'node:net';
 import WebSocket from 'ws';
 import { SignalingClient } from '../../dist/signaling/client/index.js';
 import { startRallypoint, stop } from './cluster-procs.mjs';
-import { processCpuSeconds } from './proc-cpu.mjs';
+import { cpuBetween, cpuSnapshot, processCpuSeconds } from './proc-cpu.mjs';
 import { fmt, fmtInt } from './report.mjs';
 
 /** After the last resume, peer-left events are still counted this long (node death detection aims under 5 s). */
@@ -95,6 +95,7 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
     const totalCalls = async () => Object.values(await redis.commandCalls()).reduce((a, b) => a + b, 0);
     const callsBefore = await totalCalls();
     const before = cpuNow();
+    const machineBefore = cpuSnapshot();
     const samples = [before];
     killedAt = performance.now();
     victim.child.kill('SIGKILL');
@@ -104,6 +105,7 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
       samples.push(cpuNow());
     }
     const stormEnd = cpuNow();
+    const others = cpuBetween(machineBefore, cpuSnapshot()).others;
     const stormCalls = (await totalCalls()) - callsBefore;
     const lost = all.filter((c) => c.lostAt !== undefined).length;
     log(`failover: ${back()} of ${expected} back after ${fmt((stormEnd.at - killedAt) / 1000, 2)} s; waiting ${SETTLE_MS / 1000} s for late peer-left`);
@@ -120,7 +122,7 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
       clients, roomSize, connectS, expected, lost, resumed: times.length, notBack: expected - back(),
       p50: quantileOf(times, 0.5), p99: quantileOf(times, 0.99), max: times.at(-1) ?? NaN,
       newIds: stats.newIds, peerLeft: stats.peerLeft, errors: stats.errors, stillOpen: all.filter((c) => c.state === 'open').length,
-      stormS: seconds, stormCalls,
+      stormS: seconds, stormCalls, others,
       survivorCores: (sum(stormEnd) - sum(before)) / seconds,
       redisCores: (stormEnd.redis - before.redis) / seconds,
       peakCores: peak,
@@ -147,6 +149,7 @@ export function failoverReport(r) {
     '',
     `- peer-left counted from the kill until ${SETTLE_MS / 1000} s after the last client was back; client error events: ${errors}; ` +
       `${fmtInt(r.stillOpen)} of ${fmtInt(r.clients)} clients open at the end; ${fmtInt(r.lost)} clients lost their connection (only the killed node's should); ` +
-      `Redis commands from the kill until the last client was back: ${fmtInt(r.stormCalls)} (${fmt(r.stormCalls / r.expected, 1)} per client of the killed node).`,
+      `Redis commands from the kill until the last client was back: ${fmtInt(r.stormCalls)} (${fmt(r.stormCalls / r.expected, 1)} per client of the killed node); ` +
+      `other processes on the machine during the storm: ${fmt(r.others, 2)} cores. CPU figures come from /proc in 10 ms ticks, so a 100 ms sample may read up to ~0.1 core high.`,
   ];
 }
