@@ -54,6 +54,10 @@ interface Held {
 /** Room keys expire unless a node hosting the room renews them; renewed every KEY_RENEW_BEATS beats. */
 const KEY_TTL_MS = 60_000;
 const KEY_RENEW_BEATS = 10;
+/** How long an emptied room's version counter stays (see LEAVE in scripts.ts). */
+const EMPTY_ROOM_TTL_MS = 5_000;
+/** After Redis lost its data, frames for members not yet restored by their nodes are retried this long. */
+const RECOVERY_MS = 5_000;
 /** Events held for one room while its first snapshot is on the way (a bound, never reached in practice). */
 const MAX_EARLY = 10_000;
 /** Heartbeats without hearing our own keepalive before the subscriptions are renewed. */
@@ -97,6 +101,11 @@ export class RedisRoomStore implements RoomStore {
   private readonly orphanTimers = new Map<string, NodeJS.Timeout>();
   /** Room snapshots to take again at the next heartbeat (after a reconnect or a Redis loss). */
   private resnapshot = false;
+  /** Until then, frames for members Redis does not know are retried (see RECOVERY_MS). */
+  private recoveringUntil = 0;
+  /** Until then, held frames wait: the other nodes are still putting their members back. */
+  private flushAfter = 0;
+  private hoard = false;
   private connected: Promise<void> | null = null;
   private closed = false;
 
@@ -236,7 +245,7 @@ export class RedisRoomStore implements RoomStore {
     const wasLocal = st?.local.delete(id) ?? false;
     if (st) this.maybeExit(room, st);
     try {
-      const n = await this.link.run(LEAVE, [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)], [id, this.nodeId, '*']);
+      const n = await this.link.run(LEAVE, [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)], [id, this.nodeId, '*', EMPTY_ROOM_TTL_MS]);
       return Number(n) === 1;
     } catch {
       // Removed when Redis is back; the room hears `peer-left` now (held with other frames).
@@ -325,7 +334,7 @@ export class RedisRoomStore implements RoomStore {
 
   /** Publishes now, or holds the message while Redis is unreachable; 'unavailable' when the hold is full. */
   private publish(channel: string, payload: string, to?: Held['to']): SendOutcome {
-    if (!this.isHealthy || this.outbox.length > 0) return this.hold({ channel, payload, bytes: payload.length, ...(to ? { to } : {}) });
+    if (!this.isHealthy || this.hoard || this.outbox.length > 0) return this.hold({ channel, payload, bytes: payload.length, ...(to ? { to } : {}) });
     this.counts.published++;
     this.link.publish(channel, payload).then(
       (n) => {
@@ -371,6 +380,9 @@ export class RedisRoomStore implements RoomStore {
         this.counts.queued++;
         // The owner may be alive with a subscription that was down a moment: it takes the inbox.
         if (owner !== '') this.publish(this.keys.nodeChannel(owner), `p|${room}|${id}`);
+      } else if (r[0] === 'gone' && Date.now() < this.recoveringUntil) {
+        // Redis came back empty and the member's node has not put it back yet: try again.
+        setTimeout(() => void this.keep(room, id, tried, frame, relay), this.heartbeatMs).unref();
       } else this.drop(r[0] === 'full' ? 'inbox-full' : 'gone');
     } catch {
       this.hold({ channel: this.keys.nodeChannel(tried), payload: encodeDirected(room, id, frame, relay), bytes: frame.length, to: { room, id, node: tried, frame, relay } });
@@ -528,6 +540,10 @@ export class RedisRoomStore implements RoomStore {
       this.nodesSeen = Number(count);
       const lost = this.epoch !== null && epoch !== this.epoch;
       this.epoch = String(epoch);
+      if (lost) {
+        this.recoveringUntil = Date.now() + RECOVERY_MS;
+        this.flushAfter = Date.now() + this.heartbeatMs + 500;
+      }
       if (lost || (this.registered && Number(present) !== 1) || this.resnapshot) await this.restore(lost);
       this.registered = true;
       this.beats++;
@@ -548,7 +564,16 @@ export class RedisRoomStore implements RoomStore {
     this.isHealthy = ok;
     if (ok) {
       this.log?.info({ held: this.outbox.length }, 'redis reachable');
-      this.flushOutbox();
+      const wait = this.flushAfter - Date.now();
+      if (wait <= 0) this.flushOutbox();
+      else {
+        // Published now, these would reach nodes that have not subscribed again yet.
+        this.hoard = true;
+        setTimeout(() => {
+          this.hoard = false;
+          this.flushOutbox();
+        }, wait).unref();
+      }
     } else this.resnapshot = true;
   }
 
@@ -561,7 +586,7 @@ export class RedisRoomStore implements RoomStore {
     this.resnapshot = false;
     for (const key of [...this.pendingLeaves]) {
       const [room = '', id = ''] = key.split('\n');
-      await this.link.run(LEAVE, [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)], [id, this.nodeId, '*']);
+      await this.link.run(LEAVE, [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)], [id, this.nodeId, '*', EMPTY_ROOM_TTL_MS]);
       this.pendingLeaves.delete(key);
     }
     if (recreate || !this.registered) this.log?.warn({ recreate }, 'restoring this node\'s members in redis');
@@ -687,7 +712,7 @@ export class RedisRoomStore implements RoomStore {
   /** An orphan's grace ran out without a resume: it leaves, and the room hears `peer-left`. */
   private async endOrphan(room: string, id: string, deadline: string): Promise<void> {
     try {
-      const n = await this.link.run(LEAVE, [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)], [id, '', deadline]);
+      const n = await this.link.run(LEAVE, [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)], [id, '', deadline, EMPTY_ROOM_TTL_MS]);
       if (Number(n) === 1) this.broadcast(room, encodeServerMessage({ type: 'peer-left', id, reason: 'closed' }));
     } catch (err) {
       this.warn(err);

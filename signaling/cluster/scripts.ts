@@ -31,7 +31,7 @@ return {'ok', v, all}
 `);
 
 /**
- * KEYS members, version, channel, inbox. ARGV id, expectedOwner, expectedGrace ('*': any).
+ * KEYS members, version, channel, inbox. ARGV id, expectedOwner, expectedGrace ('*': any), emptyRoomTtlMs.
  * Only the member's owner may remove it (a node that lost it to a resume elsewhere must
  * not), and an orphan only while it is still the orphan the caller saw.
  */
@@ -44,6 +44,9 @@ if ARGV[3] ~= '*' and g ~= ARGV[3] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[4])
 local v = redis.call('INCR', KEYS[2])
+-- An empty room keeps its version only briefly: long enough that a join in flight never
+-- sees versions go back, short enough that nothing of a gone room stays in Redis.
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 redis.call('SPUBLISH', KEYS[3], 'l|' .. v .. '|' .. ARGV[1])
 return 1
 `);
@@ -196,10 +199,11 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 return 1
 `);
 
-/** KEYS rooms. ARGV leaseMs, then room names: renews their leases. */
+/** KEYS rooms. ARGV leaseMs, then room names: renews their leases (and drops lapsed ones). */
 export const RENEW_LEASES = script(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 for i = 2, #ARGV do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i]) end
 return #ARGV - 1
 `);
