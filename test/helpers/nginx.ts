@@ -71,7 +71,7 @@ function run(cmd: string, args: string[]): Promise<string> {
   });
 }
 
-/** The self-signed certificate for localhost, made once per test process. */
+/** The self-signed certificate for localhost, made once and kept until `stopAllNginx()`. */
 export function testCert(): Promise<TestCert> {
   cert ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'rallypoint-cert-'));
@@ -93,6 +93,7 @@ export function testCert(): Promise<TestCert> {
   return cert;
 }
 
+// Vitest's workers do not always run 'exit' handlers: stopAllNginx() removes it too.
 process.on('exit', () => {
   if (certDir !== null) rmSync(certDir, { recursive: true, force: true });
 });
@@ -209,8 +210,13 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+/** Stops every nginx started here and removes the test certificate (afterEach). */
 export async function stopAllNginx(): Promise<void> {
   await Promise.all([...instances].map((n) => n.stop()));
+  const dir = certDir;
+  cert = null;
+  certDir = null;
+  if (dir !== null) await rm(dir, { recursive: true, force: true });
 }
 
 /**
