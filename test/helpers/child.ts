@@ -7,6 +7,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { describe } from 'vitest';
 
 const SETPRIV = '/usr/bin/setpriv';
 const hasSetpriv = ((): boolean => {
@@ -115,4 +116,29 @@ export function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** Why these executables cannot run here (the first one missing), or null when they all can. */
+export function missingTools(tools: { path: string; pkg: string }[]): string | null {
+  for (const t of tools) {
+    try {
+      accessSync(t.path, constants.X_OK);
+    } catch {
+      return `no ${t.path} (apt-get install ${t.pkg})`;
+    }
+  }
+  return null;
+}
+
+/**
+ * `describe` for suites that need system tools. Outside CI a missing tool skips the suite
+ * with a printed reason; under CI=true nothing is skipped: the suite runs and fails.
+ */
+export function describeNeeding(missing: string | null, name: string, fn: () => void): void {
+  if (missing && process.env.CI !== 'true') {
+    console.warn(`skipping "${name}": ${missing}`);
+    describe.skip(name, fn);
+    return;
+  }
+  describe(name, fn);
 }

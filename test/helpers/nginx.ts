@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket, type ClientOptions } from 'ws';
 import type { WebSocketConstructor } from '../../signaling/client/index.js';
-import { freePort, running, spawnOwned, type OwnedChild } from './child.js';
+import { describeNeeding, freePort, missingTools, running, spawnOwned, type OwnedChild } from './child.js';
 
 export const NGINX = process.env.NGINX_PATH ?? '/usr/sbin/nginx';
 export const OPENSSL = process.env.OPENSSL_PATH ?? '/usr/bin/openssl';
@@ -56,6 +56,19 @@ export interface NginxServer {
   accessLog(): Promise<string[]>;
   /** SIGTERM (fast shutdown: open WebSockets are cut), waits for the exit. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** Why nginx (and openssl for its certificate) cannot run here, or null when they can. */
+export function nginxMissing(): string | null {
+  return missingTools([
+    { path: NGINX, pkg: 'nginx' },
+    { path: OPENSSL, pkg: 'openssl' },
+  ]);
+}
+
+/** `describe` for suites that need nginx (skipped with a reason outside CI when it is missing). */
+export function describeNginx(name: string, fn: () => void): void {
+  describeNeeding(nginxMissing(), name, fn);
 }
 
 const instances = new Set<NginxServer>();

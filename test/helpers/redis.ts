@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, running, spawnOwned, waitForLine, type OwnedChild } from './child.js';
+import { describeNeeding, freePort, missingTools, running, spawnOwned, waitForLine, type OwnedChild } from './child.js';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER_PATH ?? '/usr/bin/redis-server';
 export const REDIS_CLI = process.env.REDIS_CLI_PATH ?? '/usr/bin/redis-cli';
@@ -25,7 +25,7 @@ export interface RedisServer {
   readonly pid: number;
   /** SIGTERM (after SIGCONT, in case it is frozen), waits for the exit, removes its directory. Idempotent. */
   stop(): Promise<void>;
-  /** Sends `signal` (default SIGKILL) and waits for the exit. */
+  /** Sends `signal` (default SIGKILL; SIGCONT follows any other, in case it is frozen) and waits for the exit. */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts a new, empty server on the same port after `kill()` or `stop()`. */
   restart(): Promise<void>;
@@ -42,6 +42,19 @@ export interface RedisCluster {
   /** For node-redis: `createCluster({ rootNodes })`. */
   readonly rootNodes: { url: string }[];
   stop(): Promise<void>;
+}
+
+/** Why Redis cannot run here, or null when it can. */
+export function redisMissing(): string | null {
+  return missingTools([
+    { path: REDIS_SERVER, pkg: 'redis-server' },
+    { path: REDIS_CLI, pkg: 'redis-tools' },
+  ]);
+}
+
+/** `describe` for suites that need Redis (skipped with a reason outside CI when it is missing). */
+export function describeRedis(name: string, fn: () => void): void {
+  describeNeeding(redisMissing(), name, fn);
 }
 
 const servers = new Set<RedisServer>();
@@ -85,7 +98,10 @@ async function spawnOnFreePort(port: number | undefined, extra: (dir: string) =>
   for (let attempt = 1; ; attempt++) {
     const p = port ?? (await freePort());
     const more: number[] = [];
-    for (let i = 1; i < portsNeeded; i++) more.push(await freePort());
+    while (more.length < portsNeeded - 1) {
+      const m = await freePort();
+      if (m !== p && !more.includes(m)) more.push(m);
+    }
     try {
       const started = await spawnRedis(p, (dir) => [...extra(dir), ...more.flatMap((m) => ['--cluster-port', String(m)])]);
       return { ...started, port: p, more };
@@ -127,7 +143,11 @@ async function launch(opts: { port?: number; cluster?: boolean }): Promise<Redis
       return stopping;
     },
     async kill(signal = 'SIGKILL') {
-      if (running(current.proc)) current.proc.child.kill(signal);
+      if (running(current.proc)) {
+        current.proc.child.kill(signal);
+        // A frozen process handles no other signal until it runs again.
+        if (signal !== 'SIGKILL') current.proc.child.kill('SIGCONT');
+      }
       await waitExit();
     },
     async restart() {
