@@ -17,6 +17,7 @@ import { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumMissing } from '../helpers/browse
 import { describeNeeding } from '../helpers/child.js';
 import { killCliChildren, nextLine, startCli, START_LINE } from '../helpers/cli.js';
 import { httpGet } from '../helpers/http.js';
+import { startNode, type Node } from '../helpers/cluster.js';
 import { describeNginx, nginxMissing, startNginx, stopAllNginx, testConfig, testCert, wsWithCa, type NginxServer } from '../helpers/nginx.js';
 import { describeRedis, startRedis, startRedisCluster, stopAllRedis } from '../helpers/redis.js';
 import { cleanup, defer } from '../helpers/resources.js';
@@ -135,48 +136,6 @@ describeRedis('test Redis (test/helpers/redis.ts)', () => {
 async function procState(pid: number): Promise<string> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-}
-
-/** A `rallypoint serve` node: its port, its pino log lines (stderr, JSON) and its process. */
-interface Node {
-  port: number;
-  child: ChildProcessWithoutNullStreams;
-  logs: Record<string, unknown>[];
-  /** Resolves with the first log entry (past or future) that `match` accepts. */
-  waitLog(match: (entry: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
-}
-
-async function startNode(extra: string[] = []): Promise<Node> {
-  const child = startCli(['serve', '--port', '0', '--host', '127.0.0.1', '--turn', 'off', '--trust-proxy', '1', ...extra]);
-  const logs: Record<string, unknown>[] = [];
-  const waiters: { match: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];
-  createInterface({ input: child.stderr }).on('line', (line) => {
-    let entry: Record<string, unknown>;
-    try {
-      entry = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      entry = { msg: line };
-    }
-    logs.push(entry);
-    for (const w of waiters.splice(0)) {
-      if (w.match(entry)) w.resolve(entry);
-      else waiters.push(w);
-    }
-  });
-  const line = await nextLine(child);
-  const m = START_LINE.exec(line);
-  if (!m) throw new Error(`unexpected start line: ${line}`);
-  const port = Number(new URL(m[1]!).port);
-  return {
-    port,
-    child,
-    logs,
-    waitLog: (match) => {
-      const seen = logs.find(match);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve) => waiters.push({ match, resolve }));
-    },
-  };
 }
 
 async function connections(node: Node): Promise<number> {
