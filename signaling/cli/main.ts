@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { listenSignaling } from '../server/index.js';
+import { DEFAULT_LIMITS, listenSignaling } from '../server/index.js';
+import { RedisRoomStore } from '../cluster/redis-store.js';
 import { InvalidOptionsError } from '../server/options.js';
 import { coturnConfig } from '../../turn/coturn-config.js';
 import { TurnError } from '../../turn/errors.js';
@@ -96,9 +97,20 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
         ? turnIceServers({ secret, ttl: cfg.turnTtl as number, port: turn.port, ...publicHostOption(cfg) })
         : undefined;
   if (turn !== undefined && cfg.turnSecret === undefined) logger.info('TURN secret generated at start (set TURN_SECRET to share one with coturn)');
-  let listening;
+  const redis = cfg.redis as string[] | undefined;
+  if (redis !== undefined && redis.length > 1 && cfg.redisCluster !== 'on') throw new ConfigError('--redis (REDIS_URL) takes one URL, or several with --redis-cluster on');
+  const store =
+    redis === undefined
+      ? undefined
+      : new RedisRoomStore({
+          redis: cfg.redisCluster === 'on' ? { cluster: redis } : (redis[0] as string),
+          prefix: cfg.redisPrefix as string,
+          ...(cfg.nodeId !== undefined ? { nodeId: cfg.nodeId as string } : {}),
+        });
+  let listening: Awaited<ReturnType<typeof listenSignaling>> | undefined;
   try {
     listening = await listenSignaling({
+      ...(store !== undefined ? { store } : {}),
       port: cfg.port as number,
       ...(host !== undefined ? { host } : {}),
       path: cfg.path as string,
@@ -120,12 +132,25 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
       // The demo and the browser bundle (dist/web, built by `npm run build`) at `/`.
       onRequest: staticFiles(defaultWebRoot()),
     });
+    if (store !== undefined) {
+      // A node that cannot reach Redis at start is misconfigured: say so instead of serving.
+      await Promise.race([
+        store.connect(),
+        new Promise((_, reject) => setTimeout(() => reject(new ConfigError(`cannot reach Redis at ${redis?.join(',') ?? ''}`)), 5_000).unref()),
+      ]).catch(async (err: unknown) => {
+        await listening?.close({ timeoutMs: 0 });
+        throw err instanceof ConfigError ? err : new ConfigError(`cannot reach Redis at ${redis?.join(',') ?? ''}: ${(err as Error).message}`);
+      });
+    }
   } catch (err) {
     await turn?.server.close();
     throw err;
   }
   const signaling = listening;
-  onShutdown(logger, cfg.shutdownTimeoutMs as number, async () => {
+  // In a cluster SIGTERM drains: the clients resume on the other nodes (a rolling deploy).
+  const drainMs = store !== undefined ? (limits.resumeGraceMs ?? DEFAULT_LIMITS.resumeGraceMs) + 2_000 : 0;
+  onShutdown(logger, (cfg.shutdownTimeoutMs as number) + drainMs, async () => {
+    if (store !== undefined) await signaling.server.drain({ timeoutMs: drainMs });
     await signaling.close({ timeoutMs: cfg.shutdownTimeoutMs as number });
     await turn?.server.close();
   });

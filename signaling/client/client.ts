@@ -335,7 +335,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         // Before `welcome` the only message we sent is `join`: this error refuses it (room-full,
         // too-many-rooms, meta too-large, unauthorized, ...). Retrying the same join would not
         // help, and the server keeps the connection open for most of these: end it ourselves.
-        if (!this.#welcome && !this.#joinRefused) {
+        // `unavailable` is not a refusal: the server closes with 1013 and we retry with backoff.
+        if (!this.#welcome && !this.#joinRefused && msg.code !== 'unavailable') {
           this.#joinRefused = error;
           this.emit('error', error);
           this.#settle(error);

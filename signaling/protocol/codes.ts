@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   'server-full',
   'internal',
   'relay-disabled',
+  'unavailable',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -38,8 +39,15 @@ export const CLOSE_CODES = {
    * "Try Again Later" (IANA WebSocket close code registry): the client did not read its
    * socket and its unsent backlog passed `maxBufferedBytes`. The server casts it off rather
    * than buffer without bound; the session is kept for resume, so the client reconnects.
+   * Also ends a connection whose join or resume cannot be served now (error `unavailable`:
+   * a cluster node without Redis); the client retries with backoff.
    */
   tooSlow: 1013,
+  /**
+   * "Service Restart" (IANA registry): the node is draining for a restart or deploy; the
+   * client reconnects at once (to another node behind the load balancer) and resumes.
+   */
+  serviceRestart: 1012,
   /** Repeated frames that are not JSON. */
   badJson: 4000,
   /** Repeated frames that do not match the schema. */
@@ -85,6 +93,7 @@ export function closeCodeFor(code: ErrorCode): CloseCode {
     case 'peer-not-found':
     case 'room-full':
     case 'too-many-rooms':
+    case 'unavailable':
     case 'server-full':
     // The welcome announced relayMessagesPerSecond 0: relaying anyway, again and again, is
     // misuse like the others; one frame only costs a strike.

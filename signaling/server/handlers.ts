@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   CLOSE_CODES,
   MAX_JSON_DEPTH,
@@ -13,6 +13,7 @@ import {
   type RelayMessage,
   type PingMessage,
   type IceServer,
+  type PeerInfo,
 } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import type { SignalingMetrics } from './metrics.js';
@@ -41,7 +42,16 @@ export interface HandlerContext {
 }
 
 export const newPeerId = (): string => randomBytes(9).toString('base64url');
-const newResumeToken = (): string => randomBytes(24).toString('base64url');
+/**
+ * `<peer id>.<secret>`: the id lets any node of a cluster find the member to resume; the
+ * secret alone proves the right to (its hash is all a shared store keeps).
+ */
+const newResumeToken = (id: string): string => `${id}.${randomBytes(24).toString('base64url')}`;
+/** The hash a store keeps of a resume token's secret; '' for a token of another shape. */
+export function tokenHash(token: string): string {
+  const dot = token.lastIndexOf('.');
+  return dot < 1 ? '' : createHash('sha256').update(token.slice(dot + 1)).digest('base64url');
+}
 
 function sendWelcome(ctx: HandlerContext, conn: Connection, session: Session, peers: { id: string; meta?: Record<string, unknown> }[], resumed: boolean): void {
   const { limits } = ctx.options;
@@ -74,7 +84,7 @@ function sendWelcome(ctx: HandlerContext, conn: Connection, session: Session, pe
 }
 
 /** Takes over a session within its grace period (or from a connection that is still open). */
-async function resume(ctx: HandlerContext, conn: Connection, session: Session): Promise<void> {
+async function resume(ctx: HandlerContext, conn: Connection, session: Session, peers?: PeerInfo[]): Promise<void> {
   const previous = session.conn;
   if (previous && previous !== conn) {
     previous.session = null;
@@ -84,10 +94,10 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   ctx.clearGrace(session);
   const oldToken = session.resumeToken;
   ctx.sessions.delete(session.resumeToken);
-  session.resumeToken = newResumeToken();
+  session.resumeToken = newResumeToken(session.id);
   ctx.sessions.set(session.resumeToken, session);
   // Peers are re-read so the client learns who came and went while it was away.
-  const members = await ctx.store.members(session.room);
+  const members = peers ?? (await ctx.store.members(session.room));
   // The new connection went away while an async store answered. The session has no
   // connection and its grace timer was cleared above: re-arm it, or it stays in its room forever.
   // (Closing counts: a closing connection never gets the welcome.)
@@ -105,7 +115,41 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session): 
   }
   session.attach(conn);
   ctx.enteredRoom(conn);
+  ctx.store.setToken?.(session.room, session.id, tokenHash(session.resumeToken));
   ctx.metrics.resumes.inc({ result: 'resumed' });
+}
+
+/**
+ * A resume token this node does not hold: with a cluster store, the session may live (or
+ * have lived, on a node that died) on another node. The store moves it here.
+ */
+async function claim(ctx: HandlerContext, conn: Connection, msg: JoinMessage & { resume: string }): Promise<boolean> {
+  const claim = ctx.store.claim;
+  const id = msg.resume.slice(0, Math.max(0, msg.resume.lastIndexOf('.')));
+  const hash = tokenHash(msg.resume);
+  if (!claim || id === '' || hash === '') return false;
+  const session = new Session(id, msg.room, undefined, msg.resume, ctx.options.limits.resumeQueueLength, ctx.metrics.relay);
+  const outcome = await claim.call(ctx.store, msg.room, id, hash, session.sink);
+  if (!outcome.ok) {
+    if (outcome.code === 'unavailable') {
+      ctx.sendError(conn, 'unavailable', 'the cluster store is unreachable; retry', msg.ref);
+      ctx.castOff(conn, CLOSE_CODES.tooSlow, 'store unavailable');
+      return true;
+    }
+    return false;
+  }
+  session.meta = outcome.peer.meta;
+  // What waited in the cluster for it comes before what arrived during the claim.
+  session.queue.unshift(...outcome.queued);
+  if (!conn.open || conn.session) {
+    // Gone while the store answered: it is ours now, in its grace period.
+    ctx.sessions.set(session.resumeToken, session);
+    ctx.startGrace(session, 'closed');
+    return true;
+  }
+  ctx.sessions.set(session.resumeToken, session);
+  await resume(ctx, conn, session, outcome.peers);
+  return true;
 }
 
 export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: JoinMessage): Promise<void> {
@@ -122,11 +166,18 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
   if (msg.resume !== undefined) {
     const session = ctx.sessions.get(msg.resume);
     if (session && session.room === msg.room) return resume(ctx, conn, session);
+    if (!session && (await claim(ctx, conn, { ...msg, resume: msg.resume }))) return;
     ctx.metrics.resumes.inc({ result: 'expired' });
   }
-  const session = new Session(newPeerId(), msg.room, msg.meta, newResumeToken(), ctx.options.limits.resumeQueueLength, ctx.metrics.relay);
-  const outcome = await ctx.store.join(msg.room, msg.meta === undefined ? { id: session.id } : { id: session.id, meta: msg.meta }, session.sink);
+  const id = newPeerId();
+  const session = new Session(id, msg.room, msg.meta, newResumeToken(id), ctx.options.limits.resumeQueueLength, ctx.metrics.relay);
+  const outcome = await ctx.store.join(msg.room, msg.meta === undefined ? { id: session.id } : { id: session.id, meta: msg.meta }, session.sink, tokenHash(session.resumeToken));
   if (!outcome.ok) {
+    if (outcome.code === 'unavailable') {
+      // Not the client's fault and not final: it reconnects with backoff (PROTOCOL.md, Cluster).
+      ctx.sendError(conn, 'unavailable', 'the cluster store is unreachable; retry', msg.ref);
+      return ctx.castOff(conn, CLOSE_CODES.tooSlow, 'store unavailable');
+    }
     const why = outcome.code === 'room-full' ? `room ${msg.room} has ${ctx.options.limits.maxPeersPerRoom} peers` : 'no more rooms on this server';
     return ctx.sendError(conn, outcome.code, why, msg.ref);
   }
@@ -167,13 +218,14 @@ export function handleSignal(ctx: HandlerContext, conn: Connection, msg: SignalM
   const frame = `${session.fromPrefix}${JSON.stringify(msg.data)}}`;
   const delivered = ctx.store.sendTo(session.room, msg.to, frame);
   if (delivered === true) return;
-  if (delivered === false) return signalNotDelivered(ctx, conn, session, msg);
+  if (delivered === false || delivered === 'unavailable') return signalNotDelivered(ctx, conn, session, msg, delivered);
   return Promise.resolve(delivered).then((ok) => {
-    if (!ok) signalNotDelivered(ctx, conn, session, msg);
+    if (ok !== true) signalNotDelivered(ctx, conn, session, msg, ok);
   });
 }
 
-function signalNotDelivered(ctx: HandlerContext, conn: Connection, session: Session, msg: SignalMessage): void {
+function signalNotDelivered(ctx: HandlerContext, conn: Connection, session: Session, msg: SignalMessage, why: false | 'unavailable'): void {
+  if (why === 'unavailable') return ctx.sendError(conn, 'unavailable', `cannot reach ${msg.to}'s node now; retry`, msg.ref);
   ctx.sendError(conn, 'peer-not-found', `no peer ${msg.to} in room ${session.room}`, msg.ref);
 }
 
@@ -192,8 +244,8 @@ export function handleRelay(ctx: HandlerContext, conn: Connection, msg: RelayMes
   const delivery: RelayDelivery = msg.unreliable ? { kind: 'unreliable', latestKey: `${session.id} ${msg.channel}` } : RELIABLE;
   const delivered = ctx.store.sendTo(session.room, msg.to, relayFrame(session, msg), delivery);
   if (delivered === true) return relayed(ctx, msg, size);
-  if (delivered === false) return relayNotDelivered(ctx, conn, session, msg);
-  return Promise.resolve(delivered).then((ok) => (ok ? relayed(ctx, msg, size) : relayNotDelivered(ctx, conn, session, msg)));
+  if (delivered === false || delivered === 'unavailable') return relayNotDelivered(ctx, conn, session, msg, delivered);
+  return Promise.resolve(delivered).then((ok) => (ok === true ? relayed(ctx, msg, size) : relayNotDelivered(ctx, conn, session, msg, ok)));
 }
 
 /**
@@ -218,9 +270,10 @@ function relayed(ctx: HandlerContext, msg: RelayMessage, size: number): void {
   counts.bytes += size;
 }
 
-function relayNotDelivered(ctx: HandlerContext, conn: Connection, session: Session, msg: RelayMessage): void {
+function relayNotDelivered(ctx: HandlerContext, conn: Connection, session: Session, msg: RelayMessage, outcome: false | 'unavailable' = false): void {
   ctx.metrics.relay.dropped['no-peer']++;
   if (msg.unreliable) return;
+  if (outcome === 'unavailable') return ctx.sendError(conn, 'unavailable', `cannot reach ${msg.to}'s node now; the reliable stream resends`, msg.ref);
   const why = msg.to === session.id ? 'cannot relay to yourself' : `no peer ${msg.to} in room ${session.room}`;
   ctx.sendError(conn, 'peer-not-found', why, msg.ref);
 }

@@ -5,6 +5,8 @@ import type { Registry } from 'prom-client';
 export interface HttpEndpointsContext {
   readonly registry: Registry;
   closing(): boolean;
+  /** A shared store (Redis) is unreachable: 503 so a load balancer sends clients elsewhere. */
+  degraded(): boolean;
   status(): Record<string, number>;
   /** `/metrics` needs `Authorization: Bearer <token>` when set. */
   readonly metricsToken?: string | undefined;
@@ -22,8 +24,9 @@ export function handleHttp(ctx: HttpEndpointsContext, req: IncomingMessage, res:
   if (!allowedMethod(req, res)) return true;
   if (path === '/healthz') {
     const closing = ctx.closing();
-    const body = JSON.stringify({ status: closing ? 'closing' : 'ok', ...ctx.status() });
-    res.writeHead(closing ? 503 : 200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }).end(body);
+    const degraded = !closing && ctx.degraded();
+    const body = JSON.stringify({ status: closing ? 'closing' : degraded ? 'degraded' : 'ok', ...ctx.status() });
+    res.writeHead(closing || degraded ? 503 : 200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }).end(body);
     return true;
   }
   serveMetrics(ctx, req, res);

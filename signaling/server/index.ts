@@ -7,3 +7,6 @@ export type { RoomStore, RoomStoreLimits, JoinOutcome, Sink, RelayDelivery, Mayb
 export type { Clock } from './clock.js';
 export { systemClock } from './clock.js';
 export * from '../protocol/index.js';
+export { RedisRoomStore, type RedisRoomStoreOptions } from '../cluster/redis-store.js';
+export type { RedisLink, RedisTarget } from '../cluster/link.js';
+export type { ClaimOutcome, RoomStoreHost, SendOutcome } from './rooms.js';

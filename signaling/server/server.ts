@@ -30,7 +30,8 @@ import type { Session } from './session.js';
 import { clientAddress, sourceKey } from './source.js';
 import { checkUpgrade, refuseUpgrade } from './upgrade.js';
 
-type State = 'running' | 'closing' | 'closed';
+/** draining: no new connections; sessions wait in their grace to resume on other nodes. */
+type State = 'running' | 'draining' | 'closing' | 'closed';
 
 /** RFC 6455 §7.4.1: reported when a Close frame carried no status code. */
 const NO_STATUS = 1005;
@@ -109,9 +110,17 @@ export class SignalingServer implements HandlerContext {
       perMessageDeflate: false,
       handleProtocols: () => SUBPROTOCOL,
     });
+    this.store.bind?.({
+      limits,
+      logger: this.logger,
+      registry: this.metrics.registry,
+      release: (room, id) => this.releaseSession(room, id),
+      end: (room, id) => this.dropSession(room, id),
+    });
     this.httpContext = {
       registry: this.metrics.registry,
       closing: () => this.state !== 'running',
+      degraded: () => this.store.healthy?.() === false,
       status: () => ({ connections: this.connections.size, ...this.store.stats() }),
       serveMetrics: this.options.serveMetrics ?? true,
       ...(this.options.metricsToken !== undefined ? { metricsToken: this.options.metricsToken } : {}),
@@ -147,7 +156,8 @@ export class SignalingServer implements HandlerContext {
     this.metrics.errors.inc({ code });
     conn.send(encodeServerMessage(ref === undefined ? { type: 'error', code, message } : { type: 'error', code, message, ref }));
     // unauthorized on join is final; everything else is final only when it keeps happening.
-    if (code === 'unauthorized' || conn.strikes.add(this.clock.now())) {
+    // `unavailable` is the cluster's trouble, not the client's: never a strike.
+    if (code === 'unauthorized' || (code !== 'unavailable' && conn.strikes.add(this.clock.now()))) {
       this.castOff(conn, closeCodeFor(code), code);
     }
   }
@@ -501,7 +511,7 @@ export class SignalingServer implements HandlerContext {
   /** Keeps a session without a connection for the resume grace period, then ends it. */
   startGrace(session: Session, reason: LeaveReason): void {
     const grace = this.options.limits.resumeGraceMs;
-    if (grace === 0 || this.state !== 'running') {
+    if (grace === 0 || this.state === 'closing' || this.state === 'closed') {
       void endSession(this, session, reason).catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
       return;
     }
@@ -510,6 +520,59 @@ export class SignalingServer implements HandlerContext {
       session.graceTimer = null;
       void endSession(this, session, reason).catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
     }, grace);
+  }
+
+  /** The session of member `id` of `room` held here, if any. */
+  private sessionOf(room: string, id: string): Session | undefined {
+    for (const s of this.sessions.values()) if (s.id === id && s.room === room) return s;
+    return undefined;
+  }
+
+  /** A cluster store moved the member to another node (it resumed there): let go, no peer-left. */
+  private releaseSession(room: string, id: string): string[] {
+    const session = this.sessionOf(room, id);
+    if (!session) return [];
+    this.clearGrace(session);
+    this.sessions.delete(session.resumeToken);
+    const conn = session.conn;
+    session.conn = null;
+    if (conn) {
+      conn.session = null;
+      this.castOff(conn, CLOSE_CODES.replaced, 'session resumed elsewhere');
+    }
+    this.metrics.resumes.inc({ result: 'moved' });
+    return session.queue.splice(0);
+  }
+
+  /** A cluster store ended the member while this node could not reach it: drop it; its client rejoins. */
+  private dropSession(room: string, id: string): void {
+    const session = this.sessionOf(room, id);
+    if (!session) return;
+    this.clearGrace(session);
+    this.sessions.delete(session.resumeToken);
+    const conn = session.conn;
+    session.conn = null;
+    if (conn) {
+      conn.session = null;
+      this.castOff(conn, CLOSE_CODES.serviceRestart, 'session ended by the cluster');
+    }
+  }
+
+  /**
+   * Drains this node for a restart or deploy (cluster stores): refuses new upgrades (503,
+   * and /healthz says closing), closes every client with 1012 so it reconnects through the
+   * load balancer to another node and resumes there, waits until every session has moved
+   * or its grace ran out (at most `timeoutMs`, default the grace plus 2 s), then closes.
+   * Without a shared store nothing could take the sessions over: it only closes.
+   */
+  async drain(opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.state !== 'running' || !this.store.claim) return this.close();
+    this.state = 'draining';
+    const deadline = Date.now() + (opts.timeoutMs ?? this.options.limits.resumeGraceMs + 2_000);
+    this.logger.info({ sessions: this.sessions.size }, 'draining: clients move to other nodes');
+    for (const conn of [...this.connections]) this.castOff(conn, CLOSE_CODES.serviceRestart, 'node draining');
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    return this.close();
   }
 
   /**
@@ -536,10 +599,8 @@ export class SignalingServer implements HandlerContext {
     clearTimeout(timer);
     for (const conn of this.connections) conn.ws.terminate();
     await allClosed;
-    for (const session of new Set(this.sessions.values())) {
-      this.clearGrace(session);
-      await this.store.leave(session.room, session.id);
-    }
+    // With a shared store the room goes on without this node: tell it who is gone.
+    for (const session of new Set(this.sessions.values())) await endSession(this, session, 'closed').catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
     this.sessions.clear();
     await this.store.close();
     this.httpServer.off('upgrade', this.onUpgradeBound);

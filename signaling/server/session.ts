@@ -21,7 +21,7 @@ export class Session {
   constructor(
     readonly id: string,
     readonly room: string,
-    readonly meta: Meta | undefined,
+    public meta: Meta | undefined,
     public resumeToken: string,
     private readonly maxQueue: number,
     private readonly relayCounts?: RelayCounts,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ERROR_CODES, type ErrorCode, type PeerInfo } from '../../signaling/protocol/index.js';
+import { CLOSE_CODES, ERROR_CODES, type ErrorCode, type PeerInfo } from '../../signaling/protocol/index.js';
 import { MemoryRoomStore, signToken, type JoinOutcome, type Sink } from '../../signaling/server/index.js';
 import { cleanup } from '../helpers/resources.js';
 import { startFakeClockServer, startServer } from '../helpers/server.js';
@@ -8,6 +8,13 @@ import type { FrameOf } from '../helpers/ws-client.js';
 afterEach(cleanup);
 
 const SECRET = 'a-test-secret-of-32-characters!!';
+
+/** A store whose shared backend is unreachable (a cluster node without Redis). */
+class UnreachableStore extends MemoryRoomStore {
+  override join(): JoinOutcome {
+    return { ok: false, code: 'unavailable' };
+  }
+}
 
 /** A store whose join fails the way a broken backend would. */
 class ThrowingStore extends MemoryRoomStore {
@@ -73,6 +80,13 @@ const producers: Record<Exclude<ErrorCode, 'server-full'>, () => Promise<FrameOf
     const c = await (await startServer({ relay: false })).connect();
     await c.join('r');
     return c.expectError({ type: 'relay', to: 'someone', channel: 'reliable', data: 'x', ref: 'r-relay-disabled' });
+  },
+  async unavailable() {
+    const c = await (await startServer({ store: new UnreachableStore({ maxPeersPerRoom: 8, maxRooms: 8 }) })).connect();
+    const error = await c.expectError({ type: 'join', room: 'r', ref: 'r-unavailable' });
+    // Not final: the client is told to try again later, and reconnects with backoff.
+    expect((await c.closed).code).toBe(CLOSE_CODES.tooSlow);
+    return error;
   },
   async internal() {
     const c = await (await startServer({ store: new ThrowingStore({ maxPeersPerRoom: 8, maxRooms: 8 }) })).connect();

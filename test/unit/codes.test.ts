@@ -10,6 +10,8 @@ const PROTOCOL_TABLE: Record<ErrorCode, number> = {
   'not-joined': 4002,
   'already-joined': 4002,
   'peer-not-found': 4002,
+  // Never counted as a strike (the cluster's trouble, not the client's); a refused join closes with 1013.
+  unavailable: 4002,
   'room-full': 4002,
   'too-many-rooms': 4002,
   unauthorized: 4003,
