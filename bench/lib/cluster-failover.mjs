@@ -96,6 +96,7 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
     const callsBefore = await totalCalls();
     const before = cpuNow();
     const machineBefore = cpuSnapshot();
+    const selfBefore = process.cpuUsage();
     const samples = [before];
     killedAt = performance.now();
     victim.child.kill('SIGKILL');
@@ -105,7 +106,10 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
       samples.push(cpuNow());
     }
     const stormEnd = cpuNow();
-    const others = cpuBetween(machineBefore, cpuSnapshot()).others;
+    // The machine's busy cores minus ours (cpuBetween's own split would miss the killed node's CPU).
+    const selfS = ((u) => (u.user + u.system) / 1e6)(process.cpuUsage(selfBefore));
+    const ourS = stormEnd.nodes.reduce((a, b) => a + b, 0) - before.nodes.reduce((a, b) => a + b, 0) + stormEnd.redis - before.redis + selfS;
+    const others = cpuBetween(machineBefore, cpuSnapshot()).busy - ourS / ((stormEnd.at - before.at) / 1000);
     const stormCalls = (await totalCalls()) - callsBefore;
     const lost = all.filter((c) => c.lostAt !== undefined).length;
     log(`failover: ${back()} of ${expected} back after ${fmt((stormEnd.at - killedAt) / 1000, 2)} s; waiting ${SETTLE_MS / 1000} s for late peer-left`);
@@ -122,7 +126,7 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
       clients, roomSize, connectS, expected, lost, resumed: times.length, notBack: expected - back(),
       p50: quantileOf(times, 0.5), p99: quantileOf(times, 0.99), max: times.at(-1) ?? NaN,
       newIds: stats.newIds, peerLeft: stats.peerLeft, errors: stats.errors, stillOpen: all.filter((c) => c.state === 'open').length,
-      stormS: seconds, stormCalls, others,
+      stormS: seconds, stormCalls, others, genCores: selfS / seconds,
       survivorCores: (sum(stormEnd) - sum(before)) / seconds,
       redisCores: (stormEnd.redis - before.redis) / seconds,
       peakCores: peak,
@@ -150,6 +154,6 @@ export function failoverReport(r) {
     `- peer-left counted from the kill until ${SETTLE_MS / 1000} s after the last client was back; client error events: ${errors}; ` +
       `${fmtInt(r.stillOpen)} of ${fmtInt(r.clients)} clients open at the end; ${fmtInt(r.lost)} clients lost their connection (only the killed node's should); ` +
       `Redis commands from the kill until the last client was back: ${fmtInt(r.stormCalls)} (${fmt(r.stormCalls / r.expected, 1)} per client of the killed node); ` +
-      `other processes on the machine during the storm: ${fmt(r.others, 2)} cores. CPU figures come from /proc in 10 ms ticks, so a 100 ms sample may read up to ~0.1 core high.`,
+      `the bench process (clients and proxy, pinned apart from the servers) used ${fmt(r.genCores, 2)} cores during the storm${r.genCores > 0.9 ? ' (saturated: the client side may have been the limit)' : ''}, other processes on the machine ${fmt(r.others, 2)} cores. CPU figures come from /proc in 10 ms ticks, so a 100 ms sample may read up to ~0.1 core high.`,
   ];
 }

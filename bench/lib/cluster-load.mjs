@@ -4,6 +4,7 @@
  * either rallypoint.v1 over raw `ws` or socket.io (websocket transport only). A sends
  * candidate-sized signals naming B; the servers deliver them to B, wherever B is.
  */
+import { createClient } from 'redis';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 import { SUBPROTOCOL } from '../../dist/signaling/protocol/index.js';
@@ -128,6 +129,31 @@ export async function socketIoPair(urlA, urlB) {
     close: async () => {
       for (const s of [a, b]) s.disconnect();
     },
+  };
+}
+
+/**
+ * The floor under any cross-node hop: the same payload through Redis alone, SPUBLISH from
+ * one node-redis client and SSUBSCRIBE on another, both in this process; no WebSocket, no
+ * server process.
+ */
+export async function redisPubSubPair(url) {
+  const pub = createClient({ url });
+  const sub = pub.duplicate();
+  await Promise.all([pub.connect(), sub.connect()]);
+  let onReceive = () => {};
+  const channel = `bench-floor-${process.pid}`;
+  await sub.sSubscribe(channel, (text) => {
+    const i = text.lastIndexOf('"seq":');
+    const j = text.indexOf(',', i);
+    onReceive(Number(text.slice(i + 6, j)), Number(text.slice(j + 5, text.length - 1)));
+  });
+  const prefix = `{${CANDIDATE},"seq":`;
+  return {
+    send: (seq, t) => void pub.sPublish(channel, `${prefix}${seq},"t":${t}}`),
+    onReceive: (fn) => (onReceive = fn),
+    unexpected: [],
+    close: () => Promise.all([pub.quit(), sub.quit()]),
   };
 }
 
