@@ -7,7 +7,7 @@
  *   node bench/cluster.mjs --rounds 1 --no-write  # quick look; dist/ must be built
  *   options: --scenarios one-node,two-nodes,socketio-redis,redis-pubsub,failover  --rounds 5  --window 1024
  *            --paced-rate 5000 --warmup-ms 1000 --measure-ms 3000  --placement pinned|shared (see the placement comment below)
- *            --clients 2000 --room-size 20 (failover)
+ *            --clients 2000 --room-size 20 --failover-runs 3 (failover)
  *
  * Relay scenarios, interleaved round by round (each round starts fresh server processes,
  * in a rotating order so machine noise hits all alike):
@@ -48,6 +48,7 @@ const { values: args } = parseArgs({
     placement: { type: 'string', default: 'pinned' },
     clients: { type: 'string', default: '2000' },
     'room-size': { type: 'string', default: '20' },
+    'failover-runs': { type: 'string', default: '3' },
     'no-write': { type: 'boolean', default: false },
   },
 });
@@ -265,7 +266,7 @@ function report(m, results, fo) {
     '',
   );
   if (results.length) L.push(...relayReport(results), '');
-  if (fo) L.push(...failoverReport(fo), '');
+  if (fo.length) L.push(...failoverReport(fo), '');
   return L.join('\n');
 }
 
@@ -302,9 +303,10 @@ async function main() {
   }
   pin([redis.pid], SERVER_CPUS);
   pin([process.pid], LOAD_CPUS);
-  const fo = scenarios.includes('failover')
-    ? await failover({ redis, cpus: SERVER_CPUS, clients: Number(args.clients), roomSize: Number(args['room-size']), log: console.log })
-    : null;
+  const fo = [];
+  for (let i = 0; i < (scenarios.includes('failover') ? Number(args['failover-runs']) : 0); i++) {
+    fo.push(await failover({ redis, cpus: SERVER_CPUS, clients: Number(args.clients), roomSize: Number(args['room-size']), log: console.log }));
+  }
   await redis.stop();
   const section = report(m, results, fo);
   console.log(`\n${section}`);
