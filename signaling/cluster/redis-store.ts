@@ -107,6 +107,8 @@ export class RedisRoomStore implements RoomStore {
   private flushAfter = 0;
   private hoard = false;
   private connected: Promise<void> | null = null;
+  /** The restore in progress (restores run one after another). */
+  private restoring: Promise<void> | null = null;
   private closed = false;
 
   constructor(opts: RedisRoomStoreOptions) {
@@ -143,12 +145,13 @@ export class RedisRoomStore implements RoomStore {
   /** Connects to Redis and registers the node (the first heartbeat). Rejects if Redis cannot be reached. */
   connect(): Promise<void> {
     this.connected ??= (async () => {
+      // Beats from now on, even if Redis is not there yet: they fail (degraded) until it is.
+      this.timer ??= setInterval(() => void this.beat(), this.heartbeatMs);
+      this.timer.unref();
       await this.link.connect();
       await this.link.subscribe(this.keys.nodeChannel(this.nodeId), this.onNodeMessage);
       await this.beat();
       if (!this.isHealthy) throw new Error('redis heartbeat failed');
-      this.timer = setInterval(() => void this.beat(), this.heartbeatMs);
-      this.timer.unref();
     })();
     return this.connected;
   }
@@ -544,7 +547,9 @@ export class RedisRoomStore implements RoomStore {
         this.recoveringUntil = Date.now() + RECOVERY_MS;
         this.flushAfter = Date.now() + this.heartbeatMs + 500;
       }
-      if (lost || (this.registered && Number(present) !== 1) || this.resnapshot) await this.restore(lost);
+      // Not awaited: the heartbeat must go on while many rooms are restored (or this node
+      // would be taken for dead meanwhile).
+      if (lost || (this.registered && Number(present) !== 1) || this.resnapshot) void this.restoreOnce(lost);
       this.registered = true;
       this.beats++;
       await this.renew();
@@ -582,8 +587,20 @@ export class RedisRoomStore implements RoomStore {
    * (all of them when Redis lost its data, `recreate`; else only those still ours or
    * orphaned and not resumed elsewhere), read every room again and take the inboxes.
    */
-  private async restore(recreate: boolean): Promise<void> {
+  private restoreOnce(recreate: boolean): Promise<void> {
     this.resnapshot = false;
+    const run = (this.restoring ?? Promise.resolve()).then(() => this.restore(recreate));
+    const tail: Promise<void> = run.catch((err: unknown) => {
+      this.warn(err);
+      this.resnapshot = true; // again at the next heartbeat
+    }).finally(() => {
+      if (this.restoring === tail) this.restoring = null;
+    });
+    this.restoring = tail;
+    return tail;
+  }
+
+  private async restore(recreate: boolean): Promise<void> {
     for (const key of [...this.pendingLeaves]) {
       const [room = '', id = ''] = key.split('\n');
       await this.link.run(LEAVE, [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)], [id, this.nodeId, '*', EMPTY_ROOM_TTL_MS]);
@@ -727,6 +744,7 @@ export class RedisRoomStore implements RoomStore {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    await this.restoring;
     for (const t of this.orphanTimers.values()) clearTimeout(t);
     this.orphanTimers.clear();
     if (this.isHealthy) {

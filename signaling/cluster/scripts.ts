@@ -143,8 +143,8 @@ for i = 4, #ARGV, 2 do
   else
     local owner, s = string.match(rec, ${RECORD})
     local ws = string.match(want, '^[^|]*|([^|]*)|')
-    if owner == ARGV[1] then
-    elseif owner == '' and s == ws then redis.call('HSET', KEYS[1], id, want)
+    -- Ours still (its token may have rotated meanwhile), or an orphan nobody resumed.
+    if owner == ARGV[1] or (owner == '' and s == ws) then redis.call('HSET', KEYS[1], id, want)
     else lost[#lost + 1] = id end
   end
 end
