@@ -5,7 +5,7 @@
  *
  *   npm run bench:cluster                         # build, then the full run
  *   node bench/cluster.mjs --rounds 1 --no-write  # quick look; dist/ must be built
- *   options: --scenarios one-node,two-nodes,socketio-redis,redis-pubsub,failover  --rounds 5  --window 1024
+ *   options: --scenarios one-node,two-nodes,socketio-redis,bare-redis,failover (also: redis-pubsub)  --rounds 5  --window 1024
  *            --paced-rate 5000 --warmup-ms 1000 --measure-ms 3000  --placement pinned|shared (see the placement comment below)
  *            --clients 2000 --room-size 20 --failover-runs 3 (failover)
  *
@@ -15,8 +15,11 @@
  *   two-nodes       two `rallypoint serve --redis` on one Redis, A on n1, B on n2
  *   socketio-redis  two socket.io servers with @socket.io/redis-adapter on one Redis, A on
  *                   server 1, B on server 2; server 1 does io.to(B).emit(...)
- *   redis-pubsub    no server: the payload through Redis alone (SPUBLISH -> SSUBSCRIBE,
- *                   node-redis, both ends in this process), the floor under any hop
+ *   bare-redis      two bare `ws` relays (bench/lib/bare-redis-node.mjs: no validation, one
+ *                   SPUBLISH per signal to the target's node), A on 1, B on 2: the floor
+ *                   under a cross-node hop on this machine
+ *   redis-pubsub    (not by default) no server: the payload through Redis alone (SPUBLISH
+ *                   -> SSUBSCRIBE, node-redis, both ends in this process)
  * In each: A keeps a window of signals in flight (max msg/s), then A sends at a fixed pace
  * (latency). Server CPU is utime+stime from /proc/PID/stat of the server processes and of
  * redis-server over the measured seconds, divided by the messages B received; Redis
@@ -30,7 +33,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FOREIGN_LIMIT_CORES, drive, rallypointPair, redisPubSubPair, socketIoPair } from './lib/cluster-load.mjs';
-import { killAll, startRallypoint, startRedis, startSocketIo, stop } from './lib/cluster-procs.mjs';
+import { killAll, startBareRedis, startRallypoint, startRedis, startSocketIo, stop } from './lib/cluster-procs.mjs';
 import { failover, failoverReport } from './lib/cluster-failover.mjs';
 import { quantile } from './lib/hist.mjs';
 import { cpuBetween, cpuSnapshot, processCpuSeconds } from './lib/proc-cpu.mjs';
@@ -39,7 +42,7 @@ import { fmt, fmtInt, machine, machineLine, median, pct, writeSection } from './
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: args } = parseArgs({
   options: {
-    scenarios: { type: 'string', default: 'one-node,two-nodes,socketio-redis,redis-pubsub,failover' },
+    scenarios: { type: 'string', default: 'one-node,two-nodes,socketio-redis,bare-redis,failover' },
     rounds: { type: 'string', default: '5' },
     window: { type: 'string', default: '1024' },
     'paced-rate': { type: 'string', default: '5000' },
@@ -113,6 +116,10 @@ async function setUp(kind, redis, round) {
     const [s1, s2] = await Promise.all([1, 2].map(() => startSocketIo({ redisUrl: redis.url, cpus: SERVER_CPUS })));
     return { servers: [s1, s2], usesRedis: true, pair: await socketIoPair(s1.url, s2.url) };
   }
+  if (kind === 'bare-redis') {
+    const [n1, n2] = await Promise.all(['b1', 'b2'].map((id) => startBareRedis({ redisUrl: redis.url, nodeId: `${id}r${round}`, cpus: SERVER_CPUS })));
+    return { servers: [n1, n2], usesRedis: true, pair: await rallypointPair(n1.wsUrl, n2.wsUrl, room) };
+  }
   if (kind === 'redis-pubsub') return { servers: [], usesRedis: true, pair: await redisPubSubPair(redis.url) };
   throw new Error(`unknown scenario ${kind}`);
 }
@@ -158,8 +165,11 @@ const NAMES = {
   'one-node': 'one rallypoint node',
   'two-nodes': 'two rallypoint nodes + Redis',
   'socketio-redis': 'socket.io + redis-adapter, two nodes',
-  'redis-pubsub': 'Redis pub/sub alone (floor of a hop)',
+  'bare-redis': 'bare ws relays over Redis, two nodes (floor)',
+  'redis-pubsub': 'Redis pub/sub alone',
 };
+
+const signed = (n, d) => (Number.isFinite(n) ? `${n < 0 ? '−' : '+'}${fmt(Math.abs(n), d)}` : 'n/a');
 
 function relayReport(results) {
   const kinds = relayScenarios.filter((k) => results.some((r) => r.kind === k));
@@ -203,7 +213,7 @@ function relayReport(results) {
       `- Two nodes vs one: ${pct(a.sat.rate / b.sat.rate)} of the msg/s, ${fmt(a.sat.totalUs / b.sat.totalUs, 2)}x the CPU per message at saturation ` +
         `(${fmt(a.paced.totalUs / b.paced.totalUs, 2)}x paced). The cross-node hop adds ${fmt(a.paced.p50 - b.paced.p50, 3)} ms p50 and ${fmt(hop, 3)} ms p99 ` +
         `at ${fmtInt(PACED_RATE)} msg/s (medians; per round, p99 two nodes − one node: ` +
-        `${a.rounds.map((r) => { const o = b.rounds.find((x) => x.round === r.round); return o ? `${fmt(r.paced.p99 - o.paced.p99, 2)}${r.paced.disturbed || o.paced.disturbed ? '*' : ''}` : 'n/a'; }).join(', ')} ms): ` +
+        `${a.rounds.map((r) => { const o = b.rounds.find((x) => x.round === r.round); return o ? `${signed(r.paced.p99 - o.paced.p99, 2)}${r.paced.disturbed || o.paced.disturbed ? '*' : ''}` : 'n/a'; }).join(', ')} ms): ` +
         `**goal (< 1 ms p99) ${hop < 1 ? 'met' : 'NOT met'}**.`,
     );
   }
@@ -215,6 +225,16 @@ function relayReport(results) {
         `${fmt(a.sat.totalUs, 1)} vs ${fmt(s.sat.totalUs, 1)} µs at saturation (${pct(a.sat.totalUs / s.sat.totalUs)}), ` +
         `${fmt(a.paced.totalUs, 1)} vs ${fmt(s.paced.totalUs, 1)} µs paced (${pct(a.paced.totalUs / s.paced.totalUs)}): ` +
         `**goal (lower than socket.io) ${met ? 'met' : 'NOT met'}**. p99 paced ${fmt(a.paced.p99, 3)} vs ${fmt(s.paced.p99, 3)} ms.`,
+    );
+  }
+  if (has('bare-redis')) {
+    const f = med['bare-redis'];
+    const vs = has('two-nodes')
+      ? `. Two rallypoint nodes against it: p99 ${signed(med['two-nodes'].paced.p99 - f.paced.p99, 3)} ms, ${fmt(med['two-nodes'].sat.totalUs / f.sat.totalUs, 2)}x its CPU per message at saturation (${fmt(med['two-nodes'].paced.totalUs / f.paced.totalUs, 2)}x paced)`
+      : '';
+    L.push(
+      `- The floor of a cross-node hop on this machine, two bare \`ws\` relays over the same Redis (no validation, one SPUBLISH per signal): ` +
+        `p50 ${fmt(f.paced.p50, 3)} ms, p99 ${fmt(f.paced.p99, 3)} ms at ${fmtInt(PACED_RATE)} msg/s, ${fmt(f.sat.totalUs, 1)} µs/msg at saturation${vs}.`,
     );
   }
   if (has('redis-pubsub')) {

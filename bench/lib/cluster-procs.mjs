@@ -1,6 +1,6 @@
 /**
  * The processes of bench/cluster.mjs: a Redis without persistence, `rallypoint serve`
- * nodes and socket.io nodes, each optionally pinned to CPUs with taskset. Every process
+ * nodes, socket.io nodes and bare relay nodes, each optionally pinned to CPUs with taskset. Every process
  * started here is SIGKILLed by killAll() (called on exit, failure and signals).
  */
 import { spawn } from 'node:child_process';
@@ -15,6 +15,7 @@ import { createClient } from 'redis';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(root, 'dist', 'signaling', 'cli', 'main.js');
 const SOCKETIO_NODE = join(root, 'bench', 'lib', 'socketio-node.mjs');
+const BARE_NODE = join(root, 'bench', 'lib', 'bare-redis-node.mjs');
 /** `rallypoint serve` prints this once it accepts connections (test/helpers/cli.ts START_LINE). */
 const START_LINE = /^rallypoint listening on (http:\/\/[^\s]+) \(signaling (ws:\/\/[^\s)]+)\)$/;
 
@@ -137,4 +138,10 @@ export async function startSocketIo({ redisUrl, cpus }) {
   const child = launch(process.execPath, [SOCKETIO_NODE, redisUrl], cpus);
   const m = await waitLine(child, /^socket\.io listening on (\d+)$/, 'socket.io node');
   return { child, pid: child.pid, url: `http://127.0.0.1:${m[1]}`, port: Number(m[1]) };
+}
+
+export async function startBareRedis({ redisUrl, nodeId, cpus }) {
+  const child = launch(process.execPath, [BARE_NODE, redisUrl, nodeId], cpus);
+  const m = await waitLine(child, /^bare listening on (\d+)$/, 'bare node');
+  return { child, pid: child.pid, wsUrl: `ws://127.0.0.1:${m[1]}/ws`, port: Number(m[1]) };
 }
