@@ -283,9 +283,11 @@ function report(m, results, fo) {
   const L = [HEADING, ''];
   L.push('Command: `npm run bench:cluster` (builds, then runs `node bench/cluster.mjs`; the script rewrites this section).', '', machineLine(m), '');
   L.push(
-    'Setup: one sender A and one receiver B in one room, in the load-generator process (one clock for send and receive times), ' +
-      'sending candidate-sized signals (~200 B payload) to each other across the servers: rallypoint over raw `ws` (`signal` frames), ' +
-      'socket.io with socket.io-client (websocket transport only; server 1 does `io.to(bSocketId).emit(...)`, the same work). ' +
+    'Setup: one sender A and one receiver B in one room, in the load-generator process (one clock for send and receive times); ' +
+      'A sends candidate-sized signals (~200 B payload) to B. One node: both on one `rallypoint serve`. Two nodes: `rallypoint serve --redis` ×2, A on node 1, B on node 2 ' +
+      '(raw `ws` clients, `signal` frames). socket.io: two servers with `@socket.io/redis-adapter` (node-redis clients as its README shows), A on server 1 emits naming B\'s socket id, ' +
+      'server 1 does `io.to(bSocketId).emit(...)`, B on server 2 (socket.io-client, websocket transport only): the same work. ' +
+      'Bare relays: the least a node can do (bench/lib/bare-redis-node.mjs), for the floor. A corks its socket so the frames of one tick leave in one write, for every scenario alike. ' +
       `Redis ${redisVersion()} without persistence, node-redis clients on both sides. ` +
       (placement === 'pinned'
         ? 'Placement: while saturating, every server process and redis-server pinned to CPU 0 and the load generator to the other CPU (`taskset`), so each scenario\'s server side has one core and max msg/s reflects its total CPU per message; ' +
