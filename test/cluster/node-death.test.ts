@@ -86,7 +86,8 @@ describeRedis('a node killed with SIGKILL', () => {
     const stream = (async () => {
       while (streaming) {
         if (b.log.welcomes.length === 2 || sent < 40) a.client.signal(b.id, { n: sent++ });
-        await new Promise((r) => setTimeout(r, 5));
+        // 40/s, under the default 50 messages/s per connection (more would be `rate-limited`).
+        await new Promise((r) => setTimeout(r, 25));
       }
     })();
     gateB.open = true;
@@ -96,7 +97,7 @@ describeRedis('a node killed with SIGKILL', () => {
     expect(bw.resumed).toBe(true);
     expect(bw.id).toBe(b.id);
     expect(new Set(bw.peers.map((p) => p.id))).toEqual(new Set([a.id, b2.id, c.id, d.id, e.id]));
-    await until(() => b.log.seqFrom(a.id).length >= 40, 'signals after the resume');
+    await until(() => b.log.seqFrom(a.id).filter((n) => n >= 40).length >= 20, 'signals after the resume');
     streaming = false;
     await stream;
     await until(() => b.log.seqFrom(a.id).length === sent, `all ${sent} signals from A to reach B`).catch(async (err: unknown) => {
@@ -154,6 +155,8 @@ describeRedis('a node killed with SIGKILL', () => {
     h.client.signal(b2.id, { n: 0 });
     await until(() => h.log.seqFrom(g.id).length === 1 && b2.log.seqFrom(h.id).length === 1, 'signals between survivors');
     for (const n of [n1, n3]) expect((await health(n)).status).toBe(200);
+    // No signal was refused (peer-not-found, rate-limited, unavailable) along the way.
+    for (const p of [a, b, b2, d, e, f, g, h]) expect(p.log.errors, p.id).toEqual([]);
 
     console.log(
       `SIGKILL figures: detection (kill -> adopter's log) ${detectedAfterMs} ms; B resumed ${resumedAfterMs} ms after the kill; ` +

@@ -11,6 +11,13 @@ export interface Gate {
   port: number;
   wsUrl: string;
   open: boolean;
+  /**
+   * While true, bytes from clients to the server are held back (and sent once it is false
+   * again): a client whose closing handshake never reaches the server, which then keeps
+   * the connection in CLOSING until it terminates it. Connections the client closes while
+   * held stay open towards the server until the server closes them.
+   */
+  hold: boolean;
   /** Connections refused while closed. */
   readonly refused: number;
   close(): Promise<void>;
@@ -23,6 +30,7 @@ export async function startGate(to: number): Promise<Gate> {
     port: 0,
     wsUrl: '',
     open: true,
+    hold: false,
     get refused() {
       return refused;
     },
@@ -41,8 +49,20 @@ export async function startGate(to: number): Promise<Gate> {
     sockets.add(up);
     up.on('close', () => sockets.delete(up));
     up.on('error', () => down.destroy());
-    down.pipe(up).pipe(down);
-    down.on('close', () => up.destroy());
+    up.pipe(down);
+    const held: Buffer[] = [];
+    down.on('data', (chunk: Buffer) => {
+      if (g.hold) held.push(chunk);
+      else {
+        for (const c of held.splice(0)) up.write(c);
+        up.write(chunk);
+      }
+    });
+    // A client's close while held does not reach the server either: the server's side
+    // stays open until the server itself closes it.
+    down.on('close', () => {
+      if (!g.hold) up.destroy();
+    });
     up.on('close', () => down.destroy());
   });
   server.listen(0, '127.0.0.1');

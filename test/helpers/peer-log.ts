@@ -11,6 +11,8 @@ export interface PeerLog {
   joined: string[];
   left: { id: string; reason: string; at: number }[];
   signals: { from: string; data: unknown }[];
+  /** Codes of the server's `error` frames (e.g. `rate-limited`, `peer-not-found`). */
+  errors: string[];
   /** Close codes of the connections lost (each followed by a reconnect attempt). */
   lost: number[];
   /** Everyone this client believes is in the room (welcome.peers, then joined/left). */
@@ -25,6 +27,7 @@ export function peerLog(client: SignalingClient): PeerLog {
     joined: [],
     left: [],
     signals: [],
+    errors: [],
     lost: [],
     peers: new Set(),
     seqFrom: (from) => log.signals.filter((s) => s.from === from).map((s) => (s.data as { n: number }).n),
@@ -42,6 +45,7 @@ export function peerLog(client: SignalingClient): PeerLog {
     log.peers.delete(id);
   });
   client.on('signal', (from, data) => log.signals.push({ from, data }));
+  client.on('error', (err) => log.errors.push(err.code));
   client.on('reconnecting', (info) => {
     if (info.attempt === 0) log.lost.push(info.closeCode);
   });
