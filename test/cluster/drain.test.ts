@@ -117,10 +117,16 @@ describeRedis('a node stopped with SIGTERM', () => {
     expect(await upgradeStatus(n2.port)).toBe(503);
     expect(await upgradeStatus(n1.port)).toBe(101);
 
-    // Signals to B while it is away (its session waits on n2), then while it moves.
+    // Signals to B while it is away (its session waits on n2), then while it moves. n2 is
+    // frozen for the move, so its handover of s0..s9 comes late: s10..s14, sent to n1 after
+    // the move, must still come after them.
     for (const n of range(5, 5)) a.client.signal(b.id, { n });
-    const fromA = stream(a, [b.id], 10);
+    n2.child.kill('SIGSTOP');
     gateB.open = true;
+    await until(async () => (await redis.cli('HGET', `rp:{r.${room}}:m`, b.id)).startsWith('n1|'), 'B to be claimed by n1');
+    for (const n of range(5, 10)) a.client.signal(b.id, { n });
+    n2.child.kill('SIGCONT');
+    const fromA = stream(a, [b.id], 15);
     await until(() => b.log.welcomes.length === 2, 'B to resume on n1');
     const resumedAt = b.log.welcomes[1]!.at;
     expect(b.log.welcomes[1]).toMatchObject({ id: b.id, resumed: true });
@@ -133,7 +139,7 @@ describeRedis('a node stopped with SIGTERM', () => {
     expect(code).toBe(0);
     expect(exitedAfterResumeMs).toBeLessThan(GRACE_MS / 2);
 
-    await until(() => b.log.seqFrom(a.id).filter((n) => n >= 10).length >= 30, 'signals after the move', 20_000);
+    await until(() => b.log.seqFrom(a.id).filter((n) => n >= 15).length >= 30, 'signals after the move', 20_000);
     const sent = await fromA.stop();
     await until(() => b.log.seqFrom(a.id).length === sent, `all ${sent} signals from A to reach B`).catch((err: unknown) => {
       const got = b.log.seqFrom(a.id);
