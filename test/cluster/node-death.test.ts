@@ -155,6 +155,8 @@ describeRedis('a node killed with SIGKILL', () => {
     h.client.signal(b2.id, { n: 0 });
     await until(() => h.log.seqFrom(g.id).length === 1 && b2.log.seqFrom(h.id).length === 1, 'signals between survivors');
     for (const n of [n1, n3]) expect((await health(n)).status).toBe(200);
+    // Still one adoption of n2, after all of it.
+    expect([n1, n3].flatMap((n) => n.logs.filter((l) => l.msg === LAPSED))).toHaveLength(1);
     // No signal was refused (peer-not-found, rate-limited, unavailable) along the way.
     for (const p of [a, b, b2, d, e, f, g, h]) expect(p.log.errors, p.id).toEqual([]);
 
