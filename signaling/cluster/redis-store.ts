@@ -97,6 +97,8 @@ export class RedisRoomStore implements RoomStore {
   private outboxBytes = 0;
   /** Members that left while Redis was unreachable: removed when it is back. */
   private readonly pendingLeaves = new Set<string>();
+  /** Claims in flight waiting for the previous node's handover (`h`), by room and member. */
+  private readonly handovers = new Map<string, (frames: string[]) => void>();
   /** Orphans this node adopted, ended when their grace runs out. */
   private readonly orphanTimers = new Map<string, NodeJS.Timeout>();
   /** Room snapshots to take again at the next heartbeat (after a reconnect or a Redis loss). */
@@ -205,6 +207,15 @@ export class RedisRoomStore implements RoomStore {
     st.pending++;
     // Frames for the member may arrive as soon as the move is announced, before the reply.
     st.local.set(id, { sink, record: '' });
+    // The previous node answers the move with what it queued for the member (`h`), possibly
+    // before our reply arrives: listen first.
+    let handover: string[] | null = null;
+    let handedOver: () => void = () => undefined;
+    const handed = new Promise<void>((resolve) => (handedOver = resolve));
+    this.handovers.set(roomKey(room, id), (frames) => {
+      handover = frames;
+      handedOver();
+    });
     try {
       await st.subscribed;
       const reply = (await this.link.run(
@@ -216,6 +227,13 @@ export class RedisRoomStore implements RoomStore {
         st.local.delete(id);
         return { ok: false, code: 'expired' };
       }
+      const from = typeof reply[2] === 'string' ? reply[2] : '';
+      // A previous node that is alive (a drain, a connection that moved) holds frames older
+      // than any sent here since the move: wait for them (at most a heartbeat, in case it
+      // froze) so they come first. A dead one (nobody on its channel) has none to give.
+      if (handover === null && from !== '' && from !== this.nodeId && (await this.link.publish(this.keys.nodeChannel(from), 'n|').catch(() => 0)) > 0) {
+        await Promise.race([handed, new Promise((r) => setTimeout(r, this.heartbeatMs).unref())]);
+      }
       const records = recordsOf(reply[4]);
       const me = records.get(id);
       if (!me) throw new Error('claimed member missing from its room');
@@ -223,7 +241,8 @@ export class RedisRoomStore implements RoomStore {
       this.applySnapshot(st, Number(reply[1]), records);
       this.cancelOrphan(room, id);
       void this.link.command(this.keys.nodeRooms(this.nodeId), ['SADD', this.keys.nodeRooms(this.nodeId), room]).catch(this.warn);
-      const queued = Array.isArray(reply[3]) ? reply[3].filter((f): f is string => typeof f === 'string') : [];
+      const inbox = Array.isArray(reply[3]) ? reply[3].filter((f): f is string => typeof f === 'string') : [];
+      const queued = [...inbox, ...((handover as string[] | null) ?? [])];
       const peers = [...records.values()].filter((r) => r.peer.id !== id).map((r) => r.peer);
       return { ok: true, peer: me.peer, peers, queued };
     } catch (err) {
@@ -231,6 +250,7 @@ export class RedisRoomStore implements RoomStore {
       this.log?.warn({ err: (err as Error).message, room }, 'resume failed: redis unreachable');
       return { ok: false, code: 'unavailable' };
     } finally {
+      this.handovers.delete(roomKey(room, id));
       st.pending--;
       this.maybeExit(room, st);
     }
@@ -435,7 +455,14 @@ export class RedisRoomStore implements RoomStore {
         } catch {
           return;
         }
-        if (entry && Array.isArray(frames)) for (const frame of frames) if (typeof frame === 'string') entry.sink(frame);
+        if (!Array.isArray(frames)) return;
+        const strings = frames.filter((frame): frame is string => typeof frame === 'string');
+        const waiting = this.handovers.get(roomKey(room, to));
+        if (waiting) {
+          this.handovers.delete(roomKey(room, to));
+          return waiting(strings);
+        }
+        if (entry) for (const frame of strings) entry.sink(frame);
         return;
       }
       case 'p': {
@@ -494,12 +521,14 @@ export class RedisRoomStore implements RoomStore {
         const rec = decodeRecord(id, f[4] ?? '');
         if (!rec) return;
         st.members.set(id, rec);
-        if (rec.node !== this.nodeId && st.local.delete(id)) {
-          // Resumed on another node: hand over what was queued here; no peer-left.
+        const held = rec.node !== this.nodeId && st.local.delete(id);
+        if (held || (from === this.nodeId && rec.node !== this.nodeId)) {
+          // Resumed on another node: hand over what was queued here; no peer-left. Always
+          // answered, even with nothing: the new node waits for it (see claim).
           const r = this.roomOf(st, room);
           const frames = this.host?.release(r, id) ?? [];
-          if (frames.length > 0) this.publish(this.keys.nodeChannel(rec.node), `h|${r}|${id}|${JSON.stringify(frames)}`);
-        } else if (from === this.nodeId && rec.node !== this.nodeId) this.host?.release(this.roomOf(st, room), id);
+          this.publish(this.keys.nodeChannel(rec.node), `h|${r}|${id}|${JSON.stringify(frames)}`);
+        }
         return;
       }
       case 'o':

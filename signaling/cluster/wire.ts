@@ -81,8 +81,11 @@ export function recordsOf(reply: unknown): Map<string, MemberRecord> {
  *   d|room|to|kind|latestKey|frame   a frame for one member (kind: s signal/event,
  *                                     r reliable relay, u unreliable relay)
  *   h|room|to|json                   the frames the old node queued for a resumed member
+ *                                     (sent on every move away from it, even empty)
  *   p|room|to                        the member's inbox has frames: take them
  *   k|node                           the node's own keepalive (its subscription works)
+ *   n|                               a probe, ignored: its receiver count says whether the
+ *                                     node is alive (a claim then waits for its `h`)
  */
 export function encodeDirected(room: string, to: string, frame: string, relay?: RelayDelivery): string {
   const kind = relay === undefined ? 's' : relay.kind === 'reliable' ? 'r' : 'u';

@@ -33,7 +33,10 @@ export class Session {
 
   deliver(frame: string, relay?: RelayDelivery): void {
     const conn = this.conn;
-    if (conn) {
+    // A connection the server is closing (a drain's 1012, a slow reader's 1013) stays
+    // attached until its closing handshake ends, and ws discards what is sent meanwhile:
+    // queue it for the resume instead (after a drain, the handover to the next node).
+    if (conn?.open) {
       if (relay) conn.deliverRelay(frame, relay);
       else conn.send(frame);
       return;
