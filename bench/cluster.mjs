@@ -36,7 +36,7 @@ import { FOREIGN_LIMIT_CORES, drive, rallypointPair, redisPubSubPair, socketIoPa
 import { killAll, startBareRedis, startRallypoint, startRedis, startSocketIo, stop } from './lib/cluster-procs.mjs';
 import { failover, failoverReport } from './lib/cluster-failover.mjs';
 import { quantile } from './lib/hist.mjs';
-import { cpuBetween, cpuSnapshot, processCpuSeconds } from './lib/proc-cpu.mjs';
+import { cpuBetween, cpuSnapshot, processCpuSeconds, runQueueWaitSeconds } from './lib/proc-cpu.mjs';
 import { fmt, fmtInt, machine, machineLine, median, pct, writeSection } from './lib/report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -130,6 +130,7 @@ async function relayRound(kind, redis, round) {
   const probe = async () => ({
     servers: setup.servers.reduce((n, s) => n + processCpuSeconds(s.pid), 0),
     redis: setup.usesRedis ? processCpuSeconds(redis.pid) : 0,
+    wait: [...setup.servers.map((x) => x.pid), ...(setup.usesRedis ? [redis.pid] : [])].reduce((n, pid) => n + runQueueWaitSeconds(pid), 0),
     calls: setup.usesRedis ? await redis.commandCalls() : {},
   });
   const summarize = (r) => {
@@ -141,6 +142,7 @@ async function relayRound(kind, redis, round) {
       rate: r.rate, p50: quantile(r.hist, 0.5), p99: quantile(r.hist, 0.99), max: r.maxMs,
       serverUs, redisUs, totalUs: serverUs + redisUs,
       cmds: Object.values(calls).reduce((a, b) => a + b, 0), calls,
+      waitMsPerS: (r.wait * 1000) / r.seconds,
       genCores: r.genCores, others: r.others, disturbed: r.disturbed, leftOutS: r.leftOutS,
       errors: r.seqErrors + r.lost,
     };
@@ -208,12 +210,18 @@ function relayReport(results) {
     L.push(`| ${NAMES[k]} | ${fmtInt(s.rate)} | ${perRound} | ${usPerMsg(s, k !== 'one-node')} | ${k === 'one-node' ? '-' : fmt(s.cmds, 2)} | ${fmt(s.genCores, 2)}${s.genCores > 0.9 ? ' (saturated)' : ''} |`);
   }
   L.push('', `Paced: A sends ${fmtInt(PACED_RATE)} msg/s (one-way latency, send time stamped in the payload), medians of ${ROUNDS} rounds:`, '');
-  L.push('| scenario | p50 ms | p99 ms | max ms | CPU µs/msg: servers + redis = total | Redis cmds/msg |');
-  L.push('|---|---:|---:|---:|---:|---:|');
+  L.push('| scenario | p50 ms | p99 ms | max ms | CPU µs/msg: servers + redis = total | Redis cmds/msg | server processes waiting for a CPU, ms/s |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|');
   for (const k of kinds) {
     const p = med[k].paced;
-    L.push(`| ${NAMES[k]} | ${fmt(p.p50, 3)} | ${fmt(p.p99, 3)} | ${fmt(p.max, 2)} | ${usPerMsg(p, k !== 'one-node')} | ${k === 'one-node' ? '-' : fmt(p.cmds, 2)} |`);
+    L.push(`| ${NAMES[k]} | ${fmt(p.p50, 3)} | ${fmt(p.p99, 3)} | ${fmt(p.max, 2)} | ${usPerMsg(p, k !== 'one-node')} | ${k === 'one-node' ? '-' : fmt(p.cmds, 2)} | ${fmt(p.waitMsPerS, 1)} |`);
   }
+  L.push(
+    '',
+    'The last column: how long the server processes (their main threads, and redis-server) were runnable but waiting for a CPU, per second, summed (/proc/PID/schedstat): ' +
+      'time that is this 2-core machine\'s scheduling (other jobs, the generator, and the scenario\'s own processes taking turns), not the code\'s work; ' +
+      'a message that arrives during such a wait is late by it, and each process a hop adds is one more chance.',
+  );
   L.push('');
   const has = (k) => med[k] !== undefined;
   if (has('two-nodes') && has('one-node')) {
@@ -329,7 +337,7 @@ async function main() {
       console.log(
         `round ${round + 1} ${kind.padEnd(14)} ${fmtInt(s.rate).padStart(7)} msg/s  ${fmt(s.totalUs, 1)} µs/msg (redis ${fmt(s.redisUs, 1)})  ` +
           `${fmt(s.cmds, 2)} cmds/msg  gen ${fmt(s.genCores, 2)} others ${fmt(s.others, 2)} cores | paced p50 ${fmt(p.p50, 3)} p99 ${fmt(p.p99, 3)} max ${fmt(p.max, 2)} ms  ` +
-          `${fmt(p.totalUs, 1)} µs/msg others ${fmt(p.others, 2)}${s.disturbed || p.disturbed ? ` DISTURBED (${s.disturbed ? 'sat' : ''}${p.disturbed ? ' paced' : ''})` : ''}${s.errors || p.errors || r.unexpected.length ? `  ERRORS ${s.errors + p.errors} ${r.unexpected.join(' | ')}` : ''}`,
+          `${fmt(p.totalUs, 1)} µs/msg wait ${fmt(p.waitMsPerS, 1)} ms/s others ${fmt(p.others, 2)}${s.disturbed || p.disturbed ? ` DISTURBED (${s.disturbed ? 'sat' : ''}${p.disturbed ? ' paced' : ''})` : ''}${s.errors || p.errors || r.unexpected.length ? `  ERRORS ${s.errors + p.errors} ${r.unexpected.join(' | ')}` : ''}`,
       );
     }
   }

@@ -169,8 +169,8 @@ const SLICE_MS = 500;
  * FOREIGN_LIMIT_CORES, or twice `measureMs` passed (then every slice counts: `disturbed`).
  *   mode 'window': A keeps `window` signals in flight (closed loop: saturation, bounded queue)
  *   mode 'paced':  A sends `rate` signals/s on a 1 ms timer
- * `probe()` gives { servers, redis } (CPU seconds) and { calls } (per Redis command) at the
- * edges of each slice. Returns totals over the slices used.
+ * `probe()` gives { servers, redis } (CPU seconds), { wait } (seconds the server processes
+ * waited for a CPU) and { calls } (per Redis command) at the edges of each slice. Returns totals over the slices used.
  */
 export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, measureMs, probe }) {
   let seq = 0;
@@ -214,6 +214,7 @@ export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, me
     slice.seconds = (next.at - prev.at) / 1000;
     slice.servers = next.probe.servers - prev.probe.servers;
     slice.redis = next.probe.redis - prev.probe.redis;
+    slice.wait = next.probe.wait - prev.probe.wait;
     slice.calls = Object.fromEntries(Object.entries(next.probe.calls).map(([c, n]) => [c, n - (prev.probe.calls[c] ?? 0)]));
     slice.gen = (next.gen.user + next.gen.system - prev.gen.user - prev.gen.system) / 1e6;
     slice.others = cpuBetween(prev.machine, next.machine).others;
@@ -236,7 +237,7 @@ export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, me
   for (const x of used) for (const [c, n] of Object.entries(x.calls)) calls[c] = (calls[c] ?? 0) + n;
   return {
     messages: sum((x) => x.messages), seconds, rate: sum((x) => x.messages) / seconds, hist, maxMs: Math.max(...used.map((x) => x.maxMs)),
-    servers: sum((x) => x.servers), redis: sum((x) => x.redis), calls,
+    servers: sum((x) => x.servers), redis: sum((x) => x.redis), wait: sum((x) => x.wait), calls,
     genCores: sum((x) => x.gen) / seconds, others: sum((x) => x.others * x.seconds) / seconds,
     disturbed, leftOutS: slices.reduce((n, x) => n + x.seconds, 0) - seconds,
     seqErrors, lost: seq - expect,
