@@ -1,8 +1,9 @@
 /**
  * The load of bench/cluster.mjs: one sender A and one receiver B, in this process (so the
  * send time stamped in the payload and the receive time come from one clock), speaking
- * either rallypoint.v1 over raw `ws` or socket.io (websocket transport only). A sends
- * candidate-sized signals naming B; the servers deliver them to B, wherever B is.
+ * rallypoint.v1 over raw `ws` (to rallypoint or the bare relays) or socket.io (websocket
+ * transport only), or plain Redis pub/sub. A sends candidate-sized signals naming B; the
+ * servers deliver them to B, wherever B is. drive() runs the load and measures it.
  */
 import { createClient } from 'redis';
 import { io } from 'socket.io-client';
@@ -51,7 +52,7 @@ function wsJoin(url, room) {
 }
 
 /**
- * A on `urlA`, B on `urlB`, one room. Returns { send(seq, t), onReceive(fn), errors(), close() }.
+ * A on `urlA`, B on `urlB`, one room. Returns { send(seq, t), onReceive(fn), unexpected, close() }.
  * Resolves once A has seen B join (so B is known wherever A is).
  */
 export async function rallypointPair(urlA, urlB, room) {
