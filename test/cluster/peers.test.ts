@@ -5,8 +5,6 @@
  * hold: a peer-to-peer data channel is not touched at all, and peers on the WebSocket
  * fallback get their reliable streams whole once the signaling session resumed on a survivor.
  */
-import { once } from 'node:events';
-import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { createNodeSignalingClient, ExponentialBackoff, Room, weriftRuntime, type JoinRoomOptions, type RemotePeer, type RtcRuntime, type Welcome } from '../../peer/node.js';
 import type { PeerPath } from '../../peer/stats.js';
@@ -14,6 +12,7 @@ import { killCliChildren } from '../helpers/cli.js';
 import { health, startBalancer, startClusterNode, until, type Balancer, type Node } from '../helpers/cluster.js';
 import { describeRedis, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup, defer } from '../helpers/resources.js';
+import { startTcpGate } from '../helpers/tcp-gate.js';
 
 afterEach(async () => {
   await cleanup();
@@ -26,9 +25,9 @@ interface Player {
   room: Room;
   /** Every `welcome` after the first (a reconnect), in order. */
   rewelcomes: Welcome[];
-  /** Per remote peer id: what the room said about it. */
-  pathChanges: PeerPath[];
-  disconnects: number;
+  /** `id path` of every path-change, and the ids of every peer-disconnected. */
+  pathChanges: string[];
+  disconnects: string[];
   left: string[];
   errors: string[];
 }
@@ -43,7 +42,7 @@ async function joinOn(balancer: Balancer, node: number, room: string, extra: Par
     url: balancer.wsUrl,
     room,
     rtc: weriftRuntime(),
-    // Fast, and patient enough to outlast a closed gate (startGate).
+    // Fast, and patient enough to outlast a closed gate (test/helpers/tcp-gate.ts).
     reconnect: new ExponentialBackoff({ baseMs: 100, capMs: 500, maxAttempts: 1_000 }),
     ...extra,
   };
@@ -52,10 +51,10 @@ async function joinOn(balancer: Balancer, node: number, room: string, extra: Par
   const welcome = await signaling.connect();
   balancer.target = null;
   expect(balancer.placed.at(-1)).toBe(node);
-  const player: Player = { room: new Room(signaling, welcome, options), rewelcomes: [], pathChanges: [], disconnects: 0, left: [], errors: [] };
+  const player: Player = { room: new Room(signaling, welcome, options), rewelcomes: [], pathChanges: [], disconnects: [], left: [], errors: [] };
   signaling.on('open', (w) => player.rewelcomes.push(w));
-  player.room.on('path-change', (_p, path) => player.pathChanges.push(path));
-  player.room.on('peer-disconnected', () => player.disconnects++);
+  player.room.on('path-change', (p, path) => player.pathChanges.push(`${p.id} ${path}`));
+  player.room.on('peer-disconnected', (p) => player.disconnects.push(p.id));
   player.room.on('peer-left', (p, reason) => player.left.push(`${p.id} ${reason}`));
   player.room.on('error', (err) => player.errors.push(`${err.code} ${err.message}`));
   player.room.connectExisting(welcome.peers);
@@ -129,37 +128,6 @@ async function adoptedNodes(node: Node): Promise<number> {
 }
 
 /**
- * A TCP front to the balancer that, while `closed`, drops every new connection at once:
- * the client behind it fails to reconnect and keeps retrying, so the test decides when its
- * session comes back (before or after the survivor noticed the dead node).
- */
-async function startGate(balancer: Balancer): Promise<{ url: string; closed: boolean }> {
-  const gate = { url: '', closed: false };
-  const sockets = new Set<Socket>();
-  const server = createServer((down) => {
-    down.on('error', () => undefined);
-    if (gate.closed) return void down.destroy();
-    const up = tcpConnect(balancer.port, '127.0.0.1');
-    for (const s of [down, up]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-    }
-    up.on('error', () => down.destroy());
-    up.on('close', () => down.destroy());
-    down.on('close', () => up.destroy());
-    down.pipe(up).pipe(down);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  gate.url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/ws`;
-  defer(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise((r) => server.close(r));
-  });
-  return gate;
-}
-
-/**
  * `prompt`: the client reconnects at once, before the survivor noticed the death (the dead
  * node's heartbeat lapses after nodeTtlMs, 3 s). `late`: it is kept away until a survivor
  * adopted the dead node's members (node '' and a grace deadline), then resumes from there.
@@ -168,10 +136,11 @@ const RESUMES = ['prompt', 'late'] as const;
 type Resume = (typeof RESUMES)[number];
 
 /** Kills `a`'s node and brings `a`'s session back on the survivor as `when` says; returns once it resumed. */
-async function killAndResume(a: Player, gate: { closed: boolean }, nodes: [Node, Node], when: Resume, others: Player[]): Promise<void> {
+async function killAndResume(a: Player, gate: { closed: boolean }, nodes: [Node, Node], when: Resume, others: Player[], meanwhile?: () => Promise<unknown>): Promise<void> {
   gate.closed = when === 'late';
   await kill(nodes[0]);
   if (when === 'late') {
+    await meanwhile?.();
     await until(async () => (await adoptedNodes(nodes[1])) >= 1, 'n1 adopted n0', 20_000);
     // Nobody was told that a left: its peers wait for the resume.
     expect(a.rewelcomes).toEqual([]);
@@ -217,8 +186,8 @@ function gatedRuntime(gate: { open: boolean }): RtcRuntime {
 describeRedis('Node peers on different cluster nodes', () => {
   it.each(RESUMES)('connect peer-to-peer; SIGKILL of one peer\'s node leaves their data channel alone while its signaling resumes on the survivor (%s)', async (when) => {
     const { nodes, balancer } = await cluster();
-    const gate = await startGate(balancer);
-    const a = await joinOn(balancer, 0, 'p2p', { url: gate.url });
+    const gate = await startTcpGate(balancer.port);
+    const a = await joinOn(balancer, 0, 'p2p', { url: gate.wsUrl });
     const b = await joinOn(balancer, 1, 'p2p');
     await Promise.all([pathReached(a, b, 'direct'), pathReached(b, a, 'direct')]);
     // One session on each node, in one room (membership through Redis).
@@ -232,13 +201,21 @@ describeRedis('Node peers on different cluster nodes', () => {
     const connA = peerOf(a, b).connection;
     const connB = peerOf(b, a).connection;
     const gens = [peerOf(a, b).generation, peerOf(b, a).generation];
-    const events = (p: Player) => ({ pathChanges: p.pathChanges.length, disconnects: p.disconnects, left: p.left, rewelcomes: p.rewelcomes.length });
-    const before = [events(a), events(b)];
+    // What each said about the other.
+    const events = (p: Player, other: Player) => ({
+      pathChanges: p.pathChanges.filter((e) => e.startsWith(`${other.room.id} `)),
+      disconnects: p.disconnects.filter((id) => id === other.room.id),
+      left: p.left,
+      rewelcomes: p.rewelcomes.length,
+    });
+    const before = [events(a, b), events(b, a)];
 
     // a's client notices the closed socket, reconnects through the balancer (only n1 is
-    // left) and resumes: same id, nobody told that it left.
+    // left) and resumes: same id, nobody told that it left. Kept away (late), it finds a
+    // newcomer on the survivor whose offer waited for it.
     const killedAt = { a: atA.reliable.length, b: atB.reliable.length };
-    await killAndResume(a, gate, nodes, when, [b]);
+    const others = [b];
+    await killAndResume(a, gate, nodes, when, others, async () => others.push(await joinOn(balancer, 1, 'p2p')));
     await until(() => atA.reliable.length > killedAt.a + 200 && atB.reliable.length > killedAt.b + 200, 'traffic after the kill');
 
     const [sentAB, sentBA] = await Promise.all([ab.stop(), ba.stop()]);
@@ -252,21 +229,23 @@ describeRedis('Node peers on different cluster nodes', () => {
     expect(peerOf(b, a).connection).toBe(connB);
     expect([peerOf(a, b).generation, peerOf(b, a).generation]).toEqual(gens);
     expect([peerOf(a, b).path, peerOf(b, a).path]).toEqual(['direct', 'direct']);
-    expect(events(b)).toEqual(before[1]);
-    expect(events(a)).toEqual({ ...before[0]!, rewelcomes: 1 });
+    expect(events(b, a)).toEqual(before[1]);
+    expect(events(a, b)).toEqual({ ...before[0]!, rewelcomes: 1 });
     expect([a.errors, b.errors]).toEqual([[], []]);
 
-    // The resumed session signals: a newcomer (on the survivor) connects to both.
-    const c = await joinOn(balancer, 1, 'p2p');
+    // The resumed session signals: a newcomer on the survivor (joined while a was away, or
+    // now) connects to both.
+    const c = others[1] ?? (await joinOn(balancer, 1, 'p2p'));
     await Promise.all([pathReached(c, a, 'direct'), pathReached(c, b, 'direct'), pathReached(a, c, 'direct')]);
+    expect(c.left).toEqual([]);
   }, 90_000);
 
   it.each(RESUMES)('on the WebSocket fallback, SIGKILL of one peer\'s node: after the resume the reliable stream goes on whole and unreliable state resumes (%s)', async (when) => {
     const { nodes, balancer } = await cluster();
-    const gate = await startGate(balancer);
+    const gate = await startTcpGate(balancer.port);
     const rtc = gatedRuntime({ open: false });
     const fast = { fallback: { afterMs: 400 }, restart: { disconnectedGraceMs: 200, baseDelayMs: 100, maxDelayMs: 400, attemptTimeoutMs: 1_500 } };
-    const a = await joinOn(balancer, 0, 'fallback', { rtc, ...fast, url: gate.url });
+    const a = await joinOn(balancer, 0, 'fallback', { rtc, ...fast, url: gate.wsUrl });
     const b = await joinOn(balancer, 1, 'fallback', { rtc, ...fast });
     await Promise.all([pathReached(a, b, 'websocket'), pathReached(b, a, 'websocket')]);
 
