@@ -93,8 +93,28 @@ async function chat(from: Player, to: Player, text: string): Promise<void> {
   await to.page.waitForFunction(({ id, text }) => window.rallypointDemo.chat.some((l) => l.from === id && l.text === text && !l.self), { id: from.id, text });
 }
 
+/** A node's `rallypoint_cluster_adopted_nodes_total`: dead nodes whose members it took over. */
+async function adopted(node: Node): Promise<number> {
+  const m = /^rallypoint_cluster_adopted_nodes_total (\d+)$/m.exec(await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text());
+  return m ? Number(m[1]) : 0;
+}
+
+const connectedPeers = (p: Player, n: number) => p.page.waitForFunction((want) => document.body.dataset.connectedPeers === String(want), n);
+
+async function expectClean(...players: Player[]): Promise<void> {
+  for (const p of players) {
+    expect(p.log.errors).toEqual([]);
+    expect(await p.page.evaluate(() => window.rallypointDemo.errors)).toEqual([]);
+  }
+}
+
 describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo in Chromium, two players on different cluster nodes behind nginx', () => {
-  it('both load it over https://, see each other and play (movement, chat) over a direct data channel', async () => {
+  /**
+   * Redis, nodes n0 and n1 behind the documented nginx config, Chromium trusting its
+   * certificate, and two players (a browser context each, as on two machines) in one room
+   * whose signaling sessions are on different nodes: `alice` on `nodes[home]`.
+   */
+  async function playersApart(): Promise<{ nodes: Node[]; nginx: NginxServer; alice: Player; bob: Player; home: number; open(): Promise<Player> }> {
     if (!existsSync(fileURLToPath(new URL('../../dist/web/demo.js', import.meta.url)))) throw new Error('no dist/web/demo.js: run `npm run build`');
     const redis = await startRedis();
     const nodes = await Promise.all([startClusterNode(redis.url, 'n0'), startClusterNode(redis.url, 'n1')]);
@@ -107,9 +127,9 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
     });
     defer(() => browser.close());
     const url = `${nginx.httpsUrl}/?room=cluster-demo`;
+    const total = async (): Promise<number> => (await connectionsOf(nodes)).reduce((s, c) => s + c, 0);
 
     async function open(): Promise<Player> {
-      // A context each: two players, as on two machines.
       const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
       context.setDefaultTimeout(15_000);
       defer(() => context.close());
@@ -122,13 +142,14 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
     }
 
     const alice = await open();
-    await until(async () => (await connectionsOf(nodes)).reduce((s, c) => s + c, 0) === 1, "alice's signaling connection");
+    await until(async () => (await total()) === 1, "alice's signaling connection");
+    const home = (await connectionsOf(nodes)).indexOf(1);
     const bob = await open();
     // nginx's round-robin counts every request (the page, its scripts, the upgrade), so bob's
     // upgrade lands on either node: reload (the demo leaves on pagehide) until it is on the
     // other one, moving the rotation on by one request each time.
     for (let attempt = 0; ; attempt++) {
-      await until(async () => (await connectionsOf(nodes)).reduce((s, c) => s + c, 0) === 2, "bob's signaling connection");
+      await until(async () => (await total()) === 2, "bob's signaling connection");
       if ((await connectionsOf(nodes)).join() === '1,1') {
         console.log(`[cluster demo] bob on the other node after ${attempt} reload(s)`);
         break;
@@ -142,11 +163,9 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
     // One session on each node, in the same room.
     expect(await connectionsOf(nodes)).toEqual([1, 1]);
     expect(await Promise.all(nodes.map(async (n) => (await health(n)).body.peers))).toEqual([1, 1]);
-
-    await Promise.all([alice, bob].map((p) => p.page.waitForFunction(() => document.body.dataset.connectedPeers === '1')));
+    await Promise.all([connectedPeers(alice, 1), connectedPeers(bob, 1)]);
     expect(await alice.page.evaluate(() => window.rallypointDemo.peers.map((p) => p.id))).toEqual([bob.id]);
     expect(await bob.page.evaluate(() => window.rallypointDemo.peers.map((p) => p.id))).toEqual([alice.id]);
-
     // Peer to peer: the HUD's path (from peer.stats()) is direct on both sides.
     await Promise.all(
       [alice, bob].map((p) =>
@@ -156,6 +175,11 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
         }),
       ),
     );
+    return { nodes, nginx, alice, bob, home, open };
+  }
+
+  it('both load it over https://, see each other and play (movement, chat) over a direct data channel', async () => {
+    const { nodes, alice, bob } = await playersApart();
     // Positions stream at 30 Hz: each sees the other where it stands, and follows its keys.
     await seesAt(bob, alice, await positionOf(alice));
     await seesAt(alice, bob, await positionOf(bob));
@@ -167,9 +191,28 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
     // Still direct, and nothing of this went over the WebSocket relay of either node.
     for (const p of [alice, bob]) expect(await p.page.evaluate(() => window.rallypointDemo.peers.map((x) => x.path))).toEqual(['direct']);
     expect(await Promise.all(nodes.map(relayed))).toEqual([0, 0]);
-    for (const p of [alice, bob]) {
-      expect(p.log.errors).toEqual([]);
-      expect(await p.page.evaluate(() => window.rallypointDemo.errors)).toEqual([]);
-    }
+    await expectClean(alice, bob);
+  }, 90_000);
+
+  it("SIGKILL of alice's node: the game goes on, her page resumes through nginx on the survivor, and a third player joins both", async () => {
+    const { nodes, alice, bob, home, open } = await playersApart();
+    const dead = nodes[home]!;
+    const survivor = nodes[1 - home]!;
+    dead.child.kill('SIGKILL');
+    expect(await dead.exited).toBe('SIGKILL');
+    // Her client reconnects through nginx, which skips the dead node, and resumes there.
+    await until(async () => (await health(survivor)).body.connections === 2, "alice's page on the survivor", 20_000);
+    await until(async () => (await adopted(survivor)) >= 1, 'the survivor to adopt the dead node', 20_000);
+    // Same ids, nobody left, the data channel as it was: they keep playing.
+    expect(await alice.page.evaluate(() => window.rallypointDemo.id)).toBe(alice.id);
+    expect(await bob.page.evaluate(() => window.rallypointDemo.peers.map((p) => [p.id, p.connected, p.path]))).toEqual([[alice.id, true, 'direct']]);
+    await seesAt(bob, alice, await moveX(alice));
+    await chat(bob, alice, 'still here');
+    // The resumed session signals: carol (on the survivor, the only node left) meets both.
+    const carol = await open();
+    await Promise.all([connectedPeers(alice, 2), connectedPeers(bob, 2), connectedPeers(carol, 2)]);
+    await chat(carol, alice, 'hi alice');
+    expect(await relayed(survivor)).toBe(0);
+    await expectClean(alice, bob, carol);
   }, 90_000);
 });
