@@ -1,9 +1,10 @@
 /**
  * The peer library across cluster nodes: Node peers (werift) whose signaling sessions sit on
  * different `rallypoint serve --redis` processes, behind a TCP balancer the test steers
- * (test/helpers/cluster.ts). When a node dies (SIGKILL), what the peers already have must
- * hold: a peer-to-peer data channel is not touched at all, and peers on the WebSocket
- * fallback get their reliable streams whole once the signaling session resumed on a survivor.
+ * (test/helpers/cluster.ts). When a node dies (SIGKILL) or drains (SIGTERM, a rolling
+ * deploy), what the peers already have must hold: a peer-to-peer data channel is not touched
+ * at all, and peers on the WebSocket fallback get their reliable streams whole once the
+ * signaling session resumed on the survivor.
  */
 import { afterEach, expect, it } from 'vitest';
 import { createNodeSignalingClient, ExponentialBackoff, Room, weriftRuntime, type JoinRoomOptions, type RemotePeer, type RtcRuntime, type Welcome } from '../../peer/node.js';
@@ -128,17 +129,21 @@ async function adoptedNodes(node: Node): Promise<number> {
 }
 
 /**
- * `prompt`: the client reconnects at once, before the survivor noticed the death (the dead
- * node's heartbeat lapses after nodeTtlMs, 3 s). `late`: it is kept away until a survivor
- * adopted the dead node's members (node '' and a grace deadline), then resumes from there.
+ * How a's node goes and a's session comes back on the survivor. `prompt`: SIGKILL, and the
+ * client reconnects at once, before the survivor noticed the death (the dead node's heartbeat
+ * lapses after nodeTtlMs, 3 s). `late`: SIGKILL, and the client is kept away until the
+ * survivor adopted the dead node's members (node '' and a grace deadline), then resumes from
+ * there. `drain`: SIGTERM, a rolling deploy: the node closes its clients with 1012, they
+ * resume on the survivor, and it exits once they have.
  */
-const RESUMES = ['prompt', 'late'] as const;
+const RESUMES = ['prompt', 'late', 'drain'] as const;
 type Resume = (typeof RESUMES)[number];
 
-/** Kills `a`'s node and brings `a`'s session back on the survivor as `when` says; returns once it resumed. */
-async function killAndResume(a: Player, gate: { closed: boolean }, nodes: [Node, Node], when: Resume, others: Player[], meanwhile?: () => Promise<unknown>): Promise<void> {
+/** Stops `a`'s node and brings `a`'s session back on the survivor as `when` says; returns once it resumed. */
+async function stopAndResume(a: Player, gate: { closed: boolean }, nodes: [Node, Node], when: Resume, others: Player[], meanwhile?: () => Promise<unknown>): Promise<void> {
   gate.closed = when === 'late';
-  await kill(nodes[0]);
+  if (when === 'drain') nodes[0].child.kill('SIGTERM');
+  else await kill(nodes[0]);
   if (when === 'late') {
     await meanwhile?.();
     await until(async () => (await adoptedNodes(nodes[1])) >= 1, 'n1 adopted n0', 20_000);
@@ -149,9 +154,15 @@ async function killAndResume(a: Player, gate: { closed: boolean }, nodes: [Node,
   }
   await until(() => a.rewelcomes.length > 0, 'a welcomed again', 20_000);
   expect(a.rewelcomes.map((w) => [w.resumed, w.id])).toEqual([[true, a.room.id]]);
+  if (when === 'drain') {
+    // Every session moved: the drained node exits cleanly, nobody adopts anything.
+    expect(await nodes[0].exited).toBe(0);
+    expect(await adoptedNodes(nodes[1])).toBe(0);
+  } else {
+    // Past the adoption (whichever came first), which must not end the resumed session.
+    await until(async () => (await adoptedNodes(nodes[1])) >= 1, 'n1 adopted n0', 20_000);
+  }
   expect((await health(nodes[1])).body.connections).toBe(1 + others.length);
-  // Past the adoption (whichever came first), which must not end the resumed session.
-  await until(async () => (await adoptedNodes(nodes[1])) >= 1, 'n1 adopted n0', 20_000);
 }
 
 /** Redis, two nodes and a balancer over them. */
@@ -184,7 +195,7 @@ function gatedRuntime(gate: { open: boolean }): RtcRuntime {
 }
 
 describeRedis('Node peers on different cluster nodes', () => {
-  it.each(RESUMES)('connect peer-to-peer; SIGKILL of one peer\'s node leaves their data channel alone while its signaling resumes on the survivor (%s)', async (when) => {
+  it.each(RESUMES)('connect peer-to-peer; one peer\'s node dies or drains: their data channel is left alone while its signaling resumes on the survivor (%s)', async (when) => {
     const { nodes, balancer } = await cluster();
     const gate = await startTcpGate(balancer.port);
     const a = await joinOn(balancer, 0, 'p2p', { url: gate.wsUrl });
@@ -215,7 +226,7 @@ describeRedis('Node peers on different cluster nodes', () => {
     // newcomer on the survivor whose offer waited for it.
     const killedAt = { a: atA.reliable.length, b: atB.reliable.length };
     const others = [b];
-    await killAndResume(a, gate, nodes, when, others, async () => others.push(await joinOn(balancer, 1, 'p2p')));
+    await stopAndResume(a, gate, nodes, when, others, async () => others.push(await joinOn(balancer, 1, 'p2p')));
     await until(() => atA.reliable.length > killedAt.a + 200 && atB.reliable.length > killedAt.b + 200, 'traffic after the kill');
 
     const [sentAB, sentBA] = await Promise.all([ab.stop(), ba.stop()]);
@@ -240,7 +251,7 @@ describeRedis('Node peers on different cluster nodes', () => {
     expect(c.left).toEqual([]);
   }, 90_000);
 
-  it.each(RESUMES)('on the WebSocket fallback, SIGKILL of one peer\'s node: after the resume the reliable stream goes on whole and unreliable state resumes (%s)', async (when) => {
+  it.each(RESUMES)('on the WebSocket fallback, one peer\'s node dies or drains: after the resume the reliable stream goes on whole and unreliable state resumes (%s)', async (when) => {
     const { nodes, balancer } = await cluster();
     const gate = await startTcpGate(balancer.port);
     const rtc = gatedRuntime({ open: false });
@@ -256,7 +267,7 @@ describeRedis('Node peers on different cluster nodes', () => {
     // Relayed both ways across the nodes (through Redis).
     await until(() => atA.reliable.length > 50 && atB.reliable.length > 50 && atA.unreliable > 5 && atB.unreliable > 5, 'relayed traffic both ways');
 
-    await killAndResume(a, gate, nodes, when, [b]);
+    await stopAndResume(a, gate, nodes, when, [b]);
     const resumed = { a: { ...atA, reliable: atA.reliable.length }, b: { ...atB, reliable: atB.reliable.length } };
     // Both directions go on, reliable and unreliable.
     await until(
