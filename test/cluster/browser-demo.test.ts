@@ -101,10 +101,16 @@ async function adopted(node: Node): Promise<number> {
 
 const connectedPeers = (p: Player, n: number) => p.page.waitForFunction((want) => document.body.dataset.connectedPeers === String(want), n);
 
-async function expectClean(...players: Player[]): Promise<void> {
+/**
+ * No page error and no error in the demo, but for `peer-not-found` about `gone` ids: a peer
+ * that reloads (leaves) while the other side is still connecting to it makes that side's
+ * signals in flight find nobody, on one node as on several.
+ */
+async function expectClean(players: Player[], gone: string[] = []): Promise<void> {
   for (const p of players) {
     expect(p.log.errors).toEqual([]);
-    expect(await p.page.evaluate(() => window.rallypointDemo.errors)).toEqual([]);
+    const errors = await p.page.evaluate(() => window.rallypointDemo.errors);
+    expect(errors.filter((e) => !gone.some((id) => e === `peer-not-found: no peer ${id} in room cluster-demo`))).toEqual([]);
   }
 }
 
@@ -114,7 +120,7 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
    * certificate, and two players (a browser context each, as on two machines) in one room
    * whose signaling sessions are on different nodes: `alice` on `nodes[home]`.
    */
-  async function playersApart(): Promise<{ nodes: Node[]; nginx: NginxServer; alice: Player; bob: Player; home: number; open(): Promise<Player> }> {
+  async function playersApart(): Promise<{ nodes: Node[]; nginx: NginxServer; alice: Player; bob: Player; home: number; gone: string[]; open(): Promise<Player> }> {
     if (!existsSync(fileURLToPath(new URL('../../dist/web/demo.js', import.meta.url)))) throw new Error('no dist/web/demo.js: run `npm run build`');
     const redis = await startRedis();
     const nodes = await Promise.all([startClusterNode(redis.url, 'n0'), startClusterNode(redis.url, 'n1')]);
@@ -145,6 +151,8 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
     await until(async () => (await total()) === 1, "alice's signaling connection");
     const home = (await connectionsOf(nodes)).indexOf(1);
     const bob = await open();
+    /** bob's ids of the sessions he left by reloading. */
+    const gone: string[] = [];
     // nginx's round-robin counts every request (the page, its scripts, the upgrade), so bob's
     // upgrade lands on either node: reload (the demo leaves on pagehide) until it is on the
     // other one, moving the rotation on by one request each time.
@@ -156,6 +164,7 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
       }
       if (attempt >= 5) throw new Error(`bob's signaling stayed on alice's node: ${(await connectionsOf(nodes)).join()}`);
       expect(await probe(nginx)).toBe(200);
+      gone.push(bob.id);
       await bob.page.reload();
       await bob.page.waitForFunction(() => window.rallypointDemo?.status === 'joined');
       bob.id = await bob.page.evaluate(() => window.rallypointDemo.id as string);
@@ -175,11 +184,11 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
         }),
       ),
     );
-    return { nodes, nginx, alice, bob, home, open };
+    return { nodes, nginx, alice, bob, home, gone, open };
   }
 
   it('both load it over https://, see each other and play (movement, chat) over a direct data channel', async () => {
-    const { nodes, alice, bob } = await playersApart();
+    const { nodes, alice, bob, gone } = await playersApart();
     // Positions stream at 30 Hz: each sees the other where it stands, and follows its keys.
     await seesAt(bob, alice, await positionOf(alice));
     await seesAt(alice, bob, await positionOf(bob));
@@ -191,11 +200,11 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
     // Still direct, and nothing of this went over the WebSocket relay of either node.
     for (const p of [alice, bob]) expect(await p.page.evaluate(() => window.rallypointDemo.peers.map((x) => x.path))).toEqual(['direct']);
     expect(await Promise.all(nodes.map(relayed))).toEqual([0, 0]);
-    await expectClean(alice, bob);
+    await expectClean([alice, bob], gone);
   }, 90_000);
 
   it("SIGKILL of alice's node: the game goes on, her page resumes through nginx on the survivor, and a third player joins both", async () => {
-    const { nodes, alice, bob, home, open } = await playersApart();
+    const { nodes, alice, bob, home, gone, open } = await playersApart();
     const dead = nodes[home]!;
     const survivor = nodes[1 - home]!;
     dead.child.kill('SIGKILL');
@@ -213,6 +222,6 @@ describeNeeding(redisMissing() ?? nginxMissing() ?? chromiumMissing(), 'the demo
     await Promise.all([connectedPeers(alice, 2), connectedPeers(bob, 2), connectedPeers(carol, 2)]);
     await chat(carol, alice, 'hi alice');
     expect(await relayed(survivor)).toBe(0);
-    await expectClean(alice, bob, carol);
+    await expectClean([alice, bob, carol], gone);
   }, 90_000);
 });
