@@ -13,7 +13,7 @@ import { killCliChildren } from '../helpers/cli.js';
 import { health, startBalancer, startClusterNode, until, type Balancer, type Node } from '../helpers/cluster.js';
 import { describeRedis, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup, defer } from '../helpers/resources.js';
-import { startTcpGate } from '../helpers/tcp-gate.js';
+import { startGate } from '../helpers/gate.js';
 
 afterEach(async () => {
   await cleanup();
@@ -43,7 +43,7 @@ async function joinOn(balancer: Balancer, node: number, room: string, extra: Par
     url: balancer.wsUrl,
     room,
     rtc: weriftRuntime(),
-    // Fast, and patient enough to outlast a closed gate (test/helpers/tcp-gate.ts).
+    // Fast, and patient enough to outlast a closed gate (test/helpers/gate.ts).
     reconnect: new ExponentialBackoff({ baseMs: 100, capMs: 500, maxAttempts: 1_000 }),
     ...extra,
   };
@@ -140,8 +140,8 @@ const RESUMES = ['prompt', 'late', 'drain'] as const;
 type Resume = (typeof RESUMES)[number];
 
 /** Stops `a`'s node and brings `a`'s session back on the survivor as `when` says; returns once it resumed. */
-async function stopAndResume(a: Player, gate: { closed: boolean }, nodes: [Node, Node], when: Resume, others: Player[], meanwhile?: () => Promise<unknown>): Promise<void> {
-  gate.closed = when === 'late';
+async function stopAndResume(a: Player, gate: { open: boolean }, nodes: [Node, Node], when: Resume, others: Player[], meanwhile?: () => Promise<unknown>): Promise<void> {
+  gate.open = when !== 'late';
   if (when === 'drain') nodes[0].child.kill('SIGTERM');
   else await kill(nodes[0]);
   if (when === 'late') {
@@ -150,7 +150,7 @@ async function stopAndResume(a: Player, gate: { closed: boolean }, nodes: [Node,
     // Nobody was told that a left: its peers wait for the resume.
     expect(a.rewelcomes).toEqual([]);
     for (const o of others) expect(o.left).toEqual([]);
-    gate.closed = false;
+    gate.open = true;
   }
   await until(() => a.rewelcomes.length > 0, 'a welcomed again', 20_000);
   expect(a.rewelcomes.map((w) => [w.resumed, w.id])).toEqual([[true, a.room.id]]);
@@ -197,7 +197,7 @@ function gatedRuntime(gate: { open: boolean }): RtcRuntime {
 describeRedis('Node peers on different cluster nodes', () => {
   it.each(RESUMES)('connect peer-to-peer; one peer\'s node dies or drains: their data channel is left alone while its signaling resumes on the survivor (%s)', async (when) => {
     const { nodes, balancer } = await cluster();
-    const gate = await startTcpGate(balancer.port);
+    const gate = await startGate(balancer.port);
     const a = await joinOn(balancer, 0, 'p2p', { url: gate.wsUrl });
     const b = await joinOn(balancer, 1, 'p2p');
     await Promise.all([pathReached(a, b, 'direct'), pathReached(b, a, 'direct')]);
@@ -253,7 +253,7 @@ describeRedis('Node peers on different cluster nodes', () => {
 
   it.each(RESUMES)('on the WebSocket fallback, one peer\'s node dies or drains: after the resume the reliable stream goes on whole and unreliable state resumes (%s)', async (when) => {
     const { nodes, balancer } = await cluster();
-    const gate = await startTcpGate(balancer.port);
+    const gate = await startGate(balancer.port);
     const rtc = gatedRuntime({ open: false });
     const fast = { fallback: { afterMs: 400 }, restart: { disconnectedGraceMs: 200, baseDelayMs: 100, maxDelayMs: 400, attemptTimeoutMs: 1_500 } };
     const a = await joinOn(balancer, 0, 'fallback', { rtc, ...fast, url: gate.wsUrl });

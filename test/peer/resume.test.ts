@@ -10,7 +10,7 @@ import { ExponentialBackoff, joinRoom, type Room } from '../../peer/node.js';
 import { listenSignaling } from '../../signaling/server/index.js';
 import { until as poll } from '../helpers/cluster.js';
 import { cleanup, defer } from '../helpers/resources.js';
-import { startTcpGate } from '../helpers/tcp-gate.js';
+import { startGate } from '../helpers/gate.js';
 import { waitConnected } from './helpers.js';
 
 afterEach(cleanup);
@@ -32,7 +32,7 @@ describe('a resumed peer catches up with the room', () => {
     // resumeQueueLength 0: no peer-left, peer-joined or signal waits for a; the welcome alone tells.
     const server = await listenSignaling({ port: 0, host: '127.0.0.1', logger: false, limits: { maxConnectionsPerIp: 0, resumeQueueLength: 0 } });
     defer(() => server.close());
-    const gate = await startTcpGate(server.port);
+    const gate = await startGate(server.port);
     const a = await join(gate.wsUrl, 'catch-up', true);
     const b = await join(server.wsUrl, 'catch-up');
     await Promise.all([waitConnected(a, 1), waitConnected(b, 1)]);
@@ -43,7 +43,7 @@ describe('a resumed peer catches up with the room', () => {
 
     // a's signaling connection drops and cannot come back yet; the server notices at once
     // (the gate ends both sides) and keeps a's session for its grace period.
-    gate.closed = true;
+    gate.open = false;
     gate.cut();
     await poll(() => server.server.connectionCount === 1, 'the server to see a gone');
     // Meanwhile b leaves and c joins: c offers to a (a is still a member, in its grace period).
@@ -52,7 +52,7 @@ describe('a resumed peer catches up with the room', () => {
     expect(c.peers.has(a.id)).toBe(true);
 
     const id = a.id;
-    gate.closed = false;
+    gate.open = true;
     await Promise.all([waitConnected(a, 1), waitConnected(c, 1)]);
     expect(a.id).toBe(id);
     expect([...a.peers.keys()]).toEqual([c.id]);
