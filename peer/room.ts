@@ -150,7 +150,16 @@ export class Room extends TypedEmitter<RoomEvents> {
   }
 
   #onWelcome(welcome: Welcome): void {
-    if (welcome.resumed || welcome.id === this.#localId) return;
+    if (welcome.resumed || welcome.id === this.#localId) {
+      // Back as ourselves. Who came and went while we were away may reach us only through the
+      // welcome's current peers (PROTOCOL.md, Resume): what a server queues for us is bounded,
+      // and a cluster queues signals for a member whose node died, not membership events.
+      // Newcomers offer to us, as to anyone already in the room; whoever is gone is gone.
+      const present = new Set(welcome.peers.map((p) => p.id));
+      for (const id of [...this.#remote.keys()]) if (!present.has(id)) this.#removePeer(id, 'closed');
+      for (const info of welcome.peers) this.#addPeer(info, false);
+      return;
+    }
     // The signaling session could not be resumed: we are a new peer to everyone.
     for (const [id, peer] of this.#remote) {
       this.#remote.delete(id);

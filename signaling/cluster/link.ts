@@ -28,6 +28,12 @@ export interface RedisLink {
   command(key: string, args: string[]): Promise<unknown>;
   subscribe(channel: string, listener: ChannelListener): Promise<void>;
   unsubscribe(channel: string): Promise<void>;
+  /**
+   * Subscribes everything again on a fresh connection and drops the old one: for a
+   * subscription that stopped delivering while its TCP connection looks alive (a proxy or
+   * middlebox that lost the flow's state, a failover that kept the socket).
+   */
+  renew(): Promise<void>;
   /** Both the command and the subscriber connections are up. */
   readonly ready: boolean;
   /** Called whenever a connection comes back (after the first connect). */
@@ -73,29 +79,48 @@ export function createLink(target: RedisTarget): RedisLink {
 function standaloneLink(url: string): RedisLink {
   const options = { url, disableOfflineQueue: true, socket: { reconnectStrategy, connectTimeout: 2_000 } };
   const cmd = createClient(options);
-  const sub = cmd.duplicate();
   const reconnects: (() => void)[] = [];
+  const errors: ((err: Error) => void)[] = [];
+  const channels = new Map<string, ChannelListener>();
   let connected = false;
-  for (const c of [cmd, sub]) {
+  const watch = (c: typeof cmd): void => {
     c.on('ready', () => {
       if (connected) for (const l of reconnects) l();
     });
-  }
+    c.on('error', (err: Error) => {
+      for (const l of errors) l(err);
+    });
+  };
+  watch(cmd);
+  let sub = cmd.duplicate();
+  watch(sub);
   const send: Send = (_key, args) => cmd.sendCommand(args);
   return {
     run: runner(send),
     publish: async (channel, message) => Number(await cmd.sendCommand(['SPUBLISH', channel, message])),
     command: send,
-    subscribe: (channel, listener) => sub.sSubscribe(channel, listener),
-    unsubscribe: (channel) => sub.sUnsubscribe(channel),
+    subscribe: async (channel, listener) => {
+      channels.set(channel, listener);
+      await sub.sSubscribe(channel, listener);
+    },
+    unsubscribe: async (channel) => {
+      channels.delete(channel);
+      await sub.sUnsubscribe(channel);
+    },
+    renew: async () => {
+      const fresh = cmd.duplicate();
+      watch(fresh);
+      await fresh.connect();
+      for (const [channel, listener] of channels) await fresh.sSubscribe(channel, listener);
+      const old = sub;
+      sub = fresh;
+      old.destroy();
+    },
     get ready() {
       return cmd.isReady && sub.isReady;
     },
     onReconnect: (l) => void reconnects.push(l),
-    onError: (l) => {
-      cmd.on('error', l);
-      sub.on('error', l);
-    },
+    onError: (l) => void errors.push(l),
     connect: async () => {
       await Promise.all([cmd.connect(), sub.connect()]);
       connected = true;
@@ -112,14 +137,29 @@ function clusterLink(urls: string[]): RedisLink {
     defaults: { disableOfflineQueue: true, socket: { reconnectStrategy, connectTimeout: 2_000 } },
   });
   const reconnects: (() => void)[] = [];
+  const channels = new Map<string, ChannelListener>();
   let ready = false;
   const send: Send = (key, args) => c.sendCommand(key, false, args);
   return {
     run: runner(send),
     publish: async (channel, message) => Number(await c.sendCommand(channel, false, ['SPUBLISH', channel, message])),
     command: send,
-    subscribe: (channel, listener) => c.sSubscribe(channel, listener),
-    unsubscribe: (channel) => c.sUnsubscribe(channel),
+    subscribe: async (channel, listener) => {
+      channels.set(channel, listener);
+      await c.sSubscribe(channel, listener);
+    },
+    unsubscribe: async (channel) => {
+      channels.delete(channel);
+      await c.sUnsubscribe(channel);
+    },
+    // node-redis keeps a cluster's shard subscriptions on connections of its own per
+    // master, out of reach: renewal subscribes each channel again on them.
+    renew: async () => {
+      for (const [channel, listener] of channels) {
+        await c.sUnsubscribe(channel).catch(() => undefined);
+        await c.sSubscribe(channel, listener);
+      }
+    },
     get ready() {
       return ready && c.isOpen;
     },

@@ -566,7 +566,13 @@ export class RedisRoomStore implements RoomStore {
     this.beating = true;
     const started = performance.now();
     try {
-      const r = (await this.link.run(HEARTBEAT, [this.keys.nodes(), this.keys.epoch()], [this.nodeId, this.nodeTtlMs, randomBytes(8).toString('hex')])) as unknown[];
+      // A connection that went silent (not closed) would hold the answer forever: after
+      // nodeTtlMs without one, this node counts itself cut off (the others think it dead).
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('heartbeat unanswered')), this.nodeTtlMs);
+      });
+      const r = (await Promise.race([this.link.run(HEARTBEAT, [this.keys.nodes(), this.keys.epoch()], [this.nodeId, this.nodeTtlMs, randomBytes(8).toString('hex')]), late]).finally(() => clearTimeout(timer))) as unknown[];
       this.rtt?.observe((performance.now() - started) / 1000);
       const [epoch, present, , count, dead] = r;
       this.nodesSeen = Number(count);
@@ -705,14 +711,7 @@ export class RedisRoomStore implements RoomStore {
 
   private async resubscribe(): Promise<void> {
     try {
-      const own = this.keys.nodeChannel(this.nodeId);
-      await this.link.unsubscribe(own).catch(() => undefined);
-      await this.link.subscribe(own, this.onNodeMessage);
-      for (const [room, st] of this.rooms) {
-        const ch = this.keys.roomChannel(room);
-        await this.link.unsubscribe(ch).catch(() => undefined);
-        await this.link.subscribe(ch, (msg) => this.onRoomMessage(room, st, msg));
-      }
+      await this.link.renew();
       this.resnapshot = true;
     } catch (err) {
       this.warn(err);

@@ -32,7 +32,7 @@ export interface FallbackPeer {
 /** A fallback fixture peer in `ns`, joined to `room`; the options go to joinRoom as they are. */
 export async function startFallbackPeer(
   ns: Netns,
-  options: { url: string; room: string; fallback?: unknown; restart?: unknown; channels?: Record<string, unknown> },
+  options: { url: string; room: string; fallback?: unknown; restart?: unknown; channels?: Record<string, unknown>; reconnect?: { baseMs?: number; capMs?: number } },
 ): Promise<FallbackPeer> {
   const proc = new LineProcess(`fallback-peer@${ns.name}`, ns.spawn(process.execPath, [FALLBACK_PEER, JSON.stringify(options)]));
   const { id } = await within(proc.next<{ id: string }>('joined'), 20_000, () => `${proc.name} did not join: ${proc.stderr}`);
