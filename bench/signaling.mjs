@@ -29,12 +29,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { fork } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { count, newHist, quantile } from './lib/hist.mjs';
+import { machine, writeSection } from './lib/report.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -407,24 +408,6 @@ function medianRound(rounds) {
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
-function machine() {
-  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
-  try {
-    const m = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.+)$/m);
-    if (m) cpuModel = m[1].trim();
-  } catch {
-    // not Linux
-  }
-  return {
-    cpuModel,
-    cores: NCPU,
-    ramGiB: os.totalmem() / 2 ** 30,
-    node: process.version,
-    os: `${os.type()} ${os.release()}`,
-    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-  };
-}
-
 function buildReport(results, idle, m) {
   const lines = [];
   const kept = results;
@@ -558,22 +541,6 @@ function medianBy(items, f) {
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
-/** Replaces the "## Signaling (issue 2)" section (heading line to the next "## " line) or appends it. */
-function writeBenchmarks(section) {
-  const file = join(root, 'BENCHMARKS.md');
-  let text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nFigures from one machine; compare ratios, not absolute numbers.\n';
-  const start = text.search(/^## Signaling \(issue 2\)[ \t]*$/m);
-  if (start === -1) {
-    text = `${text.trimEnd()}\n\n${section.trimEnd()}\n`;
-  } else {
-    const after = text.slice(start).search(/\n## /);
-    const rest = after === -1 ? '' : text.slice(start + after + 1);
-    text = `${text.slice(0, start)}${section.trimEnd()}\n${rest ? `\n${rest}` : ''}`;
-  }
-  writeFileSync(file, text);
-  return file;
-}
-
 // ---- main -------------------------------------------------------------------------------
 
 async function main() {
@@ -621,7 +588,7 @@ async function main() {
   }
   const section = buildReport(results, idle, m);
   console.log(`\n${section}`);
-  if (!args['no-write']) console.log(`written to ${writeBenchmarks(section)}`);
+  if (!args['no-write']) console.log(`written to ${writeSection(root, /^## Signaling \(issue 2\)[ \t]*$/m, section)}`);
   console.log(`total ${fmt((performance.now() - began) / 1000, 0)} s`);
 }
 

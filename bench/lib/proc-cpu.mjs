@@ -28,6 +28,24 @@ function readStat(pid) {
   }
 }
 
+/** CPU time (user + system, all its threads) of one process in seconds; NaN once it is gone. */
+export function processCpuSeconds(pid) {
+  const st = readStat(pid);
+  return st ? st.ticks / HZ : NaN;
+}
+
+/**
+ * Seconds the main thread of `pid` was runnable but waiting for a CPU (/proc/PID/schedstat,
+ * second field; needs schedstats, on by default); NaN once it is gone or when unavailable.
+ */
+export function runQueueWaitSeconds(pid) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Pids of `root` and every process below it. */
 export function descendants(root = process.pid) {
   const children = new Map();
