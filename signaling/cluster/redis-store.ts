@@ -103,6 +103,8 @@ export class RedisRoomStore implements RoomStore {
   private readonly orphanTimers = new Map<string, NodeJS.Timeout>();
   /** Room snapshots to take again at the next heartbeat (after a reconnect or a Redis loss). */
   private resnapshot = false;
+  /** Take every local peer's inbox when our own keepalive is heard again (after an outage). */
+  private sweepInboxes = false;
   /** Until then, frames for members Redis does not know are retried (see RECOVERY_MS). */
   private recoveringUntil = 0;
   /** Until then, held frames wait: the other nodes are still putting their members back. */
@@ -129,6 +131,7 @@ export class RedisRoomStore implements RoomStore {
     });
     this.link.onReconnect(() => {
       this.resnapshot = true;
+      this.sweepInboxes = true;
       void this.beat();
     });
   }
@@ -472,6 +475,12 @@ export class RedisRoomStore implements RoomStore {
       }
       case 'k':
         this.lastKeepalive = Date.now();
+        if (this.sweepInboxes) {
+          // Our channel delivers again. A frame queued for one of our peers while it did not
+          // (its poke went nowhere) would wait in Redis for good: take every inbox once.
+          this.sweepInboxes = false;
+          for (const [room, st] of this.rooms) for (const id of st.local.keys()) void this.takeInbox(room, id);
+        }
         return;
     }
   };
@@ -614,7 +623,10 @@ export class RedisRoomStore implements RoomStore {
           this.flushOutbox();
         }, wait).unref();
       }
-    } else this.resnapshot = true;
+    } else {
+      this.resnapshot = true;
+      this.sweepInboxes = true;
+    }
   }
 
   /**
@@ -713,6 +725,7 @@ export class RedisRoomStore implements RoomStore {
     try {
       await this.link.renew();
       this.resnapshot = true;
+      this.sweepInboxes = true;
     } catch (err) {
       this.warn(err);
     }
