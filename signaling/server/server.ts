@@ -522,40 +522,36 @@ export class SignalingServer implements HandlerContext {
     }, grace);
   }
 
-  /** The session of member `id` of `room` held here, if any. */
-  private sessionOf(room: string, id: string): Session | undefined {
-    for (const s of this.sessions.values()) if (s.id === id && s.room === room) return s;
-    return undefined;
-  }
-
-  /** A cluster store moved the member to another node (it resumed there): let go, no peer-left. */
-  private releaseSession(room: string, id: string): string[] {
-    const session = this.sessionOf(room, id);
-    if (!session) return [];
+  /**
+   * Forgets the session of member `id` of `room` held here, if any, without `peer-left`
+   * (the cluster store decided its fate), closing its connection with `code`.
+   */
+  private forgetSession(room: string, id: string, code: number, reason: string): Session | undefined {
+    let session: Session | undefined;
+    for (const s of this.sessions.values()) if (s.id === id && s.room === room) session = s;
+    if (!session) return undefined;
     this.clearGrace(session);
     this.sessions.delete(session.resumeToken);
     const conn = session.conn;
     session.conn = null;
     if (conn) {
       conn.session = null;
-      this.castOff(conn, CLOSE_CODES.replaced, 'session resumed elsewhere');
+      this.castOff(conn, code, reason);
     }
+    return session;
+  }
+
+  /** A cluster store moved the member to another node (it resumed there): let go, no peer-left. */
+  private releaseSession(room: string, id: string): string[] {
+    const session = this.forgetSession(room, id, CLOSE_CODES.replaced, 'session resumed elsewhere');
+    if (!session) return [];
     this.metrics.resumes.inc({ result: 'moved' });
     return session.queue.splice(0);
   }
 
   /** A cluster store ended the member while this node could not reach it: drop it; its client rejoins. */
   private dropSession(room: string, id: string): void {
-    const session = this.sessionOf(room, id);
-    if (!session) return;
-    this.clearGrace(session);
-    this.sessions.delete(session.resumeToken);
-    const conn = session.conn;
-    session.conn = null;
-    if (conn) {
-      conn.session = null;
-      this.castOff(conn, CLOSE_CODES.serviceRestart, 'session ended by the cluster');
-    }
+    this.forgetSession(room, id, CLOSE_CODES.serviceRestart, 'session ended by the cluster');
   }
 
   /**
