@@ -177,7 +177,7 @@ export class RedisRoomStore implements RoomStore {
     const st = this.enter(room);
     st.pending++;
     try {
-      await st.subscribed;
+      await Promise.all([st.subscribed, this.settled()]);
       const record = encodeRecord(this.nodeId, token, peer);
       const keys = [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room)];
       const { maxPeersPerRoom, maxRooms } = this.limits;
@@ -190,7 +190,8 @@ export class RedisRoomStore implements RoomStore {
       }
       if (reply[0] === 'full') return { ok: false, code: 'room-full' };
       if (reply[0] !== 'ok') return { ok: false, code: 'unavailable' };
-      const others = recordsOf(reply[2]);
+      const others = this.keepUnrestored(st, recordsOf(reply[2]));
+      others.delete(peer.id);
       st.local.set(peer.id, { sink, record });
       this.applySnapshot(st, Number(reply[1]), new Map([...others, [peer.id, { node: this.nodeId, token, grace: '', peer }]]));
       void this.link.command(this.keys.nodeRooms(this.nodeId), ['SADD', this.keys.nodeRooms(this.nodeId), room]).catch(this.warn);
@@ -220,7 +221,7 @@ export class RedisRoomStore implements RoomStore {
       handedOver();
     });
     try {
-      await st.subscribed;
+      await Promise.all([st.subscribed, this.settled()]);
       const reply = (await this.link.run(
         CLAIM,
         [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)],
@@ -237,7 +238,7 @@ export class RedisRoomStore implements RoomStore {
       if (handover === null && from !== '' && from !== this.nodeId && (await this.link.publish(this.keys.nodeChannel(from), 'n|').catch(() => 0)) > 0) {
         await Promise.race([handed, new Promise((r) => setTimeout(r, this.heartbeatMs).unref())]);
       }
-      const records = recordsOf(reply[4]);
+      const records = this.keepUnrestored(st, recordsOf(reply[4]));
       const me = records.get(id);
       if (!me) throw new Error('claimed member missing from its room');
       st.local.set(id, { sink, record: encodeRecord(this.nodeId, token, me.peer) });
@@ -313,6 +314,23 @@ export class RedisRoomStore implements RoomStore {
     this.rooms.delete(room);
     void st.subscribed.then(() => this.link.unsubscribe(this.keys.roomChannel(room))).catch(this.warn);
     void this.link.command(this.keys.nodeRooms(this.nodeId), ['SREM', this.keys.nodeRooms(this.nodeId), room]).catch(this.warn);
+  }
+
+  /**
+   * While Redis comes back empty, the other nodes are still putting their members back: one
+   * that Redis lacks but this node knew is most likely not restored yet, not gone (dropping
+   * it would answer frames for it with peer-not-found and hide it from a joiner's welcome).
+   * The snapshot at the end of recovery (see beat) settles who is really gone.
+   */
+  private keepUnrestored(st: RoomState, records: Map<string, MemberRecord>): Map<string, MemberRecord> {
+    if (Date.now() < this.recoveringUntil) for (const [id, rec] of st.members) if (!records.has(id)) records.set(id, rec);
+    return records;
+  }
+
+  /** Until the other nodes have had a heartbeat to restore their members after Redis lost its data. */
+  private async settled(): Promise<void> {
+    const wait = this.flushAfter - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait).unref());
   }
 
   private applySnapshot(st: RoomState, ver: number, records: Map<string, MemberRecord>): void {
@@ -557,10 +575,23 @@ export class RedisRoomStore implements RoomStore {
     return '';
   }
 
-  private async snapshot(room: string, st: RoomState): Promise<void> {
+  /**
+   * Reads a room's membership again. `settle`: the end of a recovery from an empty Redis;
+   * members no node put back vanished without a LEAVE (their node died during the outage),
+   * so this node tells its own members they left.
+   */
+  private async snapshot(room: string, st: RoomState, settle = false): Promise<void> {
     try {
       const r = (await this.link.run(SNAPSHOT, [this.keys.members(room), this.keys.version(room)], [])) as unknown[];
-      st.members = recordsOf(r[1]);
+      const members = this.keepUnrestored(st, recordsOf(r[1]));
+      if (settle) {
+        for (const id of st.members.keys()) {
+          if (members.has(id) || st.local.has(id)) continue;
+          const left = encodeServerMessage({ type: 'peer-left', id, reason: 'closed' });
+          for (const entry of st.local.values()) entry.sink(left);
+        }
+      }
+      st.members = members;
       st.ver = Number(r[0]);
       for (const [id, entry] of st.local) if (entry.record !== '' && !st.members.has(id)) st.members.set(id, decodeRecord(id, entry.record) ?? { node: this.nodeId, token: '', grace: '', peer: { id } });
     } catch (err) {
@@ -590,6 +621,10 @@ export class RedisRoomStore implements RoomStore {
       if (lost) {
         this.recoveringUntil = Date.now() + RECOVERY_MS;
         this.flushAfter = Date.now() + this.heartbeatMs + 500;
+        // Members no node put back by then are gone (their node died during the outage).
+        setTimeout(() => {
+          if (!this.closed) for (const [room, st] of this.rooms) void this.snapshot(room, st, true);
+        }, RECOVERY_MS + 1).unref();
       }
       // Not awaited: the heartbeat must go on while many rooms are restored (or this node
       // would be taken for dead meanwhile).

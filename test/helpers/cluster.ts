@@ -138,9 +138,9 @@ export async function startBalancer(ports: number[]): Promise<Balancer> {
 }
 
 /** A SignalingClient (closed by cleanup()) that reconnects fast; resolves once joined. */
-export async function joinAt(url: string, room: string, opts: Partial<SignalingClientOptions> = {}): Promise<{ client: SignalingClient; id: string }> {
+export async function joinAt(url: string, room: string, opts: Partial<SignalingClientOptions> = {}): Promise<{ client: SignalingClient; id: string; peers: string[] }> {
   const client = new SignalingClient({ url, room, WebSocket: WebSocket as unknown as WebSocketConstructor, reconnect: new ExponentialBackoff({ baseMs: 100, capMs: 500 }), ...opts });
   defer(() => client.close());
   const welcome = await client.connect();
-  return { client, id: welcome.id };
+  return { client, id: welcome.id, peers: welcome.peers.map((p) => p.id) };
 }
