@@ -7,11 +7,12 @@ import { utf8Length } from '../protocol/utf8.js';
 import { ExponentialBackoff, type ReconnectPolicy } from './backoff.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalingError } from './errors.js';
+import { HttpSocket, type FetchLike } from './http-socket.js';
 
 /** The part of the W3C WebSocket the client uses; browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
   readonly readyState: number;
-  readonly protocol: string;
+  readonly protocol?: string;
   /** Bytes queued by `send` and not yet written to the network (both implementations have it). */
   readonly bufferedAmount?: number;
   send(data: string): void;
@@ -22,6 +23,9 @@ export interface WebSocketLike {
   onerror: ((ev: unknown) => void) | null;
 }
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** How the client reaches the server (PROTOCOL.md, "HTTP transports"). */
+export type Transport = 'websocket' | 'sse' | 'poll';
 
 export interface SignalingClientOptions {
   /** The service's WebSocket URL, e.g. `wss://example.com/ws`. */
@@ -50,6 +54,25 @@ export interface SignalingClientOptions {
    * resumes. Default 5 000; a dead connection is noticed within pingAfterMs + pingTimeoutMs.
    */
   pingTimeoutMs?: number;
+  /**
+   * The transports to try, best first: a WebSocket, then Server-Sent Events, then
+   * long-polling (for networks whose proxies break WebSocket). Default all three.
+   */
+  transports?: Transport[];
+  /** `fetch` for the HTTP transports; default `globalThis.fetch`. */
+  fetch?: FetchLike;
+  /**
+   * A transport that has not shown it works this long after it was started moves the
+   * client on to the next one: a WebSocket with no frame (a middlebox that answered the
+   * upgrade and forwards nothing), SSE with no first event (a buffering proxy holds it).
+   * Default 3 000.
+   */
+  probeMs?: number;
+  /**
+   * Below the first transport, the client tries it again in the background this often
+   * (jittered) and moves up when it works. Default 60 000.
+   */
+  upgradeRetryMs?: number;
 }
 
 export type SignalingState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -102,6 +125,8 @@ export type SignalingClientEvents = {
   state: (state: SignalingState) => void;
   /** Final close: by `close()`, by a final close code, or when the policy gave up. */
   close: (info: { code: number; reason: string }) => void;
+  /** The transport in use changed (`reason`: why the client moved down, or up). */
+  transport: (info: { transport: Transport; reason: string }) => void;
 };
 
 const OPEN = 1;
@@ -112,6 +137,8 @@ const CLOSED = 3;
  */
 const PING_REF = 'rallypoint.ping';
 const PING = `{"type":"ping","ref":"${PING_REF}"}`;
+/** Close code of a client leaving a transport for another (CLOSE_CODES.moving): the session stays. */
+const MOVING = 4011;
 
 /**
  * Client of the rallypoint signaling service (browser and Node). Joins one room,
@@ -138,12 +165,25 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #connectWaiters: { resolve: (w: Welcome) => void; reject: (e: Error) => void }[] = [];
   /** The server refused our `join` (an error frame before `welcome`): the close that follows is final. */
   #joinRefused: SignalingError | null = null;
+  readonly #ladder: Transport[];
+  /** Index in #ladder of the transport tried now, and of the last one that worked (tried first). */
+  #ti = 0;
+  #home = 0;
+  /** Transports that failed in a row before showing they work (a full round: back off). */
+  #failed = 0;
+  /** The socket in use has shown it works (a frame, or the HTTP open event). */
+  #works = false;
+  #probe: ReturnType<typeof setTimeout> | undefined;
+  #up: ReturnType<typeof setTimeout> | undefined;
+  #transport: Transport | null = null;
+  #reason = '';
 
   constructor(readonly options: SignalingClientOptions) {
     super();
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!WS) throw new SignalingError('not-open', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
-    this.#WS = WS;
+    this.#ladder = options.transports ?? ['websocket', 'sse', 'poll'];
+    if (!WS && this.#ladder.includes('websocket')) throw new SignalingError('not-open', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
+    this.#WS = WS as WebSocketConstructor;
     this.#policy = options.reconnect === false ? null : (options.reconnect ?? new ExponentialBackoff());
     this.#times = [options.welcomeTimeoutMs ?? 10_000, options.pingAfterMs ?? 15_000, options.pingTimeoutMs ?? 5_000];
     // setTimeout fires at once for anything above 2^31 - 1 ms.
@@ -164,6 +204,16 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   /** `welcome.limits` of the current connection (empty before the first welcome). */
   get limits(): Record<string, number> {
     return this.#welcome?.limits ?? {};
+  }
+
+  /** The transport in use once it has shown it works (null before). */
+  get transport(): Transport | null {
+    return this.#transport;
+  }
+
+  /** Why the client last moved to another transport ('' if it never did). */
+  get transportReason(): string {
+    return this.#reason;
   }
 
   /** Bytes sent but not yet written to the network by the WebSocket (0 when not connected). */
@@ -232,6 +282,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     clearTimeout(this.#timer);
+    clearTimeout(this.#probe);
+    clearTimeout(this.#up);
     const ws = this.#ws;
     this.#ws = null;
     this.#closing = new Promise<void>((resolve) => {
@@ -274,10 +326,15 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.#setState(this.#attempt === 0 ? 'connecting' : 'reconnecting');
     this.#joinRefused = null;
     let ws: WebSocketLike;
+    const kind = this.#ladder[this.#ti] as Transport;
+    this.#works = false;
     try {
-      const url = new URL(this.options.url);
-      if (this.options.token !== undefined) url.searchParams.set('token', this.options.token);
-      ws = new this.#WS(url.toString(), [SUBPROTOCOL]);
+      const url = this.#url();
+      if (kind === 'websocket') ws = new this.#WS(url.toString(), [SUBPROTOCOL]);
+      else {
+        url.protocol = url.protocol.replace('ws', 'http');
+        ws = new HttpSocket(url.toString(), kind, this.options.fetch ?? fetch.bind(globalThis));
+      }
     } catch (err) {
       // A malformed URL is a programming error: no retry will fix it.
       this.#settle(new SignalingError('not-open', `cannot open ${this.options.url}: ${(err as Error).message}`, undefined, { cause: err }));
@@ -286,7 +343,15 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     }
     this.#ws = ws;
     this.#arm(this.#times[0] as number);
-    ws.onopen = () => ws.send(encodeClientMessage(this.#joinMessage()));
+    const probeMs = this.options.probeMs ?? 3000;
+    clearTimeout(this.#probe);
+    // A proxy that answers the upgrade and then forwards nothing, or one that buffers the
+    // event stream, shows as silence: move on (a lone or last transport just waits).
+    if (this.#ti < this.#ladder.length - 1) this.#probe = setTimeout(() => this.#works || this.#onClose(ws, 1006, 'silent'), probeMs);
+    ws.onopen = () => {
+      if (kind !== 'websocket') this.#works = true;
+      ws.send(encodeClientMessage(this.#joinMessage()));
+    };
     ws.onmessage = (ev) => this.#onFrame(ev.data);
     ws.onerror = () => {
       // Followed by onclose, which decides what happens next.
@@ -296,20 +361,29 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
 
   #onFrame(data: unknown): void {
     this.#heard = Date.now();
+    this.#works = true;
     if (typeof data !== 'string') return this.emit('error', new SignalingError('bad-message', 'server sent a binary frame'));
     const decoded = decodeServerMessage(data);
     if (!decoded.ok) return this.emit('error', new SignalingError(decoded.code, `undecodable server frame: ${decoded.message}`));
     const msg = decoded.message;
     switch (msg.type) {
-      case 'welcome':
+      case 'welcome': {
         this.#welcome = msg;
         this.#resumeToken = msg.resume.token;
         this.#attempt = 0;
+        this.#failed = 0;
+        const kind = this.#ladder[(this.#home = this.#ti)] as Transport;
+        if (kind !== this.#transport) {
+          this.#transport = kind;
+          this.emit('transport', { transport: kind, reason: this.#reason });
+        }
+        if (this.#ti > 0) this.#retryUp();
         this.#arm(this.#times[1] as number);
         this.#setState('open');
         this.emit('open', toWelcome(msg));
         this.#settle(null, toWelcome(msg));
         return;
+      }
       case 'peer-joined':
         return this.emit('peer-joined', msg.peer);
       case 'peer-left':
@@ -355,25 +429,70 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #onClose(ws: WebSocketLike, code: number, reason: string): void {
     if (ws !== this.#ws) return;
     detach(ws);
+    clearTimeout(this.#probe);
+    clearTimeout(this.#up);
     this.#ws = null;
     this.#welcome = null;
     if (this.#stateValue === 'closed') return;
     if (this.#joinRefused) return this.#finish(code, reason || `join refused: ${this.#joinRefused.code}`);
+    // Moving up to a transport that works again (see #retryUp), or down past one that never
+    // worked (refused, stripped or silent): the next one at once, no backoff.
+    if (code === MOVING || (!this.#works && ++this.#failed < this.#ladder.length)) {
+      this.#reason = code === MOVING ? `${this.#ladder[0]} works again` : `${this.#ladder[this.#ti]} failed: ${reason || code}`;
+      this.#ti = code === MOVING ? 0 : (this.#ti + 1) % this.#ladder.length;
+      ws.close(MOVING, 'moving');
+      // The server has what we acknowledged before we resume elsewhere (HttpSocket.done).
+      void Promise.resolve((ws as { done?: Promise<unknown> }).done).then(() => this.#stateValue !== 'closed' && this.#open());
+      return;
+    }
     // PROTOCOL.md: 1000 (normal close) is not reconnected either.
     if (FINAL_CLOSE_CODES.has(code) || code === CLOSE_CODES.normal || !this.#policy) {
       this.#settle(new SignalingError('closed', `connection closed (${code}${reason ? ` ${reason}` : ''})`));
       return this.#finish(code, reason);
     }
+    // A round of the ladder failed (or the transport in use was lost): from the top, later.
+    this.#failed = 0;
+    this.#ti = this.#home;
     if (this.#attempt === 0) this.#outageStart = Date.now();
     const delayMs = this.#policy.nextDelayMs({ attempt: this.#attempt, elapsedMs: Date.now() - this.#outageStart, closeCode: code });
     if (delayMs === null) {
       this.#settle(new SignalingError('gave-up', `gave up reconnecting after ${this.#attempt} attempts (last close ${code})`));
-      return this.#finish(code, reason || 'gave up reconnecting');
+      return this.#finish(code, 'gave up reconnecting');
     }
     this.#setState('reconnecting');
     this.emit('reconnecting', { attempt: this.#attempt, delayMs, closeCode: code });
     this.#attempt++;
     this.#arm(delayMs, () => this.#open());
+  }
+
+  /**
+   * Below the first transport: now and then (jittered), a WebSocket that must answer a
+   * ping; when it does, the client leaves its HTTP session (keeping its peer session) and
+   * resumes on a WebSocket.
+   */
+  #retryUp(): void {
+    const ms = this.options.upgradeRetryMs ?? 60_000;
+    this.#up = setTimeout(() => {
+      const probe = new this.#WS(this.#url().toString(), [SUBPROTOCOL]);
+      const done = (ok: boolean): void => {
+        clearTimeout(t);
+        detach(probe);
+        probe.close(1000);
+        // Still on the HTTP session this probe was for (it may have been lost meanwhile).
+        if (this.#ti && this.#welcome) ok ? this.#ws?.close(MOVING, 'moving') : this.#retryUp();
+      };
+      const t = setTimeout(done, this.options.probeMs ?? 3000, false);
+      probe.onopen = () => probe.send(PING);
+      probe.onmessage = () => done(true);
+      probe.onclose = () => done(false);
+    }, ms / 2 + Math.random() * ms);
+  }
+
+  /** The server's URL with the token (a query parameter: browsers cannot set WebSocket headers). */
+  #url(): URL {
+    const url = new URL(this.options.url);
+    if (this.options.token !== undefined) url.searchParams.set('token', this.options.token);
+    return url;
   }
 
   #arm(ms: number, then = () => this.#check()): void {

@@ -62,6 +62,12 @@ export const CLOSE_CODES = {
   tooLarge: 4009,
   /** Another connection resumed this session. */
   replaced: 4010,
+  /**
+   * Sent by a client leaving a transport for another (an HTTP session for a WebSocket that
+   * works again): the session stays in its resume grace, and what it had not acknowledged
+   * is queued for the resume.
+   */
+  moving: 4011,
   /** Repeated messages beyond the rate limit. */
   rateLimited: 4029,
   /**
@@ -124,6 +130,10 @@ export const UPGRADE_REFUSALS = {
   'ip-full': 429,
   'shutting-down': 503,
   'bad-request': 400,
+  /** HTTP transports: a request for a session id that does not exist (any more) here. */
+  'unknown-session': 404,
+  /** HTTP transports: a POST body over maxPostBytes. */
+  'too-large': 413,
 } as const;
 export type UpgradeRefusal = keyof typeof UPGRADE_REFUSALS;
 

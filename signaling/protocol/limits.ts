@@ -79,6 +79,15 @@ export const DEFAULT_LIMITS = {
    * before it is closed with 4008: an idle socket costs memory and a per-IP slot.
    */
   joinTimeoutMs: 10_000,
+  /**
+   * HTTP transports (PROTOCOL.md): a long-poll is held this long at most when there is
+   * nothing to send, below the 30-60 s idle timeouts of common proxies and load balancers.
+   */
+  pollHoldMs: 20_000,
+  /** An SSE stream gets a comment after this long without an event (idle proxy timeouts). */
+  sseKeepaliveMs: 15_000,
+  /** Largest POST body of the HTTP transports (one batch of frames); bigger gets 413. */
+  maxPostBytes: 256 * 1024,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof DEFAULT_LIMITS]: number };

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocket } from 'ws';
+import { WebSocket, type RawData } from 'ws';
 import type { IceServer, Limits } from '../protocol/index.js';
 import type { Grant } from './auth.js';
 import { RelayCounts } from './metrics.js';
@@ -29,6 +29,24 @@ type ConnectionLimits = Pick<
  * the frame is queued for resume by the same rules as any other (unreliable ones are not).
  */
 export type OverflowHandler = (conn: Connection, frame: string, relay?: RelayDelivery) => void;
+
+/**
+ * What a connection needs of its socket: a `ws` WebSocket, or an HttpSocket (the HTTP
+ * transports), which behaves like one.
+ */
+export interface ServerSocket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  ping(): void;
+  on(event: 'message', listener: (data: RawData, isBinary: boolean) => void): unknown;
+  on(event: 'pong', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  on(event: 'close', listener: (code: number) => void): unknown;
+  once(event: 'close', listener: () => void): unknown;
+}
 
 /** What a held frame was: unreliable (the latest key no longer matters once it is written). */
 const UNRELIABLE: RelayDelivery = { kind: 'unreliable' };
@@ -79,7 +97,7 @@ export class Connection {
   private corked = false;
 
   constructor(
-    readonly ws: WebSocket,
+    readonly ws: ServerSocket,
     readonly request: IncomingMessage,
     readonly ip: string,
     readonly grant: Grant,

@@ -15,9 +15,10 @@ import {
   type IceServer,
   type LeaveReason,
   type RelayMessage,
+  type UpgradeRefusal,
 } from '../protocol/index.js';
 import { systemClock, type Clock } from './clock.js';
-import { Connection } from './connection.js';
+import { Connection, type ServerSocket } from './connection.js';
 import { endSession, handleJoin, handleLeave, handlePing, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
 import { iceServersReuseMs } from './ice-refresh.js';
@@ -28,10 +29,14 @@ import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } fro
 import type { RelayDelivery, RoomStore } from './rooms.js';
 import type { Session } from './session.js';
 import { clientAddress, sourceKey } from './source.js';
-import { checkUpgrade, refuseUpgrade } from './upgrade.js';
+import { checkUpgrade, offeredSubprotocols, refuseUpgrade } from './upgrade.js';
+import { HttpSocket } from './http-socket.js';
+import { HttpTransports } from './http-transport.js';
 
 /** draining: no new connections; sessions wait in their grace to resume on other nodes. */
 type State = 'running' | 'draining' | 'closing' | 'closed';
+
+type Admission = { ok: true; accept: (socket: ServerSocket) => void; refused: () => void } | { ok: false; reason: UpgradeRefusal };
 
 /** RFC 6455 §7.4.1: reported when a Close frame carried no status code. */
 const NO_STATUS = 1005;
@@ -62,6 +67,7 @@ export class SignalingServer implements HandlerContext {
   private readonly closedBytes = { in: 0, out: 0 };
   private readonly heartbeat: Heartbeat;
   private readonly httpContext: HttpEndpointsContext;
+  private readonly transports: HttpTransports;
   private state: State = 'running';
   private closePromise: Promise<void> | null = null;
   private readonly onUpgradeBound = (req: IncomingMessage, socket: Duplex, head: Buffer): void => void this.onUpgrade(req, socket, head);
@@ -125,6 +131,12 @@ export class SignalingServer implements HandlerContext {
       serveMetrics: this.options.serveMetrics ?? true,
       ...(this.options.metricsToken !== undefined ? { metricsToken: this.options.metricsToken } : {}),
     };
+    const nodeId = (this.store as { nodeId?: unknown }).nodeId;
+    this.transports = new HttpTransports({
+      options: this.options,
+      admit: (req, url, offered) => this.admit(req, url, offered),
+      sidSuffix: typeof nodeId === 'string' ? `.${nodeId}` : '',
+    });
     this.heartbeat = new Heartbeat(this.clock, limits.pingIntervalMs, () => this.connections);
     this.heartbeat.start();
     httpServer.on('upgrade', this.onUpgradeBound);
@@ -135,6 +147,17 @@ export class SignalingServer implements HandlerContext {
    * request is not one of them.
    */
   handleHttp(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === this.options.path) {
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'http://localhost');
+      } catch {
+        return false;
+      }
+      this.transports.handle(req, res, url);
+      return true;
+    }
     return handleHttp(this.httpContext, req, res);
   }
 
@@ -269,6 +292,36 @@ export class SignalingServer implements HandlerContext {
       socket.destroy();
     };
     socket.on('error', onSocketError);
+    const admitted = await this.admit(req, url, offeredSubprotocols(req).includes(SUBPROTOCOL));
+    if (!admitted.ok) return refuseUpgrade(socket, admitted.reason);
+    if (socket.destroyed) {
+      admitted.refused();
+      return;
+    }
+    let accepted = false;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      accepted = true;
+      socket.off('error', onSocketError);
+      this.metrics.upgradeSeconds.observe((performance.now() - started) / 1000);
+      admitted.accept(ws);
+    });
+    // ws answers a malformed handshake (method, Upgrade, Sec-WebSocket-Key/-Version,
+    // protocol list) with 400/405 itself and never calls back; it calls back synchronously
+    // when it accepts (noServer, no verifyClient). Give the reserved slot back, or every
+    // such request would lock its IP out for good.
+    if (!accepted) {
+      admitted.refused();
+      this.metrics.refusals.inc({ reason: 'bad-request' });
+    }
+  }
+
+  /**
+   * Every check before a connection is accepted, for a WebSocket upgrade and an HTTP
+   * transport session alike (`offered`: the client asked for our subprotocol). On success
+   * the client's per-IP slot is taken: `accept` turns the socket into a connection,
+   * `refused` gives the slot back.
+   */
+  private async admit(req: IncomingMessage, url: URL, offered: boolean): Promise<Admission> {
     this.pendingUpgrades++;
     // Reserve this IP's slot before the (possibly async) token and verify checks, so that
     // concurrent upgrades from one IP count against maxConnectionsPerIp, as pendingUpgrades
@@ -284,6 +337,7 @@ export class SignalingServer implements HandlerContext {
         connections: this.connections.size + this.pendingUpgrades - 1,
         source,
         connectionsFrom: (from) => (this.perIp.get(from) ?? 0) - (from === source ? 1 : 0),
+        offered,
       });
     } catch (err) {
       this.logger.error({ err }, 'upgrade check failed');
@@ -291,35 +345,26 @@ export class SignalingServer implements HandlerContext {
     } finally {
       this.pendingUpgrades--;
     }
+    if (check.ok && this.state !== 'running') check = { ok: false as const, reason: 'shutting-down' as const };
     if (!check.ok) {
       this.releaseIp(source);
       this.metrics.refusals.inc({ reason: check.reason });
       if (check.reason === 'bad-host') this.warnBadHost(req.headers.host);
-      return refuseUpgrade(socket, check.reason);
-    }
-    if (this.state !== 'running' || socket.destroyed) {
-      this.releaseIp(source);
-      this.metrics.refusals.inc({ reason: 'shutting-down' });
-      return refuseUpgrade(socket, 'shutting-down');
+      return check;
     }
     const { grant } = check;
-    let accepted = false;
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      accepted = true;
-      socket.off('error', onSocketError);
-      this.metrics.upgradeSeconds.observe((performance.now() - started) / 1000);
-      const conn = new Connection(ws, req, ip, grant, this.clock.now(), this.options.limits, this.metrics.relay, this.onOverflow);
-      conn.source = source;
-      this.onConnection(conn);
-    });
-    // ws answers a malformed handshake (method, Upgrade, Sec-WebSocket-Key/-Version,
-    // protocol list) with 400/405 itself and never calls back; it calls back synchronously
-    // when it accepts (noServer, no verifyClient). Give the reserved slot back, or every
-    // such request would lock its IP out for good.
-    if (!accepted) {
-      this.releaseIp(source);
-      this.metrics.refusals.inc({ reason: 'bad-request' });
-    }
+    return {
+      ok: true,
+      accept: (socket) => {
+        const conn = new Connection(socket, req, ip, grant, this.clock.now(), this.options.limits, this.metrics.relay, this.onOverflow);
+        conn.source = source;
+        this.onConnection(conn);
+      },
+      refused: () => {
+        this.releaseIp(source);
+        this.metrics.refusals.inc({ reason: 'shutting-down' });
+      },
+    };
   }
 
   /**
@@ -496,6 +541,9 @@ export class SignalingServer implements HandlerContext {
     if (!session) return;
     conn.session = null;
     session.conn = null;
+    // What an HTTP transport session sent and its client never acknowledged: first in line
+    // for the resume (a client moving to another transport acks what it got before it goes).
+    if (conn.ws instanceof HttpSocket && conn.ws.leftover.length > 0) session.queue.unshift(...conn.ws.leftover.splice(0));
     // 1000/1001 are deliberate (the client closed or the page went away), and so is 1005:
     // a browser's ws.close() without a code sends a Close frame with no status
     // (RFC 6455 §7.1.5). Only a lost connection (1006, or a protocol error) may resume.
@@ -595,6 +643,7 @@ export class SignalingServer implements HandlerContext {
     clearTimeout(timer);
     for (const conn of this.connections) conn.ws.terminate();
     await allClosed;
+    this.transports.close();
     // With a shared store the room goes on without this node: tell it who is gone.
     for (const session of new Set(this.sessions.values())) await endSession(this, session, 'closed').catch((err: unknown) => this.logger.error({ err }, 'leave failed'));
     this.sessions.clear();

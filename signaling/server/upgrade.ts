@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { SUBPROTOCOL, UPGRADE_REFUSALS, type UpgradeRefusal } from '../protocol/index.js';
+import { UPGRADE_REFUSALS, type UpgradeRefusal } from '../protocol/index.js';
 import { tokenFrom, verifyToken, type Grant } from './auth.js';
 import { hostAllowed, hostChecked } from './host-check.js';
 import type { ResolvedOptions } from './options.js';
@@ -41,6 +41,8 @@ export interface UpgradeContext {
   /** The client's per-IP key (see sourceKey) and how many connections it already holds. */
   source: string;
   connectionsFrom(source: string): number;
+  /** The client asked for our subprotocol (WebSocket: Sec-WebSocket-Protocol; HTTP transports: `v`). */
+  offered: boolean;
 }
 
 /** Every check that must pass before a 101, in order of cost. */
@@ -50,7 +52,7 @@ export async function checkUpgrade(request: IncomingMessage, url: URL, ctx: Upgr
   if (url.pathname !== options.path) return { ok: false, reason: 'bad-path' };
   if (hostChecked(request, options) && !hostAllowed(request, options.allowedHosts)) return { ok: false, reason: 'bad-host' };
   if (!originAllowed(request, options.allowedOrigins)) return { ok: false, reason: 'bad-origin' };
-  if (!offeredSubprotocols(request).includes(SUBPROTOCOL)) return { ok: false, reason: 'bad-subprotocol' };
+  if (!ctx.offered) return { ok: false, reason: 'bad-subprotocol' };
   if (ctx.connections >= options.limits.maxConnections) return { ok: false, reason: 'server-full' };
   const perIp = options.limits.maxConnectionsPerIp;
   if (perIp > 0 && ctx.connectionsFrom(ctx.source) >= perIp) return { ok: false, reason: 'ip-full' };

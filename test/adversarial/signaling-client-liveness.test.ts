@@ -94,7 +94,8 @@ describe('SignalingClient liveness (adversarial network)', () => {
       ws.on('message', (data) => joins.push(String(data)));
       ws.on('close', (code) => closeCodes.push(code));
     });
-    const c = client({ url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/ws`, welcomeTimeoutMs: 200 });
+    // WebSocket only: this is the welcome timeout; the ladder would move on to SSE instead.
+    const c = client({ url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/ws`, welcomeTimeoutMs: 200, transports: ['websocket'] });
     const errors: SignalingError[] = [];
     const reconnects: number[] = [];
     c.on('error', (e) => errors.push(e));

@@ -12,9 +12,11 @@ import { libraryOptions } from '../../web/build.mjs';
  * about 12,870 bytes: the client's own liveness (welcome timeout, ping/pong), the reliable
  * receiver's framing bounds (held fragments, reassembly cap with its 16 MiB ceiling), the
  * two-way data channel liveness and the new close codes; 56 were saved where joinRoom
- * stopped copying the client's options one by one. The ladder of transports is to fit in 14 KiB.
+ * stopped copying the client's options one by one. 14 KiB: the ladder of transports (issue
+ * 11: Server-Sent Events and long-polling shaped like a WebSocket, the probe and fallback
+ * logic, the background move back up) added about 1,440 bytes.
  */
-const BUDGET_BYTES = 13 * 1024;
+const BUDGET_BYTES = 14 * 1024;
 
 describe('browser bundle (dist/web/rallypoint.min.js)', () => {
   let dir = '';

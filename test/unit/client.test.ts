@@ -91,7 +91,7 @@ function recordingPolicy(): ReconnectPolicy & { calls: ReconnectContext[] } {
 
 const clients: SignalingClient[] = [];
 function make(opts: Partial<ConstructorParameters<typeof SignalingClient>[0]> = {}): SignalingClient {
-  const c = new SignalingClient({ url: 'ws://signal.example/ws', room: 'lobby', WebSocket: FakeWebSocket, reconnect: recordingPolicy(), ...opts });
+  const c = new SignalingClient({ url: 'ws://signal.example/ws', room: 'lobby', WebSocket: FakeWebSocket, transports: ['websocket'], reconnect: recordingPolicy(), ...opts });
   clients.push(c);
   return c;
 }
