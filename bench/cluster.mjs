@@ -28,7 +28,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -36,7 +35,8 @@ import { FOREIGN_LIMIT_CORES, drive, rallypointPair, redisPubSubPair, socketIoPa
 import { killAll, startBareRedis, startRallypoint, startRedis, startSocketIo, stop } from './lib/cluster-procs.mjs';
 import { failover, failoverReport } from './lib/cluster-failover.mjs';
 import { quantile } from './lib/hist.mjs';
-import { cpuBetween, cpuSnapshot, processCpuSeconds, runQueueWaitSeconds } from './lib/proc-cpu.mjs';
+import { placement, waitQuiet } from './lib/placement.mjs';
+import { processCpuSeconds, runQueueWaitSeconds } from './lib/proc-cpu.mjs';
 import { fmt, fmtInt, machine, machineLine, median, pct, writeSection } from './lib/report.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -68,37 +68,14 @@ const HEADING = '## Cluster over Redis (issue 10)';
 // the paced phase everything may run anywhere (the generator needs little CPU at that rate,
 // and three server processes confined to one core would wait for each other's time slices,
 // which no deployment on separate machines does). The failover storm runs pinned.
-const NCPU = os.cpus().length;
-let placement = args.placement === 'pinned' && NCPU > 1 ? 'pinned' : 'shared';
-const SERVER_CPUS = placement === 'pinned' ? '0' : undefined;
-const LOAD_CPUS = `1-${NCPU - 1}`;
-const ALL_CPUS = `0-${NCPU - 1}`;
-
-/** Sets the CPU affinity of processes `pids` (every thread); nothing when not pinned. */
-function pin(pids, cpus) {
-  if (placement !== 'pinned') return;
-  try {
-    for (const pid of pids) execFileSync('taskset', ['-a', '-cp', cpus, String(pid)], { stdio: 'ignore' });
-  } catch {
-    placement = 'shared (taskset failed)';
-  }
-}
+const place = placement(args.placement);
+const SERVER_CPUS = place.serverCpus;
+const LOAD_CPUS = place.loadCpus;
+const ALL_CPUS = place.allCpus;
+const pin = (pids, cpus) => place.pin(pids, cpus);
 
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => (killAll(), process.exit(130)));
 process.on('exit', killAll);
-
-/** Waits (up to maxMs) until other processes leave the CPUs nearly idle; other jobs may share the machine. */
-async function waitQuiet(maxMs = 3000) {
-  const until = performance.now() + maxMs;
-  let others;
-  do {
-    const a = cpuSnapshot();
-    await new Promise((r) => setTimeout(r, 400));
-    others = cpuBetween(a, cpuSnapshot()).others;
-    if (others < 0.15) return;
-  } while (performance.now() < until);
-  console.log(`(other processes still use ${fmt(others, 2)} cores; measuring anyway)`);
-}
 
 /** Starts one scenario's servers and its A/B pair. */
 async function setUp(kind, redis, round) {
@@ -298,10 +275,10 @@ function report(m, results, fo) {
       'server 1 does `io.to(bSocketId).emit(...)`, B on server 2 (socket.io-client, websocket transport only): the same work. ' +
       'Bare relays: the least a node can do (bench/lib/bare-redis-node.mjs), for the floor. A corks its socket so the frames of one tick leave in one write, for every scenario alike. ' +
       `Redis ${redisVersion()} without persistence, node-redis clients on both sides. ` +
-      (placement === 'pinned'
+      (place.pinned
         ? 'Placement: while saturating, every server process and redis-server pinned to CPU 0 and the load generator to the other CPU (`taskset`), so each scenario\'s server side has one core and max msg/s reflects its total CPU per message; ' +
           'in the paced phase no pinning (three server processes confined to one core would wait for each other\'s time slices, which nodes on separate machines do not); the failover storm pinned. '
-        : `Placement: ${placement}, no pinning. `) +
+        : `Placement: ${place.name}, no pinning. `) +
       'Rounds interleaved (each round: every scenario on fresh processes, order rotated). CPU: utime+stime from /proc/PID/stat over the measured seconds ÷ messages received.',
     '',
   );
@@ -323,7 +300,7 @@ function redisVersion() {
 async function main() {
   const began = performance.now();
   const m = machine();
-  console.log(`cluster benchmark: ${m.cpuModel}, ${m.cores} cores, Node ${m.node}; placement ${placement}`);
+  console.log(`cluster benchmark: ${m.cpuModel}, ${m.cores} cores, Node ${m.node}; placement ${place.name}`);
   if (!existsSync(join(root, 'dist', 'signaling', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (or `npm run bench:cluster`)');
   const redis = await startRedis(SERVER_CPUS);
   const results = [];

@@ -15,7 +15,7 @@ import { cpuBetween, cpuSnapshot } from './proc-cpu.mjs';
 /** The candidate bench/lib/load-worker.mjs sends: a trickle-ICE candidate, ~200 bytes. */
 const CANDIDATE =
   '"candidate":"candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 10.0.0.5 rport 46154 generation 0 ufrag sTjA network-cost 999","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"sTjA"';
-const CANDIDATE_OBJECT = JSON.parse(`{${CANDIDATE}}`);
+export const CANDIDATE_OBJECT = JSON.parse(`{${CANDIDATE}}`);
 
 const WS_OPTIONS = { perMessageDeflate: false, skipUTF8Validation: true, generateMask: (mask) => mask.fill(0) };
 

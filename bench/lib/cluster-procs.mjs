@@ -134,8 +134,9 @@ export async function startRallypoint({ redisUrl, nodeId, cpus, extra = [] } = {
   return { child, pid: child.pid, url: m[1], wsUrl: m[2], port: Number(new URL(m[1]).port) };
 }
 
-export async function startSocketIo({ redisUrl, cpus }) {
-  const child = launch(process.execPath, [SOCKETIO_NODE, redisUrl], cpus);
+/** A socket.io node (bench/lib/socketio-node.mjs); no `redisUrl`: no adapter; `transports` e.g. 'polling,websocket'. */
+export async function startSocketIo({ redisUrl, cpus, transports = 'websocket' }) {
+  const child = launch(process.execPath, [SOCKETIO_NODE, redisUrl ?? 'none', transports], cpus);
   const m = await waitLine(child, /^socket\.io listening on (\d+)$/, 'socket.io node');
   return { child, pid: child.pid, url: `http://127.0.0.1:${m[1]}`, port: Number(m[1]) };
 }

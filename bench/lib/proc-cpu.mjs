@@ -101,3 +101,12 @@ export function cpuBetween(a, b) {
   const pressure = (b.pressure - a.pressure) / 1e6 / s;
   return { ours, others: Math.max(0, busy - ours), busy, pressure, cores: os.cpus().length };
 }
+
+/** Resident set size of one process in bytes (/proc/PID/status VmRSS); NaN once it is gone. */
+export function processRssBytes(pid) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m)[1]) * 1024;
+  } catch {
+    return NaN;
+  }
+}

@@ -27,6 +27,8 @@ export class HttpSocket implements WebSocketLike {
   /** Highest seq received, and the last one told to the server. */
   #ack = 0;
   #told = 0;
+  /** Characters received since the ack was last told (SSE acks early past 1e5, see #event). */
+  #got = 0;
   #n = 0;
   #max = 65536;
   #out: string[] = [];
@@ -48,6 +50,7 @@ export class HttpSocket implements WebSocketLike {
 
   /** The URL of a request of this session (`t`: sse, poll or send), with the ack. */
   #url(t: string): string {
+    this.#got = 0;
     return `${this.#base}t=${t}&sid=${this.#sid}&ack=${(this.#told = this.#ack)}`;
   }
 
@@ -166,10 +169,15 @@ export class HttpSocket implements WebSocketLike {
       return this.#end(+data.slice(0, c), data.slice(c + 1));
     }
     this.onmessage?.({ data });
-    // An SSE stream never asks for more: tell the server what arrived, at most once a second.
-    if (this.#kind === 'sse' && this.#timer === undefined) this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (this.#ack > this.#told) this.#post();
-    }, 1000);
+    // An SSE stream never asks for more: tell the server what arrived within a second, and
+    // at once past ~100 kB: it counts what is unacked against maxBufferedBytes (4 MiB) and
+    // closes a reader over it as slow (1013), however fast that reader reads.
+    if (this.#kind === 'sse') {
+      if ((this.#got += data.length) > 1e5) this.#post();
+      else this.#timer ??= setTimeout(() => {
+        this.#timer = undefined;
+        if (this.#ack > this.#told) this.#post();
+      }, 1000);
+    }
   }
 }

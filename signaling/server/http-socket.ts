@@ -183,8 +183,11 @@ export class HttpSocket extends EventEmitter {
     if (!reader) return;
     let chunk = '';
     let closing = false;
-    for (const e of this.out) {
-      if (e.seq <= reader.written) continue;
+    // From the first frame not yet written to this reader, found from the end: the frames
+    // before it (written, not yet acked: up to a second of an SSE stream) are not walked again.
+    let i = this.out.length;
+    while (i > 0 && (this.out[i - 1] as { seq: number }).seq > reader.written) i--;
+    for (const e of this.out.slice(i)) {
       chunk += e.text;
       reader.written = e.seq;
       if (e.frame === null) closing = true;
