@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Histogram } from 'prom-client';
 import { encodeServerMessage, type PeerInfo } from '../protocol/index.js';
-import type { ClaimOutcome, JoinOutcome, RelayDelivery, RoomStore, RoomStoreHost, SendOutcome, Sink } from '../server/rooms.js';
+import type { ClaimOutcome, ForwardedAnswer, ForwardedRequest, JoinOutcome, RelayDelivery, RoomStore, RoomStoreHost, SendOutcome, Sink } from '../server/rooms.js';
 import { createLink, type RedisLink, type RedisTarget } from './link.js';
 import { ClusterCounts, registerClusterMetrics, type ClusterDropReason } from './metrics.js';
 import { CLAIM, HEARTBEAT, JOIN, LEAVE, NODE_LEAVE, ORPHAN, QUEUE, RENEW_LEASES, ROOM_LEASE, SET_TOKEN, SNAPSHOT, SYNC, TAKE } from './scripts.js';
@@ -111,6 +111,9 @@ export class RedisRoomStore implements RoomStore {
   private flushAfter = 0;
   private hoard = false;
   private connected: Promise<void> | null = null;
+  /** HTTP-transport requests forwarded to other nodes, waiting for their answer (see forward). */
+  private readonly forwards = new Map<number, (answer: ForwardedAnswer | null) => void>();
+  private forwardSeq = 0;
   /** The restore in progress (restores run one after another). */
   private restoring: Promise<void> | null = null;
   private closed = false;
@@ -491,6 +494,16 @@ export class RedisRoomStore implements RoomStore {
         if (f?.[1] !== undefined && f[2] !== undefined && this.rooms.get(f[1])?.local.has(f[2])) void this.takeInbox(f[1], f[2]);
         return;
       }
+      case 'f': {
+        const f = fields(msg, 3);
+        if (f) this.onForwarded(f[1] ?? '', f[2] ?? '', f[3] ?? '');
+        return;
+      }
+      case 'F': {
+        const f = fields(msg, 2);
+        if (f) this.onAnswer(f[1] ?? '', f[2] ?? '');
+        return;
+      }
       case 'k':
         this.lastKeepalive = Date.now();
         if (this.sweepInboxes) {
@@ -596,6 +609,55 @@ export class RedisRoomStore implements RoomStore {
       for (const [id, entry] of st.local) if (entry.record !== '' && !st.members.has(id)) st.members.set(id, decodeRecord(id, entry.record) ?? { node: this.nodeId, token: '', grace: '', peer: { id } });
     } catch (err) {
       this.warn(err);
+    }
+  }
+
+  // ---- HTTP transports -----------------------------------------------------------------
+
+  /**
+   * An HTTP-transport request that a load balancer sent to this node while its session lives
+   * on `node`: one SPUBLISH there, one back with the answer (a held poll answers when it has
+   * frames). Null when nobody listens on that node's channel or it does not answer in time.
+   */
+  async forward(node: string, request: ForwardedRequest, timeoutMs: number): Promise<ForwardedAnswer | null> {
+    if (!NODE_ID.test(node) || !this.isHealthy) return null;
+    const id = ++this.forwardSeq;
+    const answer = new Promise<ForwardedAnswer | null>((resolve) => {
+      const timer = setTimeout(() => done(null), timeoutMs);
+      timer.unref();
+      const done = (a: ForwardedAnswer | null): void => {
+        clearTimeout(timer);
+        this.forwards.delete(id);
+        resolve(a);
+      };
+      this.forwards.set(id, done);
+    });
+    this.counts.published++;
+    const listeners = await this.link.publish(this.keys.nodeChannel(node), `f|${id}|${this.nodeId}|${JSON.stringify(request)}`).catch(() => 0);
+    if (listeners === 0) this.forwards.get(id)?.(null);
+    return answer;
+  }
+
+  private onForwarded(id: string, from: string, json: string): void {
+    let request: ForwardedRequest;
+    try {
+      const r = JSON.parse(json) as Partial<ForwardedRequest>;
+      if ((r.kind !== 'poll' && r.kind !== 'send') || typeof r.query !== 'string' || typeof r.body !== 'string' || !NODE_ID.test(from)) return;
+      request = { kind: r.kind, query: r.query, body: r.body };
+    } catch {
+      return;
+    }
+    void this.host?.answer(request).then((a) => this.publish(this.keys.nodeChannel(from), `F|${id}|${JSON.stringify(a)}`));
+  }
+
+  private onAnswer(id: string, json: string): void {
+    const done = this.forwards.get(Number(id));
+    if (!done) return;
+    try {
+      const a = JSON.parse(json) as Partial<ForwardedAnswer>;
+      done(typeof a.status === 'number' && typeof a.reason === 'string' && typeof a.body === 'string' ? { status: a.status, reason: a.reason, body: a.body } : null);
+    } catch {
+      done(null);
     }
   }
 
@@ -829,6 +891,7 @@ export class RedisRoomStore implements RoomStore {
       await Promise.allSettled([this.link.run(NODE_LEAVE, [this.keys.nodes()], [this.nodeId]), this.link.command(mine, ['DEL', mine])]);
     }
     this.rooms.clear();
+    for (const done of [...this.forwards.values()]) done(null);
     await this.link.close();
   }
 }

@@ -1,18 +1,80 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { SUBPROTOCOL, UPGRADE_REFUSALS, type UpgradeRefusal } from '../protocol/index.js';
 import { HttpSocket, type HttpSocketTimes } from './http-socket.js';
 import { originAllowed } from './upgrade.js';
 import type { ResolvedOptions } from './options.js';
+import type { ForwardedAnswer, ForwardedRequest } from './rooms.js';
 
 /** What the signaling server does for the HTTP transports (see SignalingServer). */
 export interface HttpTransportHost {
   readonly options: ResolvedOptions;
   /** Runs the upgrade-time checks (as for a WebSocket upgrade, `offered` for the subprotocol). */
   admit(req: IncomingMessage, url: URL, offered: boolean): Promise<{ ok: true; accept: (socket: HttpSocket) => void } | { ok: false; reason: UpgradeRefusal }>;
-  /** Suffix of session ids (`.<nodeId>` in a cluster, so any node can tell where one lives). */
-  readonly sidSuffix: string;
+  /** This node's id in a cluster ('' alone): session ids end with `.<nodeId>`, so any node can tell where one lives. */
+  readonly nodeId: string;
+  /** Carries a request to the node holding its session (a cluster store's `forward`). */
+  forward?(node: string, request: ForwardedRequest, timeoutMs: number): Promise<ForwardedAnswer | null>;
+}
+
+/** What the transports write answers to: an HTTP response, or a CapturedReply for another node. */
+export interface Reply {
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  readonly destroyed: boolean;
+  writeHead(status: number, message: string, headers: Record<string, string>): unknown;
+  flushHeaders(): void;
+  write(chunk: string): unknown;
+  end(chunk?: string): unknown;
+  destroy(): unknown;
+  on(event: 'close', listener: () => void): unknown;
+}
+
+/** An answer built for a request another node forwarded here; `done` resolves once it ended. */
+class CapturedReply extends EventEmitter {
+  headersSent = false;
+  writableEnded = false;
+  destroyed = false;
+  private status = 200;
+  private reason = '';
+  private body = '';
+  readonly done: Promise<ForwardedAnswer>;
+  private settle: (a: ForwardedAnswer) => void = () => undefined;
+
+  constructor() {
+    super();
+    this.done = new Promise((r) => (this.settle = r));
+  }
+
+  writeHead(status: number, _message: string, headers: Record<string, string>): this {
+    this.headersSent = true;
+    this.status = status;
+    this.reason = headers['X-Rallypoint-Refusal'] ?? '';
+    return this;
+  }
+
+  flushHeaders(): void {}
+
+  write(chunk: string): boolean {
+    this.body += chunk;
+    return true;
+  }
+
+  end(chunk?: string): this {
+    if (this.writableEnded) return this;
+    if (chunk !== undefined) this.body += chunk;
+    this.writableEnded = true;
+    this.settle({ status: this.status, reason: this.reason, body: this.body });
+    this.emit('close');
+    return this;
+  }
+
+  destroy(): this {
+    this.destroyed = true;
+    return this.end();
+  }
 }
 
 /** Transport parameter values (`?t=`). */
@@ -69,20 +131,116 @@ export class HttpTransports {
       return;
     }
     const socket = this.sessions.get(sid);
-    if (!socket) return refuse(res, cors, 404, 'unknown-session', 'no such session (it ended, or lives on a node that is gone)');
-    const ack = num(url.searchParams.get('ack') ?? '0');
+    if (!socket) {
+      const node = sid.includes('.') ? sid.slice(sid.indexOf('.') + 1) : '';
+      if (node !== '' && node !== this.host.nodeId && this.host.forward) return void this.remote(req, res, url, kind, node, cors);
+      return refuse(res, cors, 404, 'unknown-session', 'no such session (it ended, or lives on a node that is gone)');
+    }
+    if (kind !== 'send') return this.local(socket, kind, url.searchParams, '', res, cors);
+    void this.readBody(req, res, cors).then((body) => body !== null && this.local(socket, kind, url.searchParams, body, res, cors));
+  }
+
+  /** A request for a session held here (from its client, or forwarded by another node). */
+  private local(socket: HttpSocket, kind: Kind, params: URLSearchParams, body: string, res: Reply, cors: Record<string, string>): void {
+    const ack = num(params.get('ack') ?? '0');
     if (ack === null || !socket.ack(ack)) return refuse(res, cors, 400, 'bad-request', 'ack: a seq this session sent');
-    if (kind === 'send') return this.send(req, res, url, socket, cors);
+    if (kind === 'send') return this.send(socket, params, body, res, cors);
+    // `after`: where to start when it is not the ack (another node streaming for its client).
+    const after = params.has('after') ? num(params.get('after') ?? '') : ack;
+    if (after === null) return refuse(res, cors, 400, 'bad-request', 'after: a seq');
     streamHeaders(res, kind, cors);
-    if (kind === 'sse') socket.attachStream(res, ack);
-    else socket.attachPoll(res, ack);
+    // HttpSocket writes to a reader through what Reply has (an answer for another node too).
+    if (kind === 'sse') socket.attachStream(res as unknown as ServerResponse, after);
+    else socket.attachPoll(res as unknown as ServerResponse, after);
+  }
+
+  /** Answers a request that another node forwarded here (its load balancer sent it there). */
+  answer(request: ForwardedRequest): Promise<ForwardedAnswer> {
+    const params = new URLSearchParams(request.query);
+    const socket = this.sessions.get(params.get('sid') ?? '');
+    const reply = new CapturedReply();
+    if (!socket) refuse(reply, {}, 404, 'unknown-session', 'no such session');
+    else this.local(socket, request.kind, params, request.body, reply, {});
+    return reply.done;
+  }
+
+  /**
+   * A request for a session held by another node: carried there through the cluster store.
+   * An SSE stream is served here from polls forwarded one after another, so nothing has to
+   * stick to the node that holds the session.
+   */
+  private async remote(req: IncomingMessage, res: ServerResponse, url: URL, kind: Kind, node: string, cors: Record<string, string>): Promise<void> {
+    const forward = this.host.forward as NonNullable<HttpTransportHost['forward']>;
+    const wait = this.host.options.limits.pollHoldMs + 5_000;
+    if (kind === 'send') {
+      const body = await this.readBody(req, res, cors);
+      if (body === null) return;
+      const a = await forward(node, { kind, query: url.search, body }, wait);
+      if (a?.status !== 204) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', a ? 'refused by the session\'s node' : 'the session\'s node is gone');
+      res.writeHead(204, 'No Content', { ...cors, ...NO_CACHE });
+    res.end();
+      return;
+    }
+    const params = new URLSearchParams(url.search);
+    if (kind === 'poll') {
+      const a = await forward(node, { kind, query: url.search, body: '' }, wait);
+      if (a?.status !== 200) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', 'the session\'s node is gone');
+      streamHeaders(res, 'poll', cors);
+      res.end(a.body);
+      return;
+    }
+    let after = params.get('ack') ?? '0';
+    let ack = after;
+    let open = false;
+    while (!res.destroyed && !res.writableEnded) {
+      const q = new URLSearchParams({ t: 'poll', sid: params.get('sid') ?? '', ack, after });
+      const a = await forward(node, { kind: 'poll', query: `?${q}`, body: '' }, wait);
+      if (a?.status !== 200) {
+        if (!open) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', 'the session\'s node is gone');
+        res.end();
+        return;
+      }
+      if (!open) streamHeaders(res, 'sse', cors);
+      open = true;
+      ack = '0'; // told once; later acks come with the client's POSTs
+      const ids = [...a.body.matchAll(/^id: (\d+)$/gm)];
+      after = ids.at(-1)?.[1] ?? after;
+      res.write(a.body === '' ? ': k\n\n' : a.body);
+      if (/^event: close$/m.test(a.body)) res.end();
+    }
+  }
+
+  /** A POST body, bounded before and while it is read; null when refused (answered already). */
+  private readBody(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<string | null> {
+    const max = this.host.options.limits.maxPostBytes;
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > max) {
+      refuse(res, cors, 413, 'too-large', `body over ${max} bytes`);
+      return Promise.resolve(null);
+    }
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > max) {
+          refuse(res, cors, 413, 'too-large', `body over ${max} bytes`);
+          req.destroy();
+          resolve(null);
+          return;
+        }
+        chunks.push(chunk);
+      });
+      req.on('end', () => size <= max && resolve(Buffer.concat(chunks).toString('utf8')));
+      req.on('error', () => resolve(null));
+    });
   }
 
   private async open(req: IncomingMessage, res: ServerResponse, url: URL, kind: 'sse' | 'poll', cors: Record<string, string>): Promise<void> {
     const admitted = await this.host.admit(req, url, url.searchParams.get('v') === SUBPROTOCOL);
     if (!admitted.ok) return refuse(res, cors, UPGRADE_REFUSALS[admitted.reason], admitted.reason, admitted.reason);
     if (res.destroyed) return;
-    const sid = randomBytes(16).toString('base64url') + this.host.sidSuffix;
+    const sid = randomBytes(16).toString('base64url') + (this.host.nodeId === '' ? '' : `.${this.host.nodeId}`);
     const socket = new HttpSocket(sid, this.times, (s) => this.sessions.delete(s.sid));
     this.sessions.set(sid, socket);
     streamHeaders(res, kind, cors);
@@ -94,33 +252,16 @@ export class HttpTransports {
     admitted.accept(socket);
   }
 
-  /** A POST of frames (and ack, or close) from the client. Its body is bounded before it is read. */
-  private send(req: IncomingMessage, res: ServerResponse, url: URL, socket: HttpSocket, cors: Record<string, string>): void {
-    const n = num(url.searchParams.get('n') ?? '');
-    const close = url.searchParams.get('close');
+  /** A POST of frames (and ack, or close) from the client. */
+  private send(socket: HttpSocket, params: URLSearchParams, body: string, res: Reply, cors: Record<string, string>): void {
+    const n = num(params.get('n') ?? '');
+    const close = params.get('close');
     const closeCode = close === null ? null : num(close);
     if (n === null || (close !== null && (closeCode === null || !validClientClose(closeCode)))) return refuse(res, cors, 400, 'bad-request', 'n: batch number; close: 1000 or 4000-4999');
-    const max = this.host.options.limits.maxPostBytes;
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > max) return refuse(res, cors, 413, 'too-large', `body over ${max} bytes`);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        refuse(res, cors, 413, 'too-large', `body over ${max} bytes`);
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (size > max) return;
-      socket.receive(n, Buffer.concat(chunks).toString('utf8'));
-      if (closeCode !== null) socket.clientClose(closeCode);
-      res.writeHead(204, { ...cors, ...NO_CACHE }).end();
-    });
-    req.on('error', () => undefined);
+    socket.receive(n, body);
+    if (closeCode !== null) socket.clientClose(closeCode);
+    res.writeHead(204, 'No Content', { ...cors, ...NO_CACHE });
+    res.end();
   }
 
   /** CORS for cross-origin pages: only what the Origin check allows, and nothing else. */
@@ -145,8 +286,8 @@ function validClientClose(code: number): boolean {
   return code === 1000 || (code >= 4000 && code <= 4999);
 }
 
-function streamHeaders(res: ServerResponse, kind: 'sse' | 'poll', cors: Record<string, string>): void {
-  res.writeHead(200, {
+function streamHeaders(res: Reply, kind: 'sse' | 'poll', cors: Record<string, string>): void {
+  res.writeHead(200, 'OK', {
     ...cors,
     ...NO_CACHE,
     'Content-Type': kind === 'sse' ? 'text/event-stream; charset=utf-8' : 'text/plain; charset=utf-8',
@@ -155,11 +296,12 @@ function streamHeaders(res: ServerResponse, kind: 'sse' | 'poll', cors: Record<s
   res.flushHeaders();
 }
 
-function refuse(res: ServerResponse, cors: Record<string, string>, status: number, reason: string, message: string): void {
+function refuse(res: Reply, cors: Record<string, string>, status: number, reason: string, message: string): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
   // Said before the body may have been read: this connection is not reused.
-  res.writeHead(status, STATUS_CODES[status] ?? '', { ...cors, ...NO_CACHE, Connection: 'close', 'Content-Type': 'text/plain; charset=utf-8', 'X-Rallypoint-Refusal': reason }).end(`${message}\n`);
+  res.writeHead(status, STATUS_CODES[status] ?? '', { ...cors, ...NO_CACHE, Connection: 'close', 'Content-Type': 'text/plain; charset=utf-8', 'X-Rallypoint-Refusal': reason });
+  res.end(`${message}\n`);
 }

@@ -35,6 +35,24 @@ export type ClaimOutcome =
   | { ok: true; peer: PeerInfo; peers: PeerInfo[]; queued: string[] }
   | { ok: false; code: 'expired' | 'unavailable' };
 
+/**
+ * An HTTP-transport request (PROTOCOL.md, "HTTP transports") that reached a node other than
+ * the one holding its session: a cluster store carries it there (no sticky sessions needed).
+ * `query` is the request's query string; `body` a POST's body.
+ */
+export interface ForwardedRequest {
+  kind: 'poll' | 'send';
+  query: string;
+  body: string;
+}
+
+/** The holding node's answer: its HTTP status, refusal reason ('' when none) and body. */
+export interface ForwardedAnswer {
+  status: number;
+  reason: string;
+  body: string;
+}
+
 /** What a store shared by several nodes needs from the server that uses it. */
 export interface RoomStoreHost {
   readonly limits: RoomStoreLimits & { resumeGraceMs: number; resumeQueueLength: number };
@@ -47,6 +65,8 @@ export interface RoomStoreHost {
   release(room: string, id: string): string[];
   /** The cluster ended the member (its grace ran out while this node was unreachable): drop it here. */
   end(room: string, id: string): void;
+  /** Answers an HTTP-transport request another node forwarded here (see `forward`). */
+  answer(request: ForwardedRequest): Promise<ForwardedAnswer>;
 }
 
 /**
@@ -82,6 +102,13 @@ export interface RoomStore {
   setToken?(room: string, id: string, token: string): void;
   /** For `/healthz`: false while a shared backend is unreachable. */
   healthy?(): boolean;
+  /** This node's id in the cluster (HTTP-transport session ids end with `.<nodeId>`). */
+  readonly nodeId?: string;
+  /**
+   * Carries an HTTP-transport request to `node`, which holds its session, and resolves with
+   * its answer; null when that node does not answer within `timeoutMs` (it is gone).
+   */
+  forward?(node: string, request: ForwardedRequest, timeoutMs: number): Promise<ForwardedAnswer | null>;
 }
 
 export interface RoomStoreLimits {

@@ -122,6 +122,7 @@ export class SignalingServer implements HandlerContext {
       registry: this.metrics.registry,
       release: (room, id) => this.releaseSession(room, id),
       end: (room, id) => this.dropSession(room, id),
+      answer: (request) => this.transports.answer(request),
     });
     this.httpContext = {
       registry: this.metrics.registry,
@@ -131,11 +132,12 @@ export class SignalingServer implements HandlerContext {
       serveMetrics: this.options.serveMetrics ?? true,
       ...(this.options.metricsToken !== undefined ? { metricsToken: this.options.metricsToken } : {}),
     };
-    const nodeId = (this.store as { nodeId?: unknown }).nodeId;
+    const store = this.store;
     this.transports = new HttpTransports({
       options: this.options,
       admit: (req, url, offered) => this.admit(req, url, offered),
-      sidSuffix: typeof nodeId === 'string' ? `.${nodeId}` : '',
+      nodeId: store.nodeId ?? '',
+      ...(store.forward ? { forward: (node, request, timeoutMs) => store.forward?.(node, request, timeoutMs) ?? Promise.resolve(null) } : {}),
     });
     this.heartbeat = new Heartbeat(this.clock, limits.pingIntervalMs, () => this.connections);
     this.heartbeat.start();
