@@ -106,6 +106,9 @@ const LimitsSchema = z
     maxBufferedBytes: positiveInt,
     slowReaderCloseMs: positiveInt,
     joinTimeoutMs: positiveInt,
+    pollHoldMs: positiveInt,
+    sseKeepaliveMs: positiveInt,
+    maxPostBytes: positiveInt,
   })
   .partial()
   .strict();
