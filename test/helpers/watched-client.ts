@@ -4,7 +4,8 @@
  * and every signal and relay frame it receives, in order.
  */
 import { WebSocket } from 'ws';
-import { ExponentialBackoff, SignalingClient, type SignalingClientOptions, type Transport, type WebSocketConstructor } from '../../signaling/client/index.js';
+import type { Transport } from '../../signaling/client/client.js';
+import { ExponentialBackoff, SignalingClient, type SignalingClientOptions, type WebSocketConstructor } from '../../signaling/client/index.js';
 import { until } from './cluster.js';
 import { defer } from './resources.js';
 
