@@ -22,6 +22,8 @@ export interface Watched {
   /** `open` events: `resumed` of each welcome, first included. */
   welcomes: { id: string; resumed: boolean }[];
   errors: string[];
+  /** `peer-left` events: `<id> <reason>`. */
+  left: string[];
   /** What peers sent, in order: `signal <from> <data>` and `relay <from> <channel> <data>`. */
   inbox: string[];
 }
@@ -30,11 +32,12 @@ export interface Watched {
 export async function joinWatched(url: string, room: string, opts: Partial<SignalingClientOptions> = {}): Promise<Watched> {
   const client = new SignalingClient({ url, room, WebSocket: WebSocket as unknown as WebSocketConstructor, reconnect: new ExponentialBackoff({ baseMs: 100, capMs: 500 }), ...opts });
   defer(() => client.close());
-  const w: Omit<Watched, 'id' | 'connectMs'> = { client, transports: [], reconnects: [], welcomes: [], errors: [], inbox: [] };
+  const w: Omit<Watched, 'id' | 'connectMs'> = { client, transports: [], reconnects: [], welcomes: [], errors: [], left: [], inbox: [] };
   client.on('transport', (t) => w.transports.push(t));
   client.on('reconnecting', (r) => w.reconnects.push(r.closeCode));
   client.on('open', (welcome) => w.welcomes.push({ id: welcome.id, resumed: welcome.resumed }));
   client.on('error', (e) => w.errors.push(`${e.code}: ${e.message}`));
+  client.on('peer-left', (id, reason) => w.left.push(`${id} ${reason}`));
   client.on('signal', (from, data) => w.inbox.push(`signal ${from} ${JSON.stringify(data)}`));
   client.on('relay', (f) => w.inbox.push(`relay ${f.from} ${f.channel} ${String(f.data)}`));
   const started = performance.now();
