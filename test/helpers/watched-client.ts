@@ -51,3 +51,20 @@ export async function received(w: Watched, n: number, timeoutMs = 10_000): Promi
     throw new Error(`${err.message}: got ${w.inbox.length}, the last: ${w.inbox.slice(-3).join(' | ')}`);
   });
 }
+
+/**
+ * Sends `n` numbered signals each way between `a` and `b`, interleaved, and waits until all
+ * arrived; returns what each inbox should then hold (only these, in this order).
+ */
+export async function exchangeSignals(a: Watched, b: Watched, n: number): Promise<{ toA: string[]; toB: string[] }> {
+  const toA: string[] = [];
+  const toB: string[] = [];
+  for (let i = 0; i < n; i++) {
+    a.client.signal(b.id, { i });
+    toB.push(`signal ${a.id} ${JSON.stringify({ i })}`);
+    b.client.signal(a.id, { i });
+    toA.push(`signal ${b.id} ${JSON.stringify({ i })}`);
+  }
+  await Promise.all([received(a, a.inbox.length + n), received(b, b.inbox.length + n)]);
+  return { toA, toB };
+}

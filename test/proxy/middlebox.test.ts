@@ -8,7 +8,7 @@ import { until } from '../helpers/cluster.js';
 import { startMiddlebox } from '../helpers/middlebox.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { startServer } from '../helpers/server.js';
-import { joinWatched, received } from '../helpers/watched-client.js';
+import { exchangeSignals, joinWatched, received } from '../helpers/watched-client.js';
 
 afterEach(cleanup);
 
@@ -34,13 +34,8 @@ describe('a middlebox silent after the upgrade', () => {
     expect(c.client.transportReason).toBe('websocket failed: silent');
     expect(c.reconnects).toEqual([]);
 
-    for (let i = 0; i < 20; i++) {
-      c.client.signal(peer.id, { i });
-      peer.client.signal(c.id, { i });
-    }
-    await Promise.all([received(peer, 20), received(c, 20)]);
-    expect(peer.inbox).toEqual(Array.from({ length: 20 }, (_, i) => `signal ${c.id} ${JSON.stringify({ i })}`));
-    expect(c.inbox).toEqual(Array.from({ length: 20 }, (_, i) => `signal ${peer.id} ${JSON.stringify({ i })}`));
+    const sent = await exchangeSignals(c, peer, 20);
+    expect([c.inbox, peer.inbox]).toEqual([sent.toA, sent.toB]);
   });
 
   it('moves back up to websocket once the middlebox lets it through, resumed with the same id; signals around the move arrive once, in order', async () => {

@@ -8,7 +8,7 @@ import { afterEach, expect, it } from 'vitest';
 import { describeNginx, startNginx, stopAllNginx, type ProxyVariant } from '../helpers/nginx.js';
 import { cleanup } from '../helpers/resources.js';
 import { startServer } from '../helpers/server.js';
-import { joinWatched, received, type Watched } from '../helpers/watched-client.js';
+import { exchangeSignals, joinWatched, received, type Watched } from '../helpers/watched-client.js';
 
 afterEach(async () => {
   await cleanup();
@@ -23,16 +23,6 @@ async function setup(proxy: ProxyVariant, limits: Record<string, number> = {}): 
   return { nginxUrl: nginx.wssUrl, peer };
 }
 
-/** Sends `n` numbered signals from `from` to `to`; what `to`'s inbox should then hold. */
-function signals(from: Watched, to: Watched, n: number, tag: string): string[] {
-  const want: string[] = [];
-  for (let i = 0; i < n; i++) {
-    from.client.signal(to.id, { tag, i });
-    want.push(`signal ${from.id} ${JSON.stringify({ tag, i })}`);
-  }
-  return want;
-}
-
 describeNginx('transports through nginx', () => {
   it('nginx passing Upgrade and Connection (the documented config): the client stays on websocket', async () => {
     const { nginxUrl, peer } = await setup({});
@@ -40,11 +30,8 @@ describeNginx('transports through nginx', () => {
     expect(c.client.transport).toBe('websocket');
     expect(c.client.transportReason).toBe('');
     expect(c.transports).toEqual([{ transport: 'websocket', reason: '' }]);
-    const toPeer = signals(c, peer, 5, 'up');
-    const toClient = signals(peer, c, 5, 'down');
-    await Promise.all([received(peer, 5), received(c, 5)]);
-    expect(peer.inbox).toEqual(toPeer);
-    expect(c.inbox).toEqual(toClient);
+    const sent = await exchangeSignals(c, peer, 5);
+    expect([c.inbox, peer.inbox]).toEqual([sent.toA, sent.toB]);
   });
 
   it('nginx stripping Upgrade: on sse within 3 s of connect(); signals and relay frames both ways, in order, none lost', async () => {
@@ -84,9 +71,8 @@ describeNginx('transports through nginx', () => {
     const { nginxUrl, peer } = await setup({ stripUpgrade: true, compress: true });
     const c = await joinWatched(nginxUrl, 'lobby');
     expect(c.client.transport).toBe('sse');
-    const toClient = signals(peer, c, 5, 'down');
-    await received(c, 5);
-    expect(c.inbox).toEqual(toClient);
+    const sent = await exchangeSignals(c, peer, 5);
+    expect([c.inbox, peer.inbox]).toEqual([sent.toA, sent.toB]);
   });
 
   it('nginx stripping Upgrade and holding the event stream (buffering forced, gzip): on poll within 5 s; 200 signals each way in order', async () => {
@@ -102,11 +88,8 @@ describeNginx('transports through nginx', () => {
     expect(c.client.transportReason).toBe('sse failed: silent');
     expect(c.transports).toEqual([{ transport: 'poll', reason: 'sse failed: silent' }]);
 
-    const toPeer = signals(c, peer, 200, 'up');
-    const toClient = signals(peer, c, 200, 'down');
-    await Promise.all([received(peer, 200), received(c, 200)]);
-    expect(peer.inbox).toEqual(toPeer);
-    expect(c.inbox).toEqual(toClient);
+    const sent = await exchangeSignals(c, peer, 200);
+    expect([c.inbox, peer.inbox]).toEqual([sent.toA, sent.toB]);
     expect([...c.errors, ...peer.errors]).toEqual([]);
     expect(c.reconnects).toEqual([]);
     expect(c.client.transport).toBe('poll');
