@@ -48,8 +48,12 @@ describe('a middlebox silent after the upgrade', () => {
     expect(c.client.transport).toBe('sse');
 
     // A steady stream of signals to the client, from before the middlebox changes until
-    // well after the client moved.
+    // well after the client moved; and from it, whenever it is open (for the few ms of the
+    // move it is 'connecting' and signal() would throw not-open).
     const sent: string[] = [];
+    const sentUp: string[] = [];
+    /** signal() must not throw while the state says open (it did while the old session closed). */
+    const threwWhileOpen: string[] = [];
     let movedAt = -1;
     /** Signals the client had when it moved: those came over SSE, the rest over the WebSocket. */
     let overSse = -1;
@@ -58,17 +62,32 @@ describe('a middlebox silent after the upgrade', () => {
       const i = sent.length;
       peer.client.signal(c.id, { i });
       sent.push(`signal ${peer.id} ${JSON.stringify({ i })}`);
+      if (c.client.state === 'open') {
+        try {
+          c.client.signal(peer.id, { up: i });
+          sentUp.push(`signal ${c.id} ${JSON.stringify({ up: i })}`);
+        } catch (err) {
+          threwWhileOpen.push(String(err));
+        }
+      }
       if (movedAt < 0 && c.client.transport === 'websocket') movedAt = i;
       if (movedAt >= 0 && i >= movedAt + 30) clearInterval(timer);
     }, 10);
     defer(() => clearInterval(timer));
     await until(() => sent.length >= 20, 'signals before the change', 5000);
+    const states: string[] = [];
+    c.client.on('state', (st) => states.push(st));
     box.mode = 'pass';
     await until(() => c.client.transport === 'websocket', 'the move up to websocket', 5000);
     await until(() => movedAt >= 0 && sent.length > movedAt + 30, 'signals after the move', 5000);
-    await received(c, sent.length);
+    await Promise.all([received(c, sent.length), received(peer, sentUp.length)]);
 
     expect(c.inbox).toEqual(sent);
+    expect(peer.inbox).toEqual(sentUp);
+    expect(threwWhileOpen).toEqual([]);
+    // Not open for the few ms between the SSE session's close and the WebSocket's welcome.
+    expect(states).toEqual(['connecting', 'open']);
+    expect(sentUp.length).toBeGreaterThan(sent.length / 2);
     expect(overSse).toBeGreaterThanOrEqual(20);
     expect(overSse).toBeLessThan(sent.length);
     expect(c.transports).toEqual([
