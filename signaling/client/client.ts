@@ -441,6 +441,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       this.#reason = code === MOVING ? `${this.#ladder[0]} works again` : `${this.#ladder[this.#ti]} failed: ${reason || code}`;
       this.#ti = code === MOVING ? 0 : (this.#ti + 1) % this.#ladder.length;
       ws.close(MOVING, 'moving');
+      // Not open from now on (signal() would throw), though the next socket waits for `done`.
+      this.#setState(this.#attempt ? 'reconnecting' : 'connecting');
       // The server has what we acknowledged before we resume elsewhere (HttpSocket.done).
       void Promise.resolve((ws as { done?: Promise<unknown> }).done).then(() => this.#stateValue !== 'closed' && this.#open());
       return;

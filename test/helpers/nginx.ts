@@ -36,8 +36,32 @@ export interface NginxOptions {
   upstreams: number[];
   /** TLS on the listener (default true); false listens in plain HTTP (urls are then http:/ws:). */
   tls?: boolean;
+  /** How `location /` proxies (default: as documented). Applied before `mutate`. */
+  proxy?: ProxyVariant;
   /** A last edit of the finished config text (a test of a variant). */
   mutate?: (conf: string) => string;
+}
+
+/**
+ * The proxies of networks where a WebSocket does not get through, as an edit of the
+ * documented `location /` (each a targeted replacement that throws when the line is gone).
+ */
+export interface ProxyVariant {
+  /** Send `Upgrade: ""` and `Connection: ""` upstream: the upgrade arrives as a plain GET. */
+  stripUpgrade?: boolean;
+  /**
+   * Buffer every response, whatever its `X-Accel-Buffering` says. nginx 1.22 still passes
+   * each buffered chunk on at once (measured): alone, this holds nothing back.
+   */
+  forceBuffering?: boolean;
+  /**
+   * gzip event streams and poll answers (for clients that accept it, as fetch does). With
+   * `forceBuffering` the compressor is never told to flush: SSE events are held until the
+   * stream ends. Without it, `X-Accel-Buffering: no` makes nginx flush every chunk.
+   */
+  compress?: boolean;
+  /** proxy_read_timeout and proxy_send_timeout (nginx time, e.g. `2s`) instead of 75s. */
+  timeout?: string;
 }
 
 export interface NginxServer {
@@ -54,6 +78,8 @@ export interface NginxServer {
   readonly conf: string;
   /** nginx's access log lines so far (`$remote_addr $upstream_addr $status "$request"`). */
   accessLog(): Promise<string[]>;
+  /** nginx's error log (stderr, level notice and up): the last 200 lines. */
+  errorLog(): string[];
   /** SIGTERM (fast shutdown: open WebSockets are cut), waits for the exit. Idempotent. */
   stop(): Promise<void>;
 }
@@ -144,6 +170,26 @@ export function testConfig(documented: string, v: { port: number; upstreams: num
   return conf;
 }
 
+/** The documented `location /` turned into `v`'s proxy; exported for tests of the edit. */
+export function proxyConfig(conf: string, v: ProxyVariant): string {
+  if (v.stripUpgrade) {
+    conf = replaceOnce(conf, /^(\s*)proxy_set_header Upgrade \$http_upgrade;$/m, '$1proxy_set_header Upgrade "";', 'the `proxy_set_header Upgrade` line');
+    conf = replaceOnce(conf, /^(\s*)proxy_set_header Connection \$connection_upgrade;$/m, '$1proxy_set_header Connection "";', 'the `proxy_set_header Connection` line');
+  }
+  const extra: string[] = [];
+  // proxy_buffering is on by default; only the X-Accel-Buffering header from upstream turns it off.
+  if (v.forceBuffering) extra.push('proxy_buffering on;', 'proxy_ignore_headers X-Accel-Buffering;');
+  if (v.compress) extra.push('gzip on;', 'gzip_types text/event-stream text/plain;', 'gzip_min_length 0;');
+  if (extra.length > 0) {
+    conf = replaceOnce(conf, /^(\s*)proxy_http_version 1\.1;$/m, `$1proxy_http_version 1.1;${extra.map((l) => `\n$1${l}`).join('')}`, 'the first `proxy_http_version 1.1;` line');
+  }
+  if (v.timeout !== undefined) {
+    conf = replaceOnce(conf, /^(\s*)proxy_read_timeout 75s;$/m, `$1proxy_read_timeout ${v.timeout};`, 'the `proxy_read_timeout 75s;` line');
+    conf = replaceOnce(conf, /^(\s*)proxy_send_timeout 75s;$/m, `$1proxy_send_timeout ${v.timeout};`, 'the `proxy_send_timeout 75s;` line');
+  }
+  return conf;
+}
+
 /** Starts nginx with the documented config in front of `upstreams`; resolves once its port accepts connections. */
 export async function startNginx(opts: NginxOptions): Promise<NginxServer> {
   if (opts.upstreams.length === 0) throw new Error('startNginx needs at least one upstream port');
@@ -154,7 +200,7 @@ export async function startNginx(opts: NginxOptions): Promise<NginxServer> {
     const dir = await mkdtemp(join(tmpdir(), 'rallypoint-nginx-'));
     await chmod(dir, 0o755);
     const port = await freePort();
-    let conf = testConfig(documented, { port, upstreams: opts.upstreams, tls, cert: c, dir });
+    let conf = proxyConfig(testConfig(documented, { port, upstreams: opts.upstreams, tls, cert: c, dir }), opts.proxy ?? {});
     if (opts.mutate) conf = opts.mutate(conf);
     const confPath = join(dir, 'nginx.conf');
     await writeFile(confPath, conf);
@@ -183,6 +229,7 @@ export async function startNginx(opts: NginxOptions): Promise<NginxServer> {
         const text = await readFile(join(dir, 'access.log'), 'utf8').catch(() => '');
         return text.split('\n').filter(Boolean);
       },
+      errorLog: () => [...proc.output],
       stop() {
         stopping ??= (async () => {
           if (running(proc)) proc.child.kill('SIGTERM');
