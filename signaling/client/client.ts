@@ -65,7 +65,7 @@ export interface SignalingClientOptions {
    * A transport that has not shown it works this long after it was started moves the
    * client on to the next one: a WebSocket with no frame (a middlebox that answered the
    * upgrade and forwards nothing), SSE with no first event (a buffering proxy holds it).
-   * Default 3 000.
+   * Default 2 500, so that even the third transport is working within 3 s.
    */
   probeMs?: number;
   /**
@@ -171,6 +171,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #home = 0;
   /** Transports that failed in a row before showing they work (a full round: back off). */
   #failed = 0;
+  /** The socket just lost had worked (see #onClose). */
+  #lost = false;
   /** The socket in use has shown it works (a frame, or the HTTP open event). */
   #works = false;
   #probe: ReturnType<typeof setTimeout> | undefined;
@@ -343,7 +345,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     }
     this.#ws = ws;
     this.#arm(this.#times[0] as number);
-    const probeMs = this.options.probeMs ?? 3000;
+    const probeMs = this.options.probeMs ?? 2500;
     clearTimeout(this.#probe);
     // A proxy that answers the upgrade and then forwards nothing, or one that buffers the
     // event stream, shows as silence: move on (a lone or last transport just waits).
@@ -436,8 +438,12 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     if (this.#stateValue === 'closed') return;
     if (this.#joinRefused) return this.#finish(code, reason || `join refused: ${this.#joinRefused.code}`);
     // Moving up to a transport that works again (see #retryUp), or down past one that never
-    // worked (refused, stripped or silent): the next one at once, no backoff.
-    if (code === MOVING || (!this.#works && ++this.#failed < this.#ladder.length)) {
+    // worked (refused, stripped or silent): the next one at once, no backoff. Except when the
+    // transport just lost had worked: failing at once on its first reconnect is more likely a
+    // node going away (a drain's 503) than a proxy, so it gets one backoff first.
+    const again = this.#lost;
+    this.#lost = this.#works && code !== MOVING;
+    if (code === MOVING || (!this.#works && !again && ++this.#failed < this.#ladder.length)) {
       this.#reason = code === MOVING ? `${this.#ladder[0]} works again` : `${this.#ladder[this.#ti]} failed: ${reason || code}`;
       this.#ti = code === MOVING ? 0 : (this.#ti + 1) % this.#ladder.length;
       ws.close(MOVING, 'moving');
@@ -483,7 +489,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         // Still on the HTTP session this probe was for (it may have been lost meanwhile).
         if (this.#ti && this.#welcome) ok ? this.#ws?.close(MOVING, 'moving') : this.#retryUp();
       };
-      const t = setTimeout(done, this.options.probeMs ?? 3000, false);
+      const t = setTimeout(done, this.options.probeMs ?? 2500, false);
       probe.onopen = () => probe.send(PING);
       probe.onmessage = () => done(true);
       probe.onclose = () => done(false);

@@ -20,16 +20,16 @@ async function setup(): Promise<{ box: Awaited<ReturnType<typeof startMiddlebox>
 }
 
 describe('a middlebox silent after the upgrade', () => {
-  it('the client gives the WebSocket up after probeMs (default 3000) and is on sse within 4 s; signals flow both ways', async () => {
+  it('the client gives the WebSocket up after probeMs (default 2500) and is on sse within 4 s (3 s: the bench's goal); signals flow both ways', async () => {
     const { box, peerUrl } = await setup();
     const peer = await joinWatched(peerUrl, 'lobby', { transports: ['websocket'] });
     const c = await joinWatched(box.wsUrl, 'lobby');
     expect(c.client.transport).toBe('sse');
     // The WebSocket opened (the 101 got through) and never delivered a frame: after the
-    // default probeMs of 3000 the client moved on. Bound stated by the issue; measured
-    // about 3.05 s here.
+    // default probeMs of 2500 the client moved on. Bound stated by the issue (4 s); measured
+    // about 2.55 s here.
     expect(c.connectMs).toBeLessThan(4000);
-    expect(c.connectMs).toBeGreaterThanOrEqual(3000);
+    expect(c.connectMs).toBeGreaterThanOrEqual(2500);
     expect(box.silenced).toBe(1);
     expect(c.client.transportReason).toBe('websocket failed: silent');
     expect(c.reconnects).toEqual([]);

@@ -82,8 +82,8 @@ describeNginx('transports through nginx', () => {
     const { nginxUrl, peer } = await setup({ stripUpgrade: true, forceBuffering: true, compress: true }, { messageBurst: 500 });
     const c = await joinWatched(nginxUrl, 'lobby');
     expect(c.client.transport).toBe('poll');
-    // WebSocket refused at once, SSE silent for probeMs (3000: nginx holds its open event in
-    // a buffer), poll answered at once. Bound stated by the issue; measured about 3.1 s here.
+    // WebSocket refused at once, SSE silent for probeMs (2500: nginx holds its open event in
+    // a buffer), poll answered at once. Bound stated by the issue; measured about 2.6 s here.
     expect(c.connectMs).toBeLessThan(5000);
     expect(c.client.transportReason).toBe('sse failed: silent');
     expect(c.transports).toEqual([{ transport: 'poll', reason: 'sse failed: silent' }]);
