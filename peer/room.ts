@@ -1,4 +1,4 @@
-import { SignalingClient, type SignalingClientOptions, type Welcome, type WebSocketConstructor } from '../signaling/client/client.js';
+import { SignalingClient, type SignalingClientOptions, type Transport, type Welcome, type WebSocketConstructor } from '../signaling/client/client.js';
 import type { ReconnectPolicy } from '../signaling/client/backoff.js';
 import { TypedEmitter } from '../signaling/client/emitter.js';
 import type { SignalingError } from '../signaling/client/errors.js';
@@ -14,10 +14,17 @@ import type { RtcRuntime } from './runtime/types.js';
 import { toSignalPayload } from './signal-payload.js';
 import type { PeerPath } from './stats.js';
 
-/** The signaling client's timeouts (SignalingClientOptions; PROTOCOL.md, Liveness). */
-type ClientTimeouts = Pick<SignalingClientOptions, 'welcomeTimeoutMs' | 'pingAfterMs' | 'pingTimeoutMs'>;
+/**
+ * The signaling client's timeouts (PROTOCOL.md, Liveness) and its ladder of transports
+ * (`transports`, `probeMs`, `upgradeRetryMs`, `fetch`; PROTOCOL.md, HTTP transports):
+ * joinRoom hands its options to the SignalingClient as they are.
+ */
+type ClientOptions = Pick<
+  SignalingClientOptions,
+  'welcomeTimeoutMs' | 'pingAfterMs' | 'pingTimeoutMs' | 'transports' | 'probeMs' | 'upgradeRetryMs' | 'fetch'
+>;
 
-export interface JoinRoomOptions extends ClientTimeouts {
+export interface JoinRoomOptions extends ClientOptions {
   /** The signaling service's WebSocket URL. */
   url: string;
   room: string;
@@ -38,7 +45,8 @@ export interface JoinRoomOptions extends ClientTimeouts {
   flow?: Partial<FlowLimits>;
   restart?: Partial<RestartPolicy>;
   /**
-   * Per peer, carry the channels over the signaling WebSocket when ICE fails or has not
+   * Per peer, carry the channels over the signaling connection (a WebSocket, or the SSE or
+   * long-poll session that replaced it) when ICE fails or has not
    * connected within `afterMs` (default 5000), and go back once ICE connects again. `false`:
    * never (the peer just stays disconnected while ICE is retried). Needs relay enabled on
    * the server (it is by default).
@@ -112,6 +120,11 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   get name(): string {
     return this.#options.room;
+  }
+
+  /** How signaling reaches the server (SignalingClient.transport: the last that worked). */
+  get transport(): Transport | null {
+    return this.#signaling.transport;
   }
 
   /** The other peers, by id. */

@@ -37,6 +37,8 @@ export type OverflowHandler = (conn: Connection, frame: string, relay?: RelayDel
 export interface ServerSocket {
   readonly readyState: number;
   readonly bufferedAmount: number;
+  /** Bytes not written to the network yet, where that differs from bufferedAmount (HttpSocket). */
+  readonly unsentAmount?: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
   terminate(): void;
@@ -158,8 +160,9 @@ export class Connection {
       return;
     }
     // While frames are held, newer ones must be held too, or a held older one would
-    // overtake them at the drain.
-    if (this.latest === null && buffered <= this.limits.relayLatestAboveBytes) return this.send(frame, relay);
+    // overtake them at the drain. Stale state queues only behind what is not written yet:
+    // bytes an HTTP client has but has not acknowledged do not count (issue 11).
+    if (this.latest === null && (this.ws.unsentAmount ?? buffered) <= this.limits.relayLatestAboveBytes) return this.send(frame, relay);
     const key = relay.latestKey;
     if (key === undefined) {
       this.relayCounts.dropped.congested++;

@@ -66,6 +66,24 @@ export class HttpSocket extends EventEmitter {
     return this.unacked;
   }
 
+  /**
+   * Bytes not written to the client yet: frames waiting for a stream or poll, and what the
+   * attached response still buffers. That is what a WebSocket's bufferedAmount means;
+   * this socket's bufferedAmount also counts what was written but is not acknowledged yet
+   * (an SSE client acks about once a second), which is memory held, not a backlog.
+   */
+  get unsentAmount(): number {
+    const reader = this.reader;
+    if (!reader) return this.unacked;
+    let bytes = reader.res.writableLength;
+    for (let i = this.out.length - 1; i >= 0; i--) {
+      const e = this.out[i] as { seq: number; bytes: number };
+      if (e.seq <= reader.written) break;
+      bytes += e.bytes;
+    }
+    return bytes;
+  }
+
   send(frame: string): void {
     if (this.readyState !== OPEN) return;
     this.push(`data: ${frame}\n\n`, frame);

@@ -3,24 +3,15 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import type { Position } from '../../web/demo/demo.js';
-import { describeBrowser, launchChromium, watchPage, type PageLog } from '../helpers/browser.js';
+import { describeBrowser, launchChromium } from '../helpers/browser.js';
+import { connectedPeers, expectClean, move, play as playIn, positionOf, seesAt, type Player } from '../helpers/demo-players.js';
 import { startNpmServer, type NpmServer } from '../helpers/npm-start.js';
 import { cleanup, defer } from '../helpers/resources.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const ARTIFACTS = `${root}test-artifacts`;
-/** Movement keys a test holds down; the avatar moves 220 px/s at 30 Hz. */
-const MOVE_PX = 60;
-
-interface Player {
-  page: Page;
-  log: PageLog;
-  id: string;
-}
-
 describeBrowser('demo game in Chromium, served by the real `npm start`', () => {
   let server: NpmServer;
   let browser: Browser;
@@ -52,54 +43,7 @@ describeBrowser('demo game in Chromium, served by the real `npm start`', () => {
   }
 
   /** Opens the demo in a new tab and waits until it joined its room. */
-  async function play(context: BrowserContext, room: string): Promise<Player> {
-    const page = await context.newPage();
-    const log = watchPage(page);
-    await page.goto(`${server.url}/?room=${room}`);
-    await page.waitForFunction(() => window.rallypointDemo?.status === 'joined');
-    const id = await page.evaluate(() => window.rallypointDemo.id as string);
-    return { page, log, id };
-  }
-
-  const connectedPeers = (p: Player, n: number) => p.page.waitForFunction((want) => document.body.dataset.connectedPeers === String(want), n);
-  const positionOf = (p: Player) => p.page.evaluate(() => window.rallypointDemo.position);
-  /** Resolves once `viewer` shows `mover`'s avatar at `pos` (state and DOM). */
-  const seesAt = (viewer: Player, mover: Player, pos: Position) =>
-    viewer.page.waitForFunction(
-      ({ id, x, y }) => {
-        const peer = window.rallypointDemo.peers.find((p) => p.id === id);
-        const avatar = document.querySelector<HTMLElement>(`#arena [data-peer="${id}"]`);
-        return peer?.lastPosition?.x === x && peer.lastPosition.y === y && avatar?.style.transform === `translate(${x}px, ${y}px)` && !avatar.hidden;
-      },
-      { id: mover.id, ...pos },
-    );
-
-  /** Holds an arrow key until the avatar moved MOVE_PX, away from the nearer wall; returns the new position. */
-  async function move(p: Player, axis: 'x' | 'y'): Promise<Position> {
-    const start = await positionOf(p);
-    const size = axis === 'x' ? 640 : 400;
-    const forward = start[axis] < size / 2;
-    const key = axis === 'x' ? (forward ? 'ArrowRight' : 'ArrowLeft') : forward ? 'ArrowDown' : 'ArrowUp';
-    await p.page.keyboard.down(key);
-    await p.page.waitForFunction(({ axis, from, forward, d }) => {
-      const v = window.rallypointDemo.position[axis];
-      return forward ? v >= from + d : v <= from - d;
-    }, { axis, from: start[axis], forward, d: MOVE_PX });
-    await p.page.keyboard.up(key);
-    const end = await positionOf(p);
-    const other = axis === 'x' ? 'y' : 'x';
-    expect(end[other]).toBe(start[other]);
-    return end;
-  }
-
-  function expectClean(...players: Player[]): Promise<void[]> {
-    return Promise.all(
-      players.map(async (p) => {
-        expect(p.log.errors).toEqual([]);
-        expect(await p.page.evaluate(() => window.rallypointDemo.errors)).toEqual([]);
-      }),
-    );
-  }
+  const play = (context: BrowserContext, room: string): Promise<Player> => playIn(context, server.url, room);
 
   it('serves the demo page, its module and the bundle from dist/web, nothing outside it', async () => {
     const home = await fetch(`${server.url}/`);
@@ -125,7 +69,7 @@ describeBrowser('demo game in Chromium, served by the real `npm start`', () => {
     expect((await fetch(`${server.url}/nope.js`)).status).toBe(404);
   });
 
-  it('two tabs: arrow keys move the avatar on the other tab, chat arrives both ways, the HUD shows path and RTT', async () => {
+  it('two tabs: arrow keys move the avatar on the other tab, chat arrives both ways, the HUD shows path, RTT and the signaling transport', async () => {
     const context = await newContext();
     const room = `demo-${randomUUID().slice(0, 8)}`;
     const alice = await play(context, room);
@@ -170,6 +114,11 @@ describeBrowser('demo game in Chromium, served by the real `npm start`', () => {
     });
     const row = bob.page.locator(`#peers tr[data-peer="${alice.id}"]`);
     await expect.poll(() => row.locator('td').allTextContents()).toEqual([alice.id.slice(0, 6), 'direct', expect.stringMatching(/^\d+\.\d ms$/), expect.stringMatching(/^\d+$/)]);
+    // The header: how signaling reaches the server (nothing in the way here: a WebSocket).
+    for (const p of [alice, bob]) {
+      expect(await p.page.textContent('#transport')).toBe('websocket');
+      expect(await p.page.evaluate(() => window.rallypointDemo.transport)).toBe('websocket');
+    }
     await expectClean(alice, bob);
   });
 

@@ -6,81 +6,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { listenSignaling } from '../../signaling/server/index.js';
 import { joinRoom } from '../../peer/node.js';
-import { weriftRuntime, type RtcRuntime } from '../../peer/node.js';
-import type { RemotePeer, Room } from '../../peer/node.js';
+import type { Room } from '../../peer/node.js';
 import type { PeerPath } from '../../peer/stats.js';
-import { collect, PeerHarness, until, waitConnected } from './helpers.js';
+import { collect, FAST, gatedRuntime, onlyPeer, pathOf, PeerHarness, pump, until, waitConnected } from './helpers.js';
 
 const harness = new PeerHarness();
 afterEach(() => harness.close());
-
-interface Gate {
-  open: boolean;
-}
-
-/** werift, except that while the gate is closed no remote candidate reaches ICE. */
-function gatedRuntime(gate: Gate): RtcRuntime {
-  const base = weriftRuntime();
-  class Gated extends base.RTCPeerConnection {
-    override async addIceCandidate(candidate?: RTCIceCandidateInit | null): Promise<void> {
-      if (!gate.open) return;
-      return super.addIceCandidate(candidate ?? undefined);
-    }
-    override async setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void> {
-      const sdp = !gate.open && description.sdp ? description.sdp.replace(/^a=candidate:.*\r\n/gm, '') : description.sdp;
-      return super.setRemoteDescription(sdp === undefined ? description : { type: description.type, sdp });
-    }
-  }
-  return { ...base, RTCPeerConnection: Gated as unknown as typeof RTCPeerConnection };
-}
-
-const FAST = {
-  fallback: { afterMs: 400 },
-  restart: { disconnectedGraceMs: 200, baseDelayMs: 100, maxDelayMs: 400, attemptTimeoutMs: 1_500 },
-};
-
-function onlyPeer(room: Room): RemotePeer {
-  const [peer] = room.peers.values();
-  if (!peer) throw new Error('no peer');
-  return peer;
-}
-
-/** Resolves when the room's only peer reaches `path`. */
-function pathOf(room: Room, want: (p: PeerPath) => boolean): Promise<PeerPath> {
-  return new Promise((resolve) => {
-    const peer = room.peers.values().next().value as RemotePeer | undefined;
-    if (peer?.path && want(peer.path)) return resolve(peer.path);
-    const on = (_peer: RemotePeer, path: PeerPath): void => {
-      if (!want(path)) return;
-      room.off('path-change', on);
-      resolve(path);
-    };
-    room.on('path-change', on);
-  });
-}
-
-/**
- * Sends numbered reliable messages from `room` to its peer every couple of ms until
- * `stop()`; resolves with how many it sent. Sends are awaited, as an app would.
- */
-function pump(room: Room): { stop(): Promise<number> } {
-  let running = true;
-  let n = 0;
-  const done = (async () => {
-    while (running) {
-      await onlyPeer(room).send('reliable', `m${n}`);
-      n++;
-      if (n % 4 === 0) await new Promise((r) => setTimeout(r, 2));
-    }
-    return n;
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      return done;
-    },
-  };
-}
 
 describe('WebSocket fallback', () => {
   it('peers whose ICE never connects talk over the WebSocket with the same API', async () => {

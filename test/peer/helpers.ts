@@ -1,5 +1,6 @@
 import { listenSignaling, type ListeningSignalingServer } from '../../signaling/server/index.js';
-import { joinRoom, type JoinRoomOptions, type Room } from '../../peer/node.js';
+import { joinRoom, weriftRuntime, type JoinRoomOptions, type RemotePeer, type Room, type RtcRuntime } from '../../peer/node.js';
+import type { PeerPath } from '../../peer/stats.js';
 
 /** A signaling server and the rooms a test joined, all closed by `close()`. */
 export class PeerHarness {
@@ -80,4 +81,74 @@ export async function untilNoHandles(deadlineMs = 5_000): Promise<string[]> {
   const busy = (): string[] => process.getActiveResourcesInfo().filter((r) => r !== 'PipeWrap' && r !== 'TTYWrap');
   while (busy().length && Date.now() - start < deadlineMs) await new Promise((r) => setImmediate(r));
   return busy();
+}
+
+export interface Gate {
+  open: boolean;
+}
+
+/** werift, except that while the gate is closed no remote candidate reaches ICE. */
+export function gatedRuntime(gate: Gate): RtcRuntime {
+  const base = weriftRuntime();
+  class Gated extends base.RTCPeerConnection {
+    override async addIceCandidate(candidate?: RTCIceCandidateInit | null): Promise<void> {
+      if (!gate.open) return;
+      return super.addIceCandidate(candidate ?? undefined);
+    }
+    override async setRemoteDescription(description: RTCSessionDescriptionInit): Promise<void> {
+      const sdp = !gate.open && description.sdp ? description.sdp.replace(/^a=candidate:.*\r\n/gm, '') : description.sdp;
+      return super.setRemoteDescription(sdp === undefined ? description : { type: description.type, sdp });
+    }
+  }
+  return { ...base, RTCPeerConnection: Gated as unknown as typeof RTCPeerConnection };
+}
+
+/** Fallback and ICE restart timings short enough for tests (the fallback after 400 ms). */
+export const FAST = {
+  fallback: { afterMs: 400 },
+  restart: { disconnectedGraceMs: 200, baseDelayMs: 100, maxDelayMs: 400, attemptTimeoutMs: 1_500 },
+};
+
+/** The room's one remote peer (two-peer tests). */
+export function onlyPeer(room: Room): RemotePeer {
+  const [peer] = room.peers.values();
+  if (!peer) throw new Error('no peer');
+  return peer;
+}
+
+/** Resolves when the room's only peer reaches `path`. */
+export function pathOf(room: Room, want: (p: PeerPath) => boolean): Promise<PeerPath> {
+  return new Promise((resolve) => {
+    const peer = room.peers.values().next().value as RemotePeer | undefined;
+    if (peer?.path && want(peer.path)) return resolve(peer.path);
+    const on = (_peer: RemotePeer, path: PeerPath): void => {
+      if (!want(path)) return;
+      room.off('path-change', on);
+      resolve(path);
+    };
+    room.on('path-change', on);
+  });
+}
+
+/**
+ * Sends numbered reliable messages from `room` to its peer every couple of ms until
+ * `stop()`; resolves with how many it sent. Sends are awaited, as an app would.
+ */
+export function pump(room: Room): { stop(): Promise<number> } {
+  let running = true;
+  let n = 0;
+  const done = (async () => {
+    while (running) {
+      await onlyPeer(room).send('reliable', `m${n}`);
+      n++;
+      if (n % 4 === 0) await new Promise((r) => setTimeout(r, 2));
+    }
+    return n;
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      return done;
+    },
+  };
 }

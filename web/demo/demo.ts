@@ -1,11 +1,15 @@
 /**
  * The rallypoint demo: every tab is an avatar in a room. Arrow keys move yours; positions go
  * to every peer on the `unreliable` channel at 30 Hz in `latest` mode (a late position is
- * worth nothing), chat goes on `reliable`. The HUD shows each peer's path, RTT and loss.
+ * worth nothing), chat goes on `reliable`. The HUD shows each peer's path, RTT and loss, and
+ * how signaling reaches the server (websocket, sse or poll).
+ *
+ * Query: `room` (default lobby); `transports`, e.g. `poll` or `sse,poll`: the signaling
+ * transports to try, in order (default websocket, sse, poll), to see a fallback by hand.
  *
  * State for tests and the console: `window.rallypointDemo`; `document.body.dataset.connectedPeers`.
  */
-import { joinRoom, type PeerPath, type RemotePeer, type Room } from '../../peer/index.js';
+import { joinRoom, type PeerPath, type RemotePeer, type Room, type Transport } from '../../peer/index.js';
 
 export interface Position {
   x: number;
@@ -33,6 +37,8 @@ export interface DemoState {
   id: string | null;
   room: string;
   status: 'connecting' | 'joined' | 'left' | 'error';
+  /** How signaling reaches the server (Room.transport), null before joining. */
+  transport: Transport | null;
   /** Our avatar's position (whole pixels, what we send). */
   position: Position;
   peers: DemoPeer[];
@@ -60,12 +66,16 @@ const KEYS: Record<string, [number, number]> = { ArrowLeft: [-1, 0], ArrowRight:
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const arena = $<HTMLDivElement>('arena');
 const statusEl = $<HTMLSpanElement>('status');
+const transportEl = $<HTMLElement>('transport');
 const peersEl = $<HTMLTableSectionElement>('peers');
 const chatLog = $<HTMLOListElement>('chat-log');
 const chatForm = $<HTMLFormElement>('chat-form');
 const chatInput = $<HTMLInputElement>('chat-input');
 
-const roomName = new URLSearchParams(location.search).get('room') || 'lobby';
+const query = new URLSearchParams(location.search);
+const roomName = query.get('room') || 'lobby';
+const TRANSPORTS: readonly Transport[] = ['websocket', 'sse', 'poll'];
+const transports = (query.get('transports') ?? '').split(',').filter((t): t is Transport => TRANSPORTS.includes(t as Transport));
 const signalingUrl = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 $('room-name').textContent = roomName;
 
@@ -91,6 +101,7 @@ const state: DemoState = {
   id: null,
   room: roomName,
   status: 'connecting',
+  transport: null,
   position: { x: Math.round(pos.x), y: Math.round(pos.y) },
   peers: [],
   chat: [],
@@ -278,8 +289,15 @@ setInterval(() => {
   if (room && state.peers.some((p) => p.connected)) room.broadcast('unreliable', state.position).catch(noteError);
 }, TICK_MS);
 
-// HUD: path, RTT and loss from each peer's stats, once per second.
+/** The signaling transport in the header; it changes when the client falls back or moves up. */
+function showTransport(): void {
+  state.transport = room?.transport ?? null;
+  transportEl.textContent = state.transport ?? '…';
+}
+
+// HUD: path, RTT and loss from each peer's stats, and the signaling transport, once per second.
 setInterval(() => {
+  showTransport();
   for (const { peer, data } of views.values()) {
     if (!peer.connected) continue;
     peer.stats().then(
@@ -309,6 +327,7 @@ async function start(): Promise<void> {
     const r = await joinRoom({
       url: signalingUrl,
       room: roomName,
+      ...(transports.length > 0 && { transports }),
       channels: {
         reliable: { ordered: true, json: true },
         unreliable: { ordered: false, maxRetransmits: 0, latest: true, json: true },
@@ -317,6 +336,7 @@ async function start(): Promise<void> {
     room = r;
     state.id = r.id;
     setStatus('joined', `joined as ${shortId(r.id)}`);
+    showTransport();
     selfAvatar = makeAvatar(r.id, true);
     place(selfAvatar, state.position);
     r.on('peer-joined', addView);
