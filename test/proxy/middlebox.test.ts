@@ -20,7 +20,7 @@ async function setup(): Promise<{ box: Awaited<ReturnType<typeof startMiddlebox>
 }
 
 describe('a middlebox silent after the upgrade', () => {
-  it('the client gives the WebSocket up after probeMs (default 2500) and is on sse within 4 s (3 s: the bench's goal); signals flow both ways', async () => {
+  it('the client gives the WebSocket up after probeMs (default 2500) and is on sse within 4 s (3 s is the bench goal); signals flow both ways', async () => {
     const { box, peerUrl } = await setup();
     const peer = await joinWatched(peerUrl, 'lobby', { transports: ['websocket'] });
     const c = await joinWatched(box.wsUrl, 'lobby');
