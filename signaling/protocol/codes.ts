@@ -134,6 +134,8 @@ export const UPGRADE_REFUSALS = {
   'unknown-session': 404,
   /** HTTP transports: a POST body over maxPostBytes. */
   'too-large': 413,
+  /** HTTP transports: more POSTs of one session at once than the server reads (2). */
+  busy: 429,
 } as const;
 export type UpgradeRefusal = keyof typeof UPGRADE_REFUSALS;
 

@@ -162,7 +162,12 @@ export class HttpSocket extends EventEmitter {
 
   private attach(reader: Reader): void {
     this.active = true;
-    if (this.reader) this.endReader(this.reader);
+    if (this.reader) {
+      // Said, so that whoever reads the old one for the client (another node streaming from
+      // polls) stops instead of polling again and taking the reader back, over and over.
+      if (!this.reader.res.writableEnded) this.reader.res.write('event: replaced\ndata: \n\n');
+      this.endReader(this.reader);
+    }
     this.reader = reader;
     reader.res.on('close', () => {
       if (this.reader === reader) this.endReader(reader);

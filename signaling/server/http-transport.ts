@@ -34,6 +34,7 @@ export interface Reply {
 
 /** An answer built for a request another node forwarded here; `done` resolves once it ended. */
 class CapturedReply extends EventEmitter {
+  readonly writableLength = 0;
   headersSent = false;
   writableEnded = false;
   destroyed = false;
@@ -95,8 +96,15 @@ const NO_CACHE = {
  * Server-Sent Events or long-polling downstream, POST upstream (PROTOCOL.md, "HTTP
  * transports"). Each session is an HttpSocket behind an ordinary Connection.
  */
+/** POSTs of one session read at once (the client sends one at a time, and its closing one). */
+const MAX_POSTS_IN_FLIGHT = 2;
+
 export class HttpTransports {
   private readonly sessions = new Map<string, HttpSocket>();
+  /** POST bodies being read or forwarded, by session id (see MAX_POSTS_IN_FLIGHT). */
+  private readonly posting = new Map<string, number>();
+  /** SSE streams this node serves for sessions held elsewhere: one per session. */
+  private readonly streams = new Map<string, ServerResponse>();
   private readonly times: HttpSocketTimes;
 
   constructor(private readonly host: HttpTransportHost) {
@@ -137,7 +145,7 @@ export class HttpTransports {
       return refuse(res, cors, 404, 'unknown-session', 'no such session (it ended, or lives on a node that is gone)');
     }
     if (kind !== 'send') return this.local(socket, kind, url.searchParams, '', res, cors);
-    void this.readBody(req, res, cors).then((body) => body !== null && this.local(socket, kind, url.searchParams, body, res, cors));
+    void this.readBody(sid, req, res, cors).then((body) => body !== null && this.local(socket, kind, url.searchParams, body, res, cors));
   }
 
   /** A request for a session held here (from its client, or forwarded by another node). */
@@ -172,10 +180,11 @@ export class HttpTransports {
   private async remote(req: IncomingMessage, res: ServerResponse, url: URL, kind: Kind, node: string, cors: Record<string, string>): Promise<void> {
     const forward = this.host.forward as NonNullable<HttpTransportHost['forward']>;
     const wait = this.host.options.limits.pollHoldMs + 5_000;
+    const sid = url.searchParams.get('sid') ?? '';
     if (kind === 'send') {
-      const body = await this.readBody(req, res, cors);
+      const body = await this.readBody(sid, req, res, cors, true);
       if (body === null) return;
-      const a = await forward(node, { kind, query: url.search, body }, wait);
+      const a = await forward(node, { kind, query: url.search, body }, wait).finally(() => this.donePosting(sid));
       if (a?.status !== 204) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', a ? 'refused by the session\'s node' : 'the session\'s node is gone');
       res.writeHead(204, 'No Content', { ...cors, ...NO_CACHE });
     res.end();
@@ -192,6 +201,10 @@ export class HttpTransports {
     let after = params.get('ack') ?? '0';
     let ack = after;
     let open = false;
+    // A newer stream for the session here ends this one (as the holding node does).
+    this.streams.get(sid)?.end();
+    this.streams.set(sid, res);
+    res.on('close', () => this.streams.get(sid) === res && this.streams.delete(sid));
     while (!res.destroyed && !res.writableEnded) {
       const q = new URLSearchParams({ t: 'poll', sid: params.get('sid') ?? '', ack, after });
       const a = await forward(node, { kind: 'poll', query: `?${q}`, body: '' }, wait);
@@ -206,18 +219,41 @@ export class HttpTransports {
       const ids = [...a.body.matchAll(/^id: (\d+)$/gm)];
       after = ids.at(-1)?.[1] ?? after;
       res.write(a.body === '' ? ': k\n\n' : a.body);
-      if (/^event: close$/m.test(a.body)) res.end();
+      // The session closed, or another reader (a newer stream or poll of the client) took over.
+      if (/^event: (close|replaced)$/m.test(a.body)) res.end();
     }
   }
 
-  /** A POST body, bounded before and while it is read; null when refused (answered already). */
-  private readBody(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>): Promise<string | null> {
+  /**
+   * A POST body, bounded before and while it is read, and at most MAX_POSTS_IN_FLIGHT per
+   * session at once (so one session cannot make the server buffer bodies without bound);
+   * null when refused (answered already). `keep`: the caller ends the count (donePosting).
+   */
+  private async readBody(sid: string, req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, keep = false): Promise<string | null> {
     const max = this.host.options.limits.maxPostBytes;
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > max) {
       refuse(res, cors, 413, 'too-large', `body over ${max} bytes`);
-      return Promise.resolve(null);
+      return null;
     }
+    const busy = this.posting.get(sid) ?? 0;
+    if (busy >= MAX_POSTS_IN_FLIGHT) {
+      refuse(res, cors, 429, 'busy', `more than ${MAX_POSTS_IN_FLIGHT} POSTs of this session at once`);
+      return null;
+    }
+    this.posting.set(sid, busy + 1);
+    const body = await this.bodyOf(req, res, cors, max);
+    if (!keep || body === null) this.donePosting(sid);
+    return body;
+  }
+
+  private donePosting(sid: string): void {
+    const n = (this.posting.get(sid) ?? 1) - 1;
+    if (n <= 0) this.posting.delete(sid);
+    else this.posting.set(sid, n);
+  }
+
+  private bodyOf(req: IncomingMessage, res: ServerResponse, cors: Record<string, string>, max: number): Promise<string | null> {
     return new Promise((resolve) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -232,6 +268,8 @@ export class HttpTransports {
         chunks.push(chunk);
       });
       req.on('end', () => size <= max && resolve(Buffer.concat(chunks).toString('utf8')));
+      // A client that goes away mid-body: nothing to answer.
+      req.on('close', () => resolve(null));
       req.on('error', () => resolve(null));
     });
   }

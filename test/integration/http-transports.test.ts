@@ -4,10 +4,11 @@
  * client so that a dropped poll or stream loses nothing, and bounds on what a stranger or a
  * vanished client can make the server hold. Real server, real HTTP requests by hand.
  */
+import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../signaling/protocol/index.js';
 import { RawSession, send } from '../helpers/http-session.js';
-import { cleanup } from '../helpers/resources.js';
+import { cleanup, defer } from '../helpers/resources.js';
 import { startFakeClockServer, startServer } from '../helpers/server.js';
 
 afterEach(cleanup);
@@ -126,6 +127,41 @@ describe('HTTP transports', () => {
     // The session is unharmed by the refused requests.
     await poll.post([join('r')]);
     expect(frame((await poll.pollFrames(0, 1))[0]?.data ?? '').type).toBe('welcome');
+  });
+
+  it('reads at most two POSTs of one session at once (a third gets 429 busy), and a newer poll ends an older one', async () => {
+    const srv = await startServer();
+    const poll = await RawSession.poll(`${srv.url}/ws`);
+    // Two POSTs whose bodies never finish arriving.
+    const slow = [1, 2].map((n) => {
+      const req = request(`${srv.url}/ws?t=send&sid=${poll.sid}&n=${n}`, { method: 'POST', agent: false, headers: { 'Content-Length': '100' } });
+      req.on('error', () => undefined);
+      req.write('{"type":');
+      defer(() => req.destroy());
+      return req;
+    });
+    // Nothing says when the server has started reading them: empty POSTs (harmless) until refused.
+    let refused: Awaited<ReturnType<typeof poll.post>> | null = null;
+    for (let n = 3; refused === null && n < 1000; n++) {
+      const a = await poll.post([], { n });
+      if (a.status === 429) refused = a;
+    }
+    expect(refused?.headers['x-rallypoint-refusal']).toBe('busy');
+    for (const req of slow) req.destroy();
+    // Once they are gone, POSTs are read again.
+    let status = 0;
+    for (let n = 1000; status !== 204 && n < 2000; n++) status = (await poll.post([join('r')], { n })).status;
+    expect(status).toBe(204);
+    expect(frame((await poll.pollFrames(0, 1))[0]?.data ?? '').type).toBe('welcome');
+    // Two polls at once: whichever the server got first is ended with `replaced`, the other
+    // gets the frame.
+    // gets the frame. Nothing is pending, so the first answer can only be that `replaced`.
+    const polls = [poll.pollOnce(1), poll.pollOnce(1)].map((p, i) => p.then((a) => ({ i, events: a.events })));
+    const first = await Promise.race(polls);
+    expect(first.events.map((e) => e.type)).toEqual(['replaced']);
+    await poll.post([{ type: 'ping', ref: 'x' }], { n: 5000 });
+    const other = await (polls[1 - first.i] as (typeof polls)[number]);
+    expect(other.events.map((e) => frame(e.data))).toEqual([{ type: 'pong', ref: 'x' }]);
   });
 
   it('applies the upgrade-time checks: Origin, token, per-IP slots (a session is a connection)', async () => {
