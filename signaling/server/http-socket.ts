@@ -153,10 +153,10 @@ export class HttpSocket extends EventEmitter {
   }
 
   /** Attaches a poll: answered now if there is anything after `after`, else held. */
-  attachPoll(res: ServerResponse, after: number): void {
+  attachPoll(res: ServerResponse, after: number, holdMs = this.times.pollHoldMs): void {
     const reader: Reader = { res, kind: 'poll', written: after, timer: null };
     this.attach(reader);
-    reader.timer = setTimeout(() => this.endReader(reader), this.times.pollHoldMs);
+    reader.timer = setTimeout(() => this.endReader(reader), holdMs);
     this.flush();
   }
 

@@ -96,6 +96,14 @@ const NO_CACHE = {
  * Server-Sent Events or long-polling downstream, POST upstream (PROTOCOL.md, "HTTP
  * transports"). Each session is an HttpSocket behind an ordinary Connection.
  */
+/**
+ * How long the holding node holds a poll forwarded by another node, and how much longer that
+ * node waits for the answer before it takes the holder for gone (404, and the client resumes
+ * elsewhere): a holder that dies mid-poll is noticed this soon, not after pollHoldMs.
+ */
+const FORWARDED_HOLD_MS = 3_000;
+const FORWARD_WAIT_MS = FORWARDED_HOLD_MS + 2_000;
+
 /** POSTs of one session read at once (the client sends one at a time, and its closing one). */
 const MAX_POSTS_IN_FLIGHT = 2;
 
@@ -158,8 +166,9 @@ export class HttpTransports {
     if (after === null) return refuse(res, cors, 400, 'bad-request', 'after: a seq');
     streamHeaders(res, kind, cors);
     // HttpSocket writes to a reader through what Reply has (an answer for another node too).
+    const hold = params.has('hold') ? Math.min(num(params.get('hold') ?? '') ?? 0, this.host.options.limits.pollHoldMs) : undefined;
     if (kind === 'sse') socket.attachStream(res as unknown as ServerResponse, after);
-    else socket.attachPoll(res as unknown as ServerResponse, after);
+    else socket.attachPoll(res as unknown as ServerResponse, after, hold || undefined);
   }
 
   /** Answers a request that another node forwarded here (its load balancer sent it there). */
@@ -179,7 +188,7 @@ export class HttpTransports {
    */
   private async remote(req: IncomingMessage, res: ServerResponse, url: URL, kind: Kind, node: string, cors: Record<string, string>): Promise<void> {
     const forward = this.host.forward as NonNullable<HttpTransportHost['forward']>;
-    const wait = this.host.options.limits.pollHoldMs + 5_000;
+    const wait = FORWARD_WAIT_MS;
     const sid = url.searchParams.get('sid') ?? '';
     if (kind === 'send') {
       const body = await this.readBody(sid, req, res, cors, true);
@@ -192,7 +201,8 @@ export class HttpTransports {
     }
     const params = new URLSearchParams(url.search);
     if (kind === 'poll') {
-      const a = await forward(node, { kind, query: url.search, body: '' }, wait);
+      params.set('hold', String(FORWARDED_HOLD_MS));
+      const a = await forward(node, { kind, query: `?${params}`, body: '' }, wait);
       if (a?.status !== 200) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', 'the session\'s node is gone');
       streamHeaders(res, 'poll', cors);
       res.end(a.body);
@@ -206,7 +216,7 @@ export class HttpTransports {
     this.streams.set(sid, res);
     res.on('close', () => this.streams.get(sid) === res && this.streams.delete(sid));
     while (!res.destroyed && !res.writableEnded) {
-      const q = new URLSearchParams({ t: 'poll', sid: params.get('sid') ?? '', ack, after });
+      const q = new URLSearchParams({ t: 'poll', sid, ack, after, hold: String(FORWARDED_HOLD_MS) });
       const a = await forward(node, { kind: 'poll', query: `?${q}`, body: '' }, wait);
       if (a?.status !== 200) {
         if (!open) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', 'the session\'s node is gone');

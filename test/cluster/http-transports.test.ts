@@ -59,5 +59,31 @@ describeRedis('HTTP transports on a cluster', () => {
       expect(upstreams.size).toBe(2);
       expect(lines.filter((l) => / (4|5)\d\d "/.test(l))).toEqual([]);
     });
+
+    it.each([['sse'], ['poll']] as const)('the node holding a %s session is SIGKILLed: the client resumes through the survivor, same id, signals go on', async (kind) => {
+      const redis = await startRedis();
+      const nodes = await Promise.all([startClusterNode(redis.url, 'n1'), startClusterNode(redis.url, 'n2')]);
+      const nginx = await startNginx({ upstreams: nodes.map((n) => n.port), tls: false });
+      const http = client(nginx.wssUrl, [kind]);
+      const ws = client(nginx.wssUrl, ['websocket']);
+      const [hw, ww] = [await http.connect(), await ws.connect()];
+      const gotWs = received(ws);
+      const opens: { id: string; resumed: boolean }[] = [];
+      http.on('open', (w) => opens.push({ id: w.id, resumed: w.resumed }));
+      const left: string[] = [];
+      ws.on('peer-left', (id) => left.push(id));
+      // Which node holds the session: the one whose id ends its sid in nginx's log.
+      const holder = /sid=[A-Za-z0-9_-]+\.(n[12])/.exec((await nginx.accessLog()).join('\n'))?.[1];
+      const victim = nodes[holder === 'n1' ? 0 : 1];
+      expect(victim).toBeDefined();
+      victim?.child.kill('SIGKILL');
+      await until(() => opens.length > 0, 'the HTTP client welcomed again', 20_000);
+      expect(opens).toEqual([{ id: hw.id, resumed: true }]);
+      expect(http.transport).toBe(kind);
+      for (let i = 0; i < 20; i++) http.signal(ww.id, { i });
+      await until(() => gotWs.length >= 20, 'signals after the resume', 10_000);
+      expect(gotWs).toEqual([...Array(20).keys()]);
+      expect(left).toEqual([]);
+    });
   });
 });
