@@ -249,7 +249,7 @@ export class Channel {
     const bytes = typeof payload === 'string' ? encoder.encode(payload) : payload;
     const size = bytes.byteLength;
     const max = this.#maxMessageSize();
-    if (size > max) return Promise.reject(new PeerError('too-large', `message of ${size} bytes exceeds the max message size ${max} (the negotiated one, at most ${MAX_MESSAGE_BYTES}) on ${this.config.name}`));
+    if (size > max) return Promise.reject(new PeerError('too-large', `message of ${size} bytes exceeds the negotiated max ${max} on ${this.config.name}`));
     if (!this.config.reliable) {
       this.#sendUnreliable(payload);
       return Promise.resolve();

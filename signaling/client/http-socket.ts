@@ -59,7 +59,7 @@ export class HttpSocket implements WebSocketLike {
     this.#out.push(data);
     this.bufferedAmount += data.length;
     // The frames of this tick go together.
-    if (this.#out.length === 1) setTimeout(() => this.#post(), 0);
+    if (this.#out.length === 1) queueMicrotask(() => this.#post());
   }
 
   close(code = 1000, reason = ''): void {
