@@ -67,6 +67,8 @@ export class SignalingMetrics {
     bytes: () => { in: number; out: number };
     /** Bytes waiting in send buffers and relay frames held, over the open connections. */
     backlog?: () => { buffered: number; held: number };
+    /** Open HTTP-transport sessions (SSE or long-poll), counted among the connections too. */
+    httpSessions?: () => number;
   }) {
     const registry = opts.registry ?? new Registry();
     this.registry = registry;
@@ -74,12 +76,23 @@ export class SignalingMetrics {
     const stats = opts.stats;
     this.connections = new Gauge({
       name: 'rallypoint_connections',
-      help: 'Open signaling WebSocket connections',
+      help: 'Open signaling connections (WebSocket or HTTP transport)',
       registers: r,
       collect() {
         this.set(stats().connections);
       },
     });
+    const httpSessions = opts.httpSessions;
+    if (httpSessions) {
+      new Gauge({
+        name: 'rallypoint_http_sessions',
+        help: 'Open HTTP-transport sessions (Server-Sent Events or long-polling), also counted in rallypoint_connections',
+        registers: r,
+        collect() {
+          this.set(httpSessions());
+        },
+      });
+    }
     this.rooms = new Gauge({
       name: 'rallypoint_rooms',
       help: 'Rooms with at least one peer',

@@ -97,6 +97,7 @@ export class SignalingServer implements HandlerContext {
         }
         return { in: bytesIn, out: bytesOut };
       },
+      httpSessions: () => this.transports.size,
       backlog: () => {
         let buffered = 0;
         let held = 0;

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../signaling/protocol/index.js';
 import { RawSession, send } from '../helpers/http-session.js';
 import { cleanup, defer } from '../helpers/resources.js';
-import { startFakeClockServer, startServer } from '../helpers/server.js';
+import { metricValue, startFakeClockServer, startServer } from '../helpers/server.js';
 
 afterEach(cleanup);
 
@@ -197,6 +197,7 @@ describe('HTTP transports', () => {
     await poll.pollFrames(0, 1);
     const ws = await srv.joined('r');
     expect(srv.server.connectionCount).toBe(2);
+    expect(metricValue(await srv.scrape(), 'rallypoint_http_sessions')).toBe(1);
     // One ping is answered for it (it was just here); the next finds no sign of life since,
     // and the one after terminates it, as a WebSocket that missed its pong.
     for (let i = 0; i < 3; i++) {
@@ -206,6 +207,7 @@ describe('HTTP transports', () => {
     const left = await ws.client.next('peer-left');
     expect(left.reason).toBe('timeout');
     expect(srv.server.connectionCount).toBe(1);
+    expect(metricValue(await srv.scrape(), 'rallypoint_http_sessions')).toBe(0);
     expect((await poll.pollOnce(1)).status).toBe(404);
   });
 
