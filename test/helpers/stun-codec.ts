@@ -5,7 +5,7 @@
  * integrityMatches).
  */
 import { createHmac } from 'node:crypto';
-import { MAGIC_COOKIE, StunAttr, type StunAttribute, type StunMessage } from '../../turn/stun.js';
+import { MAGIC_COOKIE, StunAttr, type StunAttribute, type StunMessage } from '../../turn/codec.js';
 
 export function isStunPacket(buf: Buffer): boolean {
   return buf.length >= 20 && (buf[0]! & 0xc0) === 0 && buf.readUInt32BE(4) === MAGIC_COOKIE;

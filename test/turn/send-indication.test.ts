@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/stun.js';
+import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/codec.js';
 import { cleanup } from '../helpers/resources.js';
 import { startTurnServer } from '../helpers/turn-server.js';
 import { TurnTestClient, udpPeer } from '../helpers/turn-client.js';
