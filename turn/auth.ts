@@ -28,7 +28,7 @@ export interface AuthContext {
  * RFC 8489 section 9.2.4, in node-turn's order of checks: the username of a request that
  * passes, after marking `reply` authenticated (its MESSAGE-INTEGRITY uses that user's key), or
  * undefined after answering it. `integrity` is the offset of MESSAGE-INTEGRITY in `buf`
- * (turn/stun.ts scanAttributes), -1 if absent; the HMAC is computed at most once, after the
+ * (turn/codec.ts scanAttributes), -1 if absent; the HMAC is computed at most once, after the
  * rate limit. `nonceValid`: the request's NONCE passed `Nonces.check` for its source (the
  * server's gate checked it once, to choose the rate limit). `owner` is the username of the
  * allocation on the request's 5-tuple, if any.

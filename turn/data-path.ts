@@ -2,7 +2,7 @@
  * The relay hot path (RFC 8656 sections 11 and 12): client ChannelData and Send indications
  * to peers, peer datagrams back as ChannelData or Data indications. No parsing beyond the few
  * bytes each needs, no node-turn objects, no allocation per datagram beyond the 4-byte
- * ChannelData header (a Data indication's head comes from turn/stun.ts dataIndicationHead).
+ * ChannelData header (a Data indication's head comes from turn/codec.ts dataIndicationHead).
  *
  * The peer policy is checked once, when CreatePermission or ChannelBind installs the
  * permission (403 otherwise), not per packet: it cost 0.9-4.3 µs a packet (BENCHMARKS.md,

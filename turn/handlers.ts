@@ -1,6 +1,6 @@
 /**
  * The request handlers of the embedded TURN server (RFC 8656 sections 7, 9, 11 and 12, and
- * RFC 8489 Binding), called by the server's gate (turn/server.ts) once a request passed the
+ * RFC 8489 Binding), called by the server's gate (turn/gate.ts) once a request passed the
  * rate limit, the codec and, except Binding, authentication. Each replaces node-turn's
  * lib/methods/*.js, whose defects are named at each one.
  */
@@ -185,7 +185,7 @@ export function channelBind(ctx: HandlerContext, allocation: Allocation, request
 }
 
 /**
- * RFC 8656 section 11.2, for Send indications the fast path (turn/stun.ts readSendIndication)
+ * RFC 8656 section 11.2, for Send indications the fast path (turn/codec.ts readSendIndication)
  * left to the full codec; Send to a peer without permission is dropped.
  */
 export function sendIndication(ctx: HandlerContext, allocation: Allocation, request: TurnRequest): void {

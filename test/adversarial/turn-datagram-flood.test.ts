@@ -7,7 +7,7 @@
  * FINGERPRINT (or MESSAGE-INTEGRITY) attribute, before the rate limit: a Binding header and
  * ~8,100 FINGERPRINTs in one 64 KB datagram blocked the event loop for ~650 ms, 16,000
  * unknown attributes for ~200 ms. Now the header, a token bucket and a bounded scan come first
- * (turn/server.ts, the gate).
+ * (turn/gate.ts).
  */
 import dgram from 'node:dgram';
 import { monitorEventLoopDelay } from 'node:perf_hooks';

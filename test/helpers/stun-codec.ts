@@ -1,7 +1,7 @@
 /**
  * The whole-message STUN decoder and integrity check the tests read server answers with.
  * Unbounded (every attribute is decoded) and not constant-time: for tests only. The server's
- * own pre-authentication codec is bounded (turn/stun.ts readHeader, scanAttributes,
+ * own pre-authentication codec is bounded (turn/codec.ts readHeader, scanAttributes,
  * integrityMatches).
  */
 import { createHmac } from 'node:crypto';

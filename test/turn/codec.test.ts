@@ -1,5 +1,5 @@
 /**
- * The pre-authentication codec (turn/stun.ts readHeader, scanAttributes): every datagram's
+ * The pre-authentication codec (turn/codec.ts readHeader, scanAttributes): every datagram's
  * bytes pass it before node-turn sees them, so it must refuse bad layouts in bounded work and
  * stop where RFC 8489 sections 14.5 and 14.7 say.
  */

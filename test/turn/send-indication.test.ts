@@ -1,6 +1,6 @@
 /**
  * Client Send indications (RFC 8656 section 11.2) take a fast path that skips node-turn's
- * Message.read (turn/stun.ts readSendIndication); these pin that it accepts and refuses what
+ * Message.read (turn/codec.ts readSendIndication); these pin that it accepts and refuses what
  * node-turn's path does.
  */
 import { randomBytes } from 'node:crypto';
