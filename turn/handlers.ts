@@ -5,7 +5,6 @@
  * lib/methods/*.js, whose defects are named at each one.
  */
 import type { AllocationTable, Allocation } from './allocations.js';
-import type { Clock } from './clock.js';
 import { encode, StunAttr, StunClass, UDP_PROTOCOL } from './codec.js';
 import { sendToPeer, type DataPath } from './data-path.js';
 import { canonicalIp } from './ip.js';
@@ -17,7 +16,6 @@ export interface HandlerContext extends DataPath {
   readonly allocations: AllocationTable;
   readonly policy: PeerPolicy;
   readonly quotas: Readonly<TurnQuotas>;
-  readonly clock: Clock;
   readonly software: string;
   /** Address relay sockets bind to; default: the address the request arrived on. */
   readonly relayAddress: string | undefined;
