@@ -1,6 +1,7 @@
 /**
  * The allocation table of the embedded TURN server (RFC 8656 section 7): allocations by the
- * client's transport address, their relay sockets, lifetimes and quotas. node-turn's
+ * client's transport address, their relay sockets, their lifetimes (on the server's clock,
+ * turn/clock.ts) and the allocation quotas (turn/quotas.ts). node-turn's
  * lib/allocation.js is not used: its expiry timer only removed an allocation from the map,
  * leaving the relay socket open and forwarding, its update() armed NaN timers, and its relay
  * socket listener stripped a 4-byte header from any peer datagram that looked like
@@ -9,9 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { ntAddress, type NtAddress } from './node-turn.js';
-import { AllocationQuota, TokenBucket, type TurnQuotas } from './quotas.js';
-import { RelayState } from './relay-state.js';
+import type { Clock } from './clock.js';
+import { replyAddress, type ReplyAddress } from './node-turn.js';
+import { AllocationQuota, type TurnQuotas } from './quotas.js';
+import { TokenBucket } from './rate-limits.js';
+import type { RelayState } from './relay-state.js';
 
 const BIND_ATTEMPTS = 64;
 
@@ -21,13 +24,15 @@ export interface Allocation {
   readonly transactionId: string;
   readonly relay: RelayState;
   /** XOR-RELAYED-ADDRESS: the relay socket's address, or the external address (1:1 NAT). */
-  readonly relayed: NtAddress;
+  readonly relayed: ReplyAddress;
   /** XOR-MAPPED-ADDRESS: the client's address as the server saw it. */
-  readonly mapped: NtAddress;
+  readonly mapped: ReplyAddress;
   /** Requests from the client's transport address (quotas.ts allocationRequestBurst). */
   readonly requests: TokenBucket;
+  /** Milliseconds on the server's clock. */
   expiresAt: number;
-  timer: NodeJS.Timeout | undefined;
+  /** The lifetime timer (the clock's handle). */
+  timer: unknown;
 }
 
 export interface AllocationTableOptions {
@@ -57,6 +62,7 @@ export class AllocationTable {
     private readonly options: AllocationTableOptions,
     private readonly quotas: Readonly<TurnQuotas>,
     private readonly makeRelay: (socket: dgram.Socket, clientIp: string, clientPort: number) => RelayState,
+    private readonly clock: Clock,
   ) {
     this.quota = new AllocationQuota(quotas);
   }
@@ -80,7 +86,7 @@ export class AllocationTable {
    * slot (per user, per client IP, in total), binds a relay socket on `relayAddress`, arms the
    * lifetime timer. The slot is taken before the port is bound and given back if that fails.
    */
-  create(ip: string, port: number, mapped: NtAddress, username: string, transactionId: string, relayAddress: string, even: boolean, lifetime: number): Promise<Allocation | AllocateRefusal> {
+  create(ip: string, port: number, mapped: ReplyAddress, username: string, transactionId: string, relayAddress: string, even: boolean, lifetime: number): Promise<Allocation | AllocateRefusal> {
     if (this.closed) return Promise.resolve('closed');
     if (!this.quota.acquire(username, ip)) return Promise.resolve('quota');
     // Tracked until the relay socket is either in the table or closed, for close().
@@ -89,7 +95,7 @@ export class AllocationTable {
     return creating.finally(() => this.inFlight.delete(creating));
   }
 
-  private async bindAndAdd(ip: string, port: number, mapped: NtAddress, username: string, transactionId: string, relayAddress: string, even: boolean, lifetime: number): Promise<Allocation | AllocateRefusal> {
+  private async bindAndAdd(ip: string, port: number, mapped: ReplyAddress, username: string, transactionId: string, relayAddress: string, even: boolean, lifetime: number): Promise<Allocation | AllocateRefusal> {
     const key = `${ip}|${port}`;
     this.pending.add(key);
     let socket: dgram.Socket;
@@ -111,9 +117,9 @@ export class AllocationTable {
       username,
       transactionId,
       relay: this.makeRelay(socket, ip, port),
-      relayed: ntAddress(this.options.externalAddress ?? bound.address, bound.port),
+      relayed: replyAddress(this.options.externalAddress ?? bound.address, bound.port),
       mapped,
-      requests: new TokenBucket(this.quotas.allocationRequestsPerSecond, this.quotas.allocationRequestBurst),
+      requests: new TokenBucket(this.quotas.allocationRequestsPerSecond, this.quotas.allocationRequestBurst, () => this.clock.now()),
       expiresAt: 0,
       timer: undefined,
     };
@@ -125,16 +131,16 @@ export class AllocationTable {
     return allocation;
   }
 
+  /** Sets the allocation to expire `seconds` from now, replacing its timer (RFC 8656 sections 7.2 and 7.3). */
   setLifetime(allocation: Allocation, seconds: number): void {
-    clearTimeout(allocation.timer);
-    allocation.expiresAt = Date.now() + seconds * 1000;
-    allocation.timer = setTimeout(() => void this.delete(allocation), seconds * 1000);
-    allocation.timer.unref();
+    this.clock.clearTimeout(allocation.timer);
+    allocation.expiresAt = this.clock.now() + seconds * 1000;
+    allocation.timer = this.clock.setTimeout(() => void this.delete(allocation), seconds * 1000);
   }
 
   /** Removes the allocation and closes its relay socket; resolves once the socket is closed. Idempotent. */
   delete(allocation: Allocation): Promise<void> {
-    clearTimeout(allocation.timer);
+    this.clock.clearTimeout(allocation.timer);
     allocation.timer = undefined;
     const relay = allocation.relay;
     if (!relay.live) return Promise.resolve();

@@ -81,7 +81,7 @@ export function cidrToRange(cidr: string): string {
 }
 
 function check(ok: boolean, message: string): void {
-  if (!ok) throw new TurnError('TURN_INSECURE_CONFIG', message);
+  if (!ok) throw new TurnError('insecure-config', message);
 }
 
 const LOOPBACK = ['127.0.0.0/8', '::1/128'].map(parseCidr);

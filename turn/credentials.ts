@@ -23,7 +23,7 @@ export interface RestCredentialOptions {
 }
 
 function checkSecret(secret: string | Buffer): void {
-  if (secret.length < 16) throw new TurnError('TURN_INSECURE_CONFIG', 'the TURN secret must be at least 16 bytes');
+  if (secret.length < 16) throw new TurnError('insecure-config', 'the TURN secret must be at least 16 bytes');
 }
 
 export function restPassword(secret: string | Buffer, username: string): string {
@@ -34,7 +34,7 @@ export function restPassword(secret: string | Buffer, username: string): string 
 export function mintTurnCredentials(peerId: string, options: RestCredentialOptions): TurnCredentials {
   checkSecret(options.secret);
   if (peerId.length === 0 || peerId.length > 200 || /[:\s]/.test(peerId)) {
-    throw new TurnError('TURN_BAD_CREDENTIALS', 'the peer id must be 1-200 characters without ":" or whitespace');
+    throw new TurnError('bad-credentials', 'the peer id must be 1-200 characters without ":" or whitespace');
   }
   const now = options.now?.() ?? Date.now();
   const expiresAt = Math.floor(now / 1000) + (options.ttl ?? 86_400);

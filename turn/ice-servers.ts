@@ -76,22 +76,22 @@ function localHost(request: IncomingMessage): string {
 
 /**
  * A `listenSignaling({ iceServers })` function: per peer, STUN and TURN URLs with fresh
- * REST credentials (`<expiry>:<peer id>`). Throws TURN_BAD_CONFIG for a missing port/urls.
+ * REST credentials (`<expiry>:<peer id>`). Throws TurnError 'bad-config' for a missing port/urls.
  */
 export function turnIceServers(options: TurnIceServersOptions): (ctx: { peerId: string; request: IncomingMessage }) => TurnIceServer[] {
   const { secret, urls, port, publicHost, now } = options;
   const ttl = options.ttl ?? DEFAULT_TURN_TTL;
   // Checked now, not at the first join (where it would surface as an `internal` error).
-  if (secret.length < 16) throw new TurnError('TURN_INSECURE_CONFIG', 'the TURN secret must be at least 16 bytes');
-  if (!(Number.isInteger(ttl) && ttl > 0)) throw new TurnError('TURN_BAD_CONFIG', `ttl must be a positive whole number of seconds (got ${ttl})`);
+  if (secret.length < 16) throw new TurnError('insecure-config', 'the TURN secret must be at least 16 bytes');
+  if (!(Number.isInteger(ttl) && ttl > 0)) throw new TurnError('bad-config', `ttl must be a positive whole number of seconds (got ${ttl})`);
   if (urls === undefined && (port === undefined || !Number.isInteger(port) || port < 1 || port > 65535)) {
-    throw new TurnError('TURN_BAD_CONFIG', 'turnIceServers needs the TURN `port` (or external `urls`)');
+    throw new TurnError('bad-config', 'turnIceServers needs the TURN `port` (or external `urls`)');
   }
   if (urls !== undefined && (urls.length === 0 || urls.some((u) => !/^(stun|stuns|turn|turns):\S+$/.test(u)))) {
-    throw new TurnError('TURN_BAD_CONFIG', 'urls must be stun:, stuns:, turn: or turns: URIs (RFC 7064, RFC 7065)');
+    throw new TurnError('bad-config', 'urls must be stun:, stuns:, turn: or turns: URIs (RFC 7064, RFC 7065)');
   }
   if (publicHost !== undefined && isIP(publicHost) === 0 && !HOSTNAME.test(publicHost)) {
-    throw new TurnError('TURN_BAD_CONFIG', `publicHost must be a host name or an IP address (got ${publicHost})`);
+    throw new TurnError('bad-config', `publicHost must be a host name or an IP address (got ${publicHost})`);
   }
   const stunUrls = urls?.filter((u) => u.startsWith('stun')) ?? [];
   const turnUrls = urls?.filter((u) => u.startsWith('turn')) ?? [];

@@ -1,7 +1,8 @@
 /** `rallypoint/turn`: the embedded TURN server (node-turn with its defects fixed). */
 export { TurnServer, type TurnServerOptions, type CredentialLookup } from './server.js';
 export { PeerPolicy, DEFAULT_DENIED_PEERS, type PeerPolicyOptions } from './policy.js';
-export { TurnError, type TurnErrorCode } from './errors.js';
+export { TurnError, type TurnErrorCode, type LegacyTurnErrorCode } from './errors.js';
+export { systemClock, type Clock } from './clock.js';
 export {
   mintTurnCredentials,
   restCredentialLookup,

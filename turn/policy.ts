@@ -9,7 +9,7 @@
  */
 import { isIP } from 'node:net';
 import { TurnError } from './errors.js';
-import { ipBytes } from './stun.js';
+import { ipBytes } from './ip.js';
 
 export const DEFAULT_DENIED_PEERS: readonly string[] = [
   '0.0.0.0/8',
@@ -52,13 +52,13 @@ interface Cidr {
 export function parseCidr(text: string): Cidr {
   const [addr, len, extra] = text.split('/');
   if (addr === undefined || extra !== undefined || isIP(addr) === 0) {
-    throw new TurnError('TURN_BAD_CIDR', `invalid CIDR ${JSON.stringify(text)}`);
+    throw new TurnError('bad-cidr', `invalid CIDR ${JSON.stringify(text)}`);
   }
   const bytes = ipBytes(addr);
   const max = bytes.length * 8;
   const prefix = len === undefined ? max : Number(len);
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (len !== undefined && !/^\d+$/.test(len))) {
-    throw new TurnError('TURN_BAD_CIDR', `invalid CIDR ${JSON.stringify(text)}`);
+    throw new TurnError('bad-cidr', `invalid CIDR ${JSON.stringify(text)}`);
   }
   return { bytes, prefix };
 }

@@ -1,44 +1,14 @@
 /**
- * TURN quotas: what a stranger and what one credential can make the server spend.
- *
- * Before authentication: every datagram first passes `readHeader` (turn/stun.ts, 20 bytes,
- * O(1)), then (from an allocation's address, after its bucket) `scanAttributes` (bounded by
- * `maxAttributes`) and at most one nonce check (an HMAC-SHA256 over ~60 bytes), which picks
- * the buckets below, and after them at most one CRC-32 and one HMAC-SHA1. The scan and the
- * nonce check come before the per-IP bucket of an address without an allocation because the
- * nonce decides which bucket applies; a spoofed flood from many addresses (each with a fresh
- * bucket) made the server do them anyway.
- * - Requests from a client address that holds an allocation spend that allocation's bucket
- *   (its owner's budget, which spoofed datagrams from other addresses cannot drain).
- * - Other requests that carry a valid nonce spend the buckets of verified sources: one per
- *   source IP (IPv6: its /64) and one global. A valid nonce is bound to the source's IP and
- *   port (turn/auth.ts): the source received our 401 there, so it is not spoofed, and
- *   datagrams from spoofed sources (which spend the unverified buckets below) cannot starve
- *   it. Its own buckets are larger, since a browser joining a full room sends its 31
- *   authenticated Allocates right after the 31 Bindings and 31 unauthenticated Allocates that
- *   spent most of the unverified per-IP bucket; the global one still caps what real sources
- *   (say many /64s of one attacker) make the server spend in total.
- * - All other requests (no valid nonce) spend the unverified bucket of their source IP and
- *   the unverified global bucket (it exists for spoofed floods, which per-IP buckets cannot
- *   stop).
- * - Only an Allocate that creates an allocation gets its verified per-IP token back, so a
- *   client making many allocations is limited by the allocation quotas, while a request that
- *   authenticates and fails (442, 486, ...) costs a token like any other.
- * - Requests that authenticated without an allocation also spend their username's bucket
- *   (after the HMAC, so a stranger naming a victim's username cannot drain it): a credential
- *   used from many addresses, or failing in a loop, is still limited.
- * Beyond a bucket, requests are dropped silently: answering would make the server a reflector
- * for spoofed sources (RFC 8656 section 21.1, RFC 8489 section 16).
+ * TURN quotas and caps: how much state one credential, one client IP and the server as a
+ * whole may hold, and every limit's default. The request rate buckets that these numbers also
+ * configure are in turn/rate-limits.ts.
  *
  * After authentication: allocations per user, per client IP (IPv6: per /64) and in total
- * (RFC 8656 section 7.2: 486 Allocation Quota Reached), and per allocation the peers one
- * CreatePermission may name, the permissions and the channels it holds (508 Insufficient
- * Capacity, RFC 8656 sections 9.2 and 11.2: the request is well formed, the server declines to
- * hold more; 400 is kept for malformed requests).
- *
- * Nonces need no quota: they are stateless (an HMAC over random bytes, an expiry and the
- * client's transport address, turn/auth.ts), so no request grows server state. The only
- * per-source state is the bucket tables below, each capped at `maxTrackedSources` entries.
+ * (RFC 8656 section 7.2: 486 Allocation Quota Reached, `AllocationQuota` below), and per
+ * allocation the caps: the peers one CreatePermission may name, the permission cap (live
+ * permissions it holds) and the channel cap (508 Insufficient Capacity, RFC 8656 sections 9.2
+ * and 11.2: the request is well formed, the server declines to hold more; 400 is kept for
+ * malformed requests; `permissionCapExceeded`, `channelCapExceeded` below).
  *
  * | option                          | default | meaning                                                        |
  * |---------------------------------|---------|----------------------------------------------------------------|
@@ -86,6 +56,7 @@
  * request here carries (16 peers + credentials + FINGERPRINT).
  */
 import { TurnError } from './errors.js';
+import type { RelayState } from './relay-state.js';
 import { sourceKey } from './source-key.js';
 
 export interface TurnQuotaOptions {
@@ -162,21 +133,21 @@ export const DEFAULT_TURN_QUOTAS: Readonly<TurnQuotas> = Object.freeze({
   maxTrackedSources: 65536,
 });
 
-/** Fills in defaults; TURN_BAD_QUOTA on anything but positive numbers (integers for counts). */
+/** Fills in defaults; bad-quota on anything but positive numbers (integers for counts). */
 export function resolveQuotas(options: TurnQuotaOptions | undefined): TurnQuotas {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
-    throw new TurnError('TURN_BAD_QUOTA', 'quotas must be an object');
+    throw new TurnError('bad-quota', 'quotas must be an object');
   }
   const out: TurnQuotas = { ...DEFAULT_TURN_QUOTAS };
   for (const [key, value] of Object.entries(options ?? {})) {
-    if (!(key in DEFAULT_TURN_QUOTAS)) throw new TurnError('TURN_BAD_QUOTA', `unknown quota ${JSON.stringify(key)}`);
+    if (!(key in DEFAULT_TURN_QUOTAS)) throw new TurnError('bad-quota', `unknown quota ${JSON.stringify(key)}`);
     if (value === undefined) continue;
     const rate = key.endsWith('PerSecond');
     const ok = typeof value === 'number' && Number.isFinite(value) && value > 0 && (rate || Number.isInteger(value));
     if (!ok) {
-      throw new TurnError('TURN_BAD_QUOTA', `quota ${key} must be a positive ${rate ? 'number' : 'integer'}, got ${String(value)}`);
+      throw new TurnError('bad-quota', `quota ${key} must be a positive ${rate ? 'number' : 'integer'}, got ${String(value)}`);
     }
-    if (key === 'ipv6PrefixLength' && value > 128) throw new TurnError('TURN_BAD_QUOTA', `quota ipv6PrefixLength must be at most 128, got ${value}`);
+    if (key === 'ipv6PrefixLength' && value > 128) throw new TurnError('bad-quota', `quota ipv6PrefixLength must be at most 128, got ${value}`);
     out[key as keyof TurnQuotas] = value;
   }
   return out;
@@ -230,144 +201,23 @@ export class AllocationQuota {
   }
 }
 
-interface Bucket {
-  tokens: number;
-  at: number;
-}
+type Caps = Pick<TurnQuotas, 'maxPeersPerRequest' | 'maxPermissionsPerAllocation' | 'maxChannelsPerAllocation'>;
 
-/** Refills `bucket` (`rate` tokens per second, at most `burst`) and takes a token; false if none is left. */
-function take(bucket: Bucket, now: number, rate: number, burst: number): boolean {
-  bucket.tokens = Math.min(burst, bucket.tokens + (Math.max(0, now - bucket.at) / 1000) * rate);
-  bucket.at = now;
-  if (bucket.tokens < 1) return false;
-  bucket.tokens -= 1;
-  return true;
-}
-
-/** Token buckets by key, at most `max` of them: the least recently used is evicted when full. */
-class BucketTable {
-  private readonly buckets = new Map<string, Bucket>();
-
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-    private readonly max: number,
-  ) {}
-
-  take(key: string, now: number): boolean {
-    let bucket = this.buckets.get(key);
-    if (bucket) {
-      // Map order = least recently used first, for eviction.
-      this.buckets.delete(key);
-    } else {
-      bucket = { tokens: this.burst, at: now };
-      if (this.buckets.size >= this.max) {
-        const oldest = this.buckets.keys().next().value;
-        if (oldest !== undefined) this.buckets.delete(oldest);
-      }
-    }
-    this.buckets.set(key, bucket);
-    return take(bucket, now, this.rate, this.burst);
-  }
-
-  refund(key: string): void {
-    const bucket = this.buckets.get(key);
-    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1);
-  }
-
-  get size(): number {
-    return this.buckets.size;
-  }
+/**
+ * The permission cap of a CreatePermission naming `ips` (canonical text) on `relay`: true if
+ * it names more than `maxPeersPerRequest` peers, or would leave the allocation holding more
+ * than `maxPermissionsPerAllocation` live permissions. The caller answers 508 and installs
+ * nothing (the request is all or nothing, RFC 8656 section 9.2).
+ */
+export function permissionCapExceeded(relay: RelayState, ips: readonly string[], now: number, caps: Caps): boolean {
+  return ips.length > caps.maxPeersPerRequest || relay.permissionsFull(ips, now, caps.maxPermissionsPerAllocation);
 }
 
 /**
- * The request buckets of clients without an allocation (see the top of this file): per source
- * IP (IPv6 per /64) and global, one pair for requests without a valid nonce and one for
- * requests with one, and per username after authentication.
+ * The channel cap of a ChannelBind of `channel` to a peer at `ip` on `relay`: true if it would
+ * add a channel beyond `maxChannelsPerAllocation` or a permission beyond the permission cap
+ * (a ChannelBind installs the peer's permission too). The caller answers 508.
  */
-export class UnauthenticatedLimiter {
-  private readonly sources: BucketTable;
-  private readonly verifiedSources: BucketTable;
-  private readonly users: BucketTable;
-  private readonly global: TokenBucket;
-  private readonly verifiedGlobal: TokenBucket;
-
-  constructor(
-    private readonly limits: Pick<
-      TurnQuotas,
-      | 'unauthenticatedBurst'
-      | 'unauthenticatedPerSecond'
-      | 'unauthenticatedGlobalBurst'
-      | 'unauthenticatedGlobalPerSecond'
-      | 'verifiedSourceBurst'
-      | 'verifiedSourcePerSecond'
-      | 'verifiedGlobalBurst'
-      | 'verifiedGlobalPerSecond'
-      | 'credentialRequestBurst'
-      | 'credentialRequestsPerSecond'
-      | 'maxTrackedSources'
-      | 'ipv6PrefixLength'
-    >,
-    private readonly now: () => number = () => performance.now(),
-  ) {
-    this.sources = new BucketTable(limits.unauthenticatedPerSecond, limits.unauthenticatedBurst, limits.maxTrackedSources);
-    this.verifiedSources = new BucketTable(limits.verifiedSourcePerSecond, limits.verifiedSourceBurst, limits.maxTrackedSources);
-    this.users = new BucketTable(limits.credentialRequestsPerSecond, limits.credentialRequestBurst, limits.maxTrackedSources);
-    this.global = new TokenBucket(limits.unauthenticatedGlobalPerSecond, limits.unauthenticatedGlobalBurst, now);
-    this.verifiedGlobal = new TokenBucket(limits.verifiedGlobalPerSecond, limits.verifiedGlobalBurst, now);
-  }
-
-  /**
-   * Takes a token of the source IP `address` (as the socket reports it) and one of the global
-   * bucket, from the verified pair if `verified` (the request's nonce was issued to its source);
-   * false, and nothing taken, if either is empty.
-   */
-  allow(address: string, verified: boolean): boolean {
-    const key = sourceKey(address, this.limits.ipv6PrefixLength);
-    const table = verified ? this.verifiedSources : this.sources;
-    if (!table.take(key, this.now())) return false;
-    if ((verified ? this.verifiedGlobal : this.global).take()) return true;
-    table.refund(key);
-    return false;
-  }
-
-  /**
-   * Gives back the source's verified token: the request created an allocation (limited by the
-   * allocation quotas instead). Only a request with a valid nonce can create one.
-   */
-  refundSource(address: string): void {
-    this.verifiedSources.refund(sourceKey(address, this.limits.ipv6PrefixLength));
-  }
-
-  /** Takes a token of `username`'s bucket, for a request that authenticated without an allocation. */
-  allowCredential(username: string): boolean {
-    return this.users.take(username, this.now());
-  }
-
-  /** Per-IP buckets held, both kinds (each at most maxTrackedSources). */
-  get trackedSources(): number {
-    return this.sources.size + this.verifiedSources.size;
-  }
-
-  /** Per-username buckets held (at most maxTrackedSources). */
-  get trackedCredentials(): number {
-    return this.users.size;
-  }
-}
-
-/** One token bucket: `rate` tokens per second, at most `burst` stored (signaling/server/token-bucket.ts has the same order). */
-export class TokenBucket {
-  private readonly bucket: Bucket;
-
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-    private readonly now: () => number = () => performance.now(),
-  ) {
-    this.bucket = { tokens: burst, at: now() };
-  }
-
-  take(): boolean {
-    return take(this.bucket, this.now(), this.rate, this.burst);
-  }
+export function channelCapExceeded(relay: RelayState, channel: number, ip: string, now: number, caps: Caps): boolean {
+  return relay.channelsFull(channel, now, caps.maxChannelsPerAllocation) || relay.permissionsFull([ip], now, caps.maxPermissionsPerAllocation);
 }

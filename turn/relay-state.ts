@@ -14,8 +14,7 @@
  * for an allowed address stays allowed.
  */
 import type { Socket } from 'node:dgram';
-import { SocketAddress } from 'node:net';
-import { ipBytes } from './stun.js';
+import { ipBytes } from './ip.js';
 
 /** RFC 8656 section 9: a permission lasts 300 seconds unless refreshed. */
 export const PERMISSION_MS = 300_000;
@@ -26,22 +25,6 @@ export const CHANNEL_MS = 600_000;
  * then doubles past what is left, so sweeps stay amortized O(1) per permission.
  */
 const SWEEP_AT = 64;
-
-/**
- * An IP address in the text form the socket layer reports in `rinfo.address` (libuv's
- * inet_ntop: IPv6 compressed, IPv4-mapped as `::ffff:a.b.c.d`), so that addresses node-turn
- * parsed from XOR-PEER-ADDRESS (eight uncompressed groups) and datagram sources compare
- * equal. node-turn compared its own forms, and its `Address` expands `::` wrongly when more
- * than one group precedes it (lib/address.js: `2001:db8::1` became seven groups), so datagrams
- * from such IPv6 peers never matched their permission. Undefined if not an IP address.
- */
-export function canonicalIp(address: string): string | undefined {
-  try {
-    return new SocketAddress({ address, family: address.includes(':') ? 'ipv6' : 'ipv4' }).address;
-  } catch {
-    return undefined;
-  }
-}
 
 export interface Channel {
   readonly number: number;

@@ -1,45 +1,29 @@
 /**
- * The embedded TURN server (RFC 8656 over UDP, long-term credentials): the listening socket
- * and the gate every datagram passes. The jobs live in files named for them: the codec
- * (stun.ts), authentication and nonces (auth.ts), the allocation table with lifetimes and
- * quotas (allocations.ts, quotas.ts), the request handlers (handlers.ts), the relay hot path
- * (data-path.ts, relay-state.ts), and the one seam to node-turn 0.0.6 (node-turn.ts), which
- * still decodes attribute values and encodes replies.
- *
- * The gate, in order, so that no datagram costs more than linear, small work before the rate
- * limit and at most one CRC-32 and one HMAC after it:
- * 1. ChannelData and Send indications from a client holding an allocation: the hot path.
- * 2. `readHeader` (20 bytes): STUN bits, magic cookie, length + 20 = datagram length.
- * 3. The token bucket of an allocation, for requests from its client address. Indications
- *    other than Send, and Send from an address without an allocation, are dropped here; so
- *    are responses.
- * 4. `scanAttributes`: layout, at most `maxAttributes` attributes, FINGERPRINT only last,
- *    nothing after MESSAGE-INTEGRITY (RFC 8489 sections 14.5 and 14.7).
- * 5. The nonce (one HMAC-SHA256 over ~60 bytes, if the request has MESSAGE-INTEGRITY), then,
- *    for a request from an address without an allocation, the buckets of its source IP (IPv6:
- *    its /64) and the global one: the verified pair if the nonce was issued to this source
- *    (it got our 401 there, so it is real and spoofed floods cannot starve it), else the
- *    unverified pair (turn/quotas.ts). The nonce has to be known to pick the pair; the scan
- *    and the HMAC-SHA256 before the bucket cost no more than what a spoofed flood from many
- *    addresses (each with a fresh per-IP bucket) already made the server do.
- * 6. FINGERPRINT (one CRC-32), decoding of the attributes before MESSAGE-INTEGRITY (node-turn,
- *    one exact slice each), 420, then authentication (one HMAC-SHA1), the per-username bucket
- *    for requests without an allocation, and the handler.
+ * The embedded TURN server (RFC 8656 over UDP, long-term credentials): its options, the
+ * lifecycle of its sockets, and the wiring of the parts, each in a file named for its job:
+ * the gate every datagram passes (gate.ts), the codec (codec.ts), authentication (auth.ts)
+ * and the nonce (nonces.ts), the allocation table and lifetimes (allocations.ts), quotas and
+ * caps (quotas.ts), request rate limits (rate-limits.ts), the request handlers (handlers.ts),
+ * the relay hot path (data-path.ts, relay-state.ts), the clock (clock.ts), and the one seam
+ * to node-turn 0.0.6 (node-turn.ts), which still decodes attribute values and encodes replies.
  */
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Registry } from 'prom-client';
 import { AllocationTable } from './allocations.js';
-import { authenticate, Nonces, type CredentialLookup } from './auth.js';
-import { channelDataToPeer, peerToClient, sendToPeer } from './data-path.js';
+import type { CredentialLookup } from './auth.js';
+import { systemClock, type Clock } from './clock.js';
+import { peerToClient } from './data-path.js';
 import { TurnError } from './errors.js';
-import * as handlers from './handlers.js';
+import { Gate } from './gate.js';
+import type { HandlerContext } from './handlers.js';
 import { TurnCounters, TurnMetrics } from './metrics.js';
-import { createNodeTurn, decodeRequest, ntAddress, signErrors, type NtAddress, type NtServer } from './node-turn.js';
+import { NodeTurn, replyAddress } from './node-turn.js';
+import { Nonces } from './nonces.js';
 import { PeerPolicy, type PeerPolicyOptions } from './policy.js';
-import { resolveQuotas, UnauthenticatedLimiter, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
-import { canonicalIp, RelayState } from './relay-state.js';
-import { fingerprintMatches, readHeader, readSendIndication, scanAttributes, StunAttr, StunClass, StunMethod, type StunScan } from './stun.js';
+import { resolveQuotas, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
+import { UnauthenticatedLimiter } from './rate-limits.js';
+import { RelayState } from './relay-state.js';
 import { TransactionIdPool } from './transaction-ids.js';
 
 export type { CredentialLookup } from './auth.js';
@@ -63,27 +47,19 @@ export interface TurnServerOptions {
   maxLifetime?: number;
   /** Peer address policy; default refuses internal ranges. */
   peers?: PeerPolicy | PeerPolicyOptions;
-  /** Allocation quotas and the unauthenticated request rate limit; defaults in turn/quotas.ts. */
+  /** Allocation quotas, per-allocation caps and the request rate limits; defaults in turn/quotas.ts. */
   quotas?: TurnQuotaOptions;
   /** prom-client registry for the TURN metrics (turn/metrics.ts); default: a registry of its own. */
   registry?: Registry;
+  /**
+   * Time and timers for allocation lifetimes, nonce expiry, permission and channel expiry and
+   * the request buckets (turn/clock.ts); default the system clock. For tests.
+   */
+  clock?: Clock;
 }
 
-/** Low byte of the Send indication's message type 0x0016 (RFC 8656 section 18). */
-const SEND_INDICATION_LOW = 0x16;
-
-const METHOD_NAMES: Record<number, string> = {
-  0x001: 'binding',
-  0x003: 'allocate',
-  0x004: 'refresh',
-  0x008: 'create-permission',
-  0x009: 'channel-bind',
-};
-
-/** Metric label for a request method; anything else is 'other' (bounded label values). */
-function methodName(method: number): string {
-  return METHOD_NAMES[method] ?? 'other';
-}
+/** The SOFTWARE attribute of the server's answers (RFC 8489 section 14.14). */
+const SOFTWARE = 'rallypoint';
 
 interface Listener {
   socket: dgram.Socket;
@@ -92,27 +68,26 @@ interface Listener {
 }
 
 export class TurnServer {
-  private readonly options: Required<Omit<TurnServerOptions, 'relayAddress' | 'externalAddress' | 'peers' | 'quotas' | 'registry'>> &
+  private readonly options: Required<Omit<TurnServerOptions, 'relayAddress' | 'externalAddress' | 'peers' | 'quotas' | 'registry' | 'clock'>> &
     Pick<TurnServerOptions, 'relayAddress' | 'externalAddress'>;
   readonly policy: PeerPolicy;
   /** The limits in force (defaults filled in). */
   readonly quotas: Readonly<TurnQuotas>;
   readonly metrics: TurnMetrics;
-  private readonly nt: NtServer;
   private listener: Listener | undefined;
   private listening: Promise<{ address: string; port: number }> | undefined;
   private closing: Promise<void> | undefined;
-  private readonly nonces = new Nonces();
-  private readonly transactionIds = new TransactionIdPool();
   private readonly allocations: AllocationTable;
-  private readonly limiter: UnauthenticatedLimiter;
   private readonly counters = new TurnCounters();
-  private readonly handlers: handlers.HandlerContext;
+  private readonly handlers: HandlerContext;
+  private readonly gate: Gate;
 
   constructor(options: TurnServerOptions) {
     if (typeof options.credentials !== 'function') {
-      throw new TurnError('TURN_INSECURE_CONFIG', 'a credential lookup is required: the TURN server is never an open relay');
+      throw new TurnError('insecure-config', 'a credential lookup is required: the TURN server is never an open relay');
     }
+    const clock = options.clock ?? systemClock;
+    const now = (): number => clock.now();
     this.options = {
       host: options.host ?? '127.0.0.1',
       port: options.port ?? 3478,
@@ -127,19 +102,21 @@ export class TurnServer {
     };
     const o = this.options;
     if (o.minPort < 1 || o.maxPort > 65535 || o.minPort > o.maxPort || o.defaultLifetime <= 0 || o.maxLifetime < o.defaultLifetime) {
-      throw new TurnError('TURN_BAD_CONFIG', 'invalid port range or lifetimes');
+      throw new TurnError('bad-config', 'invalid port range or lifetimes');
     }
     // Relay sockets bind to the address the request arrived on; on a wildcard listener that
     // is 0.0.0.0 and XOR-RELAYED-ADDRESS would advertise it.
     if ((o.host === '0.0.0.0' || o.host === '::') && !o.relayAddress && !o.externalAddress) {
-      throw new TurnError('TURN_BAD_CONFIG', `listening on ${o.host} needs relayAddress or externalAddress`);
+      throw new TurnError('bad-config', `listening on ${o.host} needs relayAddress or externalAddress`);
     }
     this.quotas = Object.freeze(resolveQuotas(options.quotas));
-    this.limiter = new UnauthenticatedLimiter(this.quotas);
+    const limiter = new UnauthenticatedLimiter(this.quotas, now);
     this.policy = options.peers instanceof PeerPolicy ? options.peers : new PeerPolicy(options.peers);
-    this.nt = createNodeTurn(o.realm, 'rallypoint');
-    this.allocations = new AllocationTable({ minPort: o.minPort, maxPort: o.maxPort, externalAddress: o.externalAddress }, this.quotas, (socket, ip, port) =>
-      this.relayState(socket, ip, port),
+    this.allocations = new AllocationTable(
+      { minPort: o.minPort, maxPort: o.maxPort, externalAddress: o.externalAddress },
+      this.quotas,
+      (socket, ip, port) => this.relayState(socket, ip, port),
+      clock,
     );
     this.metrics = new TurnMetrics({ registry: options.registry, counters: this.counters, allocations: () => this.allocations.size });
     this.handlers = {
@@ -147,17 +124,29 @@ export class TurnServer {
       policy: this.policy,
       quotas: this.quotas,
       counters: this.counters,
-      software: this.nt.software,
+      clock,
+      transactionIds: new TransactionIdPool(),
+      software: SOFTWARE,
       relayAddress: o.relayAddress,
       defaultLifetime: o.defaultLifetime,
       maxLifetime: o.maxLifetime,
-      // Only an Allocate that creates an allocation gives its verified per-IP token back (turn/quotas.ts).
-      allocated: (ip) => this.limiter.refundSource(ip),
+      // Only an Allocate that creates an allocation gives its verified per-IP token back (turn/rate-limits.ts).
+      allocated: (ip) => limiter.refundSource(ip),
     };
+    this.gate = new Gate({
+      realm: o.realm,
+      credentials: o.credentials,
+      quotas: this.quotas,
+      allocations: this.allocations,
+      limiter,
+      nonces: new Nonces(now),
+      nodeTurn: new NodeTurn(o.realm),
+      handlers: this.handlers,
+    });
   }
 
   get address(): { address: string; port: number } {
-    if (!this.listener) throw new TurnError('TURN_CLOSED', 'the TURN server is not listening');
+    if (!this.listener) throw new TurnError('closed', 'the TURN server is not listening');
     return { address: this.listener.address, port: this.listener.port };
   }
 
@@ -168,7 +157,7 @@ export class TurnServer {
 
   /** Binds the UDP listening socket; concurrent calls share one bind. */
   listen(): Promise<{ address: string; port: number }> {
-    if (this.closing) return Promise.reject(new TurnError('TURN_CLOSED', 'the TURN server is closed'));
+    if (this.closing) return Promise.reject(new TurnError('closed', 'the TURN server is closed'));
     this.listening ??= this.bindListener();
     return this.listening;
   }
@@ -177,7 +166,7 @@ export class TurnServer {
     const host = this.options.host;
     const socket = dgram.createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new TurnError('TURN_LISTEN_FAILED', `cannot listen on ${host}:${this.options.port}: ${err.message}`, { cause: err }));
+      const onError = (err: Error): void => reject(new TurnError('listen-failed', `cannot listen on ${host}:${this.options.port}: ${err.message}`, { cause: err }));
       socket.once('error', onError);
       socket.bind({ address: host, port: this.options.port, exclusive: true }, () => {
         socket.off('error', onError);
@@ -190,13 +179,14 @@ export class TurnServer {
     });
     if (this.closing) {
       await new Promise<void>((resolve) => socket.close(() => resolve()));
-      throw new TurnError('TURN_CLOSED', 'the TURN server was closed while binding');
+      throw new TurnError('closed', 'the TURN server was closed while binding');
     }
     socket.on('error', () => {});
     const bound = socket.address();
     this.listener = { socket, address: bound.address, port: bound.port };
-    const dst = ntAddress(bound.address, bound.port);
-    socket.on('message', (buf, rinfo) => this.onPacket(socket, dst, buf, rinfo));
+    const dst = replyAddress(bound.address, bound.port);
+    const gate = this.gate;
+    socket.on('message', (buf, rinfo) => gate.onPacket(socket, dst, buf, rinfo));
     return this.address;
   }
 
@@ -225,106 +215,7 @@ export class TurnServer {
   /** The relay state of a new allocation, its relay socket wired to the hot path. */
   private relayState(socket: dgram.Socket, ip: string, port: number): RelayState {
     const relay = new RelayState(socket, this.listener!.socket, ip, port);
-    socket.on('message', (data, rinfo) => peerToClient(relay, data, rinfo, this.counters, this.transactionIds));
+    socket.on('message', (data, rinfo) => peerToClient(this.handlers, relay, data, rinfo));
     return relay;
-  }
-
-  // --- the gate --------------------------------------------------------------------------------
-
-  private onPacket(socket: dgram.Socket, dst: NtAddress, buf: Buffer, rinfo: dgram.RemoteInfo): void {
-    if (buf.length < 4) return;
-    try {
-      const first = buf[0]! & 0xc0;
-      if (first === 0x40) {
-        // Client ChannelData (RFC 8656 section 12.4, first bits 01); node-turn's reader
-        // dropped it.
-        const allocation = this.allocations.at(rinfo.address, rinfo.port);
-        if (allocation) channelDataToPeer(allocation.relay, buf, this.counters);
-        return;
-      }
-      if (first !== 0) return;
-      if (buf[1] === SEND_INDICATION_LOW && buf[0] === 0) {
-        const allocation = this.allocations.at(rinfo.address, rinfo.port);
-        if (!allocation) return;
-        const send = readSendIndication(buf);
-        if (send === 'drop') return;
-        if (send !== 'other') {
-          const ip = send.family === 4 ? send.address : canonicalIp(send.address);
-          if (ip !== undefined) sendToPeer(allocation.relay, ip, send.port, send.data, this.counters);
-          return;
-        }
-      }
-      this.onStun(socket, dst, buf, rinfo);
-    } catch {
-      // malformed packet: drop it (RFC 8489 section 6.3)
-    }
-  }
-
-  private onStun(socket: dgram.Socket, dst: NtAddress, buf: Buffer, rinfo: dgram.RemoteInfo): void {
-    const header = readHeader(buf);
-    if (!header) return;
-    const allocation = this.allocations.at(rinfo.address, rinfo.port);
-    if (header.cls === StunClass.indication) {
-      // Indications are never authenticated: only Send, only on an allocation (RFC 8656
-      // section 11.2; node-turn discarded the others too).
-      if (!allocation || header.method !== StunMethod.send) return;
-    } else if (header.cls !== StunClass.request) {
-      return;
-    } else if (allocation && !allocation.requests.take()) {
-      return this.counters.refuse('rate-limited');
-    }
-    const scan = scanAttributes(buf, this.quotas.maxAttributes);
-    if (typeof scan === 'string') return this.counters.refuse('malformed');
-    const nonceValid = header.cls === StunClass.request && this.nonceValid(buf, scan, rinfo);
-    if (header.cls === StunClass.request && !allocation && !this.limiter.allow(rinfo.address, nonceValid)) {
-      return this.counters.refuse('rate-limited');
-    }
-    // RFC 8489 section 7.3: a message with a wrong FINGERPRINT is discarded.
-    if (scan.fingerprint >= 0 && !fingerprintMatches(buf, scan.fingerprint)) return this.counters.refuse('malformed');
-    const { msg, unknownRequired } = decodeRequest(this.nt, socket, rinfo, dst, buf, header, scan);
-    if (header.cls === StunClass.indication) {
-      // RFC 8489 section 6.3.2: an indication with unknown comprehension-required attributes is discarded.
-      if (unknownRequired.length === 0) handlers.sendIndication(this.handlers, allocation!, msg);
-      return;
-    }
-    this.counters.request(methodName(header.method));
-    if (unknownRequired.length > 0) {
-      this.counters.refuse('unknown-attribute');
-      return handlers.rejectUnknown(msg, unknownRequired);
-    }
-    if (header.method === StunMethod.binding) return handlers.binding(msg);
-    // RFC 8656 section 5: requests other than Allocate need the allocation of their 5-tuple.
-    if (header.method !== StunMethod.allocate && !allocation) return msg.reply().reject(437, 'Allocation Mismatch');
-    const reply = msg.reply();
-    const auth = { realm: this.options.realm, credentials: this.options.credentials, nonces: this.nonces, refuse: this.counters.refuse.bind(this.counters), source: rinfo };
-    const username = authenticate(auth, msg, reply, buf, scan.integrity, nonceValid, allocation?.username);
-    if (username === undefined) return;
-    // A credential buys no extra rate: without an allocation it spends the verified per-IP
-    // token taken above (given back only if an allocation is created) and its username's bucket.
-    if (!allocation && !this.limiter.allowCredential(username)) return this.counters.refuse('rate-limited');
-    signErrors(reply);
-    switch (header.method) {
-      case StunMethod.allocate:
-        return handlers.allocate(this.handlers, msg, reply, allocation, rinfo.address, rinfo.port);
-      case StunMethod.refresh:
-        return handlers.refresh(this.handlers, allocation!, msg, reply);
-      case StunMethod.createPermission:
-        return handlers.createPermission(this.handlers, allocation!, msg, reply);
-      case StunMethod.channelBind:
-        return handlers.channelBind(this.handlers, allocation!, msg, reply);
-      default:
-        // node-turn emitted an event nobody listened to: no answer.
-        return;
-    }
-  }
-
-  /**
-   * True if the request carries MESSAGE-INTEGRITY and, before it, a NONCE this server issued
-   * to the request's source IP and port (the first NONCE, as node-turn's getAttribute reads it).
-   */
-  private nonceValid(buf: Buffer, scan: StunScan, rinfo: dgram.RemoteInfo): boolean {
-    if (scan.integrity < 0) return false;
-    const span = scan.attributes.find((a) => a.type === StunAttr.nonce);
-    return span !== undefined && this.nonces.check(buf.toString('latin1', span.offset, span.offset + span.length), rinfo.address, rinfo.port);
   }
 }

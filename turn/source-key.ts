@@ -6,7 +6,7 @@
  * IPv4-mapped IPv6 (`::ffff:a.b.c.d`, RFC 4291 section 2.5.5.2, what a dual-stack socket
  * reports for an IPv4 client) counts as the IPv4 address.
  */
-import { ipBytes } from './stun.js';
+import { ipBytes } from './ip.js';
 
 /** `ip` as the socket reports it: an IPv4 address as is, an IPv6 address as its first `ipv6PrefixLength` bits. */
 export function sourceKey(ip: string, ipv6PrefixLength: number): string {

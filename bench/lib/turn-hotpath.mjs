@@ -142,8 +142,8 @@ if (want('client')) {
 
 if (want('sendparse')) {
   // Defect 6, second half: a client Send indication read by node-turn's Message.read, or by
-  // turn/stun.ts readSendIndication (the fast path in onPacket).
-  const { encode, encodeXorAddress, readSendIndication, StunAttr, StunClass, StunMethod } = await import(join(root, 'dist', 'turn', 'stun.js'));
+  // turn/codec.ts readSendIndication (the fast path in turn/gate.ts onPacket).
+  const { encode, encodeXorAddress, readSendIndication, StunAttr, StunClass, StunMethod } = await import(join(root, 'dist', 'turn', 'codec.js'));
   const NtMessage = require('node-turn/lib/message.js');
   const fakeServer = { debugLevel: 100, debug() {}, authentification: { credentials: {} }, realm: 'r' };
   const tid = Buffer.alloc(12, 7);

@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { decodeXorAddress, encode, encodeXorAddress, longTermKey, readHeader, scanAttributes, StunAttr, StunClass, StunMethod } from '../../dist/turn/stun.js';
+import { decodeXorAddress, encode, encodeXorAddress, longTermKey, readHeader, scanAttributes, StunAttr, StunClass, StunMethod } from '../../dist/turn/codec.js';
 
 /** A server answer read with the server's own bounded codec (readHeader, scanAttributes). */
 function decode(buf) {

@@ -246,7 +246,7 @@ async function main(argv: string[]): Promise<number> {
     else await serve(parsed.values as Record<string, string | boolean | undefined>);
     return -1; // keep running
   } catch (err) {
-    if (err instanceof TurnError && err.code === 'TURN_LISTEN_FAILED') {
+    if (err instanceof TurnError && err.code === 'listen-failed') {
       process.stderr.write(`rallypoint: TURN: ${err.message}\n`);
       return 1;
     }

@@ -71,7 +71,7 @@ export interface EmbeddedTurnConfig {
   ipv6PrefixLength?: number | undefined;
 }
 
-/** Starts the TURN server; rejects with TurnError TURN_LISTEN_FAILED when the port is taken. */
+/** Starts the TURN server; rejects with TurnError 'listen-failed' when the port is taken. */
 export async function startEmbeddedTurn(cfg: EmbeddedTurnConfig): Promise<EmbeddedTurn> {
   const relayAddress = turnRelayAddress(cfg.relayIp, cfg.listen);
   const server = new TurnServer({

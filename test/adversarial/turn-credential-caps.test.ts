@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { TurnServer, TurnServerOptions } from '../../turn/index.js';
 import { PERMISSION_MS, type RelayState } from '../../turn/relay-state.js';
 import { DEFAULT_TURN_QUOTAS } from '../../turn/quotas.js';
-import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/stun.js';
+import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/codec.js';
 import { cleanup } from '../helpers/resources.js';
 import { startTurnServer } from '../helpers/turn-server.js';
 import { errorCode, TurnTestClient, udpPeer, type Response } from '../helpers/turn-client.js';

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { TurnServer, TurnServerOptions } from '../../turn/index.js';
-import { encode, StunAttr, StunClass, StunMethod, type StunAttribute } from '../../turn/stun.js';
+import { encode, StunAttr, StunClass, StunMethod, type StunAttribute } from '../../turn/codec.js';
 import { cleanup } from '../helpers/resources.js';
 import { metricValue } from '../helpers/server.js';
 import { startTurnServer } from '../helpers/turn-server.js';

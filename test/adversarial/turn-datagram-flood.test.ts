@@ -7,7 +7,7 @@
  * FINGERPRINT (or MESSAGE-INTEGRITY) attribute, before the rate limit: a Binding header and
  * ~8,100 FINGERPRINTs in one 64 KB datagram blocked the event loop for ~650 ms, 16,000
  * unknown attributes for ~200 ms. Now the header, a token bucket and a bounded scan come first
- * (turn/server.ts, the gate).
+ * (turn/gate.ts).
  */
 import dgram from 'node:dgram';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -16,7 +16,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startEmbeddedTurn } from '../../signaling/cli/turn.js';
 import { mintTurnCredentials } from '../../turn/credentials.js';
 import { turnIceServers } from '../../turn/ice-servers.js';
-import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/stun.js';
+import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
 import { httpGet } from '../helpers/http.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { metricValue, startServer } from '../helpers/server.js';
@@ -28,8 +28,8 @@ afterEach(async () => {
 
 /** Calls of the server's one MESSAGE-INTEGRITY check (turn/auth.ts calls it; each is one HMAC-SHA1). */
 const integrity = vi.hoisted(() => ({ calls: 0 }));
-vi.mock('../../turn/stun.js', async (importOriginal) => {
-  const stun = await importOriginal<typeof import('../../turn/stun.js')>();
+vi.mock('../../turn/codec.js', async (importOriginal) => {
+  const stun = await importOriginal<typeof import('../../turn/codec.js')>();
   return {
     ...stun,
     integrityMatches: (...args: Parameters<typeof stun.integrityMatches>): boolean => {

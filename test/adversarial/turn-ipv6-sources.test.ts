@@ -9,7 +9,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { expect, it } from 'vitest';
-import { canonicalIp } from '../../turn/relay-state.js';
+import { canonicalIp } from '../../turn/ip.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();

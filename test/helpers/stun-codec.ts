@@ -1,11 +1,11 @@
 /**
  * The whole-message STUN decoder and integrity check the tests read server answers with.
  * Unbounded (every attribute is decoded) and not constant-time: for tests only. The server's
- * own pre-authentication codec is bounded (turn/stun.ts readHeader, scanAttributes,
+ * own pre-authentication codec is bounded (turn/codec.ts readHeader, scanAttributes,
  * integrityMatches).
  */
 import { createHmac } from 'node:crypto';
-import { MAGIC_COOKIE, StunAttr, type StunAttribute, type StunMessage } from '../../turn/stun.js';
+import { MAGIC_COOKIE, StunAttr, type StunAttribute, type StunMessage } from '../../turn/codec.js';
 
 export function isStunPacket(buf: Buffer): boolean {
   return buf.length >= 20 && (buf[0]! & 0xc0) === 0 && buf.readUInt32BE(4) === MAGIC_COOKIE;

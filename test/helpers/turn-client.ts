@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { decodeXorAddress, encode, encodeXorAddress, longTermKey, StunAttr, StunClass, StunMethod, type StunAttribute, type StunMessage, type TransportAddress } from '../../turn/stun.js';
+import { decodeXorAddress, encode, encodeXorAddress, longTermKey, StunAttr, StunClass, StunMethod, type StunAttribute, type StunMessage, type TransportAddress } from '../../turn/codec.js';
 import { decode, getAttr, isChannelData } from './stun-codec.js';
 import { defer } from './resources.js';
 

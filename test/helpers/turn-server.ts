@@ -1,5 +1,5 @@
 import { TurnServer, type TurnServerOptions } from '../../turn/index.js';
-import type { TransportAddress } from '../../turn/stun.js';
+import type { TransportAddress } from '../../turn/codec.js';
 import { defer } from './resources.js';
 
 /**

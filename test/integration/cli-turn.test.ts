@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mintTurnCredentials, verifyTurnCredentials } from '../../turn/index.js';
-import { StunClass, StunMethod } from '../../turn/stun.js';
+import { StunClass, StunMethod } from '../../turn/codec.js';
 import { killCliChildren, nextLine, runCli, START_LINE, startCli, TURN_LINE } from '../helpers/cli.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { errorCode, TurnTestClient } from '../helpers/turn-client.js';

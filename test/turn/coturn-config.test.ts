@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cidrToRange, coturnConfig, COTURN_MAPPED_RANGE, DEFAULT_DENIED_PEERS, mintTurnCredentials, type CoturnConfigOptions } from '../../turn/index.js';
-import { StunAttr, StunClass, StunMethod } from '../../turn/stun.js';
+import { StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
 
 /** REQUESTED-ADDRESS-FAMILY (RFC 8656 section 18.10). */
 const REQUESTED_ADDRESS_FAMILY = 0x0017;

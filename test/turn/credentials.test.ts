@@ -7,7 +7,7 @@ import {
   TurnServer,
   verifyTurnCredentials,
 } from '../../turn/index.js';
-import { StunAttr, StunMethod } from '../../turn/stun.js';
+import { StunAttr, StunMethod } from '../../turn/codec.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { errorCode, TurnTestClient } from '../helpers/turn-client.js';
 
@@ -36,9 +36,9 @@ describe('TURN REST credentials', () => {
   });
 
   it('refuses short secrets and bad peer ids with stable codes', () => {
-    expect(() => mintTurnCredentials('p', { secret: 'short' })).toThrow(expect.objectContaining({ code: 'TURN_INSECURE_CONFIG' }));
-    expect(() => restCredentialLookup({ secret: 'short' })).toThrow(expect.objectContaining({ code: 'TURN_INSECURE_CONFIG' }));
-    expect(() => mintTurnCredentials('a:b', { secret: SECRET })).toThrow(expect.objectContaining({ code: 'TURN_BAD_CREDENTIALS' }));
+    expect(() => mintTurnCredentials('p', { secret: 'short' })).toThrow(expect.objectContaining({ code: 'insecure-config' }));
+    expect(() => restCredentialLookup({ secret: 'short' })).toThrow(expect.objectContaining({ code: 'insecure-config' }));
+    expect(() => mintTurnCredentials('a:b', { secret: SECRET })).toThrow(expect.objectContaining({ code: 'bad-credentials' }));
   });
 });
 

@@ -6,7 +6,7 @@
  * RFC 8656 promises no ordering, but a relay must not add reordering the path does not have.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeXorAddress, StunAttr, StunClass, StunMethod } from '../../turn/stun.js';
+import { decodeXorAddress, StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
 import { getAttr, isStunPacket, decode } from '../helpers/stun-codec.js';
 import { cleanup } from '../helpers/resources.js';
 import { startTurnServer } from '../helpers/turn-server.js';

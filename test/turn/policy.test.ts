@@ -1,7 +1,7 @@
 /** Peer address policy: the TURN server must not relay into internal networks (SSRF). */
 import { afterEach, describe, expect, it } from 'vitest';
 import { PeerPolicy, TurnServer, type PeerPolicyOptions } from '../../turn/index.js';
-import { StunClass } from '../../turn/stun.js';
+import { StunClass } from '../../turn/codec.js';
 import { verifyIntegrity } from '../helpers/stun-codec.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
@@ -33,9 +33,9 @@ describe('PeerPolicy', () => {
     expect(p.allows('64:ff9b::7f00:1')).toBe(false);
   });
 
-  it('rejects malformed CIDRs with TURN_BAD_CIDR', () => {
+  it('rejects malformed CIDRs with bad-cidr', () => {
     for (const bad of ['10.0.0.0/33', 'nope/8', '::1/129', '10.0.0.0/8/1', '10.0.0.0/x']) {
-      expect(() => new PeerPolicy({ allow: [bad] })).toThrow(expect.objectContaining({ code: 'TURN_BAD_CIDR' }));
+      expect(() => new PeerPolicy({ allow: [bad] })).toThrow(expect.objectContaining({ code: 'bad-cidr' }));
     }
   });
 });

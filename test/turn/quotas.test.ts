@@ -5,10 +5,11 @@
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
-import { Nonces } from '../../turn/auth.js';
-import { AllocationQuota, DEFAULT_TURN_QUOTAS, resolveQuotas, TokenBucket, UnauthenticatedLimiter } from '../../turn/quotas.js';
+import { Nonces } from '../../turn/nonces.js';
+import { AllocationQuota, DEFAULT_TURN_QUOTAS, resolveQuotas } from '../../turn/quotas.js';
+import { TokenBucket, UnauthenticatedLimiter } from '../../turn/rate-limits.js';
 import { sourceKey } from '../../turn/source-key.js';
-import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/stun.js';
+import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
 import { getAttr } from '../helpers/stun-codec.js';
 import { cleanup } from '../helpers/resources.js';
 import { startTurnServer } from '../helpers/turn-server.js';
@@ -52,10 +53,10 @@ describe('TURN quotas: configuration', () => {
     { ipv6PrefixLength: 129 },
     { credentialRequestBurst: 0 },
     { maxAllocatoins: 3 },
-  ])('rejects %o with TURN_BAD_QUOTA', (quotas) => {
+  ])('rejects %o with bad-quota', (quotas) => {
     const make = (): TurnServer => new TurnServer({ credentials: () => undefined, quotas: quotas as TurnServerOptions['quotas'] });
     expect(make).toThrow(TurnError);
-    expect(make).toThrow(expect.objectContaining({ code: 'TURN_BAD_QUOTA' }));
+    expect(make).toThrow(expect.objectContaining({ code: 'bad-quota' }));
   });
 
   it('accepts fractional rates', () => {

@@ -2,7 +2,8 @@
 import type { Socket } from 'node:dgram';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { canonicalIp, CHANNEL_MS, PERMISSION_MS, RelayState } from '../../turn/relay-state.js';
+import { canonicalIp } from '../../turn/ip.js';
+import { CHANNEL_MS, PERMISSION_MS, RelayState } from '../../turn/relay-state.js';
 
 const NtAddress = createRequire(import.meta.url)('node-turn/lib/address.js') as new (a: string, p: number) => { address: string };
 const state = (): RelayState => new RelayState({} as Socket, {} as Socket, '127.0.0.1', 5000);

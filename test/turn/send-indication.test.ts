@@ -1,11 +1,11 @@
 /**
  * Client Send indications (RFC 8656 section 11.2) take a fast path that skips node-turn's
- * Message.read (turn/stun.ts readSendIndication); these pin that it accepts and refuses what
+ * Message.read (turn/codec.ts readSendIndication); these pin that it accepts and refuses what
  * node-turn's path does.
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/stun.js';
+import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/codec.js';
 import { cleanup } from '../helpers/resources.js';
 import { startTurnServer } from '../helpers/turn-server.js';
 import { TurnTestClient, udpPeer } from '../helpers/turn-client.js';

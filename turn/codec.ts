@@ -1,15 +1,19 @@
 /**
- * A small STUN/TURN message codec (RFC 8489 section 5 and 14, RFC 8656 section 18): the
- * server's pre-authentication gate (readHeader, scanAttributes, one CRC-32, one HMAC: every
- * byte a stranger sends passes here before node-turn decodes a value), the relay hot path
- * (readSendIndication, dataIndicationHead), 420 answers, and the tests' client. node-turn
- * keeps decoding known attribute values and encoding replies (turn/node-turn.ts).
+ * The STUN/TURN message codec (RFC 8489 sections 5 and 14, RFC 8656 section 18): what the
+ * server's pre-authentication gate reads (readHeader, scanAttributes, one CRC-32, one HMAC:
+ * every byte a stranger sends passes here before node-turn decodes a value), the relay hot
+ * path's messages (readSendIndication, dataIndicationHead), 420 answers, and the encoder the
+ * tests' client uses. node-turn keeps decoding known attribute values and encoding replies
+ * (turn/node-turn.ts).
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { crc32 } from 'node:zlib';
+import { ipBytes } from './ip.js';
 
 export const MAGIC_COOKIE = 0x2112a442;
+/** The protocol number REQUESTED-TRANSPORT names for UDP (RFC 8656 section 18), the only transport relayed. */
+export const UDP_PROTOCOL = 0x11;
 const FINGERPRINT_XOR = 0x5354554e;
 
 export const StunClass = { request: 0, indication: 1, success: 2, error: 3 } as const;
@@ -222,34 +226,6 @@ export function decodeXorAddress(v: Buffer, transactionId: Buffer): TransportAdd
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((v.readUInt16BE(4 + i) ^ key.readUInt16BE(i)).toString(16));
   return { address: groups.join(':'), port };
-}
-
-/** Parses an IPv4 or IPv6 text address (with optional embedded dotted quad) to 4 or 16 bytes. */
-export function ipBytes(address: string): Buffer {
-  const a = address.split('%')[0]!;
-  if (isIPv4(a)) return Buffer.from(a.split('.').map(Number));
-  let text = a;
-  const lastColon = text.lastIndexOf(':');
-  const last = text.slice(lastColon + 1);
-  if (last.includes('.')) {
-    if (!isIPv4(last)) throw new Error(`invalid address ${address}`);
-    const q = last.split('.').map(Number);
-    text = `${text.slice(0, lastColon + 1)}${((q[0]! << 8) | q[1]!).toString(16)}:${((q[2]! << 8) | q[3]!).toString(16)}`;
-  }
-  const halves = text.split('::');
-  if (halves.length > 2) throw new Error(`invalid address ${address}`);
-  const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => {
-    if (!/^[0-9a-f]{1,4}$/i.test(g)) throw new Error(`invalid address ${address}`);
-    return parseInt(g, 16);
-  }));
-  const left = parse(halves[0]!);
-  const right = halves.length === 2 ? parse(halves[1]!) : [];
-  const fill = 8 - left.length - right.length;
-  if (halves.length === 1 ? fill !== 0 : fill < 0) throw new Error(`invalid address ${address}`);
-  const groups = [...left, ...new Array<number>(halves.length === 2 ? fill : 0).fill(0), ...right];
-  const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(g, i * 2));
-  return b;
 }
 
 // --- the pre-authentication gate --------------------------------------------------------------

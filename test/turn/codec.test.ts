@@ -1,10 +1,10 @@
 /**
- * The pre-authentication codec (turn/stun.ts readHeader, scanAttributes): every datagram's
+ * The pre-authentication codec (turn/codec.ts readHeader, scanAttributes): every datagram's
  * bytes pass it before node-turn sees them, so it must refuse bad layouts in bounded work and
  * stop where RFC 8489 sections 14.5 and 14.7 say.
  */
 import { describe, expect, it } from 'vitest';
-import { encode, fingerprintMatches, integrityMatches, readHeader, scanAttributes, StunAttr, StunClass, StunMethod, type StunAttribute } from '../../turn/stun.js';
+import { encode, fingerprintMatches, integrityMatches, readHeader, scanAttributes, StunAttr, StunClass, StunMethod, type StunAttribute } from '../../turn/codec.js';
 
 const TID = Buffer.alloc(12, 3);
 const KEY = Buffer.alloc(16, 1);
