@@ -159,7 +159,7 @@ describe('SignalingClient relay', () => {
   });
 });
 
-describe('CLI --relay', () => {
+describe('CLI --data-fallback (formerly --relay)', () => {
   async function welcomeAndRelay(args: string[], env: Record<string, string> = {}): Promise<{ welcome: ServerMessage; reply: ServerMessage }> {
     const child = start(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--turn', 'off', ...args], env);
     const [, , wsUrl] = START_LINE.exec(await nextLine(child)) as RegExpExecArray;
@@ -188,10 +188,13 @@ describe('CLI --relay', () => {
     expect(reply).toMatchObject({ type: 'error', code: 'peer-not-found', ref: 'x' });
   });
 
-  it('--relay off, and RALLYPOINT_RELAY=off, disable it; the relay limits have flags', async () => {
+  it('--data-fallback off, RALLYPOINT_DATA_FALLBACK=off, and the deprecated --relay off and RALLYPOINT_RELAY=off, disable it; the relay limits have flags', async () => {
     for (const [args, env] of [
+      [['--data-fallback', 'off'], {}],
+      [[], { RALLYPOINT_DATA_FALLBACK: 'off' }],
       [['--relay', 'off'], {}],
       [[], { RALLYPOINT_RELAY: 'off' }],
+      [['--data-fallback', 'off'], { RALLYPOINT_RELAY: 'on' }],
     ] as const) {
       const { welcome, reply } = await welcomeAndRelay([...args], env);
       expect(welcome).toMatchObject({ type: 'welcome', limits: { relayMessagesPerSecond: 0 } });
@@ -199,5 +202,11 @@ describe('CLI --relay', () => {
     }
     const { welcome } = await welcomeAndRelay(['--relay-messages-per-second', '30', '--relay-bytes-burst', '65536'], { RALLYPOINT_RELAY_MESSAGE_BURST: '60' });
     expect(welcome).toMatchObject({ limits: { relayMessagesPerSecond: 30, relayMessageBurst: 60, relayBytesBurst: 65536 } });
+  });
+
+  it('--data-fallback on wins over the deprecated RALLYPOINT_RELAY=off', async () => {
+    const { welcome, reply } = await welcomeAndRelay(['--data-fallback', 'on'], { RALLYPOINT_RELAY: 'off' });
+    expect(welcome).toMatchObject({ type: 'welcome', limits: { relayMessagesPerSecond: DEFAULT_LIMITS.relayMessagesPerSecond } });
+    expect(reply).toMatchObject({ type: 'error', code: 'peer-not-found', ref: 'x' });
   });
 });
