@@ -5,9 +5,9 @@
  * RemotePeers that negotiate through each other's handleSignal, as the signaling service
  * would carry it. Used by test/unit/liveness-fake.test.ts and test/adversarial/.
  */
-import { DEFAULT_FLOW } from '../../peer/channel.js';
+import { DEFAULT_FLOW } from '../../peer/flow.js';
 import { resolveChannels, type ChannelOptions } from '../../peer/channels.js';
-import { decodeFrame } from '../../peer/reliable.js';
+import { decodeFrame } from '../../peer/framing.js';
 import type { RelayLink } from '../../peer/relay-link.js';
 import { DEFAULT_RESTART, RemotePeer } from '../../peer/remote-peer.js';
 

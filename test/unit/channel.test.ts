@@ -1,12 +1,14 @@
 /**
- * peer/channel.ts with a fake RTCDataChannel and fake hooks: the send poll's lifetime, and
- * what a channel does when the remote peer breaks the reliable framing.
+ * peer/channel.ts and peer/reliable-stream.ts with a fake RTCDataChannel and fake hooks: the
+ * send poll's lifetime, and what a channel does when the remote peer breaks the reliable
+ * framing.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Channel, DEFAULT_FLOW, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP, type ChannelHooks } from '../../peer/channel.js';
-import { resolveChannels } from '../../peer/channels.js';
+import type { Channel, ChannelHooks } from '../../peer/channel.js';
+import { createChannel, resolveChannels } from '../../peer/channels.js';
+import { DEFAULT_FLOW, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP } from '../../peer/flow.js';
 import type { PeerError } from '../../peer/errors.js';
-import { encodeFragment } from '../../peer/reliable.js';
+import { encodeFragment } from '../../peer/framing.js';
 
 /** The part of RTCDataChannel a Channel touches. */
 class FakeDataChannel {
@@ -44,7 +46,7 @@ function reliableChannel(overrides: Partial<ChannelHooks> = {}): { channel: Chan
     relay: () => null,
     ...overrides,
   };
-  return { channel: new Channel(config, DEFAULT_FLOW, hooks), errors, messages };
+  return { channel: createChannel(config, DEFAULT_FLOW, hooks), errors, messages };
 }
 
 const asDc = (dc: FakeDataChannel): RTCDataChannel => dc as unknown as RTCDataChannel;

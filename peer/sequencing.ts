@@ -10,6 +10,7 @@
  * is missing and nothing is delivered twice. Sequence numbers compare with serial-number
  * arithmetic (RFC 1982), so they may wrap; fewer than 2^31 may be unacknowledged.
  */
+import { encoder } from './bytes.js';
 import { PeerError } from './errors.js';
 
 /** True when `a` is newer than `b` in 32-bit serial-number arithmetic (RFC 1982 §3.2). */
@@ -33,8 +34,6 @@ export interface Delivered {
   text: boolean;
   bytes: Uint8Array;
 }
-
-const encoder = new TextEncoder();
 
 /**
  * Splits a message into fragment bodies of at most `maxFragment` bytes (at least one).
@@ -229,40 +228,4 @@ export class ReliableReceiver {
     }
     out.push({ text: this.#partsText, bytes });
   }
-}
-
-/**
- * Data channel framing of reliable channels: [flags:u8][seq:u32 BE][payload]. Flags:
- * TEXT (payload is UTF-8), MORE (a fragment follows), ACK (no payload; seq is the
- * cumulative acknowledgement).
- */
-export const FLAG_TEXT = 1;
-export const FLAG_MORE = 2;
-export const FLAG_ACK = 4;
-const HEADER = 5;
-
-export function encodeFragment(f: Fragment): Uint8Array {
-  const out = new Uint8Array(HEADER + f.bytes.byteLength);
-  out[0] = (f.text ? FLAG_TEXT : 0) | (f.more ? FLAG_MORE : 0);
-  new DataView(out.buffer).setUint32(1, f.seq);
-  out.set(f.bytes, HEADER);
-  return out;
-}
-
-export function encodeAck(seq: number): Uint8Array {
-  const out = new Uint8Array(HEADER);
-  out[0] = FLAG_ACK;
-  new DataView(out.buffer).setUint32(1, seq >>> 0);
-  return out;
-}
-
-export type DecodedFrame = { ack: number } | { fragment: Fragment };
-
-export function decodeFrame(frame: Uint8Array): DecodedFrame | null {
-  if (frame.byteLength < HEADER) return null;
-  const flags = frame[0] as number;
-  if (flags > (FLAG_TEXT | FLAG_MORE | FLAG_ACK)) return null;
-  const seq = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1);
-  if (flags & FLAG_ACK) return flags === FLAG_ACK && frame.byteLength === HEADER ? { ack: seq } : null;
-  return { fragment: { seq, text: (flags & FLAG_TEXT) !== 0, more: (flags & FLAG_MORE) !== 0, bytes: frame.subarray(HEADER) } };
 }
