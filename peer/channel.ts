@@ -3,7 +3,7 @@ import { decoder, encoder, toBytes } from './bytes.js';
 import type { Clock } from './clock.js';
 import { PeerError } from './errors.js';
 import { MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP, type FlowLimits } from './flow.js';
-import type { RelayFrameIn, RelayLink } from './relay-link.js';
+import type { RelayFrameIn, FallbackLink } from './fallback-link.js';
 import type { SendGate } from './runtime/types.js';
 
 export { DEFAULT_FLOW, DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP, type FlowLimits } from './flow.js';
@@ -25,19 +25,19 @@ export interface ChannelHooks {
   open(): void;
   /** The data channel closed without us closing it (the remote closed it, or the transport died). */
   lost(): void;
-  /** Which path sends go on: the data channel, or the WebSocket relay (fallback). */
+  /** Which path sends go on: the data channel, or the WebSocket fallback (fallback). */
   route(): Route;
   /** Something arrived on the data channel (the connection is alive). */
   heard(): void;
-  /** The WebSocket relay to this peer. */
-  relay(): RelayLink | null;
+  /** The WebSocket fallback to this peer. */
+  fallback(): FallbackLink | null;
 }
 
 export type Route = 'rtc' | 'websocket';
 
 /**
  * One named channel to one remote peer, over an RTCDataChannel or, when the peer fell back,
- * the WebSocket relay: the binding to the data channel (which a rebuilt connection
+ * the WebSocket fallback: the binding to the data channel (which a rebuilt connection
  * replaces), encoding (JSON), size checks and delivery. How messages travel is the
  * subclass's: peer/reliable-stream.ts (numbered, acknowledged and sent again: lossless
  * across path switches) or peer/unreliable-stream.ts (dropped when congested, `latest`

@@ -25,7 +25,7 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 65_536;
  * The least a receiver lets a message under reassembly grow to (256 KiB: Chromium's SCTP max
  * message size). The sender checked the message against ITS max message size, of its
  * current connection, which the receiver cannot see (its own rebuilt connection may have no
- * SCTP transport yet while the message comes over the WebSocket relay); so the cap is the
+ * SCTP transport yet while the message comes over the WebSocket fallback); so the cap is the
  * larger of this and the largest max message size this channel ever saw, that one counted
  * at most MAX_MESSAGE_BYTES. It bounds memory: an honest peer is never refused.
  */

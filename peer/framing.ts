@@ -57,7 +57,7 @@ export function withKind(text: boolean, bytes: Uint8Array): Uint8Array {
 }
 
 /** What a fallback frame's data carries: text (plain `data`) or [kind][bytes] (base64). */
-export function relayPayload(data: string | Uint8Array | undefined): { text: boolean; bytes: Uint8Array } | null {
+export function fallbackPayload(data: string | Uint8Array | undefined): { text: boolean; bytes: Uint8Array } | null {
   if (data === undefined) return null;
   if (typeof data === 'string') return { text: true, bytes: encoder.encode(data) };
   if (data.byteLength < 1 || (data[0] !== KIND_TEXT && data[0] !== KIND_BYTES)) return null;

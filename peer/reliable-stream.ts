@@ -1,6 +1,6 @@
 /**
  * The reliable stream of a `reliable` channel: its outbox, flow control, acknowledgements,
- * the resend after a path switch and the resend timer on the WebSocket relay, and the
+ * the resend after a path switch and the resend timer on the WebSocket fallback, and the
  * liveness keepalives and probes that ride on it.
  *
  * Fragments are numbered (peer/sequencing.ts) and kept until the other side acknowledges
@@ -10,8 +10,8 @@
 import { Channel } from './channel.js';
 import { timer } from './clock.js';
 import { PeerError } from './errors.js';
-import { decodeFrame, encodeAck, encodeFragment, plainTextFits, relayPayload, withKind } from './framing.js';
-import type { RelayFrameIn, RelayFrameOut } from './relay-link.js';
+import { decodeFrame, encodeAck, encodeFragment, plainTextFits, fallbackPayload, withKind } from './framing.js';
+import type { RelayFrameIn, RelayFrameOut } from './fallback-link.js';
 import { ReliableReceiver, ReliableSender, type Fragment } from './sequencing.js';
 
 /** A fragment waiting to be written on the current path; `done` settles its message's send(). */
@@ -29,7 +29,7 @@ const ACK_DELAY_MS = 20;
  * On the WebSocket path, unacknowledged data is sent again when no acknowledgement came for
  * this long: the server drops relay frames for a congested recipient (end-to-end recovery).
  */
-const RELAY_RTO_MS = 2_000;
+const FALLBACK_RTO_MS = 2_000;
 
 export class ReliableChannel extends Channel {
   /** Fragments not yet written on the current path, in sequence order. */
@@ -38,11 +38,11 @@ export class ReliableChannel extends Channel {
   #outboxBytes = 0;
   readonly #sender = new ReliableSender();
   readonly #receiver = new ReliableReceiver(this.flow.maxQueuedBytes);
-  #unsubscribeRelayDrain: (() => void) | null = null;
+  #unsubscribeFallbackDrain: (() => void) | null = null;
   readonly #poll = timer(this.clock);
   readonly #ackTimer = timer(this.clock);
   #unackedReceived = 0;
-  /** The resend timer of the WebSocket path (RELAY_RTO_MS). */
+  /** The resend timer of the WebSocket path (FALLBACK_RTO_MS). */
   readonly #resendTimer = timer(this.clock);
 
   /**
@@ -76,11 +76,11 @@ export class ReliableChannel extends Channel {
 
   /**
    * Fragment size: what a relay frame carries, so that fragments numbered on one path can
-   * be sent again on the other; the data channel's own limit when there is no relay.
+   * be sent again on the other; the data channel's own limit when there is no fallback.
    */
   #fragmentBytes(): number {
-    const relay = this.hooks.relay();
-    return relay?.enabled ? relay.fragmentBytes : this.hooks.maxMessageSize();
+    const link = this.hooks.fallback();
+    return link?.enabled ? link.fragmentBytes : this.hooks.maxMessageSize();
   }
 
   /**
@@ -112,7 +112,7 @@ export class ReliableChannel extends Channel {
   /** Writes waiting fragments while the current path has room. */
   protected override flush(): void {
     if (this.closed) return;
-    if (this.hooks.route() === 'websocket') return this.#flushRelay();
+    if (this.hooks.route() === 'websocket') return this.#flushFallback();
     const dc = this.dc;
     if (!dc || dc.readyState !== 'open') return;
     while (this.#outbox.length) {
@@ -131,19 +131,19 @@ export class ReliableChannel extends Channel {
     }
   }
 
-  #flushRelay(): void {
-    const relay = this.hooks.relay();
-    if (!relay) return;
+  #flushFallback(): void {
+    const link = this.hooks.fallback();
+    if (!link) return;
     while (this.#outbox.length && !this.#windowFull()) {
       const next = this.#outbox[0] as Outgoing;
       const f = next.frag;
       const frame: RelayFrameOut = { seq: f.seq };
       if (f.more) frame.more = true;
       // A whole text message goes as a plain string; fragments and bytes as [kind][bytes].
-      frame.data = f.str !== undefined && plainTextFits(f.str, relay.fragmentBytes) ? f.str : withKind(f.text, f.bytes);
-      if (!relay.trySend(this.config.name, frame)) {
-        this.#unsubscribeRelayDrain ??= relay.onDrain(() => {
-          this.#unsubscribeRelayDrain = null;
+      frame.data = f.str !== undefined && plainTextFits(f.str, link.fragmentBytes) ? f.str : withKind(f.text, f.bytes);
+      if (!link.trySend(this.config.name, frame)) {
+        this.#unsubscribeFallbackDrain ??= link.onDrain(() => {
+          this.#unsubscribeFallbackDrain = null;
           this.flush();
         });
         return;
@@ -160,7 +160,7 @@ export class ReliableChannel extends Channel {
     this.#resendTimer.start(() => {
       if (this.closed || this.#sender.pendingCount === 0 || this.hooks.route() !== 'websocket') return;
       this.resend();
-    }, RELAY_RTO_MS);
+    }, FALLBACK_RTO_MS);
   }
 
   #onAck(seq: number): void {
@@ -184,7 +184,7 @@ export class ReliableChannel extends Channel {
     if (this.closed) return;
     if (frame.ack !== undefined) this.#onAck(frame.ack);
     if (frame.data === undefined) return;
-    const body = relayPayload(frame.data);
+    const body = fallbackPayload(frame.data);
     if (!body || frame.seq === undefined) return this.malformed('relay frame');
     this.#onFragment({ seq: frame.seq, text: body.text, more: frame.more === true, bytes: body.bytes });
   }
@@ -237,7 +237,7 @@ export class ReliableChannel extends Channel {
     this.#ackTimer.stop();
     if (this.closed) return;
     const ack = this.#receiver.ack;
-    const sent = this.hooks.route() === 'websocket' ? (this.hooks.relay()?.trySend(this.config.name, { ack }) ?? false) : this.#control(encodeAck(ack));
+    const sent = this.hooks.route() === 'websocket' ? (this.hooks.fallback()?.trySend(this.config.name, { ack }) ?? false) : this.#control(encodeAck(ack));
     if (sent) this.#unackedReceived = 0;
     else this.#ackTimer.start(() => this.#sendAck(), ACK_DELAY_MS * 5);
   }
@@ -248,7 +248,7 @@ export class ReliableChannel extends Channel {
     super.close();
     for (const o of this.#outbox.splice(0)) o.done?.reject(new PeerError('closed', `channel ${this.config.name} closed before the message was sent`));
     for (const t of [this.#poll, this.#ackTimer, this.#resendTimer]) t.stop();
-    this.#unsubscribeRelayDrain?.();
-    this.#unsubscribeRelayDrain = null;
+    this.#unsubscribeFallbackDrain?.();
+    this.#unsubscribeFallbackDrain = null;
   }
 }

@@ -8,7 +8,7 @@ import { Liveness } from './liveness.js';
 import { Negotiator, type PeerCaps, type SignalPayload } from './negotiation.js';
 import type { FallbackPolicy, RestartPolicy } from './policies.js';
 import { Recovery } from './recovery.js';
-import type { RelayFrameIn, RelayLink } from './relay-link.js';
+import type { RelayFrameIn, FallbackLink } from './fallback-link.js';
 import type { SendGate } from './runtime/types.js';
 import { readTransportStats, type PeerPath, type PeerStats } from './stats.js';
 
@@ -17,9 +17,9 @@ export { DEFAULT_FALLBACK, DEFAULT_RESTART, type FallbackPolicy, type RestartPol
 export type RemotePeerState = 'connecting' | 'connected' | 'disconnected' | 'closed';
 
 export type RemotePeerEvents = {
-  /** `send` goes out: every data channel is open, or the peer fell back to the WebSocket relay. */
+  /** `send` goes out: every data channel is open, or the peer fell back to the WebSocket fallback. */
   connected: () => void;
-  /** ICE lost the path; the connection is being recovered (and falls back to the relay if that takes too long). */
+  /** ICE lost the path; the connection is being recovered (and falls back to the WebSocket if that takes too long). */
   disconnected: () => void;
   message: (channel: string, data: MessageData) => void;
   'path-change': (path: PeerPath) => void;
@@ -40,8 +40,8 @@ export interface RemotePeerOptions {
   sendGate?: (pc: RTCPeerConnection) => SendGate | null;
   flow: FlowLimits;
   restart: RestartPolicy;
-  /** The WebSocket relay to this peer, and when to use it; null/false: never. */
-  relay: RelayLink | null;
+  /** The WebSocket fallback to this peer, and when to use it; null/false: never. */
+  fallbackLink: FallbackLink | null;
   fallback: FallbackPolicy | false;
   send(payload: SignalPayload): void;
   /** Timers and time; default the system clock. */
@@ -66,7 +66,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #closing: Promise<void> | null = null;
   /** Replaced connections still closing (werift releases its sockets asynchronously). */
   readonly #disposing = new Set<Promise<void>>();
-  /** Where sends go: the data channels, or the WebSocket relay. */
+  /** Where sends go: the data channels, or the WebSocket fallback. */
   #route: Route = 'rtc';
   /** Every data channel of the current connection is open. */
   #rtcUp = false;
@@ -101,7 +101,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
           open: () => this.#maybeConnected(),
           lost: () => this.#onChannelLost(),
           route: () => this.#route,
-          relay: () => this.#opts.relay,
+          fallback: () => this.#opts.fallbackLink,
           heard: () => this.#liveness?.heard(),
         }, clock),
       );
@@ -207,7 +207,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     }
     const gen = payload.gen ?? 0;
     if (payload.fallback) {
-      // The other side gave up on this connection: follow it to the relay (its data
+      // The other side gave up on this connection: follow it to the fallback (its data
       // channel may look open here for a long while: werift notices a dead path only when
       // ICE consent fails, about 30 s), unless the notice is about a connection since replaced.
       if (!this.#conn || gen >= this.#conn.gen) this.#rtcLost(true, false);
@@ -306,7 +306,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     this.#recovery.reset();
     this.#fallbackTimer.stop();
     if (this.#route === 'websocket') {
-      // Back to peer-to-peer: what the relay had not delivered yet goes again on the data
+      // Back to peer-to-peer: what the fallback had not delivered yet goes again on the data
       // channels, in order (the receiver drops duplicates).
       this.#route = 'rtc';
       for (const ch of this.#channels.values()) ch.resend();
@@ -320,7 +320,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
 
   /**
    * The current connection stopped carrying data (`failed`: for good). On the data channel
-   * path the app sees `disconnected`, and the peer falls back to the relay at once if the
+   * path the app sees `disconnected`, and the peer falls back to the WebSocket at once if the
    * connection failed, else after the fallback delay unless it recovers first. `notify`:
    * tell the other side when we fall back.
    */
@@ -335,7 +335,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   }
 
   #canFallBack(): boolean {
-    return this.#opts.fallback !== false && this.#opts.relay?.enabled === true && this.#stateValue !== 'closed';
+    return this.#opts.fallback !== false && this.#opts.fallbackLink?.enabled === true && this.#stateValue !== 'closed';
   }
 
   #armFallback(): void {
@@ -349,7 +349,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   }
 
   /**
-   * Carries the channels over the WebSocket relay from now on; ICE keeps being retried in
+   * Carries the channels over the WebSocket fallback from now on; ICE keeps being retried in
    * the background (recovery with backoff) and the peer moves back once it connects.
    */
   #fallBack(notify: boolean): void {

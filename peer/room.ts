@@ -7,7 +7,7 @@ import type { PeerInfo } from '../signaling/protocol/schemas.js';
 import { DEFAULT_FLOW, type FlowLimits, type MessageData, type SendData } from './channel.js';
 import { resolveChannels, type ChannelOptions, type ResolvedChannel } from './channels.js';
 import { PeerError } from './errors.js';
-import { RelayPort, type RelayFrameIn } from './relay-link.js';
+import { FallbackPort, type RelayFrameIn } from './fallback-link.js';
 import { DEFAULT_FALLBACK, DEFAULT_RESTART, RemotePeer, type FallbackPolicy, type RestartPolicy } from './remote-peer.js';
 import { nativeRuntime } from './runtime/browser.js';
 import type { RtcRuntime } from './runtime/types.js';
@@ -85,7 +85,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly #flow: FlowLimits;
   readonly #restart: RestartPolicy;
   readonly #fallback: FallbackPolicy | false;
-  #relayPort: RelayPort;
+  #fallbackPort: FallbackPort;
   #localId: string;
   #iceServers: RTCIceServer[];
   #closed = false;
@@ -101,7 +101,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#restart = { ...DEFAULT_RESTART, ...options.restart };
     this.#fallback = options.fallback === false ? false : { ...DEFAULT_FALLBACK, ...options.fallback };
     // Reads the relay limits of the welcome the client holds.
-    this.#relayPort = new RelayPort(signaling);
+    this.#fallbackPort = new FallbackPort(signaling);
     this.#localId = welcome.id;
     this.#iceServers = options.iceServers ?? welcome.iceServers;
     signaling.on('peer-joined', (info) => this.#addPeer(info, false));
@@ -148,7 +148,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#closed = true;
     const closing = [...this.#remote.values()].map((p) => p.close());
     this.#remote.clear();
-    this.#relayPort.close();
+    this.#fallbackPort.close();
     this.#signaling.removeAllListeners();
     closing.push(this.#signaling.leave());
     this.#leaving = Promise.all(closing).then(() => undefined);
@@ -181,8 +181,8 @@ export class Room extends TypedEmitter<RoomEvents> {
     }
     this.#localId = welcome.id;
     this.#iceServers = this.#options.iceServers ?? welcome.iceServers;
-    this.#relayPort.close();
-    this.#relayPort = new RelayPort(this.#signaling);
+    this.#fallbackPort.close();
+    this.#fallbackPort = new FallbackPort(this.#signaling);
     this.connectExisting(welcome.peers);
   }
 
@@ -199,7 +199,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       ...(this.#runtime.sendGate ? { sendGate: (c: RTCPeerConnection) => this.#runtime.sendGate?.(c) ?? null } : {}),
       flow: this.#flow,
       restart: this.#restart,
-      relay: this.#relayPort.link(info.id),
+      fallbackLink: this.#fallbackPort.link(info.id),
       fallback: this.#fallback,
       send: (payload) => {
         try {

@@ -1,6 +1,6 @@
 /**
  * Sequencing for `reliable` channels, so that they stay ordered and lossless while a peer
- * moves between its data channel and the WebSocket relay, or to a rebuilt connection.
+ * moves between its data channel and the WebSocket fallback, or to a rebuilt connection.
  *
  * A message is cut into fragments of at most `maxFragment` bytes; every fragment gets the
  * next 32-bit sequence number of its channel, whatever path carries it. The receiver
@@ -130,8 +130,8 @@ export const MAX_HELD_FRAGMENTS = 4096;
 
 /**
  * The smallest fragment a sender of this library marks `more`: it cuts a message only for
- * the WebSocket relay, into fragments of `RelayLink.fragmentBytes` (never under 64, see
- * peer/relay-link.ts), and only the last one is shorter. A shorter `more` fragment would cost
+ * the WebSocket fallback, into fragments of `FallbackLink.fragmentBytes` (never under 64, see
+ * peer/fallback-link.ts), and only the last one is shorter. A shorter `more` fragment would cost
  * the receiver an object and a buffer (some 150 bytes) per byte it counts, so it breaks the
  * framing: with this floor, a message under reassembly holds at most max/64 fragments, about
  * 8x their bytes in memory at worst (7.5x measured in RSS on Node 20).
@@ -180,7 +180,7 @@ export class ReliableReceiver {
     if (ahead >= 0x80000000) return [];
     if (ahead > 0) {
       // Early: held until the gap fills, unless a copy is held already or the buffer is full
-      // (the sender sends it again after a path change or a relay timeout).
+      // (the sender sends it again after a path change or a fallback resend timeout).
       if (!this.#held.has(f.seq) && this.#held.size < MAX_HELD_FRAGMENTS && this.#heldBytes + size <= this.#maxHeldBytes) {
         this.#held.set(f.seq, f);
         this.#heldBytes += size;

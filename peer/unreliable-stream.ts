@@ -2,14 +2,14 @@
  * The unreliable stream of a partially reliable channel: messages are written or dropped at
  * once, never queued, because a late game-state message is worth less than none. With
  * `latest`, messages are numbered and the receiver drops any older than the newest
- * (peer/latest.ts); on the WebSocket relay the newest message per channel replaces an unsent
+ * (peer/latest.ts); on the WebSocket fallback the newest message per channel replaces an unsent
  * older one.
  */
 import { Channel } from './channel.js';
 import { encoder } from './bytes.js';
-import { decodeFrame, plainTextFits, relayPayload, withKind } from './framing.js';
+import { decodeFrame, plainTextFits, fallbackPayload, withKind } from './framing.js';
 import { LatestFilter, encodeLatest } from './latest.js';
-import type { RelayFrameIn, RelayFrameOut } from './relay-link.js';
+import type { RelayFrameIn, RelayFrameOut } from './fallback-link.js';
 
 export class UnreliableChannel extends Channel {
   #seq = 0;
@@ -21,9 +21,9 @@ export class UnreliableChannel extends Channel {
 
   protected push(payload: string | Uint8Array): Promise<void> {
     if (this.hooks.route() === 'websocket') {
-      const relay = this.hooks.relay();
-      const frame = relay ? this.#relayFrame(payload, relay.fragmentBytes) : null;
-      if (relay && frame) relay.sendLatest(this.config.name, frame);
+      const link = this.hooks.fallback();
+      const frame = link ? this.#fallbackFrame(payload, link.fragmentBytes) : null;
+      if (link && frame) link.sendLatest(this.config.name, frame);
       else this.dropped++;
     } else {
       const dc = this.dc;
@@ -35,7 +35,7 @@ export class UnreliableChannel extends Channel {
   }
 
   /** A relay frame for an unreliable message; null if too big for one. */
-  #relayFrame(payload: string | Uint8Array, fragmentBytes: number): RelayFrameOut | null {
+  #fallbackFrame(payload: string | Uint8Array, fragmentBytes: number): RelayFrameOut | null {
     const frame: RelayFrameOut = { unreliable: true };
     if (this.config.latest) frame.seq = this.#seq++ >>> 0;
     if (typeof payload === 'string' && plainTextFits(payload, fragmentBytes)) frame.data = payload;
@@ -58,7 +58,7 @@ export class UnreliableChannel extends Channel {
 
   receiveRelay(frame: RelayFrameIn): void {
     if (this.closed) return;
-    const body = relayPayload(frame.data);
+    const body = fallbackPayload(frame.data);
     // A latest-mode frame needs its number.
     if (!body || (this.config.latest && frame.seq === undefined)) return this.malformed('relay frame');
     if (this.config.latest && !this.#filter.accept(frame.seq as number)) return;

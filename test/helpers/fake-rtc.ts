@@ -8,7 +8,7 @@
 import { DEFAULT_FLOW } from '../../peer/flow.js';
 import { resolveChannels, type ChannelOptions } from '../../peer/channels.js';
 import { decodeFrame } from '../../peer/framing.js';
-import type { RelayLink } from '../../peer/relay-link.js';
+import type { FallbackLink } from '../../peer/fallback-link.js';
 import { DEFAULT_RESTART, RemotePeer } from '../../peer/remote-peer.js';
 
 /** What crossed the fake link, per direction (from the sender's side). */
@@ -115,8 +115,8 @@ export class FakePc {
   close(): void {}
 }
 
-/** A relay that accepts everything (the fallback needs one to move to). */
-const relay: RelayLink = { enabled: true, fragmentBytes: 12_000, trySend: () => true, sendLatest: () => undefined, onDrain: () => () => undefined };
+/** A fallback link that accepts everything (the fallback needs one to move to). */
+const fallbackLink: FallbackLink = { enabled: true, fragmentBytes: 12_000, trySend: () => true, sendLatest: () => undefined, onDrain: () => () => undefined };
 
 export interface Seen {
   paths: string[];
@@ -140,7 +140,7 @@ export function pair(afterMs: number, channels?: Record<string, ChannelOptions>,
       caps: { iceRestart: false },
       flow: DEFAULT_FLOW,
       restart: DEFAULT_RESTART,
-      relay,
+      fallbackLink,
       fallback: quietB && i === 1 ? false : { afterMs },
       // The signaling service: to the other peer, a little later.
       send: (payload) => void setTimeout(() => void peers[1 - i]?.handleSignal(payload), 5),

@@ -1,8 +1,8 @@
 /**
- * The WebSocket relay path (issue 5): channel messages to peers whose ICE failed travel as
- * signaling `relay` frames. One RelayPort per room paces every peer's frames below the
- * server's relay limits (from `welcome.limits`) and the socket's buffer, so a well-behaved
- * client is never refused; unreliable frames wait in a latest-wins slot per peer and
+ * The fallback over the signaling connection: channel messages to peers whose ICE failed
+ * travel as signaling `relay` frames (the wire name). One FallbackPort per room paces every
+ * peer's frames below the server's relay limits (from `welcome.limits`) and the socket's
+ * buffer, so a well-behaved client is never refused; unreliable frames wait in a latest-wins slot per peer and
  * channel instead of queueing stale state behind new state.
  */
 
@@ -22,14 +22,14 @@ export interface RelayFrameIn extends RelayFrameOut {
 }
 
 /** What the port needs from the signaling client. */
-export interface RelayTransport {
+export interface FallbackTransport {
   relay(to: string, channel: string, frame: RelayFrameOut): boolean;
   readonly bufferedAmount: number;
   readonly limits: Record<string, number>;
 }
 
 /** The per-peer view a Channel uses. */
-export interface RelayLink {
+export interface FallbackLink {
   /** The server relays for us (relay not disabled). */
   readonly enabled: boolean;
   /** Largest fragment, in payload bytes, that fits a relay frame. */
@@ -87,7 +87,7 @@ export function relayFrameBytes(frame: RelayFrameOut): number {
   return n + 64;
 }
 
-export class RelayPort {
+export class FallbackPort {
   readonly #messages: Bucket;
   readonly #bytes: Bucket;
   readonly #waiters = new Set<() => void>();
@@ -95,12 +95,12 @@ export class RelayPort {
   readonly #slots = new Map<string, { to: string; channel: string; frame: RelayFrameOut }>();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
-  readonly #transport: RelayTransport;
+  readonly #transport: FallbackTransport;
   readonly #now: () => number;
   readonly enabled: boolean;
   readonly fragmentBytes: number;
 
-  constructor(transport: RelayTransport, now: () => number = () => Date.now()) {
+  constructor(transport: FallbackTransport, now: () => number = () => Date.now()) {
     this.#transport = transport;
     this.#now = now;
     const l = transport.limits;
@@ -114,7 +114,7 @@ export class RelayPort {
     this.fragmentBytes = Math.max(64, Math.floor(((maxMessage - FRAME_OVERHEAD) / 4) * 3) - 1);
   }
 
-  link(to: string): RelayLink {
+  link(to: string): FallbackLink {
     return {
       enabled: this.enabled,
       fragmentBytes: this.fragmentBytes,
