@@ -8,10 +8,19 @@ import type { SendGate } from './runtime/types.js';
 
 export { DEFAULT_FLOW, DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP, type FlowLimits } from './flow.js';
 
-/** What `send` accepts; JSON channels accept any JSON-serializable value. */
-export type SendData = string | ArrayBuffer | ArrayBufferView | unknown;
-/** What `message` events carry: a string, bytes, or (JSON channels) the parsed value. */
-export type MessageData = string | Uint8Array | unknown;
+/**
+ * What `send` accepts: a string or bytes; on `json: true` channels also a number, boolean,
+ * null or object (arrays, class instances and objects with `toJSON` included: whatever
+ * `JSON.stringify` turns into text; a function rejects with `bad-data`). `undefined`, symbols
+ * and bigints are refused by the type.
+ */
+export type SendData = string | ArrayBuffer | ArrayBufferView | number | boolean | null | object;
+/**
+ * What `message` events carry: a string or a Uint8Array; on `json: true` channels the value
+ * `JSON.parse` gave (a string, number, boolean, null, array or plain object; `object` so that
+ * an app can cast it to its own interface).
+ */
+export type MessageData = string | Uint8Array | number | boolean | null | object;
 
 /** What a Channel asks of, and tells, the peer that owns it. */
 export interface ChannelHooks {
@@ -184,7 +193,7 @@ export abstract class Channel {
     if (text) data = decoder.decode(data as Uint8Array);
     if (!this.config.json) return this.hooks.message(data);
     try {
-      this.hooks.message(JSON.parse(typeof data === 'string' ? data : decoder.decode(data)) as unknown);
+      this.hooks.message(JSON.parse(typeof data === 'string' ? data : decoder.decode(data)) as MessageData);
     } catch (err) {
       this.hooks.error(new PeerError('bad-data', `invalid JSON on ${this.config.name}`, { cause: err }));
     }
