@@ -29,7 +29,11 @@ export interface ResolvedChannel {
   maxPacketLifeTime: number | undefined;
   latest: boolean;
   json: boolean;
-  /** Partially reliable: drops instead of queueing when congested. */
+  /**
+   * Fully reliable (neither `maxRetransmits` nor `maxPacketLifeTime`): numbered, queued and
+   * acknowledged (peer/reliable-stream.ts). False: partially reliable, drops instead of
+   * queueing when congested (peer/unreliable-stream.ts).
+   */
   reliable: boolean;
 }
 
