@@ -6,6 +6,7 @@ import type { LeaveReason } from '../signaling/protocol/codes.js';
 import type { PeerInfo } from '../signaling/protocol/schemas.js';
 import { DEFAULT_FLOW, type FlowLimits, type MessageData, type SendData } from './channel.js';
 import { resolveChannels, type ChannelOptions, type ResolvedChannel } from './channels.js';
+import type { Clock } from './clock.js';
 import { PeerError } from './errors.js';
 import { FallbackPort, type RelayFrameIn } from './fallback-link.js';
 import { DEFAULT_FALLBACK, DEFAULT_RESTART, RemotePeer, type FallbackPolicy, type RestartPolicy } from './remote-peer.js';
@@ -52,6 +53,12 @@ export interface JoinRoomOptions extends ClientOptions {
    * the server (it is by default).
    */
   fallback?: Partial<FallbackPolicy> | false;
+  /**
+   * The peer library's timers and time (recovery, fallback, liveness, acknowledgements,
+   * pacing); default the system clock. For tests that drive time; the signaling client keeps
+   * its own timers.
+   */
+  clock?: Clock;
 }
 
 export interface RoomMessage {
@@ -101,7 +108,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#restart = { ...DEFAULT_RESTART, ...options.restart };
     this.#fallback = options.fallback === false ? false : { ...DEFAULT_FALLBACK, ...options.fallback };
     // Reads the relay limits of the welcome the client holds.
-    this.#fallbackPort = new FallbackPort(signaling);
+    this.#fallbackPort = new FallbackPort(signaling, options.clock);
     this.#localId = welcome.id;
     this.#iceServers = options.iceServers ?? welcome.iceServers;
     signaling.on('peer-joined', (info) => this.#addPeer(info, false));
@@ -182,7 +189,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#localId = welcome.id;
     this.#iceServers = this.#options.iceServers ?? welcome.iceServers;
     this.#fallbackPort.close();
-    this.#fallbackPort = new FallbackPort(this.#signaling);
+    this.#fallbackPort = new FallbackPort(this.#signaling, this.#options.clock);
     this.connectExisting(welcome.peers);
   }
 
@@ -201,6 +208,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       restart: this.#restart,
       fallbackLink: this.#fallbackPort.link(info.id),
       fallback: this.#fallback,
+      clock: this.#options.clock,
       send: (payload) => {
         try {
           this.#signaling.signal(info.id, payload);
