@@ -1,15 +1,12 @@
 /**
  * The peer library's timers, injectable (as signaling/server/clock.ts is for the server) so
- * tests drive recovery, fallback and liveness on a fake clock. The same shape as the
- * server's `Clock`, so one fake serves both (test/helpers/fake-clock.ts).
+ * tests drive recovery, fallback and liveness on a fake clock. The very `Clock` type of the
+ * server (a type only: nothing of the server reaches the browser bundle), so one fake serves
+ * both (test/helpers/fake-clock.ts).
  */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-  setInterval(fn: () => void, ms: number): unknown;
-  clearInterval(handle: unknown): void;
-}
+import type { Clock } from '../signaling/server/clock.js';
+
+export type { Clock };
 
 type Handle = ReturnType<typeof setTimeout>;
 
