@@ -26,39 +26,47 @@
  * server for websocket. Cells are interleaved: for each round, loss level outer, path
  * inner, a fresh pair of processes per cell. The processes run from a copy of dist/ made at
  * the start (other jobs may rebuild dist/ meanwhile), under `chrt -f 20` where allowed.
- * Prints markdown tables (BENCHMARKS.md, "Loss: unreliable channel vs WebSocket fallback").
+ * Measures into test-artifacts/bench/loss.json (or --json FILE), then prints the markdown
+ * tables of BENCHMARKS.md's "Loss: unreliable channel vs WebSocket fallback" rendered from it
+ * (bench/report/loss.mjs; the reading around them is written by hand).
  *
  * Options: --rounds N (3) --seconds S (18) --losses 0,2,5 --paths direct,turn,websocket
- *          --hz 30 --size 150 --json FILE (raw results)
+ *          --hz 30 --size 150 --json FILE
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs, list } from './lib/args.mjs';
+import { sleep } from './lib/children.mjs';
+import { fmtMs } from './lib/format.mjs';
+import { machine, packageVersion } from './lib/machine.mjs';
 import { NetLab, listNamespaces, netnsUnavailable, realtimePrefix } from './lib/netns.mjs';
+import { cpuPressureUs } from './lib/proc-cpu.mjs';
+import { saveResults } from './lib/results.mjs';
+import { quantile } from './lib/stats.mjs';
+import * as report from './report/loss.mjs';
+import { TCP_COUNTERS } from './report/loss.mjs';
 
+const fmt = (v) => fmtMs(v, '-');
 const DIST = fileURLToPath(new URL('../dist', import.meta.url));
 const NODE_MODULES = fileURLToPath(new URL('../node_modules', import.meta.url));
 const PEER = fileURLToPath(new URL('./lib/loss-peer.mjs', import.meta.url));
 
-const { values: args } = parseArgs({
-  options: {
-    rounds: { type: 'string', default: '3' },
-    seconds: { type: 'string', default: '18' },
-    losses: { type: 'string', default: '0,2,5' },
-    paths: { type: 'string', default: 'direct,turn,websocket' },
-    hz: { type: 'string', default: '30' },
-    size: { type: 'string', default: '150' },
-    json: { type: 'string' },
-  },
+const args = benchArgs({
+  rounds: { type: 'string', default: '3' },
+  seconds: { type: 'string', default: '18' },
+  losses: { type: 'string', default: '0,2,5' },
+  paths: { type: 'string', default: 'direct,turn,websocket' },
+  hz: { type: 'string', default: '30' },
+  size: { type: 'string', default: '150' },
 });
 const ROUNDS = Number(args.rounds);
 const SECONDS = Number(args.seconds);
-const LOSSES = args.losses.split(',').map(Number);
-const PATHS = args.paths.split(',');
+const LOSSES = list(args.losses).map(Number);
+const PATHS = list(args.paths);
 const HZ = Number(args.hz);
 const SIZE = Number(args.size);
 /** After the last message: time for stragglers (TCP retransmissions back off 200, 400, 800 ms...). */
@@ -139,28 +147,11 @@ class LineProc {
   }
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function quantile(sorted, q) {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] : NaN;
-}
-const fmt = (v) => (Number.isNaN(v) ? '-' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
-
-/** Linux PSI: microseconds during which some runnable task waited for a CPU. */
-function psiCpuSome() {
-  try {
-    return Number(/some .*total=(\d+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))[1]);
-  } catch {
-    return NaN;
-  }
-}
-
-function machine() {
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  const werift = JSON.parse(readFileSync(new URL('../node_modules/werift/package.json', import.meta.url), 'utf8')).version;
-  const kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
-  return { nproc: cpus().length, cpu, node: process.version, werift, kernel };
-}
+/** The machine, as the tables' first line gives it. */
+const lossMachine = () => {
+  const m = machine({ werift: packageVersion('werift') });
+  return { nproc: m.cores, cpu: m.cpuModel, node: m.node, werift: m.werift, kernel: m.kernel };
+};
 
 /**
  * A copy of dist/ for this run: other jobs may rebuild dist/ while the benchmark runs, and
@@ -214,7 +205,6 @@ async function waitPath(peers, expected, timeoutMs) {
 }
 
 /** Kernel TCP counters of a namespace (its own /proc/net/{snmp,netstat}; nstat, no history file). */
-const TCP_COUNTERS = ['TcpRetransSegs', 'TcpExtTCPTimeouts', 'TcpExtTCPLossProbes', 'TcpExtTCPFastRetrans', 'TcpExtTCPSackRecovery', 'TcpExtTCPSpuriousRTOs'];
 async function tcpCounters(nss) {
   const sum = Object.fromEntries(TCP_COUNTERS.map((k) => [k, 0]));
   for (const ns of nss) {
@@ -283,13 +273,13 @@ async function runCell(ctx, round, loss, path) {
 
     lossRules = await Promise.all([a, b].map((ns) => ns.addDrop({ percent: loss })));
     const tcp0 = await tcpCounters([a, b, ctx.hub]);
-    const psi0 = psiCpuSome();
+    const psi0 = cpuPressureUs();
     const w0 = performance.now();
     const count = Math.round(HZ * SECONDS);
     const sent = await sender.request({ cmd: 'stream', count, hz: HZ, size: SIZE, first: 1_000_000 }, 'sent', SECONDS * 1000 + 60_000);
     await sleep(SETTLE_MS);
     const wallUs = (performance.now() - w0) * 1000;
-    const cpuWait = (psiCpuSome() - psi0) / wallUs;
+    const cpuWait = (cpuPressureUs() - psi0) / wallUs;
     const tcp1 = await tcpCounters([a, b, ctx.hub]);
     const ours = new Set([...ctx.ours, ...procs.map((p) => p.child.pid)]);
     const othersAfter = ctx.rt.length ? otherRealtime(ours) : [];
@@ -339,90 +329,13 @@ async function runCell(ctx, round, loss, path) {
   }
 }
 
-function summarize(cells) {
-  const rows = [];
-  for (const loss of LOSSES) {
-    for (const path of PATHS) {
-      const mine = cells.filter((c) => c.loss === loss && c.path === path && !c.error);
-      const failed = cells.filter((c) => c.loss === loss && c.path === path && c.error).length;
-      const lat = mine.flatMap((c) => c.latencies).sort((x, y) => x - y);
-      const perRound = mine.map((c) => fmt(quantile([...c.latencies].sort((x, y) => x - y), 0.99)) + (c.otherRealtime.length ? '*' : ''));
-      const seen = mine.reduce((s, c) => s + c.packets.seen, 0);
-      const dropped = mine.reduce((s, c) => s + c.packets.dropped, 0);
-      rows.push({
-        loss,
-        path,
-        sent: mine.reduce((s, c) => s + c.sent, 0),
-        delivered: mine.reduce((s, c) => s + c.delivered, 0),
-        duplicates: mine.reduce((s, c) => s + c.duplicates, 0),
-        droppedBySender: mine.reduce((s, c) => s + c.droppedBySender, 0),
-        p50: quantile(lat, 0.5),
-        p99: quantile(lat, 0.99),
-        max: lat.at(-1) ?? NaN,
-        over20: lat.filter((l) => l > 20).length,
-        over100: lat.filter((l) => l > 100).length,
-        tcp: Object.fromEntries(TCP_COUNTERS.map((k) => [k, mine.reduce((sum, c) => sum + (c.tcp?.[k] ?? 0), 0)])),
-        perRound,
-        packetLoss: seen ? dropped / seen : NaN,
-        cpuWait: mine.map((c) => c.cpuWait),
-        failed,
-        pathChanged: mine.filter((c) => c.pathChanged).length,
-        pathChanges: mine.reduce((s, c) => s + c.pathChanges, 0),
-        rebuilds: mine.reduce((s, c) => s + c.rebuilds, 0),
-      });
-    }
-  }
-  return rows;
-}
-
-const PATH_NAME = { direct: 'direct (host candidates, one switch)', turn: 'TURN (embedded, relay only)', websocket: 'WebSocket relay (UDP blocked)' };
-
-function markdown(rows, info) {
-  const lines = [];
-  lines.push(`Machine: ${info.cpu}, ${info.nproc} cores, Node ${info.node}, werift ${info.werift}, Linux ${info.kernel}. Code: ${info.revision} (built, then copied: every process of the run uses that copy). Run: ${info.started}, ${info.durationS} s. Load average at start: ${info.load}. ${info.rt ? 'Peers and server under `chrt -f 20`.' : 'No SCHED_FIFO (chrt unavailable).'}`);
-  lines.push('');
-  lines.push(`${ROUNDS} round(s) x ${SECONDS} s per cell, ${HZ} Hz x ${SIZE} B, one-way ms (CLOCK_MONOTONIC, shared by both processes).`);
-  lines.push('');
-  lines.push('| loss each way | path | delivered / sent | p50 ms | p99 ms | max ms | late > 20 ms / > 100 ms | p99 per round | packets dropped (measured) | CPU wait | path changes / rebuilds |');
-  lines.push('|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|');
-  for (const r of rows) {
-    lines.push(
-      `| ${r.loss} % | ${PATH_NAME[r.path] ?? r.path} | ${r.delivered}/${r.sent}${r.duplicates ? ` (+${r.duplicates} dup)` : ''}${r.failed ? `, ${r.failed} cell(s) failed` : ''} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${r.over20} / ${r.over100} | ${r.perRound.join(', ')} | ${(r.packetLoss * 100).toFixed(1)} % | ${r.cpuWait.map((w) => `${Math.round(w * 100)} %`).join(', ')} | ${r.pathChanges} / ${r.rebuilds} |`,
-    );
-  }
-  lines.push('');
-  lines.push('\\* another process running SCHED_FIFO/RR (not ours) was seen at the start or end of the cell (the script waits up to 120 s for them to end first).');
-  lines.push('');
-  lines.push('TCP in the measured windows of the WebSocket cells (kernel counters of the three namespaces, summed over rounds):');
-  lines.push('');
-  lines.push('| loss each way | retransmitted segments | retransmission timeouts (RTO) | tail loss probes | fast retransmits | SACK recoveries | spurious RTOs |');
-  lines.push('|---:|---:|---:|---:|---:|---:|---:|');
-  for (const r of rows.filter((x) => x.path === 'websocket')) {
-    const t = r.tcp;
-    lines.push(`| ${r.loss} % | ${t.TcpRetransSegs} | ${t.TcpExtTCPTimeouts} | ${t.TcpExtTCPLossProbes} | ${t.TcpExtTCPFastRetrans} | ${t.TcpExtTCPSackRecovery} | ${t.TcpExtTCPSpuriousRTOs} |`);
-  }
-  lines.push('');
-  const get = (loss, path) => rows.find((r) => r.loss === loss && r.path === path);
-  const top = Math.max(...LOSSES);
-  const low = Math.min(...LOSSES);
-  const d = get(top, 'direct');
-  for (const path of PATHS) {
-    const r = get(top, path);
-    const z = get(low, path);
-    if (!r || !z) continue;
-    const vsDirect = d && path !== 'direct' ? `; **${path} p99 / direct p99 at ${top} %: ${(r.p99 / d.p99).toFixed(1)}x** (${fmt(r.p99)} / ${fmt(d.p99)} ms)` : '';
-    lines.push(`- ${path}: p99 at ${top} % / at ${low} %: ${(r.p99 / z.p99).toFixed(1)}x (${fmt(r.p99)} / ${fmt(z.p99)} ms)${vsDirect}.`);
-  }
-  return lines.join('\n');
-}
-
 async function main() {
   const why = netnsUnavailable();
   if (why) {
     console.error(`bench:loss needs network namespaces: ${why}`);
     process.exit(1);
   }
-  const info = { ...machine(), started: new Date().toISOString().slice(0, 19) + 'Z', load: loadavg().map((l) => l.toFixed(1)).join(' / ') };
+  const info = { ...lossMachine(), started: new Date().toISOString().slice(0, 19) + 'Z', load: loadavg().map((l) => l.toFixed(1)).join(' / ') };
   const rt = realtimePrefix();
   info.rt = rt.length > 0;
   info.revision = gitRevision();
@@ -464,9 +377,10 @@ async function main() {
     snapshot.remove();
   }
   info.durationS = Math.round((performance.now() - startedAt) / 1000);
-  const rows = summarize(cells);
-  if (args.json) writeFileSync(args.json, JSON.stringify({ info, cells, rows }, null, 1));
-  console.log(markdown(rows, info));
+  const config = { rounds: ROUNDS, seconds: SECONDS, hz: HZ, size: SIZE, losses: LOSSES, paths: PATHS };
+  const results = { name: 'loss', info, config, cells, rows: report.summarize(cells, config) };
+  log(`results: ${saveResults('loss', results, args.json)}`);
+  console.log(report.render(results).section);
 }
 
 main().catch((err) => {

@@ -8,26 +8,26 @@
  *
  *   node bench/pending-cliff.mjs [--dist dist] [--signals 200000] [--window 256] [--rounds 3] [--overlap yes|no]
  *
- * Prints one JSON line per round: { dist, signalsPerSecond, cpuMicrosPerSignal } (CPU of the
+ * Prints one JSON line per round: { dist, signalsPerSecond, cpuMicrosPerSignal } (also saved in
+ * test-artifacts/bench/pending-cliff.json, or --json FILE) (CPU of the
  * whole process, clients included: they do the same work for every build, so the difference
  * is the server's). Server and both clients share this process (loopback): compare builds
  * side by side in one run, not across machines.
  */
-import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { WebSocket } from 'ws';
+import { benchArgs } from './lib/args.mjs';
+import { saveResults } from './lib/results.mjs';
 
-const { values: args } = parseArgs({
-  options: {
-    dist: { type: 'string', default: 'dist' },
-    signals: { type: 'string', default: '200000' },
-    window: { type: 'string', default: '256' },
-    rounds: { type: 'string', default: '3' },
-    // no: the first signal waits for the welcome, so no message ever queues behind the
-    // async join (the chain has one tail, which clears it, on every build).
-    overlap: { type: 'string', default: 'yes' },
-  },
+const args = benchArgs({
+  dist: { type: 'string', default: 'dist' },
+  signals: { type: 'string', default: '200000' },
+  window: { type: 'string', default: '256' },
+  rounds: { type: 'string', default: '3' },
+  // no: the first signal waits for the welcome, so no message ever queues behind the
+  // async join (the chain has one tail, which clears it, on every build).
+  overlap: { type: 'string', default: 'yes' },
 });
 const dist = resolve(args.dist);
 const { listenSignaling, MemoryRoomStore } = await import(pathToFileURL(`${dist}/signaling/server/index.js`).href);
@@ -109,6 +109,10 @@ async function round() {
   return { signalsPerSecond: Math.round(total / seconds), cpuMicrosPerSignal: +((cpu.user + cpu.system) / total).toFixed(2) };
 }
 
+const rounds = [];
 for (let i = 0; i < Number(args.rounds); i++) {
-  console.log(JSON.stringify({ dist: args.dist, overlap: args.overlap, ...(await round()) }));
+  const r = { dist: args.dist, overlap: args.overlap, ...(await round()) };
+  rounds.push(r);
+  console.log(JSON.stringify(r));
 }
+console.error(`results: ${saveResults('pending-cliff', { name: 'pending-cliff', rounds }, args.json)}`);

@@ -3,8 +3,9 @@
  * /healthz latency under a TURN datagram attack: signaling and the embedded TURN server in one
  * process (bench/lib/turn-attack-child.mjs, wired as the CLI does), probed over HTTP every
  * 20 ms while 64 KB STUN datagrams built to be expensive arrive at a steady rate and in
- * bursts. Run side by side for one or more builds (A/B of two checkouts). Not a test: it prints
- * a table (p50/p99/max of /healthz in ms, and the event loop's worst stall seen by the probe).
+ * bursts. Run side by side for one or more builds (A/B of two checkouts). Not a test: it
+ * measures into test-artifacts/bench/turn-attack.json (or --json FILE) and prints the table
+ * rendered from it (bench/report/turn-attack.mjs: p50/p99/max of /healthz in ms).
  *
  *   npm run bench:turn-attack                                   # this build
  *   node bench/turn-attack.mjs --builds /tmp/rp-main/dist,dist  # before vs after
@@ -15,30 +16,31 @@
  *   unknown:     a Binding header and 16,000 unknown comprehension-optional attributes;
  *   integrity:   an Allocate naming a valid user, then MESSAGE-INTEGRITY ~2,700 times.
  */
-import { fork } from 'node:child_process';
 import dgram from 'node:dgram';
 import { request } from 'node:http';
 import { isAbsolute, join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs, list } from './lib/args.mjs';
+import { forkChild } from './lib/children.mjs';
+import { saveResults } from './lib/results.mjs';
+import { quantileFloor as q } from './lib/stats.mjs';
+import * as report from './report/turn-attack.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const CHILD = join(here, 'lib', 'turn-attack-child.mjs');
 const SECRET = `bench-attack-${Math.random().toString(36).slice(2)}-secret`;
 
-const { values: args } = parseArgs({
-  options: {
-    builds: { type: 'string', default: 'dist' },
-    seconds: { type: 'string', default: '5' },
-    rate: { type: 'string', default: '10' },
-    burst: { type: 'string', default: '20' },
-    'burst-every-ms': { type: 'string', default: '1000' },
-    attacks: { type: 'string', default: 'none,fingerprint,unknown,integrity' },
-  },
+const args = benchArgs({
+  builds: { type: 'string', default: 'dist' },
+  seconds: { type: 'string', default: '5' },
+  rate: { type: 'string', default: '10' },
+  burst: { type: 'string', default: '20' },
+  'burst-every-ms': { type: 'string', default: '1000' },
+  attacks: { type: 'string', default: 'none,fingerprint,unknown,integrity' },
 });
-const builds = args.builds.split(',').map((b) => (isAbsolute(b) ? b : join(root, b)));
-const attacks = args.attacks.split(',');
+const builds = list(args.builds).map((b) => (isAbsolute(b) ? b : join(root, b)));
+const attacks = list(args.attacks);
 const seconds = Number(args.seconds);
 const rate = Number(args.rate);
 const burst = Number(args.burst);
@@ -95,10 +97,8 @@ function get(url) {
   });
 }
 
-const q = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
-
 async function run(build, attack) {
-  const child = fork(CHILD, [SECRET], { env: { ...process.env, RALLYPOINT_DIST: build }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = forkChild(CHILD, [SECRET], { env: { ...process.env, RALLYPOINT_DIST: build } });
   try {
     const ready = await new Promise((resolve, reject) => {
       child.once('message', resolve);
@@ -156,7 +156,6 @@ for (const attack of attacks) {
     console.error(`${attack.padEnd(12)} ${build}: n=${r.n} p50=${r.p50.toFixed(1)} p99=${r.p99.toFixed(1)} max=${r.max.toFixed(1)} ms (${r.sent} datagrams)`);
   }
 }
-console.log(`\n/healthz latency under attack (${rate}/s + bursts of ${burst} every ${burstEveryMs} ms, ${seconds} s each)\n`);
-console.log('| attack | build | probes | datagrams sent | p50 ms | p99 ms | max ms |');
-console.log('|---|---|---:|---:|---:|---:|---:|');
-for (const r of rows) console.log(`| ${r.attack} | ${r.build.replace(root + '/', '')} | ${r.n} | ${r.sent} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.max.toFixed(1)} |`);
+const results = { name: 'turn-attack', config: { rate, burst, burstEveryMs, seconds, root }, rows };
+console.error(`results: ${saveResults('turn-attack', results, args.json)}`);
+console.log(`\n${report.render(results).section}`);

@@ -13,10 +13,10 @@ import WebSocket from 'ws';
 import { SignalingClient } from '../../dist/signaling/client/index.js';
 import { startRallypoint, stop } from './cluster-procs.mjs';
 import { cpuBetween, cpuSnapshot, processCpuSeconds } from './proc-cpu.mjs';
-import { fmt, fmtInt } from './report.mjs';
+import { fmt, fmtInt } from './format.mjs';
 
 /** After the last resume, peer-left events are still counted this long (node death detection aims under 5 s). */
-const SETTLE_MS = 7_000;
+export const SETTLE_MS = 7_000;
 /** The storm is given up on after this long. */
 const STORM_TIMEOUT_MS = 60_000;
 const CONNECT_CONCURRENCY = 50;
@@ -140,35 +140,3 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
 }
 
 /** The report of one or more failover runs (one table row each). */
-export function failoverReport(runs) {
-  const r0 = runs[0];
-  const errors = (r) => Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-  const L = [
-    `Failover: three \`rallypoint serve --redis\` nodes (pinned with Redis to CPU 0) behind a round-robin TCP proxy in the bench process (a refused connection goes to the next node, ` +
-      `a dead upstream closes the client's connection), ${fmtInt(r0.clients)} SignalingClients (dist/, \`ws\`, default jittered backoff) in rooms of ${r0.roomSize}. ` +
-      `One node SIGKILLed; time from the kill to each of its clients' \`welcome\` with \`resumed: true\` on a survivor. ${runs.length} run(s), fresh nodes each:`,
-    '',
-    '| run | clients on the killed node | resumed | not back | p50 s | p99 s | max s | new ids | peer-left (all clients) | survivors\' CPU during the storm | Redis CPU | Redis commands per moved client |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|',
-  ];
-  runs.forEach((r, i) =>
-    L.push(
-      `| ${i + 1} | ${fmtInt(r.expected)} | ${fmtInt(r.resumed)} | ${fmtInt(r.notBack)} | ${fmt(r.p50 / 1000, 3)} | ${fmt(r.p99 / 1000, 3)} | ${fmt(r.max / 1000, 3)} | ${r.newIds} | ${r.peerLeft} | ` +
-        `${fmt(r.survivorCores, 2)} cores over ${fmt(r.stormS, 2)} s (${r.perNode.map((x) => fmt(x, 2)).join(' + ')}), peak ${fmt(r.peakCores, 2)} incl. Redis | ${fmt(r.redisCores, 2)} cores | ${fmt(r.stormCalls / r.expected, 1)} |`,
-    ),
-  );
-  L.push(
-    '',
-    `- peer-left counted from the kill until ${SETTLE_MS / 1000} s after the last client was back. Per run: ` +
-      runs
-        .map(
-          (r, i) =>
-            `${i + 1}: joined in ${fmt(r.connectS, 1)} s; ${fmtInt(r.lost)} clients lost their connection (only the killed node's should); ${fmtInt(r.stillOpen)} open at the end; client errors: ${errors(r)}; ` +
-            `bench process (clients, proxy) ${fmt(r.genCores, 2)} cores${r.genCores > 0.9 ? ' (saturated: the client side may have been the limit)' : ''}, other processes ${fmt(r.others, 2)} cores`,
-        )
-        .join('; ') +
-      '.',
-    '- "peak": the most the survivors and Redis used in one 100 ms sample; /proc counts in 10 ms ticks, so a sample may read up to ~0.1 core high.',
-  );
-  return L;
-}

@@ -9,8 +9,10 @@ import { createClient } from 'redis';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 import { SUBPROTOCOL } from '../../dist/signaling/protocol/index.js';
+import { sleep } from './children.mjs';
 import { merge, newHist, record } from './hist.mjs';
 import { cpuBetween, cpuSnapshot } from './proc-cpu.mjs';
+import { measureSlices, sumOf } from './slices.mjs';
 
 /** The candidate bench/lib/load-worker.mjs sends: a trickle-ICE candidate, ~200 bytes. */
 const CANDIDATE =
@@ -158,14 +160,8 @@ export async function redisPubSubPair(url) {
   };
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Measured slices during which other processes used more than this many cores are left out. */
-export const FOREIGN_LIMIT_CORES = 0.25;
-const SLICE_MS = 500;
-
 /**
- * Drives `pair` for `warmupMs`, then measures in slices of SLICE_MS until it has `measureMs`
+ * Drives `pair` for `warmupMs`, then measures in slices (bench/lib/slices.mjs) until it has `measureMs`
  * of slices in which other processes (other jobs on the machine) used at most
  * FOREIGN_LIMIT_CORES, or twice `measureMs` passed (then every slice counts: `disturbed`).
  *   mode 'window': A keeps `window` signals in flight (closed loop: saturation, bounded queue)
@@ -203,35 +199,31 @@ export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, me
   }
   await sleep(warmupMs);
   const snap = async () => ({ probe: await probe(), gen: process.cpuUsage(), machine: cpuSnapshot(), at: performance.now() });
-  const slices = [];
-  let prev = await snap();
-  let cleanMs = 0;
-  while (cleanMs < measureMs && prev.at - began - warmupMs < 2 * measureMs) {
-    cur = { hist: newHist(), maxMs: 0, messages: 0 };
-    await sleep(SLICE_MS);
-    const slice = cur;
-    cur = null;
-    const next = await snap();
-    slice.seconds = (next.at - prev.at) / 1000;
-    slice.servers = next.probe.servers - prev.probe.servers;
-    slice.redis = next.probe.redis - prev.probe.redis;
-    slice.wait = next.probe.wait - prev.probe.wait;
-    slice.calls = Object.fromEntries(Object.entries(next.probe.calls).map(([c, n]) => [c, n - (prev.probe.calls[c] ?? 0)]));
-    slice.gen = (next.gen.user + next.gen.system - prev.gen.user - prev.gen.system) / 1e6;
-    slice.others = cpuBetween(prev.machine, next.machine).others;
-    slice.clean = !(slice.others > FOREIGN_LIMIT_CORES);
-    if (slice.clean) cleanMs += slice.seconds * 1000;
-    slices.push(slice);
-    prev = next;
-  }
+  const m = await measureSlices({
+    snap,
+    cleanMs: measureMs,
+    maxMs: 2 * measureMs,
+    started: began + warmupMs,
+    // Each slice's latencies go into a histogram of its own, opened before its sleep.
+    during: () => (cur = { hist: newHist(), maxMs: 0, messages: 0 }),
+    diff(prev, next, slice) {
+      cur = null;
+      slice.seconds = (next.at - prev.at) / 1000;
+      slice.servers = next.probe.servers - prev.probe.servers;
+      slice.redis = next.probe.redis - prev.probe.redis;
+      slice.wait = next.probe.wait - prev.probe.wait;
+      slice.calls = Object.fromEntries(Object.entries(next.probe.calls).map(([c, n]) => [c, n - (prev.probe.calls[c] ?? 0)]));
+      slice.gen = (next.gen.user + next.gen.system - prev.gen.user - prev.gen.system) / 1e6;
+      slice.others = cpuBetween(prev.machine, next.machine).others;
+      return slice;
+    },
+  });
   running = false;
   clearInterval(timer);
   // Let what is in flight arrive, so the next phase's order check starts clean.
   for (let i = 0; i < 100 && expect < seq; i++) await sleep(20);
-  const disturbed = cleanMs < measureMs;
-  const used = disturbed ? slices : slices.filter((x) => x.clean);
-  const sum = (f) => used.reduce((n, x) => n + f(x), 0);
-  const seconds = sum((x) => x.seconds);
+  const { used, disturbed, seconds } = m;
+  const sum = (f) => sumOf(used, f);
   const hist = newHist();
   for (const x of used) merge(hist, x.hist);
   const calls = {};
@@ -240,7 +232,7 @@ export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, me
     messages: sum((x) => x.messages), seconds, rate: sum((x) => x.messages) / seconds, hist, maxMs: Math.max(...used.map((x) => x.maxMs)),
     servers: sum((x) => x.servers), redis: sum((x) => x.redis), wait: sum((x) => x.wait), calls,
     genCores: sum((x) => x.gen) / seconds, others: sum((x) => x.others * x.seconds) / seconds,
-    disturbed, leftOutS: slices.reduce((n, x) => n + x.seconds, 0) - seconds,
+    disturbed, leftOutS: m.leftOutS,
     seqErrors, lost: seq - expect,
   };
 }

@@ -1,16 +1,17 @@
 /**
  * The processes of bench/cluster.mjs: a Redis without persistence, `rallypoint serve`
  * nodes, socket.io nodes and bare relay nodes, each optionally pinned to CPUs with taskset. Every process
- * started here is SIGKILLed by killAll() (called on exit, failure and signals).
+ * started here is SIGKILLed by killAll() (bench/lib/children.mjs: on exit, failure and signals).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createClient } from 'redis';
+import { killAll, track, trackDir } from './children.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(root, 'dist', 'signaling', 'cli', 'main.js');
@@ -19,22 +20,12 @@ const BARE_NODE = join(root, 'bench', 'lib', 'bare-redis-node.mjs');
 /** `rallypoint serve` prints this once it accepts connections (test/helpers/cli.ts START_LINE). */
 const START_LINE = /^rallypoint listening on (http:\/\/[^\s]+) \(signaling (ws:\/\/[^\s)]+)\)$/;
 
-const children = new Set();
-const tmpDirs = new Set();
-
-export function killAll() {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  children.clear();
-  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
-  tmpDirs.clear();
-}
+export { killAll };
 
 /** Spawns `cmd args`, under `taskset -c cpus` when given (exec: the pid stays the command's). */
 function launch(cmd, args, cpus) {
   const [file, argv] = cpus === undefined ? [cmd, args] : ['taskset', ['-c', cpus, cmd, ...args]];
-  const child = spawn(file, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
+  const child = track(spawn(file, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }));
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
   child.stderrTail = () => stderr;
@@ -91,7 +82,7 @@ export function stop(child, graceMs = 3000) {
 export async function startRedis(cpus) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'rp-bench-redis-'));
-  tmpDirs.add(dir);
+  trackDir(dir);
   const child = launch('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], cpus);
   await waitLine(child, /Ready to accept connections/, 'redis-server');
   const url = `redis://127.0.0.1:${port}`;

@@ -41,3 +41,16 @@ export function quantile(hist, q) {
   }
   return NaN;
 }
+
+/** Adds a histogram sent as [bucket, count, bucket, count, ...] (as the load processes send their slices) to `hist`. */
+export function mergeSparse(hist, sparse) {
+  for (let i = 0; i < sparse.length; i += 2) hist[sparse[i]] += sparse[i + 1];
+  return hist;
+}
+
+/** [bucket, count, ...] for the non-empty buckets of `hist`. */
+export function toSparse(hist) {
+  const sparse = [];
+  for (let i = 0; i < hist.length; i++) if (hist[i]) sparse.push(i, hist[i]);
+  return sparse;
+}

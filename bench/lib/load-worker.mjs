@@ -14,7 +14,7 @@
  * worker -> parent: { type: 'connected' | 'slice' | 'stopped', ... } | { type: 'fatal', error }
  */
 import WebSocket from 'ws';
-import { newHist, record } from './hist.mjs';
+import { newHist, record, toSparse } from './hist.mjs';
 
 if (!process.send) {
   console.error('load-worker must be forked with an IPC channel');
@@ -277,8 +277,7 @@ function start({ mode, window, rate }) {
 function slice() {
   const now = performance.now();
   const cpu = process.cpuUsage(state.measureCpu);
-  const sparse = [];
-  for (let i = 0; i < state.hist.length; i++) if (state.hist[i]) sparse.push(i, state.hist[i]);
+  const sparse = toSparse(state.hist);
   const report = {
     type: 'slice',
     received: state.received,

@@ -6,8 +6,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
+import { fmt } from './format.mjs';
 import { cpuBetween, cpuSnapshot } from './proc-cpu.mjs';
-import { fmt } from './report.mjs';
 
 /** A placement for `mode` ('pinned' or 'shared'); `name` says what it became ("shared (taskset failed)"). */
 export function placement(mode) {
@@ -21,22 +21,29 @@ export function placement(mode) {
     get serverCpus() {
       return p.pinned ? '0' : undefined;
     },
-    loadCpus: `1-${ncpu - 1}`,
+    loadCpus: ncpu > 1 ? `1-${ncpu - 1}` : '0',
     allCpus: `0-${ncpu - 1}`,
     /** Sets the CPU affinity of processes `pids` (every thread); nothing when not pinned. */
     pin(pids, cpus) {
-      if (!p.pinned) return;
+      if (!p.pinned || cpus === undefined) return;
       try {
         for (const pid of pids) execFileSync('taskset', ['-a', '-cp', cpus, String(pid)], { stdio: 'ignore' });
       } catch {
         p.name = 'shared (taskset failed)';
       }
     },
+    /** [file, argv] that starts a native program on `cpus` (under taskset, so every thread it creates inherits them). */
+    command(file, argv, cpus) {
+      return p.pinned && cpus !== undefined ? ['taskset', ['-c', cpus, file, ...argv]] : [file, argv];
+    },
   };
   return p;
 }
 
-/** Waits (up to maxMs) until other processes leave the CPUs nearly idle; other jobs may share the machine. */
+/**
+ * Waits (up to maxMs) until other processes leave the CPUs nearly idle (other jobs may share
+ * the machine); says so when they did not. Resolves with { ok, cores } (the others' cores).
+ */
 export async function waitQuiet(maxMs = 3000) {
   const until = performance.now() + maxMs;
   let others;
@@ -44,7 +51,8 @@ export async function waitQuiet(maxMs = 3000) {
     const a = cpuSnapshot();
     await new Promise((r) => setTimeout(r, 400));
     others = cpuBetween(a, cpuSnapshot()).others;
-    if (others < 0.15) return;
+    if (!(others >= 0.15)) return { ok: true, cores: others };
   } while (performance.now() < until);
-  console.log(`(other processes still use ${fmt(others, 2)} cores; measuring anyway)`);
+  console.log(`(other processes still use ${fmt(others, 2)} cores after ${maxMs / 1000} s; measuring anyway)`);
+  return { ok: false, cores: others };
 }

@@ -8,13 +8,24 @@ import os from 'node:os';
 
 const HZ = 100; // USER_HZ; /proc reports clock ticks
 
+/** The machine's idle and total CPU ticks so far (/proc/stat), or null off Linux. */
+export function machineTicks() {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal
+    return { idle: f[3] + (f[4] ?? 0), total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
+  } catch {
+    return null;
+  }
+}
+
+/** The machine's busy share (0..1, of all its cores) between two machineTicks(); NaN without both. */
+export const busyBetween = (a, b) => (a && b ? 1 - (b.idle - a.idle) / (b.total - a.total) : NaN);
+
 function machineBusyTicks() {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal
-  const idle = f[3] + (f[4] ?? 0);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return total - idle;
+  const t = machineTicks();
+  return t ? t.total - t.idle : NaN;
 }
 
 function readStat(pid) {
@@ -27,6 +38,14 @@ function readStat(pid) {
     return null;
   }
 }
+
+/** CPU clock ticks (user + system, all its threads) of one process; NaN once it is gone. */
+export function processTicks(pid) {
+  return readStat(pid)?.ticks ?? NaN;
+}
+
+/** CPU ticks per second (USER_HZ). */
+export const TICKS_PER_SECOND = HZ;
 
 /** CPU time (user + system, all its threads) of one process in seconds; NaN once it is gone. */
 export function processCpuSeconds(pid) {
@@ -68,7 +87,7 @@ export function descendants(root = process.pid) {
 }
 
 /** Microseconds during which some runnable task waited for a CPU (Linux PSI), or NaN. */
-function cpuPressureUs() {
+export function cpuPressureUs() {
   try {
     const m = readFileSync('/proc/pressure/cpu', 'utf8').match(/^some .*total=(\d+)/m);
     return m ? Number(m[1]) : NaN;

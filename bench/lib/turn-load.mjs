@@ -30,7 +30,7 @@ function decode(buf) {
 function getAttr(msg, type) {
   return msg.attributes.find((a) => a.type === type)?.value;
 }
-import { newHist, record } from './hist.mjs';
+import { newHist, record, toSparse } from './hist.mjs';
 
 if (!process.send) {
   console.error('turn-load must be forked with an IPC channel');
@@ -276,9 +276,7 @@ function stop() {
 function slice() {
   const t = now();
   const cpu = process.cpuUsage(cpuAt);
-  const sparse = [];
-  for (let i = 0; i < hist.length; i++) if (hist[i]) sparse.push(i, hist[i]);
-  const out = { type: 'slice', received, sent, lost, ms: t - sliceAt, cpuUs: cpu.user + cpu.system, hist: sparse };
+  const out = { type: 'slice', received, sent, lost, ms: t - sliceAt, cpuUs: cpu.user + cpu.system, hist: toSparse(hist) };
   received = sent = lost = 0;
   hist = newHist();
   sliceAt = t;

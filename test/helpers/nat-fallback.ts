@@ -1,10 +1,12 @@
 /**
  * Helpers for the WebSocket fallback scenarios of the NAT lab (issue 5): a router that blocks
  * UDP, the fallback fixture peer (test/fixtures/nat/fallback-peer.mjs), the server's relay
- * counters. Built on nat-lab.ts and netns.ts, which it does not change.
+ * counters, and FallbackSession: the bookkeeping and checks the fallback scenarios share.
+ * Built on nat-lab.ts and netns.ts.
  */
 import { fileURLToPath } from 'node:url';
-import { LineProcess, within } from './nat-lab.js';
+import { expect } from 'vitest';
+import { leave, LineProcess, within } from './nat-lab.js';
 import type { Netns } from './netns.js';
 
 export const FALLBACK_PEER = fileURLToPath(new URL('../fixtures/nat/fallback-peer.mjs', import.meta.url));
@@ -229,4 +231,103 @@ export function describeSequence(got: number[], sent: number): string {
     }
   }
   return `sent ${sent}, received ${got.length}; missing ${missing.length} [${missing.slice(0, 10).join(',')}]; duplicated ${dup.length} [${dup.slice(0, 10).join(',')}]; first out of order at index ${firstDisorder}${firstDisorder > 0 ? ` (${got[firstDisorder - 1]} then ${got[firstDisorder]})` : ''}`;
+}
+
+/** How much traffic a side must receive on a path, and how long it may take. */
+export interface Bursts {
+  /** Unreliable messages: about a second of 30 Hz state. */
+  game: number;
+  /** Reliable messages: about a second of them at one per 10 ms. */
+  reliable: number;
+  gameMs: number;
+  reliableMs: number;
+}
+
+/**
+ * 30 unreliable messages at 30 Hz take 1 s when nothing is lost (measured 1.0-1.1 s on every
+ * path), 100 reliable ones sent every 10 ms 1.1-1.3 s; the bounds allow for a 2-core machine
+ * that other test runs load to 8x its cores. The measured times are printed.
+ */
+export const BURSTS: Bursts = { game: 30, reliable: 100, gameMs: 10_000, reliableMs: 20_000 };
+
+/**
+ * The peers and UDP blocks of one fallback scenario, with the checks the scenarios share.
+ * `cleanup()` (afterEach or afterAll) removes the blocks and makes every peer leave, whatever
+ * happened. `servers()` gives the server processes whose stderr goes into failure messages.
+ */
+export class FallbackSession {
+  readonly peers: FallbackPeer[] = [];
+  readonly blocks: UdpBlock[] = [];
+
+  constructor(
+    /** Prefix of the lines printed (`[tag] ...`). */
+    private readonly tag: string,
+    private readonly servers: () => { name: string; stderr: string }[] = () => [],
+  ) {}
+
+  /** A fallback fixture peer in `ns` (startFallbackPeer), left by cleanup(). */
+  async join(ns: Netns, options: Parameters<typeof startFallbackPeer>[1]): Promise<FallbackPeer> {
+    const peer = await startFallbackPeer(ns, options);
+    this.peers.push(peer);
+    return peer;
+  }
+
+  /** Blocks UDP at each router (blockUdp); cleanup() or unblock() removes the blocks. */
+  async block(...routers: Netns[]): Promise<UdpBlock[]> {
+    const added = await Promise.all(routers.map((r) => blockUdp(r)));
+    this.blocks.push(...added);
+    return added;
+  }
+
+  async unblock(): Promise<void> {
+    await Promise.all(this.blocks.splice(0).map((b) => b.remove()));
+  }
+
+  async cleanup(): Promise<void> {
+    await this.unblock();
+    await Promise.all(this.peers.splice(0).map((p) => leave(p.proc)));
+  }
+
+  /** Every peer's and server's stderr, for failure messages. */
+  diagnosis(what: string): () => string {
+    return () =>
+      [what, ...this.peers.map((p) => `--- ${p.proc.name} stderr:\n${p.proc.stderr}`), ...this.servers().map((s) => `--- ${s.name} stderr:\n${s.stderr}`)].join('\n');
+  }
+
+  /**
+   * Resolves when both report `want` for each other at or after `since` (an action: joining,
+   * blocking, unblocking); returns when each did.
+   */
+  bothOn(a: FallbackPeer, b: FallbackPeer, want: (p: Path) => boolean, since: number, ms: number, what: string): Promise<[{ path: Path; at: number }, { path: Path; at: number }]> {
+    return within(Promise.all([nextPath(a, b, want, since), nextPath(b, a, want, since)]), ms, this.diagnosis(what));
+  }
+
+  /** Each side receives a burst of game state and of reliable messages while on `path`. */
+  async expectFlowing(a: FallbackPeer, b: FallbackPeer, path: Path, label: string, bursts: Bursts = BURSTS): Promise<void> {
+    const took: string[] = [];
+    for (const [to, from] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const game = await waitMessages(to, from, 'unreliable', bursts.game, { path, timeoutMs: bursts.gameMs });
+      if (game.timeout) expect.fail(`${to.proc.name}: ${game.count}/${bursts.game} unreliable messages on ${path} in ${bursts.gameMs} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
+      const reliable = await waitMessages(to, from, 'reliable', bursts.reliable, { path, timeoutMs: bursts.reliableMs });
+      if (reliable.timeout) expect.fail(`${to.proc.name}: ${reliable.count}/${bursts.reliable} reliable messages on ${path} in ${bursts.reliableMs} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
+      took.push(`${game.ms} + ${reliable.ms} ms`);
+    }
+    console.log(`[${this.tag}] ${label}: ${bursts.game} unreliable + ${bursts.reliable} reliable on ${path} in ${took.join(' / ')}`);
+  }
+
+  /** Stops both pumps; every reliable message arrived exactly once, in order; returns the counts. */
+  async expectComplete(a: FallbackPeer, b: FallbackPeer): Promise<{ ab: number; ba: number }> {
+    const [ab, ba] = await Promise.all([drain(a, b), drain(b, a)]);
+    for (const [name, r] of [
+      ['a->b', ab],
+      ['b->a', ba],
+    ] as const) {
+      expect(r.sendErrors, name).toEqual([]);
+      expect(r.got, `${name}: ${describeSequence(r.got, r.sent)}`).toEqual(sequence(r.sent));
+    }
+    return { ab: ab.sent, ba: ba.sent };
+  }
 }

@@ -115,6 +115,45 @@ export class NatTopology {
   }
 }
 
+/** Two NAT sites (`a` and `b` by default) with one host each: the scene most scenarios start from. */
+export interface TwoSites {
+  net: NatTopology;
+  siteA: Site;
+  siteB: Site;
+  hostA: Host;
+  hostB: Host;
+}
+
+/**
+ * Builds the two-site scene in `lab`: sites `a` and `b` behind NATs of `kinds`, one host on
+ * each site's LAN, named `hosts` (namespaces `h<name>`). Namespaces and routers take 2-5 s on
+ * a loaded 2-core machine.
+ */
+export async function twoSites(lab: NetLab, kinds: [NatKind, NatKind], hosts: [string, string] = ['a', 'b']): Promise<TwoSites> {
+  const net = await NatTopology.create(lab);
+  const [siteA, siteB] = [await net.site('a', kinds[0]), await net.site('b', kinds[1])];
+  const [hostA, hostB] = [await net.host(hosts[0], siteA.lan), await net.host(hosts[1], siteB.lan)];
+  return { net, siteA, siteB, hostA, hostB };
+}
+
+/**
+ * `rallypoint serve` flags for its embedded TURN server (a free port), relaying only to the
+ * lab's public side: the routers' WAN addresses, which is what peers behind NAT look like.
+ */
+export function embeddedTurnArgs(net: NatTopology): string[] {
+  return ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr];
+}
+
+/** `rallypoint serve` with its embedded TURN server in the public namespace, plus `args`. */
+export function startServeWithTurn(net: NatTopology, args: string[] = []): Promise<Serve> {
+  return startServe(net.pub, net.publicAddress, [...embeddedTurnArgs(net), ...args]);
+}
+
+/** Asks a fixture peer to leave (the room's close is part of what works); SIGKILL if it does not within 10 s. */
+export async function leave(proc: LineProcess): Promise<void> {
+  await within(proc.request({ cmd: 'leave' }, 'left'), 10_000, () => `${proc.name} did not leave`).catch(() => proc.child.kill('SIGKILL'));
+}
+
 // ---------------------------------------------------------------------------------------
 // Processes speaking lines
 
@@ -129,6 +168,8 @@ export class LineProcess {
   private readonly queue: Line[] = [];
   private readonly waiters: { match: (m: Line) => boolean; resolve: (m: Line) => void; reject: (e: Error) => void }[] = [];
   private exitError: Error | null = null;
+  /** Each returns true once it is done (then it is dropped). */
+  private readonly stderrWaiters: (() => boolean)[] = [];
   stderr = '';
   readonly closed: Promise<number | null>;
 
@@ -136,7 +177,10 @@ export class LineProcess {
     readonly name: string,
     readonly child: ChildProcess,
   ) {
-    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+      for (const w of this.stderrWaiters.splice(0)) if (!w()) this.stderrWaiters.push(w);
+    });
     createInterface({ input: child.stdout! }).on('line', (text) => {
       let msg: Line;
       try {
@@ -171,6 +215,22 @@ export class LineProcess {
     if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0] as T);
     if (this.exitError) return Promise.reject(this.exitError);
     return new Promise((resolve, reject) => this.waiters.push({ match, resolve: resolve as (m: Line) => void, reject }));
+  }
+
+  /**
+   * Resolves once the process's stderr (everything it wrote so far, or what comes) matches
+   * `re`: a log line of `rallypoint serve` (its logs go to stderr) is an event to await.
+   */
+  stderrMatch(re: RegExp): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        if (re.test(this.stderr)) resolve();
+        else if (this.exitError) reject(this.exitError);
+        else return false;
+        return true;
+      };
+      if (!check()) this.stderrWaiters.push(check);
+    });
   }
 
   /** Writes a command and waits for the answer `event`. */

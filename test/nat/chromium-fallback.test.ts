@@ -11,7 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Position } from '../../web/demo/demo.js';
 import { chromiumMissing, watchPage, type PageLog } from '../helpers/browser.js';
-import { launchChromiumIn, NatTopology, startServe, within, type Host, type Serve, type Site } from '../helpers/nat-lab.js';
+import { launchChromiumIn, leave, startServeWithTurn, twoSites, within, type Host, type Serve, type Site, type TwoSites } from '../helpers/nat-lab.js';
 import { blockUdp, nextPath, peerView, relayedMessages, startFallbackPeer, waitMessages, type FallbackPeer, type UdpBlock } from '../helpers/nat-fallback.js';
 import { describeNetns, isCI, useNetLab } from '../helpers/netns.js';
 
@@ -38,7 +38,7 @@ const RETURN_MS = 45_000;
 const SHOW_MS = 15_000;
 
 describeNetns('NAT lab: the demo in Chromium with UDP blocked, Node peer (issue 5)', () => {
-  let net: NatTopology;
+  let net: TwoSites['net'];
   let chromeSite: Site;
   let chromeHost: Host;
   let nodeHost: Host;
@@ -49,17 +49,14 @@ describeNetns('NAT lab: the demo in Chromium with UDP blocked, Node peer (issue 
 
   beforeAll(async () => {
     if (missing && !isCI()) return;
-    net = await NatTopology.create(lab());
-    chromeSite = await net.site('a', 'cone');
-    const nodeSite = await net.site('b', 'cone');
-    [chromeHost, nodeHost] = [await net.host('chrome', chromeSite.lan), await net.host('node', nodeSite.lan)];
-    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    ({ net, siteA: chromeSite, hostA: chromeHost, hostB: nodeHost } = await twoSites(lab(), ['cone', 'cone'], ['chrome', 'node']));
+    serve = await startServeWithTurn(net);
     browser = await launchChromiumIn(chromeHost.ns);
   }, 40_000);
 
   afterAll(async () => {
     await udp?.remove();
-    if (node) await within(node.proc.request({ cmd: 'leave' }, 'left'), 10_000, () => 'node peer did not leave').catch(() => node?.proc.child.kill('SIGKILL'));
+    if (node) await leave(node.proc);
     await browser?.close();
   }, 30_000);
 

@@ -8,7 +8,7 @@
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { chromiumMissing } from '../helpers/browser.js';
-import { describePair, ICE_TIMEOUT_MS, launchChromiumIn, within, NatTopology, openLibPage, startNodePeer, startServe, type Host, type LineProcess, type PeerStatsView, type Serve, type Site } from '../helpers/nat-lab.js';
+import { describePair, ICE_TIMEOUT_MS, launchChromiumIn, within, openLibPage, startNodePeer, startServeWithTurn, twoSites, type NatTopology, type Host, type LineProcess, type PeerStatsView, type Serve, type Site } from '../helpers/nat-lab.js';
 import { describeNetns, isCI, useNetLab } from '../helpers/netns.js';
 import type { PageStats } from '../helpers/pages.js';
 
@@ -27,11 +27,8 @@ describeNetns('NAT lab: Chromium with iceTransportPolicy relay, Node peer', () =
 
   beforeAll(async () => {
     if (missing && !isCI()) return;
-    net = await NatTopology.create(lab());
-    const siteA = await net.site('a', 'cone');
-    siteB = await net.site('b', 'cone');
-    [chromeHost, nodeHost] = [await net.host('chrome', siteA.lan), await net.host('node', siteB.lan)];
-    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    ({ net, siteB, hostA: chromeHost, hostB: nodeHost } = await twoSites(lab(), ['cone', 'cone'], ['chrome', 'node']));
+    serve = await startServeWithTurn(net);
     browser = await launchChromiumIn(chromeHost.ns);
   }, 40_000);
 

@@ -15,36 +15,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { LineProcess, NatTopology, startServe, within, type Host, type Serve, type Site } from '../helpers/nat-lab.js';
-import {
-  blockUdp,
-  debugView,
-  describeSequence,
-  drain,
-  FAST_FALLBACK,
-  nextPath,
-  peerView,
-  pump,
-  relayedMessages,
-  received,
-  sequence,
-  startFallbackPeer,
-  waitMessages,
-  type FallbackPeer,
-  type Path,
-  type UdpBlock,
-} from '../helpers/nat-fallback.js';
+import { embeddedTurnArgs, LineProcess, startServe, twoSites, within, type Serve, type TwoSites } from '../helpers/nat-lab.js';
+import { BURSTS, FallbackSession, FAST_FALLBACK, peerView, pump, relayedMessages, received, type FallbackPeer, type Path } from '../helpers/nat-fallback.js';
 import { describeNetns, useNetLab, type Netns } from '../helpers/netns.js';
 import { describeRedis, REDIS_SERVER, redisMissing } from '../helpers/redis.js';
 
 const lab = useNetLab();
 const BALANCER = fileURLToPath(new URL('../fixtures/nat/balancer.mjs', import.meta.url));
 
-/** As in test/nat/fallback.test.ts: bursts a side must receive on a path, and generous bounds for a loaded 2-core machine. */
-const GAME_BURST = 30;
-const RELIABLE_BURST = 100;
-const GAME_BURST_MS = 10_000;
-const RELIABLE_BURST_MS = 20_000;
+/** As in test/nat/fallback.test.ts: generous bounds for a loaded 2-core machine. */
 const FALLBACK_MS = 15_000;
 const RETURN_MS = 30_000;
 
@@ -92,24 +71,18 @@ async function startBalancerIn(ns: Netns, host: string, nodes: Serve[]): Promise
 }
 
 describeLab('NAT lab: peers on different cluster nodes, direct and on the WebSocket fallback', () => {
-  let net: NatTopology;
-  let siteA: Site;
-  let siteB: Site;
-  let hostA: Host;
-  let hostB: Host;
+  let scene: TwoSites;
   let redisDir = '';
   let nodes: [Serve, Serve];
   let nodeArgs: (id: string) => string[];
-  const peers: FallbackPeer[] = [];
-  const blocks: UdpBlock[] = [];
+  const session = new FallbackSession('cluster fallback', () => nodes.map((n, i) => ({ name: `n${i}`, stderr: n.proc.stderr })));
 
   beforeAll(async () => {
-    net = await NatTopology.create(lab());
-    [siteA, siteB] = [await net.site('a', 'cone'), await net.site('b', 'cone')];
-    [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
+    scene = await twoSites(lab(), ['cone', 'cone']);
+    const { net } = scene;
     const redis = await startRedisIn(net.pub);
     redisDir = redis.dir;
-    nodeArgs = (id: string) => ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr, '--redis', redis.url, '--node-id', id];
+    nodeArgs = (id: string) => [...embeddedTurnArgs(net), '--redis', redis.url, '--node-id', id];
     nodes = [await startServe(net.pub, net.publicAddress, nodeArgs('n0')), await startServe(net.pub, net.publicAddress, nodeArgs('n1'))];
   }, 40_000);
 
@@ -117,80 +90,45 @@ describeLab('NAT lab: peers on different cluster nodes, direct and on the WebSoc
     if (redisDir) rmSync(redisDir, { recursive: true, force: true });
   });
 
-  afterEach(async () => {
-    await Promise.all(blocks.splice(0).map((b) => b.remove()));
-    await Promise.all(peers.splice(0).map((p) => within(p.proc.request({ cmd: 'leave' }, 'left'), 10_000, () => `${p.proc.name} did not leave`).catch(() => p.proc.child.kill('SIGKILL'))));
-  }, 30_000);
+  afterEach(() => session.cleanup(), 30_000);
 
   /** A joins through n0, B through n1. */
   async function join(room: string): Promise<[FallbackPeer, FallbackPeer]> {
-    const a = await startFallbackPeer(hostA.ns, { url: nodes[0].wsUrl, room, ...FAST_FALLBACK });
-    peers.push(a);
-    const b = await startFallbackPeer(hostB.ns, { url: nodes[1].wsUrl, room, ...FAST_FALLBACK });
-    peers.push(b);
+    const a = await session.join(scene.hostA.ns, { url: nodes[0].wsUrl, room, ...FAST_FALLBACK });
+    const b = await session.join(scene.hostB.ns, { url: nodes[1].wsUrl, room, ...FAST_FALLBACK });
     return [a, b];
   }
 
-  const diagnosis = (what: string) => () =>
-    `${what}\n${peers.map((p) => `--- ${p.proc.name} stderr:\n${p.proc.stderr}`).join('\n')}\n${nodes.map((n, i) => `--- n${i} stderr:\n${n.proc.stderr}`).join('\n')}`;
-
-  function bothOn(a: FallbackPeer, b: FallbackPeer, want: (p: Path) => boolean, since: number, ms: number, what: string): Promise<[{ path: Path; at: number }, { path: Path; at: number }]> {
-    return within(Promise.all([nextPath(a, b, want, since), nextPath(b, a, want, since)]), ms, diagnosis(what));
-  }
-
-  /** Each side receives a burst of game state and of reliable messages while on `path`. */
-  async function expectFlowing(a: FallbackPeer, b: FallbackPeer, path: Path, label: string): Promise<void> {
-    const took: string[] = [];
-    for (const [to, from] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      const game = await waitMessages(to, from, 'unreliable', GAME_BURST, { path, timeoutMs: GAME_BURST_MS });
-      if (game.timeout) expect.fail(`${to.proc.name}: ${game.count}/${GAME_BURST} unreliable messages on ${path} in ${GAME_BURST_MS} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
-      const reliable = await waitMessages(to, from, 'reliable', RELIABLE_BURST, { path, timeoutMs: RELIABLE_BURST_MS });
-      if (reliable.timeout) expect.fail(`${to.proc.name}: ${reliable.count}/${RELIABLE_BURST} reliable messages on ${path} in ${RELIABLE_BURST_MS} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
-      took.push(`${game.ms} + ${reliable.ms} ms`);
-    }
-    console.log(`[cluster fallback] ${label}: ${GAME_BURST} unreliable + ${RELIABLE_BURST} reliable on ${path} in ${took.join(' / ')}`);
-  }
-
   it('UDP blocked: the pair falls back to the WebSocket through both nodes and plays; UDP back: direct or relay, the reliable streams whole', async () => {
-    blocks.push(...(await Promise.all([blockUdp(siteA.router), blockUdp(siteB.router)])));
-    const before = await Promise.all(nodes.map((n) => relayedMessages(net.pub, n.httpUrl)));
+    await session.block(scene.siteA.router, scene.siteB.router);
+    const before = await Promise.all(nodes.map((n) => relayedMessages(scene.net.pub, n.httpUrl)));
     const joined = Date.now();
     const [a, b] = await join('cluster-fb');
     // One signaling session on each node.
-    expect((await Promise.all(nodes.map((n) => healthIn(net.pub, n)))).map((h) => [h.status, h.connections])).toEqual([
+    expect((await Promise.all(nodes.map((n) => healthIn(scene.net.pub, n)))).map((h) => [h.status, h.connections])).toEqual([
       ['ok', 1],
       ['ok', 1],
     ]);
 
-    await bothOn(a, b, (p) => p === 'websocket', joined, FALLBACK_MS, `no websocket path ${FALLBACK_MS} ms after joining`);
+    await session.bothOn(a, b, (p) => p === 'websocket', joined, FALLBACK_MS, `no websocket path ${FALLBACK_MS} ms after joining`);
     await Promise.all([pump(a, b), pump(b, a)]);
-    await expectFlowing(a, b, 'websocket', 'blocked');
+    await session.expectFlowing(a, b, 'websocket', 'blocked');
     // Each node accepted its own peer's relay frames (and sent them across to the other).
-    const during = await Promise.all(nodes.map((n) => relayedMessages(net.pub, n.httpUrl)));
+    const during = await Promise.all(nodes.map((n) => relayedMessages(scene.net.pub, n.httpUrl)));
     for (const i of [0, 1]) {
-      expect(during[i]!.reliable - before[i]!.reliable, `n${i} reliable relay frames`).toBeGreaterThanOrEqual(RELIABLE_BURST);
-      expect(during[i]!.unreliable - before[i]!.unreliable, `n${i} unreliable relay frames`).toBeGreaterThanOrEqual(GAME_BURST);
+      expect(during[i]!.reliable - before[i]!.reliable, `n${i} reliable relay frames`).toBeGreaterThanOrEqual(BURSTS.reliable);
+      expect(during[i]!.unreliable - before[i]!.unreliable, `n${i} unreliable relay frames`).toBeGreaterThanOrEqual(BURSTS.game);
     }
 
     const unblocked = Date.now();
-    await Promise.all(blocks.splice(0).map((x) => x.remove()));
-    const [backA, backB] = await bothOn(a, b, (p) => p !== 'websocket', unblocked, RETURN_MS, `still on the WebSocket ${RETURN_MS} ms after UDP came back`);
+    await session.unblock();
+    const [backA, backB] = await session.bothOn(a, b, (p) => p !== 'websocket', unblocked, RETURN_MS, `still on the WebSocket ${RETURN_MS} ms after UDP came back`);
     console.log(`[cluster fallback] unblocked: ${backA.path}/${backB.path} after ${backA.at - unblocked} / ${backB.at - unblocked} ms`);
     const back = (await peerView(a, b)).path as Path;
     expect(['direct', 'relay']).toContain(back);
-    await expectFlowing(a, b, back, 'unblocked');
+    await session.expectFlowing(a, b, back, 'unblocked');
 
-    const [ab, ba] = await Promise.all([drain(a, b), drain(b, a)]);
-    for (const [name, r] of [
-      ['a->b', ab],
-      ['b->a', ba],
-    ] as const) {
-      expect(r.sendErrors, name).toEqual([]);
-      expect(r.got, `${name}: ${describeSequence(r.got, r.sent)}`).toEqual(sequence(r.sent));
-    }
+    const { ab, ba } = await session.expectComplete(a, b);
     for (const [to, from] of [
       [a, b],
       [b, a],
@@ -200,7 +138,7 @@ describeLab('NAT lab: peers on different cluster nodes, direct and on the WebSoc
       expect((r.reliableByPath.direct ?? 0) + (r.reliableByPath.relay ?? 0), to.proc.name).toBeGreaterThan(0);
       expect(r.errors, to.proc.name).toEqual([]);
     }
-    console.log(`[cluster fallback] ${ab.sent} + ${ba.sent} reliable messages, complete`);
+    console.log(`[cluster fallback] ${ab} + ${ba} reliable messages, complete`);
   }, 150_000);
 
   it('UDP blocked, SIGKILL of one peer\'s node: its session resumes on the survivor through the balancer, game state and both reliable streams go on whole', async () => {
@@ -208,57 +146,44 @@ describeLab('NAT lab: peers on different cluster nodes, direct and on the WebSoc
     // not part of it), behind a balancer: A lands on n2, B on n3; A's reconnect finds n2
     // dead and goes to n3.
     const ownArgs = (id: string) => [...nodeArgs(id), '--redis-prefix', 'rpkill'];
-    const own = [await startServe(net.pub, net.publicAddress, ownArgs('n2')), await startServe(net.pub, net.publicAddress, ownArgs('n3'))] as const;
-    const balancer = await startBalancerIn(net.pub, net.publicAddress, [...own]);
-    blocks.push(...(await Promise.all([blockUdp(siteA.router), blockUdp(siteB.router)])));
+    const own = [await startServe(scene.net.pub, scene.net.publicAddress, ownArgs('n2')), await startServe(scene.net.pub, scene.net.publicAddress, ownArgs('n3'))] as const;
+    const balancer = await startBalancerIn(scene.net.pub, scene.net.publicAddress, [...own]);
+    await session.block(scene.siteA.router, scene.siteB.router);
     const reconnect = { baseMs: 100, capMs: 500 };
     const joined = Date.now();
-    const a = await startFallbackPeer(hostA.ns, { url: balancer.wsUrl, room: 'cluster-kill', ...FAST_FALLBACK, reconnect });
-    peers.push(a);
+    const a = await session.join(scene.hostA.ns, { url: balancer.wsUrl, room: 'cluster-kill', ...FAST_FALLBACK, reconnect });
     expect(await balancer.placed()).toBe(0);
-    const b = await startFallbackPeer(hostB.ns, { url: balancer.wsUrl, room: 'cluster-kill', ...FAST_FALLBACK, reconnect });
-    peers.push(b);
+    const b = await session.join(scene.hostB.ns, { url: balancer.wsUrl, room: 'cluster-kill', ...FAST_FALLBACK, reconnect });
     expect(await balancer.placed()).toBe(1);
 
-    await bothOn(a, b, (p) => p === 'websocket', joined, FALLBACK_MS, `no websocket path ${FALLBACK_MS} ms after joining`);
+    await session.bothOn(a, b, (p) => p === 'websocket', joined, FALLBACK_MS, `no websocket path ${FALLBACK_MS} ms after joining`);
     await Promise.all([pump(a, b), pump(b, a)]);
-    await expectFlowing(a, b, 'websocket', 'before the kill');
+    await session.expectFlowing(a, b, 'websocket', 'before the kill');
 
     own[0].proc.child.kill('SIGKILL');
     await own[0].proc.closed;
     // A's client sees its socket close and reconnects: the balancer skips the dead node.
-    expect(await within(balancer.placed(), 20_000, diagnosis('A did not reconnect'))).toBe(1);
+    expect(await within(balancer.placed(), 20_000, session.diagnosis('A did not reconnect'))).toBe(1);
     // Both directions keep flowing on the WebSocket, through the survivor alone now.
-    await expectFlowing(a, b, 'websocket', 'after the kill');
-    expect((await healthIn(net.pub, own[1])).connections).toBe(2);
+    await session.expectFlowing(a, b, 'websocket', 'after the kill');
+    expect((await healthIn(scene.net.pub, own[1])).connections).toBe(2);
     // Past the survivor's adoption of the dead node (its heartbeat lapses after 3 s), which
     // must not end the resumed session.
-    await within(
-      (async () => {
-        while ((await adoptedIn(net.pub, own[1])) < 1) await new Promise((r) => setTimeout(r, 200));
-      })(),
-      20_000,
-      diagnosis('n3 did not adopt n2'),
-    );
-    await expectFlowing(a, b, 'websocket', 'after the adoption');
+    // n3 logs the adoption (to stderr, where `rallypoint serve` logs) once it counted it.
+    await within(own[1].proc.stderrMatch(/node heartbeat lapsed/), 20_000, session.diagnosis('n3 did not adopt n2'));
+    expect(await adoptedIn(scene.net.pub, own[1])).toBeGreaterThanOrEqual(1);
+    await session.expectFlowing(a, b, 'websocket', 'after the adoption');
     // Resumed, not rejoined: the same id, and each still has the other, connected.
     const [healthA, healthB] = await Promise.all([a.proc.request<{ self: string; connected: boolean }>({ cmd: 'health', peer: b.id }, 'health'), b.proc.request<{ self: string; connected: boolean }>({ cmd: 'health', peer: a.id }, 'health')]);
     expect([healthA.self, healthA.connected, healthB.self, healthB.connected]).toEqual([a.id, true, b.id, true]);
 
     // The reliable streams are whole: every message once, in order, across the kill (frames
     // lost with the dead node's socket were sent again).
-    const [ab, ba] = await Promise.all([drain(a, b), drain(b, a)]);
-    for (const [name, r] of [
-      ['a->b', ab],
-      ['b->a', ba],
-    ] as const) {
-      expect(r.sendErrors, name).toEqual([]);
-      expect(r.got, `${name}: ${describeSequence(r.got, r.sent)}`).toEqual(sequence(r.sent));
-    }
+    const { ab, ba } = await session.expectComplete(a, b);
     for (const [to, from] of [
       [a, b],
       [b, a],
     ] as const) expect((await received(to, from)).errors, to.proc.name).toEqual([]);
-    console.log(`[cluster fallback] across the kill: ${ab.sent} + ${ba.sent} reliable messages, complete`);
+    console.log(`[cluster fallback] across the kill: ${ab} + ${ba} reliable messages, complete`);
   }, 150_000);
 });

@@ -6,7 +6,7 @@
  * (hole punching), without the relay.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectNodePeers, describePair, exchange, expectedMessages, NatTopology, pairStats, startServe, stunBinding, type Host, type NodePair, type Serve, type Site } from '../helpers/nat-lab.js';
+import { connectNodePeers, describePair, exchange, expectedMessages, pairStats, startServeWithTurn, stunBinding, twoSites, type NatTopology, type Host, type NodePair, type Serve, type Site } from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();
@@ -22,10 +22,8 @@ describeNetns('NAT lab: both peers behind port-restricted cone NATs', () => {
 
   // Namespaces, routers and servers: 2-5 s on a loaded 2-core machine.
   beforeAll(async () => {
-    net = await NatTopology.create(lab());
-    [siteA, siteB] = [await net.site('a', 'cone'), await net.site('b', 'cone')];
-    [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
-    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    ({ net, siteA, siteB, hostA, hostB } = await twoSites(lab(), ['cone', 'cone']));
+    serve = await startServeWithTurn(net);
   }, 30_000);
 
   afterAll(async () => {

@@ -15,10 +15,11 @@
  * Then b's UDP comes back: b <-> c moves to TURN, the other pairs stay where they are.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { NatTopology, startServe, within, type Host, type Serve, type Site } from '../helpers/nat-lab.js';
+import { NatTopology, startServeWithTurn, within, type Host, type Serve, type Site } from '../helpers/nat-lab.js';
 import {
   blockUdp,
   debugView,
+  FallbackSession,
   describeSequence,
   drain,
   nextPath,
@@ -26,7 +27,6 @@ import {
   pump,
   sequence,
   settleOn,
-  startFallbackPeer,
   waitMessages,
   type FallbackPeer,
   type Path,
@@ -63,7 +63,7 @@ describeNetns('NAT lab: a room of three, one pair direct, one on TURN, one on th
   let hostC: Host;
   let serve: Serve;
   let block: UdpBlock | undefined;
-  const peers: FallbackPeer[] = [];
+  const session = new FallbackSession('fallback-three');
 
   beforeAll(async () => {
     net = await NatTopology.create(lab());
@@ -72,24 +72,21 @@ describeNetns('NAT lab: a room of three, one pair direct, one on TURN, one on th
     hostA = await net.host('a', siteL.lan);
     hostB = await net.host('b', siteL.lan);
     hostC = await net.host('c', siteS.lan);
-    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    serve = await startServeWithTurn(net);
   }, 30_000);
 
   afterAll(async () => {
     await block?.remove();
-    await Promise.all(peers.map((p) => within(p.proc.request({ cmd: 'leave' }, 'left'), 10_000, () => `${p.proc.name} did not leave`).catch(() => p.proc.child.kill('SIGKILL'))));
+    await session.cleanup();
   }, 30_000);
 
   it('each pair on its own path, all carrying game state and complete reliable streams', async () => {
     block = await blockUdp(siteL.router, { host: hostB.address });
     const room = 'three-paths';
-    const a = await startFallbackPeer(hostA.ns, { url: serve.wsUrl, room, ...THREE });
-    peers.push(a);
-    const b = await startFallbackPeer(hostB.ns, { url: serve.wsUrl, room, ...THREE });
-    peers.push(b);
-    const c = await startFallbackPeer(hostC.ns, { url: serve.wsUrl, room, ...THREE });
-    peers.push(c);
-    const diagnosis = (what: string) => () => `${what}\n${peers.map((p) => `--- ${p.proc.name} stderr:\n${p.proc.stderr}`).join('\n')}`;
+    const a = await session.join(hostA.ns, { url: serve.wsUrl, room, ...THREE });
+    const b = await session.join(hostB.ns, { url: serve.wsUrl, room, ...THREE });
+    const c = await session.join(hostC.ns, { url: serve.wsUrl, room, ...THREE });
+    const diagnosis = (what: string) => session.diagnosis(what);
 
     const pairs: [FallbackPeer, FallbackPeer, Path][] = [
       [a, b, 'direct'],

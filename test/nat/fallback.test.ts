@@ -12,42 +12,23 @@
  * awaited, as a game would) and an unreliable `u<n>` at 30 Hz.
  */
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { NatTopology, startServe, within, type Host, type Serve, type Site } from '../helpers/nat-lab.js';
+import { startServeWithTurn, twoSites, type Serve, type TwoSites } from '../helpers/nat-lab.js';
 import {
-  blockUdp,
-  debugView,
-  describeSequence,
-  drain,
+  BURSTS,
+  FallbackSession,
   FAST_FALLBACK,
-  nextPath,
   peerView,
-  settleOn,
-  pump,
   received,
   relayedMessages,
-  sequence,
-  startFallbackPeer,
-  waitMessages,
+  settleOn,
+  pump,
   type FallbackPeer,
   type Path,
-  type UdpBlock,
 } from '../helpers/nat-fallback.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();
 
-/** Unreliable messages a side must receive on a path: about a second of 30 Hz state. */
-const GAME_BURST = 30;
-/** Reliable messages a side must receive on a path: about a second of them. */
-const RELIABLE_BURST = 100;
-/**
- * How long 30 unreliable messages at 30 Hz may take to arrive: 1 s when nothing is lost
- * (measured 1.0-1.1 s on every path), 10 s on a 2-core machine that other test runs load to
- * 8x its cores. The measured times are printed.
- */
-const GAME_BURST_MS = 10_000;
-/** The same for 100 reliable messages sent every 10 ms (measured 1.1-1.3 s). */
-const RELIABLE_BURST_MS = 20_000;
 /** From joining (blocked) to `websocket`: fallback.afterMs (1.5 s) plus a loaded machine. */
 const FALLBACK_MS = 15_000;
 /**
@@ -60,79 +41,31 @@ const MAX_GAME_GAP_MS = 3_000;
 /**
  * From blocking UDP mid-session to `websocket`. werift says nothing of a working path gone
  * silent until ICE consent expires 30 s later (RFC 7675), so the library keeps its own
- * liveness on the data channel path (peer/remote-peer.ts #checkLiveness): a path silent for
+ * liveness on the data channel path (peer/liveness.ts): a path silent for
  * fallback.afterMs (1.5 s here) counts as failed. Measured about 1.6 s; 10 s allows for a
  * loaded machine and stays far below the 25.6-29.6 s the consent timeout took before.
  */
 const MID_SESSION_FALLBACK_MS = 10_000;
 
 describeNetns('NAT lab: WebSocket fallback when the sites block UDP (issue 5)', () => {
-  let net: NatTopology;
-  let siteA: Site;
-  let siteB: Site;
-  let hostA: Host;
-  let hostB: Host;
+  let scene: TwoSites;
   let serve: Serve;
-  const peers: FallbackPeer[] = [];
-  const blocks: UdpBlock[] = [];
+  const session = new FallbackSession('fallback', () => [serve.proc]);
 
-  // Namespaces, routers and servers: 2-5 s on a loaded 2-core machine.
   beforeAll(async () => {
-    net = await NatTopology.create(lab());
-    [siteA, siteB] = [await net.site('a', 'cone'), await net.site('b', 'cone')];
-    [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
-    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    scene = await twoSites(lab(), ['cone', 'cone']);
+    serve = await startServeWithTurn(scene.net);
   }, 30_000);
 
   // Each test leaves the routers unblocked and its peers gone, whatever happened.
-  afterEach(async () => {
-    await Promise.all(blocks.splice(0).map((b) => b.remove()));
-    await Promise.all(peers.splice(0).map((p) => within(p.proc.request({ cmd: 'leave' }, 'left'), 10_000, () => `${p.proc.name} did not leave`).catch(() => p.proc.child.kill('SIGKILL'))));
-  }, 30_000);
+  afterEach(() => session.cleanup(), 30_000);
 
-  async function block(): Promise<UdpBlock[]> {
-    const added = await Promise.all([blockUdp(siteA.router), blockUdp(siteB.router)]);
-    blocks.push(...added);
-    return added;
-  }
-
-  async function unblock(): Promise<void> {
-    await Promise.all(blocks.splice(0).map((b) => b.remove()));
-  }
+  const block = () => session.block(scene.siteA.router, scene.siteB.router);
 
   async function join(room: string): Promise<[FallbackPeer, FallbackPeer]> {
-    const a = await startFallbackPeer(hostA.ns, { url: serve.wsUrl, room, ...FAST_FALLBACK });
-    peers.push(a);
-    const b = await startFallbackPeer(hostB.ns, { url: serve.wsUrl, room, ...FAST_FALLBACK });
-    peers.push(b);
+    const a = await session.join(scene.hostA.ns, { url: serve.wsUrl, room, ...FAST_FALLBACK });
+    const b = await session.join(scene.hostB.ns, { url: serve.wsUrl, room, ...FAST_FALLBACK });
     return [a, b];
-  }
-
-  /** Both peers' stderr and what the server said, for failure messages. */
-  const diagnosis = (what: string) => () => `${what}\n${peers.map((p) => `--- ${p.proc.name} stderr:\n${p.proc.stderr}`).join('\n')}\n--- serve stderr:\n${serve.proc.stderr}`;
-
-  /**
-   * Resolves when both report `want` for each other at or after `since` (an action: joining,
-   * blocking, unblocking); returns when each did.
-   */
-  function bothOn(a: FallbackPeer, b: FallbackPeer, want: (p: Path) => boolean, since: number, ms: number, what: string): Promise<[{ path: Path; at: number }, { path: Path; at: number }]> {
-    return within(Promise.all([nextPath(a, b, want, since), nextPath(b, a, want, since)]), ms, diagnosis(what));
-  }
-
-  /** Each side receives a burst of game state and of reliable messages while on `path`. */
-  async function expectFlowing(a: FallbackPeer, b: FallbackPeer, path: Path, label: string): Promise<void> {
-    const took: string[] = [];
-    for (const [to, from] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      const game = await waitMessages(to, from, 'unreliable', GAME_BURST, { path, timeoutMs: GAME_BURST_MS });
-      if (game.timeout) expect.fail(`${to.proc.name}: ${game.count}/${GAME_BURST} unreliable messages on ${path} in ${GAME_BURST_MS} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
-      const reliable = await waitMessages(to, from, 'reliable', RELIABLE_BURST, { path, timeoutMs: RELIABLE_BURST_MS });
-      if (reliable.timeout) expect.fail(`${to.proc.name}: ${reliable.count}/${RELIABLE_BURST} reliable messages on ${path} in ${RELIABLE_BURST_MS} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
-      took.push(`${game.ms} + ${reliable.ms} ms`);
-    }
-    console.log(`[fallback] ${label}: ${GAME_BURST} unreliable + ${RELIABLE_BURST} reliable on ${path} in ${took.join(' / ')}`);
   }
 
   /** Both sides say `path`, from `peer.path` and from `stats().path`. */
@@ -148,50 +81,37 @@ describeNetns('NAT lab: WebSocket fallback when the sites block UDP (issue 5)', 
     }
   }
 
-  /** Stops both pumps; every reliable message arrived exactly once, in order; returns the counts. */
-  async function expectComplete(a: FallbackPeer, b: FallbackPeer): Promise<{ ab: number; ba: number }> {
-    const [ab, ba] = await Promise.all([drain(a, b), drain(b, a)]);
-    for (const [name, r] of [
-      ['a->b', ab],
-      ['b->a', ba],
-    ] as const) {
-      expect(r.sendErrors, name).toEqual([]);
-      expect(r.got, `${name}: ${describeSequence(r.got, r.sent)}`).toEqual(sequence(r.sent));
-    }
-    return { ab: ab.sent, ba: ba.sent };
-  }
-
   it('blocked from the start: both fall back to the WebSocket and keep playing; UDP back: direct or relay again, nothing lost or duplicated', async () => {
     const [blockA, blockB] = await block();
-    const before = await relayedMessages(net.pub, serve.httpUrl);
+    const before = await relayedMessages(scene.net.pub, serve.httpUrl);
     const joined = Date.now();
     const [a, b] = await join('fb-blocked');
-    const [atA, atB] = await bothOn(a, b, (p) => p === 'websocket', joined, FALLBACK_MS, `no websocket path ${FALLBACK_MS} ms after joining`);
+    const [atA, atB] = await session.bothOn(a, b, (p) => p === 'websocket', joined, FALLBACK_MS, `no websocket path ${FALLBACK_MS} ms after joining`);
     console.log(`[fallback] blocked start: websocket after ${atA.at - joined} / ${atB.at - joined} ms`);
     await expectPath(a, b, (p) => p === 'websocket', 'websocket');
 
     await Promise.all([pump(a, b), pump(b, a)]);
-    await expectFlowing(a, b, 'websocket', 'blocked start');
+    await session.expectFlowing(a, b, 'websocket', 'blocked start');
     // It really went over the server, and ICE really tried UDP: B's router dropped it. (B
     // joined second, so B is the initiator and gathers at once. A builds its connection when
     // B's offer arrives, and werift sends an offer only once gathering is done, which waits 5 s
     // for a STUN server that does not answer: A may send no UDP at all while blocked.)
-    const during = await relayedMessages(net.pub, serve.httpUrl);
-    expect(during.reliable - before.reliable).toBeGreaterThanOrEqual(2 * RELIABLE_BURST);
-    expect(during.unreliable - before.unreliable).toBeGreaterThanOrEqual(2 * GAME_BURST);
+    const during = await relayedMessages(scene.net.pub, serve.httpUrl);
+    expect(during.reliable - before.reliable).toBeGreaterThanOrEqual(2 * BURSTS.reliable);
+    expect(during.unreliable - before.unreliable).toBeGreaterThanOrEqual(2 * BURSTS.game);
     console.log(`[fallback] blocked start: UDP packets dropped by router a ${await blockA!.dropped()}, router b ${await blockB!.dropped()}`);
     expect(await blockB!.dropped()).toBeGreaterThan(0);
 
     // UDP is back: a background attempt connects and both move off the WebSocket.
     const unblocked = Date.now();
-    await unblock();
-    const [backA, backB] = await bothOn(a, b, (p) => p !== 'websocket', unblocked, RETURN_MS, `still on the WebSocket ${RETURN_MS} ms after UDP came back`);
+    await session.unblock();
+    const [backA, backB] = await session.bothOn(a, b, (p) => p !== 'websocket', unblocked, RETURN_MS, `still on the WebSocket ${RETURN_MS} ms after UDP came back`);
     console.log(`[fallback] blocked start: ${backA.path}/${backB.path} after ${backA.at - unblocked} / ${backB.at - unblocked} ms`);
     await expectPath(a, b, (p) => p === 'direct' || p === 'relay', 'direct or relay');
     const back = (await peerView(a, b)).path as Path;
-    await expectFlowing(a, b, back, 'blocked start');
+    await session.expectFlowing(a, b, back, 'blocked start');
 
-    const { ab, ba } = await expectComplete(a, b);
+    const { ab, ba } = await session.expectComplete(a, b);
     console.log(`[fallback] blocked start: ${ab} + ${ba} reliable messages, complete`);
     // Messages arrived on both paths (as the receiver saw its path).
     for (const [to, from] of [
@@ -213,25 +133,25 @@ describeNetns('NAT lab: WebSocket fallback when the sites block UDP (issue 5)', 
     const [a, b] = await join('fb-mid');
     // Direct on both sides, now. (On a loaded machine ICE can take longer than
     // fallback.afterMs: the pair may first fall back, then return.)
-    await settleOn(a, b, (p) => p === 'direct', 30_000, diagnosis('not direct within 30 s (scenario 2 connects these sites directly)'));
+    await settleOn(a, b, (p) => p === 'direct', 30_000, session.diagnosis('not direct within 30 s (scenario 2 connects these sites directly)'));
     await Promise.all([pump(a, b), pump(b, a)]);
-    await expectFlowing(a, b, 'direct', 'mid-session');
+    await session.expectFlowing(a, b, 'direct', 'mid-session');
 
     const blocked = Date.now();
     await block();
-    const [atA, atB] = await bothOn(a, b, (p) => p === 'websocket', blocked, MID_SESSION_FALLBACK_MS, `not on the WebSocket ${MID_SESSION_FALLBACK_MS} ms after UDP was blocked`);
+    const [atA, atB] = await session.bothOn(a, b, (p) => p === 'websocket', blocked, MID_SESSION_FALLBACK_MS, `not on the WebSocket ${MID_SESSION_FALLBACK_MS} ms after UDP was blocked`);
     console.log(`[fallback] mid-session: websocket after ${atA.at - blocked} / ${atB.at - blocked} ms`);
     await expectPath(a, b, (p) => p === 'websocket', 'websocket');
-    await expectFlowing(a, b, 'websocket', 'mid-session');
+    await session.expectFlowing(a, b, 'websocket', 'mid-session');
 
     const unblocked = Date.now();
-    await unblock();
-    const [backA, backB] = await bothOn(a, b, (p) => p !== 'websocket', unblocked, RETURN_MS, `still on the WebSocket ${RETURN_MS} ms after UDP came back`);
+    await session.unblock();
+    const [backA, backB] = await session.bothOn(a, b, (p) => p !== 'websocket', unblocked, RETURN_MS, `still on the WebSocket ${RETURN_MS} ms after UDP came back`);
     console.log(`[fallback] mid-session: ${backA.path}/${backB.path} after ${backA.at - unblocked} / ${backB.at - unblocked} ms`);
     await expectPath(a, b, (p) => p === 'direct' || p === 'relay', 'direct or relay');
-    await expectFlowing(a, b, (await peerView(a, b)).path as Path, 'mid-session');
+    await session.expectFlowing(a, b, (await peerView(a, b)).path as Path, 'mid-session');
 
-    const { ab, ba } = await expectComplete(a, b);
+    const { ab, ba } = await session.expectComplete(a, b);
     console.log(`[fallback] mid-session: ${ab} + ${ba} reliable messages, complete`);
     for (const [to, from] of [
       [a, b],

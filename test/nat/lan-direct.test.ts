@@ -4,7 +4,7 @@
  * not a server-reflexive or relayed one, and data must flow both ways.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectNodePeers, describePair, exchange, expectedMessages, NatTopology, pairStats, startServe, type Host, type NodePair } from '../helpers/nat-lab.js';
+import { connectNodePeers, describePair, exchange, expectedMessages, NatTopology, pairStats, startServeWithTurn, type Host, type NodePair } from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();
@@ -21,7 +21,7 @@ describeNetns('NAT lab: two peers on one LAN', () => {
     net = await NatTopology.create(lab());
     const site = await net.site('home', 'cone');
     [hostA, hostB] = [await net.host('a', site.lan), await net.host('b', site.lan)];
-    const serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    const serve = await startServeWithTurn(net);
     url = serve.wsUrl;
   }, 30_000);
 

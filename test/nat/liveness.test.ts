@@ -4,11 +4,11 @@
  * `unreliable` at 30 Hz and B sends nothing at all, for more than 3x `fallback.afterMs`, on a
  * clean network and with 5 % random UDP loss each way. Neither side may report a path change
  * or a disconnection, and the connection must not be rebuilt: A hears B only through B's
- * keepalives (peer/remote-peer.ts #checkLiveness, peer/channel.ts ping).
+ * keepalives (peer/liveness.ts, ReliableChannel.ping in peer/reliable-stream.ts).
  */
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { NatTopology, startServe, within, type Host, type Serve } from '../helpers/nat-lab.js';
-import { debugView, pump, received, settleOn, startFallbackPeer, stopPump, type FallbackPeer } from '../helpers/nat-fallback.js';
+import { startServeWithTurn, twoSites, type Serve, type TwoSites } from '../helpers/nat-lab.js';
+import { debugView, FallbackSession, pump, received, settleOn, stopPump, waitMessages, type FallbackPeer } from '../helpers/nat-fallback.js';
 import { describeNetns, useNetLab, type LossRule } from '../helpers/netns.js';
 
 const lab = useNetLab();
@@ -26,26 +26,20 @@ function health(peer: FallbackPeer, other: FallbackPeer): Promise<Health> {
 }
 
 describeNetns('NAT lab: a peer that only listens keeps its path', () => {
-  let net: NatTopology;
-  let hostA: Host;
-  let hostB: Host;
+  let scene: TwoSites;
   let serve: Serve;
-  const peers: FallbackPeer[] = [];
+  const session = new FallbackSession('liveness');
   const losses: LossRule[] = [];
 
   beforeAll(async () => {
-    net = await NatTopology.create(lab());
-    const [siteA, siteB] = [await net.site('a', 'cone'), await net.site('b', 'cone')];
-    [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
-    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    scene = await twoSites(lab(), ['cone', 'cone']);
+    serve = await startServeWithTurn(scene.net);
   }, 30_000);
 
   afterEach(async () => {
     await Promise.all(losses.splice(0).map((l) => l.remove()));
-    await Promise.all(peers.splice(0).map((p) => within(p.proc.request({ cmd: 'leave' }, 'left'), 10_000, () => `${p.proc.name} did not leave`).catch(() => p.proc.child.kill('SIGKILL'))));
+    await session.cleanup();
   }, 30_000);
-
-  const diagnosis = (what: string) => () => `${what}\n${peers.map((p) => `--- ${p.proc.name} stderr:\n${p.proc.stderr}`).join('\n')}`;
 
   /**
    * A streams, B listens, for `runMs` from the moment both are on `direct`; `lossPercent` of
@@ -54,23 +48,25 @@ describeNetns('NAT lab: a peer that only listens keeps its path', () => {
    */
   async function scenario(room: string, afterMs: number, runMs: number, lossPercent: number): Promise<void> {
     const options = { url: serve.wsUrl, room, fallback: { afterMs } };
-    const a = await startFallbackPeer(hostA.ns, options);
-    peers.push(a);
-    const b = await startFallbackPeer(hostB.ns, options);
-    peers.push(b);
-    await settleOn(a, b, (p) => p === 'direct', 30_000, diagnosis('not direct within 30 s (scenario 2 connects these sites directly)'));
+    const a = await session.join(scene.hostA.ns, options);
+    const b = await session.join(scene.hostB.ns, options);
+    await settleOn(a, b, (p) => p === 'direct', 30_000, session.diagnosis('not direct within 30 s (scenario 2 connects these sites directly)'));
     const before = await Promise.all([health(a, b), health(b, a)]);
-    if (lossPercent > 0) losses.push(await hostA.ns.addLoss({ percent: lossPercent }));
+    if (lossPercent > 0) losses.push(await scene.hostA.ns.addLoss({ percent: lossPercent }));
     await pump(a, b, 0, 30);
     // A negative: nothing announces that a fallback did not happen, so run well past the
-    // point where it would have (fallback.afterMs after A last heard from B).
-    await new Promise((r) => setTimeout(r, runMs));
+    // point where it would have (fallback.afterMs after A last heard from B): until B got
+    // `runMs` of 30 Hz state less what the loss may take, the condition awaited instead of a
+    // sleep (it reports when it is there, however slow the machine is).
+    const expected = Math.floor((runMs / 1000) * 30 * (1 - (2 * lossPercent) / 100));
+    const ran = await waitMessages(b, a, 'unreliable', expected, { timeoutMs: 3 * runMs });
+    expect(ran.timeout, `${ran.count}/${expected} unreliable messages in ${3 * runMs} ms`).toBeUndefined();
     const { unreliableSent } = await stopPump(a, b);
     const dropped = lossPercent > 0 ? await losses[0]!.counters() : null;
     const after = await Promise.all([health(a, b), health(b, a)]);
     const got = await received(b, a);
     console.log(
-      `[liveness] ${room}: ${got.unreliable}/${unreliableSent} unreliable delivered in ${runMs} ms (afterMs ${afterMs})${dropped ? `; UDP dropped in A: in ${dropped.dropped.input}/${dropped.seen.input}, out ${dropped.dropped.output}/${dropped.seen.output}` : ''}; health ${JSON.stringify(after)}`,
+      `[liveness] ${room}: ${got.unreliable}/${unreliableSent} unreliable delivered, ${expected} of them in ${ran.ms} ms (afterMs ${afterMs})${dropped ? `; UDP dropped in A: in ${dropped.dropped.input}/${dropped.seen.input}, out ${dropped.dropped.output}/${dropped.seen.output}` : ''}; health ${JSON.stringify(after)}`,
     );
     for (const [i, name] of ['A (streams)', 'B (only listens)'].entries()) {
       const [was, now] = [before[i]!, after[i]!];

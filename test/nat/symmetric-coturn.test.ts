@@ -12,11 +12,12 @@ import {
   describePair,
   exchange,
   expectedMessages,
-  NatTopology,
   pairStats,
   startCoturn,
   startServe,
   TURNSERVER,
+  twoSites,
+  type NatTopology,
   type Coturn,
   type Host,
   type NodePair,
@@ -43,9 +44,7 @@ describeNetns('NAT lab: both peers behind symmetric NATs, coturn', () => {
   // Namespaces, routers and servers: 2-5 s on a loaded 2-core machine.
   beforeAll(async () => {
     if (missing && !isCI()) return;
-    net = await NatTopology.create(lab());
-    [siteA, siteB] = [await net.site('a', 'symmetric'), await net.site('b', 'symmetric')];
-    [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
+    ({ net, siteA, siteB, hostA, hostB } = await twoSites(lab(), ['symmetric', 'symmetric']));
     const at = `${net.publicAddress}:${COTURN_PORT}`;
     coturn = await startCoturn(net.pub, { address: net.publicAddress, port: COTURN_PORT, secret: SECRET, allow: [net.wan.subnet.cidr] });
     const serve = await startServe(net.pub, net.publicAddress, ['--turn-urls', `stun:${at},turn:${at}?transport=udp`, '--turn-secret', SECRET], { embeddedTurn: false });

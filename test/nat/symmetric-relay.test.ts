@@ -5,7 +5,7 @@
  * connect through the embedded TURN server, and data must flow both ways through it.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectNodePeers, describePair, exchange, expectedMessages, NatTopology, pairStats, startServe, type Host, type NodePair, type Serve, type Site } from '../helpers/nat-lab.js';
+import { connectNodePeers, describePair, exchange, expectedMessages, pairStats, startServeWithTurn, twoSites, type NatTopology, type Host, type NodePair, type Serve, type Site } from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();
@@ -21,10 +21,8 @@ describeNetns('NAT lab: both peers behind symmetric NATs, embedded TURN', () => 
 
   // Namespaces, routers and servers: 2-5 s on a loaded 2-core machine.
   beforeAll(async () => {
-    net = await NatTopology.create(lab());
-    [siteA, siteB] = [await net.site('a', 'symmetric'), await net.site('b', 'symmetric')];
-    [hostA, hostB] = [await net.host('a', siteA.lan), await net.host('b', siteB.lan)];
-    serve = await startServe(net.pub, net.publicAddress, ['--turn-port', '0', '--turn-allow', net.wan.subnet.cidr]);
+    ({ net, siteA, siteB, hostA, hostB } = await twoSites(lab(), ['symmetric', 'symmetric']));
+    serve = await startServeWithTurn(net);
   }, 30_000);
 
   afterAll(async () => {
