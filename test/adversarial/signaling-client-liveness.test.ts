@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { createNodeSignalingClient, joinRoom } from '../../peer/node.js';
 import type { ReconnectPolicy, SignalingClient, SignalingClientOptions, SignalingError, Welcome } from '../../signaling/client/index.js';
-import { cleanup } from '../helpers/resources.js';
+import { cleanup, deferred } from '../helpers/resources.js';
 import { rawSocket, recordingWebSocket, startServer, tracked } from '../helpers/server.js';
 import { startFreezableProxy, type FreezableProxy } from '../helpers/tcp-proxy.js';
 
@@ -89,10 +89,13 @@ describe('SignalingClient liveness (adversarial network)', () => {
         }),
     );
     const closeCodes: number[] = [];
+    const threeClosed = deferred();
     const joins: string[] = [];
     wss.on('connection', (ws) => {
       ws.on('message', (data) => joins.push(String(data)));
-      ws.on('close', (code) => closeCodes.push(code));
+      ws.on('close', (code) => {
+        if (closeCodes.push(code) === 3) threeClosed.resolve();
+      });
     });
     // WebSocket only: this is the welcome timeout; the ladder would move on to SSE instead.
     const c = client({ url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/ws`, welcomeTimeoutMs: 200, transports: ['websocket'] });
@@ -109,7 +112,7 @@ describe('SignalingClient liveness (adversarial network)', () => {
     expect(joins.length).toBeGreaterThanOrEqual(3);
     expect(c.state).toBe('reconnecting');
     // The server saw each abandoned attempt closed with 4408 (resumable, not the final 1000).
-    while (closeCodes.length < 3) await new Promise((r) => setImmediate(r));
+    await threeClosed.promise;
     expect(closeCodes.slice(0, 3)).toEqual([4408, 4408, 4408]);
   });
 
