@@ -21,7 +21,7 @@ import { Connection, type ServerSocket } from './connection.js';
 import { endSession, handleJoin, handleLeave, handlePing, handleSignal, type HandlerContext } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
 import { iceServersReuseMs } from './ice-refresh.js';
-import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http.js';
+import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http-endpoints.js';
 import { MemoryRoomStore } from './memory-rooms.js';
 import { SignalingMetrics, closeCodeLabel } from './metrics.js';
 import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } from './options.js';
