@@ -18,9 +18,9 @@ import { createNodeSignalingClient } from '../../peer/node.js';
 import type { SignalingClient } from '../../signaling/client/index.js';
 import { CLOSE_CODES, DEFAULT_LIMITS, ERROR_CODES, closeCodeFor, decodeClientMessage, decodeServerMessage, type ErrorCode } from '../../signaling/protocol/index.js';
 import type { ListeningSignalingServer } from '../../signaling/server/index.js';
-import { cleanup } from '../helpers/resources.js';
-import { startServer, tracked } from '../helpers/server.js';
+import { cleanup, newHarness, startServer } from '../helpers/signaling-harness.js';
 
+const h = newHarness();
 let server: ListeningSignalingServer;
 
 const ALLOWED_CLOSES = new Set<number>([...Object.values(CLOSE_CODES), 1009]);
@@ -338,8 +338,7 @@ async function startPair(): Promise<Pair> {
   const room = `pair.${randomUUID()}`;
   const a = createNodeSignalingClient({ url: server.wsUrl, room, reconnect: false });
   const b = createNodeSignalingClient({ url: server.wsUrl, room, reconnect: false });
-  tracked(a);
-  tracked(b);
+  h.clients.push(a, b);
   const wa = await a.connect();
   const bJoined = a.next('peer-joined');
   const wb = await b.connect();
@@ -389,14 +388,14 @@ function noViolations(): void {
 
 describe('fuzzing a live server', () => {
   beforeAll(async () => {
-    server = await startServer();
+    server = await startServer(h);
     pair = await startPair();
   });
 
   afterAll(async () => {
     if (pair?.timer) clearInterval(pair.timer);
     for (const c of pool) c?.end();
-    await cleanup();
+    await cleanup(h);
   });
 
   it(
@@ -589,8 +588,7 @@ describe('fuzzing a live server', () => {
 
     const x = createNodeSignalingClient({ url: server.wsUrl, room: 'after-fuzz', reconnect: false });
     const y = createNodeSignalingClient({ url: server.wsUrl, room: 'after-fuzz', reconnect: false });
-    tracked(x);
-  tracked(y);
+    h.clients.push(x, y);
     const wx = await x.connect();
     await y.connect();
     const got = x.next('signal');
