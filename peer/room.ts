@@ -6,9 +6,8 @@ import type { LeaveReason } from '../signaling/protocol/codes.js';
 import type { PeerInfo } from '../signaling/protocol/schemas.js';
 import { DEFAULT_FLOW, type FlowLimits, type MessageData, type SendData } from './channel.js';
 import { resolveChannels, type ChannelOptions, type ResolvedChannel } from './channels.js';
-import type { Clock } from './clock.js';
 import { PeerError } from './errors.js';
-import { FallbackPort, type RelayFrameIn } from './fallback-link.js';
+import { RelayPort, type RelayFrameIn } from './relay-link.js';
 import { DEFAULT_FALLBACK, DEFAULT_RESTART, RemotePeer, type FallbackPolicy, type RestartPolicy } from './remote-peer.js';
 import { nativeRuntime } from './runtime/browser.js';
 import type { RtcRuntime } from './runtime/types.js';
@@ -53,12 +52,6 @@ export interface JoinRoomOptions extends ClientOptions {
    * the server (it is by default).
    */
   fallback?: Partial<FallbackPolicy> | false;
-  /**
-   * The peer library's timers and time (recovery, fallback, liveness, acknowledgements,
-   * pacing); default the system clock. For tests that drive time; the signaling client keeps
-   * its own timers.
-   */
-  clock?: Clock;
 }
 
 export interface RoomMessage {
@@ -92,7 +85,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly #flow: FlowLimits;
   readonly #restart: RestartPolicy;
   readonly #fallback: FallbackPolicy | false;
-  #fallbackPort: FallbackPort;
+  #relayPort: RelayPort;
   #localId: string;
   #iceServers: RTCIceServer[];
   #closed = false;
@@ -108,7 +101,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#restart = { ...DEFAULT_RESTART, ...options.restart };
     this.#fallback = options.fallback === false ? false : { ...DEFAULT_FALLBACK, ...options.fallback };
     // Reads the relay limits of the welcome the client holds.
-    this.#fallbackPort = new FallbackPort(signaling, options.clock);
+    this.#relayPort = new RelayPort(signaling);
     this.#localId = welcome.id;
     this.#iceServers = options.iceServers ?? welcome.iceServers;
     signaling.on('peer-joined', (info) => this.#addPeer(info, false));
@@ -155,7 +148,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#closed = true;
     const closing = [...this.#remote.values()].map((p) => p.close());
     this.#remote.clear();
-    this.#fallbackPort.close();
+    this.#relayPort.close();
     this.#signaling.removeAllListeners();
     closing.push(this.#signaling.leave());
     this.#leaving = Promise.all(closing).then(() => undefined);
@@ -188,8 +181,8 @@ export class Room extends TypedEmitter<RoomEvents> {
     }
     this.#localId = welcome.id;
     this.#iceServers = this.#options.iceServers ?? welcome.iceServers;
-    this.#fallbackPort.close();
-    this.#fallbackPort = new FallbackPort(this.#signaling, this.#options.clock);
+    this.#relayPort.close();
+    this.#relayPort = new RelayPort(this.#signaling);
     this.connectExisting(welcome.peers);
   }
 
@@ -206,9 +199,8 @@ export class Room extends TypedEmitter<RoomEvents> {
       ...(this.#runtime.sendGate ? { sendGate: (c: RTCPeerConnection) => this.#runtime.sendGate?.(c) ?? null } : {}),
       flow: this.#flow,
       restart: this.#restart,
-      fallbackLink: this.#fallbackPort.link(info.id),
+      relay: this.#relayPort.link(info.id),
       fallback: this.#fallback,
-      clock: this.#options.clock,
       send: (payload) => {
         try {
           this.#signaling.signal(info.id, payload);
