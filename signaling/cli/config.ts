@@ -204,12 +204,19 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     defaultText: 'on',
     schema: z.enum(['on', 'off']).default('on'),
   },
+  dataFallback: {
+    flag: 'data-fallback',
+    env: 'RALLYPOINT_DATA_FALLBACK',
+    description: "carry peers' data over the signaling connection when their ICE fails (relay frames): on or off",
+    defaultText: 'on',
+    schema: z.enum(['on', 'off']).optional(),
+  },
   relay: {
     flag: 'relay',
     env: 'RALLYPOINT_RELAY',
-    description: "relay peers' data over the WebSocket when their ICE fails: on or off",
+    description: 'deprecated: the old name of --data-fallback (which wins when both are set)',
     defaultText: 'on',
-    schema: z.enum(['on', 'off']).default('on'),
+    schema: z.enum(['on', 'off']).optional(),
   },
   turnUrls: {
     flag: 'turn-urls',
@@ -348,12 +355,29 @@ export const TURN_OPTIONS: Record<string, OptionSpec> = {
 
 export const LIMIT_KEYS = Object.keys(DEFAULT_LIMITS) as (keyof typeof DEFAULT_LIMITS)[];
 
+/**
+ * Why the CLI refused its configuration:
+ * - invalid-value: a flag or environment variable with a value its option does not take;
+ * - conflicting-options: options that cannot go together (several Redis URLs without --redis-cluster on);
+ * - missing-secret: a command or option that needs a TURN secret without one;
+ * - redis-unreachable: Redis did not answer at start.
+ */
+export type ConfigErrorCode = 'invalid-value' | 'conflicting-options' | 'missing-secret' | 'redis-unreachable';
+
 /** Thrown for a bad option value; the CLI prints it and exits 2. */
 export class ConfigError extends Error {
-  readonly code = 'ERR_RALLYPOINT_CONFIG';
-  constructor(message: string) {
-    super(message);
+  constructor(
+    readonly code: ConfigErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
     this.name = 'ConfigError';
+  }
+
+  /** @deprecated The code before the kebab-case convention of every rallypoint error (`ERR_RALLYPOINT_CONFIG`). */
+  get legacyCode(): 'ERR_RALLYPOINT_CONFIG' {
+    return 'ERR_RALLYPOINT_CONFIG';
   }
 }
 
@@ -375,7 +399,7 @@ export function resolveConfig(
       problems.push(`${source}=${String(raw)}: ${parsed.error.issues.map((i) => i.message).join(', ')}`);
     }
   }
-  if (problems.length) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  if (problems.length) throw new ConfigError('invalid-value', `invalid configuration:\n  ${problems.join('\n  ')}`);
   return out;
 }
 

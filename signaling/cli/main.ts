@@ -81,7 +81,7 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
   for (const key of LIMIT_KEYS) if (typeof cfg[key] === 'number') limits[key] = cfg[key] as number;
   const turnUrls = cfg.turnUrls as string[] | undefined;
   if (turnUrls !== undefined && cfg.turnSecret === undefined) {
-    throw new ConfigError('--turn-urls (TURN_URLS) hands out credentials for an external TURN server: it needs its secret in --turn-secret or TURN_SECRET');
+    throw new ConfigError('missing-secret', '--turn-urls (TURN_URLS) hands out credentials for an external TURN server: it needs its secret in --turn-secret or TURN_SECRET');
   }
   // Without TURN_SECRET a fresh one per start: the credentials handed out and the TURN
   // server agree, and there is never an open relay. Only coturn needs it configured.
@@ -98,7 +98,7 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
         : undefined;
   if (turn !== undefined && cfg.turnSecret === undefined) logger.info('TURN secret generated at start (set TURN_SECRET to share one with coturn)');
   const redis = cfg.redis as string[] | undefined;
-  if (redis !== undefined && redis.length > 1 && cfg.redisCluster !== 'on') throw new ConfigError('--redis (REDIS_URL) takes one URL, or several with --redis-cluster on');
+  if (redis !== undefined && redis.length > 1 && cfg.redisCluster !== 'on') throw new ConfigError('conflicting-options', '--redis (REDIS_URL) takes one URL, or several with --redis-cluster on');
   const store =
     redis === undefined
       ? undefined
@@ -124,7 +124,9 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
       ...(cfg.metricsToken !== undefined ? { metricsToken: cfg.metricsToken as string } : {}),
       ...(cfg.metricsPort !== undefined ? { metricsPort: cfg.metricsPort as number } : {}),
       ...(cfg.metricsHost !== undefined ? { metricsHost: cfg.metricsHost as string } : {}),
-      relay: cfg.relay === 'on',
+      // --relay is the deprecated name: --data-fallback wins when both are set (an old
+      // RALLYPOINT_RELAY in a deployment's environment must not override a new flag).
+      dataFallback: (cfg.dataFallback ?? cfg.relay ?? 'on') === 'on',
       limits,
       logger,
       registry,
@@ -136,10 +138,10 @@ async function serve(flags: Record<string, string | boolean | undefined>): Promi
       // A node that cannot reach Redis at start is misconfigured: say so instead of serving.
       await Promise.race([
         store.connect(),
-        new Promise((_, reject) => setTimeout(() => reject(new ConfigError(`cannot reach Redis at ${redis?.join(',') ?? ''}`)), 5_000).unref()),
+        new Promise((_, reject) => setTimeout(() => reject(new ConfigError('redis-unreachable', `cannot reach Redis at ${redis?.join(',') ?? ''}`)), 5_000).unref()),
       ]).catch(async (err: unknown) => {
         await listening?.close({ timeoutMs: 0 });
-        throw err instanceof ConfigError ? err : new ConfigError(`cannot reach Redis at ${redis?.join(',') ?? ''}: ${(err as Error).message}`);
+        throw err instanceof ConfigError ? err : new ConfigError('redis-unreachable', `cannot reach Redis at ${redis?.join(',') ?? ''}: ${(err as Error).message}`, { cause: err });
       });
     }
   } catch (err) {
@@ -184,7 +186,7 @@ async function serveTurn(flags: Record<string, string | boolean | undefined>): P
 /** `rallypoint coturn-config`: prints a turnserver.conf on stdout. */
 function printCoturnConfig(flags: Record<string, string | boolean | undefined>): void {
   if (flags.secret === undefined && !process.env.TURN_SECRET) {
-    throw new ConfigError('coturn-config needs the TURN secret: pass --secret or set TURN_SECRET (at least 16 characters)');
+    throw new ConfigError('missing-secret', 'coturn-config needs the TURN secret: pass --secret or set TURN_SECRET (at least 16 characters)');
   }
   const cfg = resolveConfig(COTURN_OPTIONS, flags, process.env);
   process.stdout.write(

@@ -1,13 +1,14 @@
 import { decodeServerFrame as decodeServerMessage, encodeClientFrame as encodeClientMessage } from '../protocol/client-codec.js';
 import { CLOSE_CODES, FINAL_CLOSE_CODES, type LeaveReason } from '../protocol/codes.js';
-import { SUBPROTOCOL } from '../protocol/constants.js';
 import { decodeBase64, encodeBase64 } from '../protocol/base64.js';
 import type { ClientMessage, IceServer, PeerInfo, WelcomeMessage } from '../protocol/schemas.js';
 import { utf8Length } from '../protocol/utf8.js';
 import { ExponentialBackoff, type ReconnectPolicy } from './backoff.js';
+import { systemClock, type ClientClock } from './clock.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalingError } from './errors.js';
-import { HttpSocket, type FetchLike } from './http-socket.js';
+import type { FetchLike } from './http-socket.js';
+import { MOVING, PING, PING_REF, TransportLadder, detach } from './transport-ladder.js';
 
 /** The part of the W3C WebSocket the client uses; browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
@@ -73,6 +74,8 @@ export interface SignalingClientOptions {
    * (jittered) and moves up when it works. Default 60 000.
    */
   upgradeRetryMs?: number;
+  /** Time and timers; default the platform's. Injectable so tests drive every timeout without waiting. */
+  clock?: ClientClock;
 }
 
 export type SignalingState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -131,14 +134,6 @@ export type SignalingClientEvents = {
 
 const OPEN = 1;
 const CLOSED = 3;
-/**
- * The `ref` of our pings. A server older than `ping` answers it with `bad-message` echoing
- * the ref: any frame proves the connection alive, and that error is not reported.
- */
-const PING_REF = 'rallypoint.ping';
-const PING = `{"type":"ping","ref":"${PING_REF}"}`;
-/** Close code of a client leaving a transport for another (CLOSE_CODES.moving): the session stays. */
-const MOVING = 4011;
 
 /**
  * Client of the rallypoint signaling service (browser and Node). Joins one room,
@@ -152,7 +147,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #attempt = 0;
   #outageStart = 0;
   /** One timer: the reconnect delay while disconnected, else the welcome or liveness check. */
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: unknown;
   /** [welcomeTimeoutMs, pingAfterMs, pingTimeoutMs] */
   readonly #times: number[];
   /** When the last frame from the server arrived. */
@@ -161,31 +156,17 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #pinged = 0;
   #closing: Promise<void> | null = null;
   readonly #policy: ReconnectPolicy | null;
-  readonly #WS: WebSocketConstructor;
+  readonly #clock: ClientClock;
+  /** Which transport to open, when to move down or back up (transport-ladder.ts). */
+  readonly #ladder: TransportLadder;
   #connectWaiters: { resolve: (w: Welcome) => void; reject: (e: Error) => void }[] = [];
   /** The server refused our `join` (an error frame before `welcome`): the close that follows is final. */
   #joinRefused: SignalingError | null = null;
-  readonly #ladder: Transport[];
-  /** Index in #ladder of the transport tried now, and of the last one that worked (tried first). */
-  #ti = 0;
-  #home = 0;
-  /** Transports that failed in a row before showing they work (a full round: back off). */
-  #failed = 0;
-  /** The socket just lost had worked (see #onClose). */
-  #lost = false;
-  /** The socket in use has shown it works (a frame, or the HTTP open event). */
-  #works = false;
-  #probe: ReturnType<typeof setTimeout> | undefined;
-  #up: ReturnType<typeof setTimeout> | undefined;
-  #transport: Transport | null = null;
-  #reason = '';
 
   constructor(readonly options: SignalingClientOptions) {
     super();
-    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    this.#ladder = options.transports ?? ['websocket', 'sse', 'poll'];
-    if (!WS && this.#ladder.includes('websocket')) throw new SignalingError('not-open', 'no WebSocket implementation: pass options.WebSocket (e.g. from the ws package)');
-    this.#WS = WS as WebSocketConstructor;
+    const clock = (this.#clock = options.clock ?? systemClock);
+    this.#ladder = new TransportLadder(options, clock);
     this.#policy = options.reconnect === false ? null : (options.reconnect ?? new ExponentialBackoff());
     this.#times = [options.welcomeTimeoutMs ?? 10_000, options.pingAfterMs ?? 15_000, options.pingTimeoutMs ?? 5_000];
     // setTimeout fires at once for anything above 2^31 - 1 ms.
@@ -210,12 +191,12 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
 
   /** The transport in use once it has shown it works (null before). */
   get transport(): Transport | null {
-    return this.#transport;
+    return this.#ladder.transport;
   }
 
   /** Why the client last moved to another transport ('' if it never did). */
   get transportReason(): string {
-    return this.#reason;
+    return this.#ladder.reason;
   }
 
   /** Bytes sent but not yet written to the network by the WebSocket (0 when not connected). */
@@ -228,7 +209,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     if (this.#stateValue === 'closed') return Promise.reject(new SignalingError('closed', 'client is closed'));
     const promise = new Promise<Welcome>((resolve, reject) => this.#connectWaiters.push({ resolve, reject }));
     if (this.#stateValue === 'idle') {
-      this.#outageStart = Date.now();
+      this.#outageStart = this.#clock.now();
       this.#open();
     } else if (this.#stateValue === 'open' && this.#welcome) {
       this.#settle(null, toWelcome(this.#welcome));
@@ -283,9 +264,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
-    clearTimeout(this.#timer);
-    clearTimeout(this.#probe);
-    clearTimeout(this.#up);
+    this.#clock.clearTimeout(this.#timer);
+    this.#ladder.stop();
     const ws = this.#ws;
     this.#ws = null;
     this.#closing = new Promise<void>((resolve) => {
@@ -327,16 +307,10 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #open(): void {
     this.#setState(this.#attempt === 0 ? 'connecting' : 'reconnecting');
     this.#joinRefused = null;
+    this.#arm(this.#times[0] as number);
     let ws: WebSocketLike;
-    const kind = this.#ladder[this.#ti] as Transport;
-    this.#works = false;
     try {
-      const url = this.#url();
-      if (kind === 'websocket') ws = new this.#WS(url.toString(), [SUBPROTOCOL]);
-      else {
-        url.protocol = url.protocol.replace('ws', 'http');
-        ws = new HttpSocket(url.toString(), kind, this.options.fetch ?? fetch.bind(globalThis));
-      }
+      ws = this.#ladder.open(() => ws.send(encodeClientMessage(this.#joinMessage())));
     } catch (err) {
       // A malformed URL is a programming error: no retry will fix it.
       this.#settle(new SignalingError('not-open', `cannot open ${this.options.url}: ${(err as Error).message}`, undefined, { cause: err }));
@@ -344,16 +318,6 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       return;
     }
     this.#ws = ws;
-    this.#arm(this.#times[0] as number);
-    const probeMs = this.options.probeMs ?? 2500;
-    clearTimeout(this.#probe);
-    // A proxy that answers the upgrade and then forwards nothing, or one that buffers the
-    // event stream, shows as silence: move on (a lone or last transport just waits).
-    if (this.#ti < this.#ladder.length - 1) this.#probe = setTimeout(() => this.#works || this.#onClose(ws, 1006, 'silent'), probeMs);
-    ws.onopen = () => {
-      if (kind !== 'websocket') this.#works = true;
-      ws.send(encodeClientMessage(this.#joinMessage()));
-    };
     ws.onmessage = (ev) => this.#onFrame(ev.data);
     ws.onerror = () => {
       // Followed by onclose, which decides what happens next.
@@ -362,8 +326,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   }
 
   #onFrame(data: unknown): void {
-    this.#heard = Date.now();
-    this.#works = true;
+    this.#heard = this.#clock.now();
+    this.#ladder.works = true;
     if (typeof data !== 'string') return this.emit('error', new SignalingError('bad-message', 'server sent a binary frame'));
     const decoded = decodeServerMessage(data);
     if (!decoded.ok) return this.emit('error', new SignalingError(decoded.code, `undecodable server frame: ${decoded.message}`));
@@ -373,13 +337,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
         this.#welcome = msg;
         this.#resumeToken = msg.resume.token;
         this.#attempt = 0;
-        this.#failed = 0;
-        const kind = this.#ladder[(this.#home = this.#ti)] as Transport;
-        if (kind !== this.#transport) {
-          this.#transport = kind;
-          this.emit('transport', { transport: kind, reason: this.#reason });
-        }
-        if (this.#ti > 0) this.#retryUp();
+        const ladder = this.#ladder;
+        if (ladder.welcomed()) this.emit('transport', { transport: ladder.transport as Transport, reason: ladder.reason });
         this.#arm(this.#times[1] as number);
         this.#setState('open');
         this.emit('open', toWelcome(msg));
@@ -431,21 +390,14 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   #onClose(ws: WebSocketLike, code: number, reason: string): void {
     if (ws !== this.#ws) return;
     detach(ws);
-    clearTimeout(this.#probe);
-    clearTimeout(this.#up);
+    this.#ladder.stop();
     this.#ws = null;
     this.#welcome = null;
     if (this.#stateValue === 'closed') return;
     if (this.#joinRefused) return this.#finish(code, reason || `join refused: ${this.#joinRefused.code}`);
-    // Moving up to a transport that works again (see #retryUp), or down past one that never
-    // worked (refused, stripped or silent): the next one at once, no backoff. Except when the
-    // transport just lost had worked: failing at once on its first reconnect is more likely a
-    // node going away (a drain's 503) than a proxy, so it gets one backoff first.
-    const again = this.#lost;
-    this.#lost = this.#works && code !== MOVING;
-    if (code === MOVING || (!this.#works && !again && ++this.#failed < this.#ladder.length)) {
-      this.#reason = code === MOVING ? `${this.#ladder[0]} works again` : `${this.#ladder[this.#ti]} failed: ${reason || code}`;
-      this.#ti = code === MOVING ? 0 : (this.#ti + 1) % this.#ladder.length;
+    // The ladder's next rung at once (moving up, or down past a transport that never worked),
+    // or, when a round failed or the transport in use was lost, a reconnect after backoff.
+    if (this.#ladder.closed(code, reason)) {
       ws.close(MOVING, 'moving');
       // Not open from now on (signal() would throw), though the next socket waits for `done`.
       this.#setState(this.#attempt ? 'reconnecting' : 'connecting');
@@ -458,11 +410,9 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
       this.#settle(new SignalingError('closed', `connection closed (${code}${reason ? ` ${reason}` : ''})`));
       return this.#finish(code, reason);
     }
-    // A round of the ladder failed (or the transport in use was lost): from the top, later.
-    this.#failed = 0;
-    this.#ti = this.#home;
-    if (this.#attempt === 0) this.#outageStart = Date.now();
-    const delayMs = this.#policy.nextDelayMs({ attempt: this.#attempt, elapsedMs: Date.now() - this.#outageStart, closeCode: code });
+    const now = this.#clock.now();
+    if (this.#attempt === 0) this.#outageStart = now;
+    const delayMs = this.#policy.nextDelayMs({ attempt: this.#attempt, elapsedMs: now - this.#outageStart, closeCode: code });
     if (delayMs === null) {
       this.#settle(new SignalingError('gave-up', `gave up reconnecting after ${this.#attempt} attempts (last close ${code})`));
       return this.#finish(code, 'gave up reconnecting');
@@ -473,39 +423,9 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
     this.#arm(delayMs, () => this.#open());
   }
 
-  /**
-   * Below the first transport: now and then (jittered), a WebSocket that must answer a
-   * ping; when it does, the client leaves its HTTP session (keeping its peer session) and
-   * resumes on a WebSocket.
-   */
-  #retryUp(): void {
-    const ms = this.options.upgradeRetryMs ?? 60_000;
-    this.#up = setTimeout(() => {
-      const probe = new this.#WS(this.#url().toString(), [SUBPROTOCOL]);
-      const done = (ok: boolean): void => {
-        clearTimeout(t);
-        detach(probe);
-        probe.close(1000);
-        // Still on the HTTP session this probe was for (it may have been lost meanwhile).
-        if (this.#ti && this.#welcome) ok ? this.#ws?.close(MOVING, 'moving') : this.#retryUp();
-      };
-      const t = setTimeout(done, this.options.probeMs ?? 2500, false);
-      probe.onopen = () => probe.send(PING);
-      probe.onmessage = () => done(true);
-      probe.onclose = () => done(false);
-    }, ms / 2 + Math.random() * ms);
-  }
-
-  /** The server's URL with the token (a query parameter: browsers cannot set WebSocket headers). */
-  #url(): URL {
-    const url = new URL(this.options.url);
-    if (this.options.token !== undefined) url.searchParams.set('token', this.options.token);
-    return url;
-  }
-
   #arm(ms: number, then = () => this.#check()): void {
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(then, ms);
+    this.#clock.clearTimeout(this.#timer);
+    this.#timer = this.#clock.setTimeout(then, ms);
   }
 
   /**
@@ -514,7 +434,7 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
    * and a late timer (a throttled background tab) never counts as a missed answer.
    */
   #check(): void {
-    const now = Date.now();
+    const now = this.#clock.now();
     const [welcomeMs, afterMs, waitMs] = this.#times as [number, number, number];
     if (!this.#welcome) return this.#dead(`no welcome within ${welcomeMs} ms`);
     if (this.#pinged > this.#heard) {
@@ -546,18 +466,11 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
   }
 
   #finish(code: number, reason: string): void {
-    clearTimeout(this.#timer);
+    this.#clock.clearTimeout(this.#timer);
     this.#settle(new SignalingError('closed', 'client closed before joining'));
     this.#setState('closed');
     this.emit('close', { code, reason });
   }
-}
-
-function detach(ws: WebSocketLike): void {
-  ws.onopen = null;
-  ws.onmessage = null;
-  ws.onclose = null;
-  ws.onerror = () => {};
 }
 
 function toWelcome(msg: WelcomeMessage): Welcome {

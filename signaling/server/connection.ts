@@ -3,8 +3,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
 import type { IceServer, Limits } from '../protocol/index.js';
 import type { Grant } from './auth.js';
-import { RelayCounts } from './metrics.js';
-import type { RelayDelivery } from './rooms.js';
+import { ConnectionRelay, RelayCounts, type RelayDelivery } from './relay-frames.js';
 import type { Session } from './session.js';
 import { StrikeCounter, TokenBucket } from './token-bucket.js';
 
@@ -50,9 +49,6 @@ export interface ServerSocket {
   once(event: 'close', listener: () => void): unknown;
 }
 
-/** What a held frame was: unreliable (the latest key no longer matters once it is written). */
-const UNRELIABLE: RelayDelivery = { kind: 'unreliable' };
-
 /** One WebSocket connection and what the server tracks about it. */
 export class Connection {
   readonly openedAt: number;
@@ -85,16 +81,8 @@ export class Connection {
   source = '';
   readonly bucket: TokenBucket;
   readonly strikes: StrikeCounter;
-  /** Relay frames have buckets of their own (messages and bytes), apart from `bucket`. */
-  private readonly relayMessages: TokenBucket;
-  private readonly relayBytes: TokenBucket;
-  /** This connection was told `relay-disabled` once (unreliable frames are not told again). */
-  relayDisabledTold = false;
-  /**
-   * Unreliable relay frames held while this client is congested, by latest key (sender and
-   * channel): a newer frame replaces the held one. Written on the socket's next 'drain'.
-   */
-  private latest: Map<string, string> | null = null;
+  /** Its relay frames: their rate limit, and those held for it while it is congested (relay-frames.ts). */
+  readonly relay: ConnectionRelay;
   /** The socket is corked until the end of the current tick (see `coalesce`). */
   private corked = false;
 
@@ -105,27 +93,13 @@ export class Connection {
     readonly grant: Grant,
     now: number,
     private readonly limits: ConnectionLimits,
-    private readonly relayCounts: RelayCounts = new RelayCounts(),
+    relayCounts: RelayCounts = new RelayCounts(),
     private readonly onOverflow: OverflowHandler | null = null,
   ) {
     this.openedAt = now;
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.messageBurst, now);
     this.strikes = new StrikeCounter(limits.abuseThreshold, now);
-    this.relayMessages = new TokenBucket(limits.relayMessagesPerSecond, limits.relayMessageBurst, now);
-    this.relayBytes = new TokenBucket(limits.relayBytesPerSecond, limits.relayBytesBurst, now);
-  }
-
-  /** Takes one relay frame of `bytes` from both relay buckets, or from neither. */
-  takeRelay(now: number, bytes: number): boolean {
-    if (!this.relayMessages.take(now)) return false;
-    if (this.relayBytes.take(now, bytes)) return true;
-    this.relayMessages.refund();
-    return false;
-  }
-
-  /** Unreliable relay frames held for this client right now. */
-  get heldFrames(): number {
-    return this.latest?.size ?? 0;
+    this.relay = new ConnectionRelay(this, limits, relayCounts, now);
   }
 
   /**
@@ -143,61 +117,8 @@ export class Connection {
     this.ws.send(frame);
   }
 
-  /**
-   * Writes a relay frame to this client unless it is not keeping up (see RelayDelivery).
-   * Reliable frames are dropped over `relayMaxBufferedBytes` waiting: the peer library
-   * retransmits what was not acknowledged, and a reader that stalls must not grow the
-   * server's memory. Unreliable frames over `relayLatestAboveBytes` are held, the newest
-   * per latest key, and written when the socket drains, so stale state never queues behind
-   * new state (issue 5), and what is held is bounded by `relayLatestSlots` frames.
-   */
-  deliverRelay(frame: string, relay: RelayDelivery): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
-    const buffered = this.ws.bufferedAmount;
-    if (relay.kind === 'reliable') {
-      if (buffered > this.limits.relayMaxBufferedBytes) this.relayCounts.dropped.congested++;
-      else this.send(frame, relay);
-      return;
-    }
-    // While frames are held, newer ones must be held too, or a held older one would
-    // overtake them at the drain. Stale state queues only behind what is not written yet:
-    // bytes an HTTP client has but has not acknowledged do not count (issue 11).
-    if (this.latest === null && (this.ws.unsentAmount ?? buffered) <= this.limits.relayLatestAboveBytes) return this.send(frame, relay);
-    const key = relay.latestKey;
-    if (key === undefined) {
-      this.relayCounts.dropped.congested++;
-      return;
-    }
-    if (this.latest === null) {
-      const socket = this.socket();
-      if (!socket) {
-        // No drain to wait for.
-        this.relayCounts.dropped.congested++;
-        return;
-      }
-      // Node emits 'drain' only after a write found the buffer at its high-water mark
-      // (16 KiB): below that the client is keeping up, whatever relayLatestAboveBytes says.
-      if (!socket.writableNeedDrain) return this.send(frame, relay);
-      this.latest = new Map();
-      socket.once('drain', this.flushLatest);
-    }
-    if (this.latest.has(key)) this.relayCounts.dropped.congested++; // the older one
-    else if (this.latest.size >= this.limits.relayLatestSlots) {
-      this.relayCounts.dropped.congested++;
-      return;
-    }
-    this.latest.set(key, frame);
-  }
-
-  /** Writes the held frames (the socket drained). Bound once: it is a 'drain' listener. */
-  private readonly flushLatest = (): void => {
-    const held = this.latest;
-    this.latest = null;
-    if (held !== null) for (const frame of held.values()) this.send(frame, UNRELIABLE);
-  };
-
   /** ws keeps its net.Socket private; null where it does not have one (tests' fakes). */
-  private socket(): Duplex | null {
+  socket(): Duplex | null {
     const socket = (this.ws as unknown as { _socket?: Duplex | null })._socket;
     return socket && typeof socket.cork === 'function' ? socket : null;
   }
@@ -207,7 +128,7 @@ export class Connection {
    * relayed from one socket read) leave in one socket write instead of one write syscall
    * each: the socket is corked at the first frame and uncorked on the next tick. Order
    * and bytes are unchanged; nothing waits longer than the rest of the current tick. The
-   * write syscall per frame was half of the relay's CPU time (BENCHMARKS.md, issue 2).
+   * write syscall per frame was half of the relay's CPU time (BENCHMARKS.md, Signaling).
    * ws does not expose its socket: without `_socket` frames go out one by one as before.
    */
   private coalesce(): void {

@@ -10,7 +10,6 @@ import {
   type LeaveReason,
   type LeaveMessage,
   type SignalMessage,
-  type RelayMessage,
   type PingMessage,
   type IceServer,
   type PeerInfo,
@@ -18,7 +17,8 @@ import {
 import type { Connection } from './connection.js';
 import type { SignalingMetrics } from './metrics.js';
 import type { ResolvedOptions } from './options.js';
-import type { RelayDelivery, RoomStore } from './rooms.js';
+import { welcomeRelayLimits } from './relay-frames.js';
+import type { RoomStore } from './rooms.js';
 import { Session } from './session.js';
 
 /** What the message handlers need from the server. */
@@ -72,11 +72,7 @@ function sendWelcome(ctx: HandlerContext, conn: Connection, session: Session, pe
         messageBurst: limits.messageBurst,
         maxPeersPerRoom: limits.maxPeersPerRoom,
         resumeGraceMs: limits.resumeGraceMs,
-        // So the client can pace itself below them; all 0 says relay is disabled.
-        relayMessagesPerSecond: ctx.options.relay ? limits.relayMessagesPerSecond : 0,
-        relayMessageBurst: ctx.options.relay ? limits.relayMessageBurst : 0,
-        relayBytesPerSecond: ctx.options.relay ? limits.relayBytesPerSecond : 0,
-        relayBytesBurst: ctx.options.relay ? limits.relayBytesBurst : 0,
+        ...welcomeRelayLimits(limits, ctx.options.dataFallback),
         maxBufferedBytes: limits.maxBufferedBytes,
       },
     }),
@@ -209,6 +205,7 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
 /**
  * Relays a signal. Not `async`: with a synchronous store (the in-memory default) the relay
  * path allocates no promise; a promise is returned only when the store answers with one.
+ * (`relay` frames have their handler in relay-frames.ts.)
  */
 export function handleSignal(ctx: HandlerContext, conn: Connection, msg: SignalMessage): Promise<void> | void {
   const session = conn.session;
@@ -227,55 +224,6 @@ export function handleSignal(ctx: HandlerContext, conn: Connection, msg: SignalM
 function signalNotDelivered(ctx: HandlerContext, conn: Connection, session: Session, msg: SignalMessage, why: false | 'unavailable'): void {
   if (why === 'unavailable') return ctx.sendError(conn, 'unavailable', `cannot reach ${msg.to}'s node now; retry`, msg.ref);
   ctx.sendError(conn, 'peer-not-found', `no peer ${msg.to} in room ${session.room}`, msg.ref);
-}
-
-const RELIABLE: RelayDelivery = { kind: 'reliable' };
-
-/**
- * Relays a `relay` frame (already admitted by the relay rate limit) to a peer of the
- * sender's room, `from` stamped. Synchronous with a synchronous store, like handleSignal.
- * Unreliable frames that cannot be delivered are dropped without an error (they come at
- * 30 Hz; an error each would be noise): they are counted in the metrics.
- */
-export function handleRelay(ctx: HandlerContext, conn: Connection, msg: RelayMessage, size: number): Promise<void> | void {
-  const session = conn.session;
-  if (!session) return ctx.sendError(conn, 'not-joined', 'join a room before relaying', msg.ref);
-  if (msg.to === session.id) return relayNotDelivered(ctx, conn, session, msg);
-  const delivery: RelayDelivery = msg.unreliable ? { kind: 'unreliable', latestKey: `${session.id} ${msg.channel}` } : RELIABLE;
-  const delivered = ctx.store.sendTo(session.room, msg.to, relayFrame(session, msg), delivery);
-  if (delivered === true) return relayed(ctx, msg, size);
-  if (delivered === false || delivered === 'unavailable') return relayNotDelivered(ctx, conn, session, msg, delivered);
-  return Promise.resolve(delivered).then((ok) => (ok === true ? relayed(ctx, msg, size) : relayNotDelivered(ctx, conn, session, msg, ok)));
-}
-
-/**
- * The frame as the recipient gets it: known fields only, in a fixed order. The channel
- * name needs no escaping (its alphabet is [A-Za-z0-9_.-]); seq and ack are integers.
- */
-function relayFrame(session: Session, msg: RelayMessage): string {
-  let frame = `${session.relayPrefix}${msg.channel}"`;
-  if (msg.data !== undefined) frame += `,"data":${JSON.stringify(msg.data)}`;
-  if (msg.b64) frame += ',"b64":true';
-  if (msg.seq !== undefined) frame += `,"seq":${msg.seq}`;
-  if (msg.ack !== undefined) frame += `,"ack":${msg.ack}`;
-  if (msg.more) frame += ',"more":true';
-  if (msg.unreliable) frame += ',"unreliable":true';
-  return `${frame}}`;
-}
-
-function relayed(ctx: HandlerContext, msg: RelayMessage, size: number): void {
-  const counts = ctx.metrics.relay;
-  if (msg.unreliable) counts.messages.unreliable++;
-  else counts.messages.reliable++;
-  counts.bytes += size;
-}
-
-function relayNotDelivered(ctx: HandlerContext, conn: Connection, session: Session, msg: RelayMessage, outcome: false | 'unavailable' = false): void {
-  ctx.metrics.relay.dropped['no-peer']++;
-  if (msg.unreliable) return;
-  if (outcome === 'unavailable') return ctx.sendError(conn, 'unavailable', `cannot reach ${msg.to}'s node now; the reliable stream resends`, msg.ref);
-  const why = msg.to === session.id ? 'cannot relay to yourself' : `no peer ${msg.to} in room ${session.room}`;
-  ctx.sendError(conn, 'peer-not-found', why, msg.ref);
 }
 
 /**

@@ -1,6 +1,6 @@
 /** `rallypoint/server`: the signaling service for Node. */
 export { SignalingServer, attachSignaling, listenSignaling, type ListenOptions, type ListeningSignalingServer } from './server.js';
-export { InvalidOptionsError, type SignalingServerOptions, type IceServersOption } from './options.js';
+export { InvalidOptionsError, type InvalidOptionsErrorCode, type SignalingServerOptions, type IceServersOption } from './options.js';
 export { signToken, verifyToken, type Grant, type VerifyHook } from './auth.js';
 export { MemoryRoomStore } from './memory-rooms.js';
 export type { RoomStore, RoomStoreLimits, JoinOutcome, Sink, RelayDelivery, MaybePromise } from './rooms.js';

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { CLOSE_CODES } from '../protocol/index.js';
+import { RelayCounts } from './relay-frames.js';
 
 /**
  * Close codes counted under their own `code` label: the ones RFC 6455 §7.4.1 and the IANA
@@ -14,22 +15,6 @@ const LABELLED_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
 /** The `code` label of `rallypoint_closes_total` for a close code. */
 export function closeCodeLabel(code: number): string {
   return LABELLED_CLOSE_CODES.has(code) ? String(code) : 'other';
-}
-
-/** Why a valid relay frame of a joined peer was not delivered (`rallypoint_relay_dropped_total{reason}`). */
-export const RELAY_DROP_REASONS = ['rate', 'congested', 'no-peer', 'grace', 'disabled'] as const;
-export type RelayDropReason = (typeof RELAY_DROP_REASONS)[number];
-
-/**
- * Relay counts as plain integers, bumped on the relay path (prom-client hashes its label
- * object on every inc()) and handed to the counters when /metrics is scraped.
- */
-export class RelayCounts {
-  /** Frames accepted for delivery, by kind: within limits and addressed to a member of the room. */
-  readonly messages = { reliable: 0, unreliable: 0 };
-  /** Bytes of those frames as received. */
-  bytes = 0;
-  readonly dropped: Record<RelayDropReason, number> = { rate: 0, congested: 0, 'no-peer': 0, grace: 0, disabled: 0 };
 }
 
 /**

@@ -70,10 +70,13 @@ export interface SignalingServerOptions {
   /** Refuse upgrades on other paths with 404 (default true); false leaves them to other listeners. */
   refuseOtherPaths?: boolean;
   /**
-   * Relay `relay` frames between peers of a room (the peer library's WebSocket fallback
-   * when ICE fails). Default true; false answers every relay frame with `relay-disabled`
-   * and announces `relayMessagesPerSecond: 0` in the welcome.
+   * Carry the peer library's data fallback: forward `relay` frames between peers of a room,
+   * the channels of peers whose ICE failed (PROTOCOL.md, Relay). Default true; false
+   * answers every relay frame with `relay-disabled` and announces
+   * `relayMessagesPerSecond: 0` in the welcome. Not TURN: a TURN relay is `iceServers`.
    */
+  dataFallback?: boolean;
+  /** @deprecated The old name of `dataFallback` (it read as TURN's relay); used when `dataFallback` is not given. */
   relay?: boolean;
 }
 
@@ -142,17 +145,26 @@ const OptionsSchema = z
     registry: z.custom<Registry>((v) => typeof v === 'object' && v !== null),
     defaultMetrics: z.boolean(),
     refuseOtherPaths: z.boolean(),
+    dataFallback: z.boolean(),
     relay: z.boolean(),
   })
   .partial()
   .strict();
 
+/** The `code` of an InvalidOptionsError: an option of the wrong type or shape, or options that contradict each other. */
+export type InvalidOptionsErrorCode = 'invalid-options';
+
 /** Thrown for options that make no sense, at construction time (like ws does). */
 export class InvalidOptionsError extends Error {
-  readonly code = 'ERR_RALLYPOINT_OPTIONS';
+  readonly code: InvalidOptionsErrorCode = 'invalid-options';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'InvalidOptionsError';
+  }
+
+  /** @deprecated The code before the kebab-case convention of every rallypoint error (`ERR_RALLYPOINT_OPTIONS`). */
+  get legacyCode(): 'ERR_RALLYPOINT_OPTIONS' {
+    return 'ERR_RALLYPOINT_OPTIONS';
   }
 }
 
@@ -160,9 +172,11 @@ export function formatZodError(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join('.') : 'options'}: ${i.message}`).join('; ');
 }
 
-export interface ResolvedOptions extends Omit<SignalingServerOptions, 'limits' | 'path' | 'relay' | 'allowedHosts'> {
+export interface ResolvedOptions extends Omit<SignalingServerOptions, 'limits' | 'path' | 'dataFallback' | 'relay' | 'allowedHosts'> {
   path: string;
   limits: Limits;
+  dataFallback: boolean;
+  /** @deprecated Same as `dataFallback`. */
   relay: boolean;
   /** The defaults and the configured names (lower case), or '*'. */
   allowedHosts: '*' | string[];
@@ -209,12 +223,17 @@ export function resolveOptions(options: SignalingServerOptions, serverNames: rea
   if ((options.tokenAudience !== undefined || options.tokenIssuer !== undefined) && options.secret === undefined) {
     throw new InvalidOptionsError('invalid signaling options: tokenAudience and tokenIssuer check tokens: they need a secret');
   }
+  if (options.dataFallback !== undefined && options.relay !== undefined && options.dataFallback !== options.relay) {
+    throw new InvalidOptionsError('invalid signaling options: relay is the old name of dataFallback: give one of them, or the same value to both');
+  }
+  const dataFallback = options.dataFallback ?? options.relay ?? true;
   const allowedHosts = options.allowedHosts === '*' ? '*' : [...defaultAllowedHosts(), ...serverNames, ...(options.allowedHosts ?? [])].map((h) => h.toLowerCase());
   return {
     ...options,
     path: options.path ?? DEFAULT_PATH,
     limits,
-    relay: options.relay ?? true,
+    dataFallback,
+    relay: dataFallback,
     allowedHosts,
     allowedHostsExplicit: options.allowedHosts !== undefined,
     proxyTrust: resolveProxyTrust(options.trustProxy),

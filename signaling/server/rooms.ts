@@ -1,25 +1,13 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { PeerInfo } from '../protocol/index.js';
+import type { RelayDelivery } from './relay-frames.js';
 
 /** A result that may be ready now (in-memory) or later (a networked store such as Redis). */
 export type MaybePromise<T> = T | Promise<T>;
 
-/**
- * What a `relay` frame allows its recipient's node to do with it (plain data, so a
- * networked store can carry it along with the frame). Frames without one (signals,
- * room events) are always delivered, or queued during a resume grace period.
- */
-export interface RelayDelivery {
-  /**
-   * `reliable`: dropped only when the recipient's send buffer is over
-   * `relayMaxBufferedBytes`; queued during its resume grace. `unreliable`: held
-   * latest-wins under `latestKey` while the recipient is congested; dropped during grace.
-   */
-  kind: 'reliable' | 'unreliable';
-  /** For unreliable frames: a newer frame with the same key replaces a held older one. */
-  latestKey?: string;
-}
+/** How a `relay` frame may be delivered (relay-frames.ts); part of the store's `Sink`. */
+export type { RelayDelivery } from './relay-frames.js';
 
 /** Delivers one encoded frame to a member wherever its connection lives. */
 export type Sink = (frame: string, relay?: RelayDelivery) => void;

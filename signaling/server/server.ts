@@ -14,19 +14,19 @@ import {
   type ErrorCode,
   type IceServer,
   type LeaveReason,
-  type RelayMessage,
   type UpgradeRefusal,
 } from '../protocol/index.js';
 import { systemClock, type Clock } from './clock.js';
 import { Connection, type ServerSocket } from './connection.js';
-import { endSession, handleJoin, handleLeave, handlePing, handleRelay, handleSignal, type HandlerContext } from './handlers.js';
+import { endSession, handleJoin, handleLeave, handlePing, handleSignal, type HandlerContext } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
 import { iceServersReuseMs } from './ice-refresh.js';
-import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http.js';
+import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http-endpoints.js';
 import { MemoryRoomStore } from './memory-rooms.js';
 import { SignalingMetrics, closeCodeLabel } from './metrics.js';
 import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } from './options.js';
-import type { RelayDelivery, RoomStore } from './rooms.js';
+import { admitRelay, handleRelay, type RelayDelivery } from './relay-frames.js';
+import type { RoomStore } from './rooms.js';
 import type { Session } from './session.js';
 import { clientAddress, sourceKey } from './source.js';
 import { checkUpgrade, offeredSubprotocols, refuseUpgrade } from './upgrade.js';
@@ -103,7 +103,7 @@ export class SignalingServer implements HandlerContext {
         let held = 0;
         for (const c of this.connections) {
           buffered += c.ws.bufferedAmount;
-          held += c.heldFrames;
+          held += c.relay.held;
         }
         return { buffered, held };
       },
@@ -427,7 +427,7 @@ export class SignalingServer implements HandlerContext {
     // game's data cannot use up the tokens its ICE restarts need. Everything else (invalid
     // relay frames too) pays a signaling token before anything else is said about it.
     if (decoded.ok && decoded.message.type === 'relay') {
-      if (!this.admitRelay(conn, decoded.message, size, now)) return;
+      if (!admitRelay(this, conn, decoded.message, size, now)) return;
     } else if (!conn.bucket.take(now)) return this.rateLimited(conn);
     if (!decoded.ok) return this.sendError(conn, decoded.code, decoded.message, decoded.ref);
     this.metrics.countMessage(decoded.message.type);
@@ -452,30 +452,6 @@ export class SignalingServer implements HandlerContext {
 
   private rateLimited(conn: Connection): void {
     this.sendError(conn, 'rate-limited', `more than ${this.options.limits.messagesPerSecond} messages/s`);
-  }
-
-  /**
-   * The relay frame's own checks that do not depend on the room: relay disabled, and the
-   * relay rate limit. Unreliable frames are never answered with an error for these (at
-   * 30 Hz that is noise): they are dropped and counted; the first one on a server with
-   * relay disabled is still told, once per connection, so a client learns why.
-   */
-  private admitRelay(conn: Connection, msg: RelayMessage, size: number, now: number): boolean {
-    const counts = this.metrics.relay;
-    if (!this.options.relay) {
-      counts.dropped.disabled++;
-      if (msg.unreliable && conn.relayDisabledTold) return false;
-      conn.relayDisabledTold = true;
-      this.sendError(conn, 'relay-disabled', 'relay is disabled on this server (welcome.limits.relayMessagesPerSecond is 0)', msg.ref);
-      return false;
-    }
-    if (conn.takeRelay(now, size)) return true;
-    counts.dropped.rate++;
-    if (!msg.unreliable) {
-      const { relayMessagesPerSecond, relayBytesPerSecond } = this.options.limits;
-      this.sendError(conn, 'rate-limited', `more than ${relayMessagesPerSecond} relay messages/s or ${relayBytesPerSecond} relay bytes/s`, msg.ref);
-    }
-    return false;
   }
 
   /** Runs a handler; returns a promise only if the handler actually went async. */

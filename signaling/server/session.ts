@@ -1,7 +1,6 @@
 import type { Meta } from './types.js';
 import type { Connection } from './connection.js';
-import type { RelayCounts } from './metrics.js';
-import type { RelayDelivery } from './rooms.js';
+import { relayPrefix, type RelayCounts, type RelayDelivery } from './relay-frames.js';
 
 /**
  * A peer's membership in a room. It outlives its connection for the resume grace period,
@@ -13,7 +12,7 @@ export class Session {
   /** Frames that arrived while no connection was attached (or before `welcome` went out). */
   readonly queue: string[] = [];
   readonly fromPrefix: string;
-  /** The start of every relay frame this peer sends, up to the channel name's opening quote. */
+  /** The start of every relay frame this peer sends (see relay-frames.ts). */
   readonly relayPrefix: string;
   /** Bound once so the room store can hold it. */
   readonly sink = (frame: string, relay?: RelayDelivery): void => this.deliver(frame, relay);
@@ -28,7 +27,7 @@ export class Session {
   ) {
     // Signals and relay frames are stamped by string concatenation: the data is serialized once.
     this.fromPrefix = `{"type":"signal","from":${JSON.stringify(id)},"data":`;
-    this.relayPrefix = `{"type":"relay","from":${JSON.stringify(id)},"channel":"`;
+    this.relayPrefix = relayPrefix(id);
   }
 
   deliver(frame: string, relay?: RelayDelivery): void {
@@ -37,7 +36,7 @@ export class Session {
     // attached until its closing handshake ends, and ws discards what is sent meanwhile:
     // queue it for the resume instead (after a drain, the handover to the next node).
     if (conn?.open) {
-      if (relay) conn.deliverRelay(frame, relay);
+      if (relay) conn.relay.deliver(frame, relay);
       else conn.send(frame);
       return;
     }

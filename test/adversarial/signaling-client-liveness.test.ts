@@ -11,15 +11,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { createNodeSignalingClient, joinRoom } from '../../peer/node.js';
 import type { ReconnectPolicy, SignalingClient, SignalingClientOptions, SignalingError, Welcome } from '../../signaling/client/index.js';
-import { cleanup, newHarness, rawSocket, recordingWebSocket, startServer } from '../helpers/signaling-harness.js';
+import { cleanup, deferred } from '../helpers/resources.js';
+import { rawSocket, recordingWebSocket, startServer, tracked } from '../helpers/server.js';
 import { startFreezableProxy, type FreezableProxy } from '../helpers/tcp-proxy.js';
 
-const h = newHarness();
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   // Proxies and stub servers first: a frozen flow would hold the server's close for its timeout.
   await Promise.all(closers.splice(0).map((c) => c()));
-  await cleanup(h);
+  await cleanup();
 });
 
 /** Retries after 20 ms, forever. */
@@ -27,7 +27,7 @@ const quick: ReconnectPolicy = { nextDelayMs: () => 20 };
 
 function client(opts: Partial<SignalingClientOptions> & { url: string }): SignalingClient {
   const c = createNodeSignalingClient({ room: 'lobby', reconnect: quick, ...opts });
-  h.clients.push(c);
+  tracked(c);
   return c;
 }
 
@@ -40,7 +40,7 @@ async function startProxy(target: number): Promise<FreezableProxy> {
 
 describe('SignalingClient liveness (adversarial network)', () => {
   it('notices a half-open connection within pingAfterMs + pingTimeoutMs and resumes its session through a fresh path', async () => {
-    const server = await startServer(h);
+    const server = await startServer();
     const proxy = await startProxy(server.port);
     const pingAfterMs = 300;
     const pingTimeoutMs = 300;
@@ -89,10 +89,13 @@ describe('SignalingClient liveness (adversarial network)', () => {
         }),
     );
     const closeCodes: number[] = [];
+    const threeClosed = deferred();
     const joins: string[] = [];
     wss.on('connection', (ws) => {
       ws.on('message', (data) => joins.push(String(data)));
-      ws.on('close', (code) => closeCodes.push(code));
+      ws.on('close', (code) => {
+        if (closeCodes.push(code) === 3) threeClosed.resolve();
+      });
     });
     // WebSocket only: this is the welcome timeout; the ladder would move on to SSE instead.
     const c = client({ url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/ws`, welcomeTimeoutMs: 200, transports: ['websocket'] });
@@ -109,7 +112,7 @@ describe('SignalingClient liveness (adversarial network)', () => {
     expect(joins.length).toBeGreaterThanOrEqual(3);
     expect(c.state).toBe('reconnecting');
     // The server saw each abandoned attempt closed with 4408 (resumable, not the final 1000).
-    while (closeCodes.length < 3) await new Promise((r) => setImmediate(r));
+    await threeClosed.promise;
     expect(closeCodes.slice(0, 3)).toEqual([4408, 4408, 4408]);
   });
 
@@ -146,7 +149,7 @@ describe('SignalingClient liveness (adversarial network)', () => {
   });
 
   it('an idle joined client pings through many intervals and keeps its connection (no reconnect)', async () => {
-    const server = await startServer(h);
+    const server = await startServer();
     const { WS, instances, sent } = recordingWebSocket();
     const c = client({ url: server.wsUrl, WebSocket: WS, pingAfterMs: 100, pingTimeoutMs: 100 });
     const events: string[] = [];
@@ -163,8 +166,8 @@ describe('SignalingClient liveness (adversarial network)', () => {
   });
 
   it('ping is a frame like any other for the rate limit: a flood is refused and closed with 4029', async () => {
-    const server = await startServer(h, { limits: { messagesPerSecond: 5, messageBurst: 10, abuseThreshold: 5 } });
-    const ws = await rawSocket(h, server.wsUrl);
+    const server = await startServer({ limits: { messagesPerSecond: 5, messageBurst: 10, abuseThreshold: 5 } });
+    const ws = await rawSocket(server.wsUrl);
     const frames: { type: string; code?: string; ref?: string }[] = [];
     ws.on('message', (d) => frames.push(JSON.parse(String(d)) as { type: string }));
     const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));

@@ -256,8 +256,8 @@ describe('slow reader: cast off', () => {
     // checks keep relay frames below it; the handler must not rely on that).
     const limits = { ...DEFAULT_LIMITS, maxBufferedBytes: 110, relayLatestAboveBytes: 1_000, relayMaxBufferedBytes: 1_000 };
     const conn = new Connection(ws, {} as never, '127.0.0.1', {}, 0, limits, undefined, (_c, _f, relay) => void got.push(relay));
-    conn.deliverRelay('x'.repeat(20), { kind: 'unreliable', latestKey: 'k' });
-    conn.deliverRelay('x'.repeat(20), { kind: 'reliable' });
+    conn.relay.deliver('x'.repeat(20), { kind: 'unreliable', latestKey: 'k' });
+    conn.relay.deliver('x'.repeat(20), { kind: 'reliable' });
     conn.send('x'.repeat(20));
     expect(got).toEqual([{ kind: 'unreliable', latestKey: 'k' }, { kind: 'reliable' }, undefined]);
   });

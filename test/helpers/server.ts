@@ -1,3 +1,13 @@
+/**
+ * The test harness of the signaling server: a real server on 127.0.0.1 and port 0 (on the
+ * system clock or a FakeClock), the clients and raw sockets a test opens against it, and
+ * access to the server side of its connections. Everything is closed by `cleanup()` from
+ * resources.ts (every test file's afterEach), newest first: clients before their server.
+ */
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import { WebSocket } from 'ws';
+import type { SignalingClient, WebSocketConstructor } from '../../signaling/client/index.js';
 import { MemoryRoomStore, listenSignaling, type ListenOptions, type ListeningSignalingServer } from '../../signaling/server/index.js';
 import { FakeClock } from './fake-clock.js';
 import { httpGet } from './http.js';
@@ -46,6 +56,70 @@ export async function startFakeClockServer(options: ListenOptions = {}): Promise
   const clock = new FakeClock();
   const srv = await startServer({ ...options, clock });
   return { ...srv, clock };
+}
+
+/** Closes `client` (its listeners removed first) at cleanup. Returns it. */
+export function tracked<C extends SignalingClient>(client: C): C {
+  defer(() => {
+    client.removeAllListeners();
+    return client.close();
+  });
+  return client;
+}
+
+/** Terminates `ws` at cleanup unless it is closed by then. Returns it. */
+export function trackedSocket(ws: WebSocket): WebSocket {
+  defer(() => {
+    if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
+  });
+  return ws;
+}
+
+/** Opens a raw rallypoint.v1 WebSocket (for tests that must send what the client refuses to). */
+export async function rawSocket(url: string): Promise<WebSocket> {
+  const ws = trackedSocket(new WebSocket(url, ['rallypoint.v1']));
+  await once(ws, 'open');
+  return ws;
+}
+
+/** The server-side TCP socket of every upgrade, in arrival order (destroy one to drop a client abruptly). */
+export function upgradeSockets(s: ListeningSignalingServer): Socket[] {
+  const sockets: Socket[] = [];
+  s.http.on('upgrade', (_req, socket: Socket) => sockets.push(socket));
+  return sockets;
+}
+
+/** A `ws` WebSocket class that records its instances and every frame they send. */
+export function recordingWebSocket(): { WS: WebSocketConstructor; instances: WebSocket[]; sent: string[] } {
+  const instances: WebSocket[] = [];
+  const sent: string[] = [];
+  class RecordingWebSocket extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      instances.push(this);
+      const send = this.send.bind(this) as (data: unknown) => void;
+      (this as { send: (data: unknown) => void }).send = (data: unknown) => {
+        sent.push(String(data));
+        send(data);
+      };
+    }
+  }
+  return { WS: RecordingWebSocket as unknown as WebSocketConstructor, instances, sent };
+}
+
+/**
+ * Resolves when every WebSocket in `list` is fully closed (TCP included). Not `events.once`:
+ * that rejects on the `error` ws emits when a handshake is aborted.
+ */
+export async function allClosed(list: WebSocket[]): Promise<void> {
+  await Promise.all(list.map((ws) => (ws.readyState === WebSocket.CLOSED ? undefined : new Promise<void>((resolve) => ws.once('close', () => resolve())))));
+}
+
+/** Counts of active, event-loop-holding resources by type (`Timeout`, `TCPSocketWrap`, ...). */
+export function activeResources(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) out[r] = (out[r] ?? 0) + 1;
+  return out;
 }
 
 /**

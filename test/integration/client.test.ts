@@ -6,17 +6,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createNodeSignalingClient } from '../../peer/node.js';
 import { ExponentialBackoff, SignalingError, type ReconnectPolicy, type SignalingClient, type SignalingClientOptions, type SignalingState } from '../../signaling/client/index.js';
 import { signToken } from '../../signaling/server/index.js';
-import { activeResources, allClosed, cleanup, newHarness, recordingWebSocket, startServer, upgradeSockets } from '../helpers/signaling-harness.js';
+import { cleanup } from '../helpers/resources.js';
+import { activeResources, allClosed, recordingWebSocket, startServer, tracked, upgradeSockets } from '../helpers/server.js';
 
-const h = newHarness();
-afterEach(() => cleanup(h));
+afterEach(cleanup);
 
 /** Reconnect quickly in tests. */
 const fast = (): ExponentialBackoff => new ExponentialBackoff({ baseMs: 5, capMs: 20 });
 
 function client(opts: Partial<SignalingClientOptions> & { url: string }): SignalingClient {
   const c = createNodeSignalingClient({ room: 'lobby', reconnect: fast(), ...opts });
-  h.clients.push(c);
+  tracked(c);
   return c;
 }
 
@@ -56,7 +56,7 @@ async function rejectsCode(p: Promise<unknown>, code: string): Promise<Signaling
 
 describe('connect and room events', () => {
   it('connect() resolves with the welcome; state goes connecting -> open', async () => {
-    const s = await startServer(h, { iceServers: [{ urls: 'stun:stun.example.com:3478' }] });
+    const s = await startServer({ iceServers: [{ urls: 'stun:stun.example.com:3478' }] });
     const a = client({ url: s.wsUrl });
     const log = record(a);
     expect(a.state).toBe('idle');
@@ -74,7 +74,7 @@ describe('connect and room events', () => {
   });
 
   it('peer-joined, signal (any JSON) and peer-left (left and closed) reach the other peer', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const a = client({ url: s.wsUrl, meta: { name: 'ada' } });
     const wa = await a.connect();
     const b = client({ url: s.wsUrl, meta: { name: 'bob' } });
@@ -111,7 +111,7 @@ describe('connect and room events', () => {
 
 describe('send validation', () => {
   it('invalid to / data, and a message over welcome.limits.maxMessageBytes, throw locally without sending', async () => {
-    const s = await startServer(h, { limits: { maxMessageBytes: 1_024 } });
+    const s = await startServer({ limits: { maxMessageBytes: 1_024 } });
     const rec = recordingWebSocket();
     const a = client({ url: s.wsUrl, WebSocket: rec.WS });
     const log = record(a);
@@ -146,7 +146,7 @@ describe('send validation', () => {
   });
 
   it('send before joined, while connecting and after close is not-open', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const a = client({ url: s.wsUrl });
     throwsCode(() => a.signal('p', 1), 'not-open');
     const p = a.connect();
@@ -160,7 +160,7 @@ describe('send validation', () => {
   });
 
   it('server error frames surface as error events with code and ref, and the client stays open', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const a = client({ url: s.wsUrl });
     const wa = await a.connect();
     const e1 = a.next('error');
@@ -181,7 +181,7 @@ describe('send validation', () => {
 
 describe('join refused', () => {
   it('room-full: connect() rejects with the server code and the client closes without reconnecting', async () => {
-    const s = await startServer(h, { limits: { maxPeersPerRoom: 1 } });
+    const s = await startServer({ limits: { maxPeersPerRoom: 1 } });
     await client({ url: s.wsUrl }).connect();
     const b = client({ url: s.wsUrl });
     const log = record(b);
@@ -195,7 +195,7 @@ describe('join refused', () => {
   });
 
   it('meta over maxMetaBytes: connect() rejects with too-large', async () => {
-    const s = await startServer(h, { limits: { maxMetaBytes: 64 } });
+    const s = await startServer({ limits: { maxMetaBytes: 64 } });
     const a = client({ url: s.wsUrl, meta: { blob: 'x'.repeat(100) } });
     const closed = a.next('close');
     await rejectsCode(a.connect(), 'too-large');
@@ -222,7 +222,7 @@ describe('join refused', () => {
 
 describe('reconnect and resume', () => {
   it('after an abrupt drop the client reconnects with backoff and resumes the same id; the room sees nothing; queued signals arrive', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const sockets = upgradeSockets(s);
     // A fixed reconnect delay gives b time to signal a while it is away.
     const policy: ReconnectPolicy = { nextDelayMs: ({ attempt }) => (attempt < 5 ? 50 : null) };
@@ -271,7 +271,7 @@ describe('reconnect and resume', () => {
   });
 
   it('after a server restart on the same port the client joins again (new session: resumed false)', async () => {
-    const s1 = await startServer(h);
+    const s1 = await startServer();
     const port = s1.port;
     const a = client({ url: s1.wsUrl });
     const wa = await a.connect();
@@ -279,7 +279,7 @@ describe('reconnect and resume', () => {
     await s1.close();
     expect((await reconnecting)[0].closeCode).toBe(1001);
     const reopened = a.next('open');
-    await startServer(h, { port });
+    await startServer({ port });
     const [w2] = await reopened;
     expect(w2.resumed).toBe(false);
     expect(w2.id).not.toBe(wa.id);
@@ -287,7 +287,7 @@ describe('reconnect and resume', () => {
   });
 
   it('gives up per the policy when the server is gone: close event, connect() rejects with gave-up', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const url = s.wsUrl;
     await s.close();
     const a = client({ url, reconnect: new ExponentialBackoff({ maxAttempts: 2, baseMs: 10 }) });
@@ -309,7 +309,7 @@ describe('reconnect and resume', () => {
   });
 
   it('gives up after an established connection is lost for good', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const a = client({ url: s.wsUrl, reconnect: new ExponentialBackoff({ maxAttempts: 1, baseMs: 5 }) });
     await a.connect();
     const closed = a.next('close');
@@ -320,7 +320,7 @@ describe('reconnect and resume', () => {
   });
 
   it('reconnect: false never reconnects', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const sockets = upgradeSockets(s);
     const a = client({ url: s.wsUrl, reconnect: false });
     const log = record(a);
@@ -336,7 +336,7 @@ describe('final close codes', () => {
   const secret = 'a-test-secret-of-some-length';
 
   it('4003 unauthorized (token for another room): error event, close 4003, no reconnect', async () => {
-    const s = await startServer(h, { secret });
+    const s = await startServer({ secret });
     const upgrades = upgradeSockets(s);
     const token = await signToken(secret, { room: 'other', ttlSeconds: 60 });
     const a = client({ url: s.wsUrl, token, room: 'mine' });
@@ -351,14 +351,14 @@ describe('final close codes', () => {
   });
 
   it('a token for the right room is accepted', async () => {
-    const s = await startServer(h, { secret });
+    const s = await startServer({ secret });
     const token = await signToken(secret, { room: 'mine', ttlSeconds: 60 });
     const a = client({ url: s.wsUrl, token, room: 'mine' });
     await expect(a.connect()).resolves.toMatchObject({ room: 'mine' });
   });
 
   it('a missing token is refused at the upgrade (401, seen as 1006): retried per policy, then gave-up', async () => {
-    const s = await startServer(h, { secret });
+    const s = await startServer({ secret });
     const upgrades = upgradeSockets(s);
     const a = client({ url: s.wsUrl, reconnect: new ExponentialBackoff({ maxAttempts: 1, baseMs: 5 }) });
     await rejectsCode(a.connect(), 'gave-up');
@@ -368,7 +368,7 @@ describe('final close codes', () => {
 
 describe('close()', () => {
   it('is idempotent, emits close once, rejects later connect() and leaves no timers or sockets', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const before = activeResources();
     const rec = recordingWebSocket();
     const a = client({ url: s.wsUrl, WebSocket: rec.WS });
@@ -387,7 +387,7 @@ describe('close()', () => {
   });
 
   it('while a retry is pending: clears the retry timer and rejects the pending connect()', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const url = s.wsUrl;
     await s.close();
     const before = activeResources();
@@ -406,7 +406,7 @@ describe('close()', () => {
   });
 
   it('while connecting: rejects connect() and closes the socket', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const rec = recordingWebSocket();
     const a = client({ url: s.wsUrl, WebSocket: rec.WS });
     const p = a.connect();

@@ -11,17 +11,17 @@ import { createNodeSignalingClient } from '../../peer/node.js';
 import { SignalingError, type ReceivedRelayFrame, type SignalingClient } from '../../signaling/client/index.js';
 import { DEFAULT_LIMITS, type ServerMessage } from '../../signaling/protocol/index.js';
 import { START_LINE, cli, killCliChildren, nextLine, start } from '../helpers/cli.js';
-import { cleanup, newHarness, rawSocket, startServer } from '../helpers/signaling-harness.js';
+import { cleanup } from '../helpers/resources.js';
+import { rawSocket, startServer, tracked, trackedSocket } from '../helpers/server.js';
 
-const h = newHarness();
 afterEach(async () => {
   killCliChildren();
-  await cleanup(h);
+  await cleanup();
 });
 
 function client(url: string, room = 'lobby'): SignalingClient {
   const c = createNodeSignalingClient({ url, room, reconnect: false });
-  h.clients.push(c);
+  tracked(c);
   return c;
 }
 
@@ -45,7 +45,7 @@ async function until<T>(c: SignalingClient, event: 'relay' | 'error', list: T[],
 
 describe('SignalingClient relay', () => {
   it('relay() and the relay event: text, bytes (as a Uint8Array) and every field, from stamped', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const { a, b, aId, bId, got } = await pair(s.wsUrl);
     const bytes = new Uint8Array([0, 1, 2, 127, 128, 254, 255]);
     expect(a.relay(bId, 'reliable', { data: 'hello', seq: 1, ack: 0, more: true })).toBe(true);
@@ -67,7 +67,7 @@ describe('SignalingClient relay', () => {
   });
 
   it('random binary payloads arrive byte for byte (property, real server)', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const { a, b, bId, got } = await pair(s.wsUrl);
     let sent = 0;
     await fc.assert(
@@ -83,7 +83,7 @@ describe('SignalingClient relay', () => {
   });
 
   it('invalid base64 from a peer is an error event (bad-message), not a throw and not a relay event', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const b = client(s.wsUrl);
     const bId = (await b.connect()).id;
     const got: ReceivedRelayFrame[] = [];
@@ -91,7 +91,7 @@ describe('SignalingClient relay', () => {
     b.on('relay', (f) => got.push(f));
     b.on('error', (e) => errors.push(e));
     // A hand-written peer: the server passes data through without decoding it.
-    const raw = await rawSocket(h, s.wsUrl);
+    const raw = await rawSocket(s.wsUrl);
     raw.send(JSON.stringify({ type: 'join', room: 'lobby' }));
     await once(raw, 'message');
     for (const data of ['not base64!', 'AAA', 'AA==AA==']) raw.send(JSON.stringify({ type: 'relay', to: bId, channel: 'c', data, b64: true }));
@@ -104,7 +104,7 @@ describe('SignalingClient relay', () => {
   });
 
   it('relay() is false when not joined; it throws on a bad channel, seq or data and on a frame over maxMessageBytes', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const a = client(s.wsUrl);
     expect(a.relay('x', 'c', { data: 'before connect' })).toBe(false);
     const connecting = a.connect();
@@ -132,7 +132,7 @@ describe('SignalingClient relay', () => {
   });
 
   it('server errors for relay frames reach the error event; the relay limits are readable', async () => {
-    const s = await startServer(h);
+    const s = await startServer();
     const a = client(s.wsUrl);
     const welcome = await a.connect();
     expect(welcome.limits).toMatchObject({
@@ -149,7 +149,7 @@ describe('SignalingClient relay', () => {
   });
 
   it('relay off: the welcome says relayMessagesPerSecond 0 and a reliable frame gets relay-disabled', async () => {
-    const s = await startServer(h, { relay: false });
+    const s = await startServer({ relay: false });
     const { a, bId } = await pair(s.wsUrl);
     expect(a.limits.relayMessagesPerSecond).toBe(0);
     const err = a.next('error');
@@ -159,12 +159,12 @@ describe('SignalingClient relay', () => {
   });
 });
 
-describe('CLI --relay', () => {
+describe('CLI --data-fallback (formerly --relay)', () => {
   async function welcomeAndRelay(args: string[], env: Record<string, string> = {}): Promise<{ welcome: ServerMessage; reply: ServerMessage }> {
     const child = start(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1', '--turn', 'off', ...args], env);
     const [, , wsUrl] = START_LINE.exec(await nextLine(child)) as RegExpExecArray;
     const ws = new WebSocket(wsUrl as string, 'rallypoint.v1');
-    h.sockets.push(ws);
+    trackedSocket(ws);
     const frames: ServerMessage[] = [];
     const waiters: (() => void)[] = [];
     ws.on('message', (d) => {
@@ -188,10 +188,13 @@ describe('CLI --relay', () => {
     expect(reply).toMatchObject({ type: 'error', code: 'peer-not-found', ref: 'x' });
   });
 
-  it('--relay off, and RALLYPOINT_RELAY=off, disable it; the relay limits have flags', async () => {
+  it('--data-fallback off, RALLYPOINT_DATA_FALLBACK=off, and the deprecated --relay off and RALLYPOINT_RELAY=off, disable it; the relay limits have flags', async () => {
     for (const [args, env] of [
+      [['--data-fallback', 'off'], {}],
+      [[], { RALLYPOINT_DATA_FALLBACK: 'off' }],
       [['--relay', 'off'], {}],
       [[], { RALLYPOINT_RELAY: 'off' }],
+      [['--data-fallback', 'off'], { RALLYPOINT_RELAY: 'on' }],
     ] as const) {
       const { welcome, reply } = await welcomeAndRelay([...args], env);
       expect(welcome).toMatchObject({ type: 'welcome', limits: { relayMessagesPerSecond: 0 } });
@@ -199,5 +202,11 @@ describe('CLI --relay', () => {
     }
     const { welcome } = await welcomeAndRelay(['--relay-messages-per-second', '30', '--relay-bytes-burst', '65536'], { RALLYPOINT_RELAY_MESSAGE_BURST: '60' });
     expect(welcome).toMatchObject({ limits: { relayMessagesPerSecond: 30, relayMessageBurst: 60, relayBytesBurst: 65536 } });
+  });
+
+  it('--data-fallback on wins over the deprecated RALLYPOINT_RELAY=off', async () => {
+    const { welcome, reply } = await welcomeAndRelay(['--data-fallback', 'on'], { RALLYPOINT_RELAY: 'off' });
+    expect(welcome).toMatchObject({ type: 'welcome', limits: { relayMessagesPerSecond: DEFAULT_LIMITS.relayMessagesPerSecond } });
+    expect(reply).toMatchObject({ type: 'error', code: 'peer-not-found', ref: 'x' });
   });
 });

@@ -105,8 +105,9 @@ describe('relay: delivery', () => {
 });
 
 describe('relay: disabled by configuration', () => {
-  it('announces relay limits of 0, answers reliable frames with relay-disabled and unreliable ones once per connection; signals still work', async () => {
-    const srv = await startServer({ relay: false });
+  // `relay` is the deprecated name of `dataFallback`: both switch the same thing off.
+  it.each([{ dataFallback: false }, { relay: false }])('%o announces relay limits of 0, answers reliable frames with relay-disabled and unreliable ones once per connection; signals still work', async (off) => {
+    const srv = await startServer(off);
     const a = await srv.connect();
     const welcome = await a.join('r');
     expect(welcome.limits).toMatchObject({ relayMessagesPerSecond: 0, relayMessageBurst: 0, relayBytesPerSecond: 0, relayBytesBurst: 0 });
@@ -127,6 +128,13 @@ describe('relay: disabled by configuration', () => {
     expect(a.closeInfo).toBeNull();
     expect(await metric(srv, 'rallypoint_relay_dropped_total', { reason: 'disabled' })).toBe(5);
     expect(await metric(srv, 'rallypoint_relay_messages_total', { kind: 'reliable' })).toBe(0);
+  });
+
+  it('the same value under both names is fine, contradicting ones are refused', async () => {
+    expect((await startServer({ dataFallback: false, relay: false })).server.options.dataFallback).toBe(false);
+    expect((await startServer({ relay: false })).server.options).toMatchObject({ dataFallback: false, relay: false });
+    expect((await startServer({})).server.options).toMatchObject({ dataFallback: true, relay: true });
+    await expect(startServer({ dataFallback: true, relay: false })).rejects.toMatchObject({ name: 'InvalidOptionsError', code: 'invalid-options', message: /old name of dataFallback/ });
   });
 
   it('the welcome of a server with relay on carries the relay limits in force', async () => {

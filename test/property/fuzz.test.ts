@@ -18,9 +18,9 @@ import { createNodeSignalingClient } from '../../peer/node.js';
 import type { SignalingClient } from '../../signaling/client/index.js';
 import { CLOSE_CODES, DEFAULT_LIMITS, ERROR_CODES, closeCodeFor, decodeClientMessage, decodeServerMessage, type ErrorCode } from '../../signaling/protocol/index.js';
 import type { ListeningSignalingServer } from '../../signaling/server/index.js';
-import { cleanup, newHarness, startServer } from '../helpers/signaling-harness.js';
+import { cleanup } from '../helpers/resources.js';
+import { startServer, tracked } from '../helpers/server.js';
 
-const h = newHarness();
 let server: ListeningSignalingServer;
 
 const ALLOWED_CLOSES = new Set<number>([...Object.values(CLOSE_CODES), 1009]);
@@ -338,7 +338,8 @@ async function startPair(): Promise<Pair> {
   const room = `pair.${randomUUID()}`;
   const a = createNodeSignalingClient({ url: server.wsUrl, room, reconnect: false });
   const b = createNodeSignalingClient({ url: server.wsUrl, room, reconnect: false });
-  h.clients.push(a, b);
+  tracked(a);
+  tracked(b);
   const wa = await a.connect();
   const bJoined = a.next('peer-joined');
   const wb = await b.connect();
@@ -388,14 +389,14 @@ function noViolations(): void {
 
 describe('fuzzing a live server', () => {
   beforeAll(async () => {
-    server = await startServer(h);
+    server = await startServer();
     pair = await startPair();
   });
 
   afterAll(async () => {
     if (pair?.timer) clearInterval(pair.timer);
     for (const c of pool) c?.end();
-    await cleanup(h);
+    await cleanup();
   });
 
   it(
@@ -588,7 +589,8 @@ describe('fuzzing a live server', () => {
 
     const x = createNodeSignalingClient({ url: server.wsUrl, room: 'after-fuzz', reconnect: false });
     const y = createNodeSignalingClient({ url: server.wsUrl, room: 'after-fuzz', reconnect: false });
-    h.clients.push(x, y);
+    tracked(x);
+  tracked(y);
     const wx = await x.connect();
     await y.connect();
     const got = x.next('signal');

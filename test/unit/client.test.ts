@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SignalingClient, SignalingError, type ReconnectContext, type ReconnectPolicy, type WebSocketLike } from '../../signaling/client/index.js';
 import { DEFAULT_LIMITS, FINAL_CLOSE_CODES, type ServerMessage } from '../../signaling/protocol/index.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 class FakeWebSocket implements WebSocketLike {
   static instances: FakeWebSocket[] = [];
@@ -463,5 +464,60 @@ describe('SignalingClient liveness (fake clock)', () => {
     expect(vi.getTimerCount()).toBe(1);
     await c.close();
     expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+/** The same machine on an injected clock (`clock` option): no fake timers, no global Date. */
+describe('SignalingClient on an injected clock', () => {
+  const pings = (ws: FakeWebSocket): number => ws.sentMessages().filter((m) => m.type === 'ping').length;
+
+  it('drives the welcome timeout, the liveness ping and the reconnect delay', async () => {
+    const clock = new FakeClock();
+    const c = make({ clock, welcomeTimeoutMs: 2_000, pingAfterMs: 1_000, pingTimeoutMs: 500 });
+    const errors: string[] = [];
+    c.on('error', (e) => errors.push(e.message));
+    void c.connect().catch(() => undefined);
+    FakeWebSocket.instances[0]!.serverOpen();
+    clock.advance(1_999);
+    expect(errors).toEqual([]);
+    clock.advance(1);
+    expect(errors).toEqual(['no welcome within 2000 ms']);
+    clock.advance(0); // the recording policy retries at once
+    const ws = FakeWebSocket.instances[1]!;
+    ws.serverOpen();
+    ws.serverSend(welcome());
+    clock.advance(999);
+    expect(pings(ws)).toBe(0);
+    clock.advance(1);
+    expect(pings(ws)).toBe(1);
+    clock.advance(500);
+    expect(errors.at(-1)).toBe('no answer to ping within 500 ms');
+    expect(ws.closedWith?.code).toBe(4408);
+    expect(clock.pending().timeouts).toBe(1); // the reconnect
+    await c.close();
+    expect(clock.pending().timeouts).toBe(0);
+  });
+
+  it('the transport ladder gives a silent WebSocket up after probeMs and tries the next transport', async () => {
+    const clock = new FakeClock();
+    const fetched: string[] = [];
+    const fetch = ((url: string) => {
+      fetched.push(url);
+      return new Promise(() => undefined); // a poll that never answers
+    }) as unknown as typeof globalThis.fetch;
+    const c = make({ clock, transports: ['websocket', 'poll'], probeMs: 1_000, fetch });
+    void c.connect().catch(() => undefined);
+    const ws = FakeWebSocket.instances[0]!;
+    ws.serverOpen(); // upgraded, and then nothing
+    clock.advance(999);
+    expect(fetched).toEqual([]);
+    clock.advance(1);
+    expect(c.transportReason).toBe('websocket failed: silent');
+    expect(ws.closedWith?.code).toBe(4011);
+    await Promise.resolve();
+    expect(fetched).toHaveLength(1);
+    expect(fetched[0]).toMatch(/^http:\/\/signal\.example\/ws\?t=poll&v=rallypoint\.v1$/);
+    // The last transport just waits: no probe for it.
+    expect(clock.pending().timeouts).toBe(1); // the welcome timeout
   });
 });
