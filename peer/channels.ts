@@ -1,4 +1,9 @@
+import type { Channel, ChannelHooks } from './channel.js';
+import { systemClock, type Clock } from './clock.js';
 import { PeerError } from './errors.js';
+import type { FlowLimits } from './flow.js';
+import { ReliableChannel } from './reliable-stream.js';
+import { UnreliableChannel } from './unreliable-stream.js';
 
 /** Delivery of one named data channel (W3C RTCDataChannelInit, plus rallypoint options). */
 export interface ChannelOptions {
@@ -24,7 +29,11 @@ export interface ResolvedChannel {
   maxPacketLifeTime: number | undefined;
   latest: boolean;
   json: boolean;
-  /** Partially reliable: drops instead of queueing when congested. */
+  /**
+   * Fully reliable (neither `maxRetransmits` nor `maxPacketLifeTime`): numbered, queued and
+   * acknowledged (peer/reliable-stream.ts). False: partially reliable, drops instead of
+   * queueing when congested (peer/unreliable-stream.ts).
+   */
   reliable: boolean;
 }
 
@@ -67,4 +76,9 @@ export function channelInit(c: ResolvedChannel): RTCDataChannelInit {
   if (c.maxRetransmits !== undefined) init.maxRetransmits = c.maxRetransmits;
   if (c.maxPacketLifeTime !== undefined) init.maxPacketLifeTime = c.maxPacketLifeTime;
   return init;
+}
+
+/** The channel for a resolved configuration: a reliable or an unreliable stream. */
+export function createChannel(config: ResolvedChannel, flow: FlowLimits, hooks: ChannelHooks, clock: Clock = systemClock): Channel {
+  return new (config.reliable ? ReliableChannel : UnreliableChannel)(config, flow, hooks, clock);
 }

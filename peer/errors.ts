@@ -5,7 +5,7 @@ export type PeerErrorCode =
   | 'closed'
   | 'buffer-full'
   | 'bad-data'
-  /** The remote peer broke the channel framing (peer/reliable.ts); the peer is closed. */
+  /** The remote peer broke the channel framing (peer/sequencing.ts); the peer is closed. */
   | 'protocol-violation'
   | 'negotiation-failed'
   | 'no-runtime'

@@ -3,9 +3,12 @@
  * the signaling client and the protocol.
  */
 export { joinRoom, Room, type JoinRoomOptions, type RoomEvents, type RoomMessage } from './room.js';
-export { RemotePeer, DEFAULT_RESTART, DEFAULT_FALLBACK, type FallbackPolicy, type RemotePeerEvents, type RemotePeerState, type RestartPolicy } from './remote-peer.js';
+export { RemotePeer, type RemotePeerEvents, type RemotePeerState } from './remote-peer.js';
+export { DEFAULT_RESTART, DEFAULT_FALLBACK, type FallbackPolicy, type RestartPolicy } from './policies.js';
+export type { Clock } from './clock.js';
 export { CHANNEL_PRESETS, type ChannelOptions } from './channels.js';
-export { DEFAULT_FLOW, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits, type SendData, type MessageData } from './channel.js';
+export { DEFAULT_FLOW, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits } from './flow.js';
+export type { SendData, MessageData } from './channel.js';
 export { PeerError, type PeerErrorCode } from './errors.js';
 export type { PeerStats, PeerPath, CandidateInfo } from './stats.js';
 export type { RtcRuntime, SendGate } from './runtime/types.js';

@@ -1,16 +1,15 @@
 /**
  * Framing of `latest`-mode messages: [kind:u8][seq:u32 BE][payload], kind 0 = bytes,
- * 1 = UTF-8 text: the data channel framing of reliable fragments (peer/reliable.ts) with
+ * 1 = UTF-8 text: the data channel framing of reliable fragments (peer/framing.ts) with
  * only the TEXT flag, so both share one codec. The receiver keeps the newest sequence
  * number and drops anything not newer, using serial-number arithmetic (RFC 1982) so the
  * counter may wrap.
  */
-import { decodeFrame, encodeFragment, seqNewer } from './reliable.js';
+import { decoder, encoder } from './bytes.js';
+import { decodeFrame, encodeFragment } from './framing.js';
+import { seqNewer } from './sequencing.js';
 
 export { seqNewer };
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 export function encodeLatest(seq: number, payload: string | Uint8Array): Uint8Array {
   const text = typeof payload === 'string';

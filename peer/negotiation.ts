@@ -19,7 +19,7 @@ export interface SignalPayload {
   caps?: PeerCaps;
   /** Asks the initiator to rebuild the connection (the asking side lost it). */
   reconnect?: true;
-  /** The sender gave up on connection `gen` and sends over the WebSocket relay. */
+  /** The sender gave up on connection `gen` and sends over the WebSocket fallback. */
   fallback?: true;
 }
 

@@ -1,58 +1,31 @@
 import { TypedEmitter } from '../signaling/client/emitter.js';
-import { Channel, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits, type MessageData, type Route, type SendData } from './channel.js';
-import { channelInit, type ResolvedChannel } from './channels.js';
+import type { Channel, FlowLimits, MessageData, Route, SendData } from './channel.js';
+import { channelInit, createChannel, type ResolvedChannel } from './channels.js';
+import { systemClock, timer, type Clock, type Timer } from './clock.js';
+import { disposeConnection, maxMessageSizeOf, type Connection } from './connection.js';
 import { PeerError } from './errors.js';
+import { Liveness } from './liveness.js';
 import { Negotiator, type PeerCaps, type SignalPayload } from './negotiation.js';
-import type { RelayFrameIn, RelayLink } from './relay-link.js';
+import type { FallbackPolicy, RestartPolicy } from './policies.js';
+import { Recovery } from './recovery.js';
+import type { RelayFrameIn, FallbackLink } from './fallback-link.js';
 import type { SendGate } from './runtime/types.js';
 import { readTransportStats, type PeerPath, type PeerStats } from './stats.js';
+
+export { DEFAULT_FALLBACK, DEFAULT_RESTART, type FallbackPolicy, type RestartPolicy } from './policies.js';
 
 export type RemotePeerState = 'connecting' | 'connected' | 'disconnected' | 'closed';
 
 export type RemotePeerEvents = {
-  /** `send` goes out: every data channel is open, or the peer fell back to the WebSocket relay. */
+  /** `send` goes out: every data channel is open, or the peer fell back to the WebSocket fallback. */
   connected: () => void;
-  /** ICE lost the path; the connection is being recovered (and falls back to the relay if that takes too long). */
+  /** ICE lost the path; the connection is being recovered (and falls back to the WebSocket if that takes too long). */
   disconnected: () => void;
   message: (channel: string, data: MessageData) => void;
   'path-change': (path: PeerPath) => void;
   error: (err: PeerError) => void;
   close: () => void;
 };
-
-export interface RestartPolicy {
-  /** Wait this long in `disconnected` before acting (ICE often recovers alone). */
-  disconnectedGraceMs: number;
-  /** Delay before the 2nd recovery attempt; doubles per attempt up to `maxDelayMs` (with jitter). */
-  baseDelayMs: number;
-  maxDelayMs: number;
-  /** An attempt that has not connected after this long is followed by the next one. */
-  attemptTimeoutMs: number;
-  /** ICE restarts to try (when both sides support them) before rebuilding the connection. */
-  iceRestarts: number;
-}
-
-export const DEFAULT_RESTART: RestartPolicy = {
-  disconnectedGraceMs: 2_000,
-  baseDelayMs: 500,
-  maxDelayMs: 15_000,
-  attemptTimeoutMs: 5_000,
-  iceRestarts: 2,
-};
-
-/**
- * When to carry a peer's channels over the signaling WebSocket instead (issue 5): when its
- * ICE connection fails, or is not connected `afterMs` after it started or was lost.
- */
-export interface FallbackPolicy {
-  afterMs: number;
-}
-
-/**
- * 5 s: longer than a healthy ICE setup takes even through TURN on a lossy network (about
- * 0.2-2 s measured in the NAT lab), short enough that a game survives a UDP-blocking network.
- */
-export const DEFAULT_FALLBACK: FallbackPolicy = { afterMs: 5_000 };
 
 export interface RemotePeerOptions {
   id: string;
@@ -67,26 +40,12 @@ export interface RemotePeerOptions {
   sendGate?: (pc: RTCPeerConnection) => SendGate | null;
   flow: FlowLimits;
   restart: RestartPolicy;
-  /** The WebSocket relay to this peer, and when to use it; null/false: never. */
-  relay: RelayLink | null;
+  /** The WebSocket fallback to this peer, and when to use it; null/false: never. */
+  fallbackLink: FallbackLink | null;
   fallback: FallbackPolicy | false;
   send(payload: SignalPayload): void;
-}
-
-/** Reads the SCTP max message size, if the runtime exposes it (W3C RTCSctpTransport). */
-function maxMessageSizeOf(pc: RTCPeerConnection | undefined): number {
-  const sctp = (pc as { sctp?: { maxMessageSize?: unknown } | null } | undefined)?.sctp;
-  const size = sctp?.maxMessageSize as number;
-  // Number.isFinite is false for anything but a finite number (no coercion).
-  return Number.isFinite(size) && size > 0 ? size : DEFAULT_MAX_MESSAGE_SIZE;
-}
-
-/** One RTCPeerConnection to the peer; a rebuild replaces it with the next generation. */
-interface Connection {
-  gen: number;
-  pc: RTCPeerConnection;
-  negotiator: Negotiator;
-  gate: SendGate | null | undefined;
+  /** Timers and time; default the system clock. */
+  clock?: Clock;
 }
 
 /**
@@ -103,36 +62,34 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #stateValue: RemotePeerState = 'connecting';
   #pathValue: PeerPath | null = null;
   #remoteCaps: PeerCaps | null = null;
-  #recoveryTimer: ReturnType<typeof setTimeout> | null = null;
-  #attempt = 0;
+  readonly #recovery: Recovery;
   #closing: Promise<void> | null = null;
   /** Replaced connections still closing (werift releases its sockets asynchronously). */
   readonly #disposing = new Set<Promise<void>>();
-  /** Where sends go: the data channels, or the WebSocket relay. */
+  /** Where sends go: the data channels, or the WebSocket fallback. */
   #route: Route = 'rtc';
   /** Every data channel of the current connection is open. */
   #rtcUp = false;
-  #fallbackTimer: ReturnType<typeof setTimeout> | null = null;
-  /** When the data channels last delivered anything (keepalives included). */
-  #lastHeard = 0;
-  /** When the previous liveness check ran (or the checks were set up). */
-  #lastCheck = 0;
-  /** The previous liveness check ran late and did not judge: this one must. */
-  #skipped = false;
-  /** Messages the channels had written at the previous liveness check. */
-  #sentSeen = 0;
-  /** Checks the data channel path four times per `fallback.afterMs` (not at all without fallback). */
-  readonly #liveness: ReturnType<typeof setInterval> | undefined;
+  /** Falls back when ICE has not connected `fallback.afterMs` after it started or was lost. */
+  readonly #fallbackTimer: Timer;
+  /** The data channel path's liveness check (peer/liveness.ts); none without fallback. */
+  readonly #liveness: Liveness | undefined;
 
   constructor(opts: RemotePeerOptions) {
     super();
     this.#opts = opts;
     this.id = opts.id;
     this.meta = opts.meta;
+    const clock = opts.clock ?? systemClock;
+    this.#fallbackTimer = timer(clock);
+    this.#recovery = new Recovery(opts.restart, clock, {
+      connected: () => this.#rtcUp,
+      attempt: (n) => this.#attemptRecovery(n),
+    });
     for (const config of opts.channels) {
       this.#channels.set(
         config.name,
-        new Channel(config, opts.flow, {
+        createChannel(config, opts.flow, {
           maxMessageSize: () => maxMessageSizeOf(this.#conn?.pc),
           gate: () => this.#gate(),
           message: (data) => this.emit('message', config.name, data),
@@ -144,21 +101,25 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
           open: () => this.#maybeConnected(),
           lost: () => this.#onChannelLost(),
           route: () => this.#route,
-          relay: () => this.#opts.relay,
-          heard: () => (this.#lastHeard = Date.now()),
-        }),
+          fallback: () => this.#opts.fallbackLink,
+          heard: () => this.#liveness?.heard(),
+        }, clock),
       );
     }
     const fallback = opts.fallback;
-    // Not faster than every 50 ms, whatever afterMs says (it is not validated: 0 means "at once").
     // Only a reliable channel can carry keepalives and answer probes; with none (every channel
     // configured unreliable) silence proves nothing, and failure is left to ICE. Decided here,
     // once: a keepalive that fails to go out (send threw, the channel is closing) must not
     // count as "nothing to check", or a dying path would never be declared dead.
     if (fallback && opts.channels.some((c) => c.reliable)) {
-      const every = Math.max(50, fallback.afterMs / 4);
-      this.#lastCheck = Date.now();
-      this.#liveness = setInterval(() => this.#checkLiveness(fallback.afterMs, every), every);
+      this.#liveness = new Liveness(fallback.afterMs, clock, this.#channels, {
+        // Only while on the data channels (#rtcUp is false whenever the route is the WebSocket).
+        up: () => this.#rtcUp,
+        dead: () => {
+          this.#recovery.schedule(0);
+          this.#rtcLost(true);
+        },
+      });
     }
     this.#armFallback();
     if (opts.initiator) this.#connect(0);
@@ -217,7 +178,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
    */
   restartIce(): Promise<void> {
     if (this.#stateValue === 'closed') return Promise.resolve();
-    return this.#recover();
+    return this.#recovery.run();
   }
 
   #unknownChannel(name: string): void {
@@ -241,12 +202,12 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     if (payload.caps) this.#remoteCaps = payload.caps;
     if (payload.reconnect) {
       // The other side lost the connection and cannot rebuild it itself.
-      if (this.#opts.initiator) this.#scheduleRecovery(0);
+      if (this.#opts.initiator) this.#recovery.schedule(0);
       return Promise.resolve();
     }
     const gen = payload.gen ?? 0;
     if (payload.fallback) {
-      // The other side gave up on this connection: follow it to the relay (its data
+      // The other side gave up on this connection: follow it to the fallback (its data
       // channel may look open here for a long while: werift notices a dead path only when
       // ICE consent fails, about 30 s), unless the notice is about a connection since replaced.
       if (!this.#conn || gen >= this.#conn.gen) this.#rtcLost(true, false);
@@ -288,7 +249,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #connect(gen: number): void {
     const old = this.#conn;
     if (old) {
-      const done = this.#dispose(old);
+      const done = disposeConnection(old);
       this.#disposing.add(done);
       void done.then(() => this.#disposing.delete(done));
       if (this.#rtcUp) this.#rtcLost(false, false);
@@ -330,24 +291,6 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     }
   }
 
-  /** Closes a connection that is being replaced or the peer that is closing. */
-  #dispose(conn: Connection): Promise<void> {
-    conn.negotiator.close();
-    conn.pc.onconnectionstatechange = null;
-    conn.pc.oniceconnectionstatechange = null;
-    conn.pc.ondatachannel = null;
-    let done: unknown;
-    try {
-      done = (conn.pc.close as () => unknown)();
-    } catch {
-      // Closing twice is harmless.
-    }
-    return Promise.resolve(done).then(
-      () => undefined,
-      () => undefined,
-    );
-  }
-
   /** The runtime's send gate, looked up once the transport exists. */
   #gate(): SendGate | null {
     const conn = this.#conn;
@@ -359,12 +302,11 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     if (this.#stateValue === 'closed' || this.#rtcUp) return;
     for (const ch of this.#channels.values()) if (!ch.open) return;
     this.#rtcUp = true;
-    this.#lastHeard = Date.now();
-    this.#attempt = 0;
-    this.#clearRecovery();
-    this.#clearFallback();
+    this.#liveness?.heard();
+    this.#recovery.reset();
+    this.#fallbackTimer.stop();
     if (this.#route === 'websocket') {
-      // Back to peer-to-peer: what the relay had not delivered yet goes again on the data
+      // Back to peer-to-peer: what the fallback had not delivered yet goes again on the data
       // channels, in order (the receiver drops duplicates).
       this.#route = 'rtc';
       for (const ch of this.#channels.values()) ch.resend();
@@ -378,7 +320,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
 
   /**
    * The current connection stopped carrying data (`failed`: for good). On the data channel
-   * path the app sees `disconnected`, and the peer falls back to the relay at once if the
+   * path the app sees `disconnected`, and the peer falls back to the WebSocket at once if the
    * connection failed, else after the fallback delay unless it recovers first. `notify`:
    * tell the other side when we fall back.
    */
@@ -392,77 +334,27 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     else this.#armFallback();
   }
 
-  /**
-   * werift reports neither `disconnected` nor `failed` when a working path goes silent: only
-   * its ICE consent check, 30 s later (RFC 7675 section 5.1; CONSENT_TIMEOUT in werift's
-   * iceBase.js), and a game would freeze that long. So a path from which nothing arrived
-   * for `fallback.afterMs` counts as failed: rebuilt, and the peer falls back meanwhile.
-   * For that to be heard both ways, each side that wrote nothing since the previous check
-   * (every quarter of `afterMs`) sends a keepalive, so a side that only listens is heard by
-   * the side that streams; and a side that heard nothing for half of `afterMs` sends a probe
-   * the other side answers even if it never sends (a peer of an earlier version, which
-   * keeps quiet while it hears us). The streaming side normally sends neither: a reliable
-   * message among its unreliable ones would, when lost, hold werift's SCTP send window until
-   * it is retransmitted (RFC 9260 section 6.3.1: RTO.Min, 1 s), and the runtime send gate
-   * would drop game state meanwhile.
-   * A check that runs more than two periods late finds this process stalled (a long task, a
-   * GC pause, a loaded machine), not the path: what arrived meanwhile, keepalives included,
-   * still waits unread behind the timer. It probes instead of judging; the next check judges
-   * even if it is late too (what arrived during the stall was read between the two checks):
-   * in a hidden tab (timers aligned to 1 s) or a process that always lags, every check is
-   * late, and skipping each of them would never declare a dead path dead.
-   */
-  #checkLiveness(afterMs: number, every: number): void {
-    const now = Date.now();
-    const late = now - this.#lastCheck > 2 * every;
-    this.#lastCheck = now;
-    // Only while on the data channels (#rtcUp is false whenever the route is the WebSocket).
-    if (!this.#rtcUp) {
-      this.#skipped = false;
-      return;
-    }
-    const skip = late && !this.#skipped;
-    this.#skipped = skip;
-    const silent = now - this.#lastHeard;
-    let sent = 0;
-    for (const ch of this.#channels.values()) sent += ch.sent;
-    const idle = sent === this.#sentSeen;
-    this.#sentSeen = sent;
-    if (silent > afterMs && !skip) {
-      this.#scheduleRecovery(0);
-      this.#rtcLost(true);
-    } else if (idle || silent * 2 >= afterMs) {
-      for (const ch of this.#channels.values()) if (ch.ping(silent * 2 >= afterMs)) break;
-    }
-  }
-
   #canFallBack(): boolean {
-    return this.#opts.fallback !== false && this.#opts.relay?.enabled === true && this.#stateValue !== 'closed';
+    return this.#opts.fallback !== false && this.#opts.fallbackLink?.enabled === true && this.#stateValue !== 'closed';
   }
 
   #armFallback(): void {
-    if (this.#fallbackTimer !== null || this.#route === 'websocket' || !this.#canFallBack()) return;
-    this.#fallbackTimer = setTimeout(
+    if (this.#route === 'websocket' || !this.#canFallBack()) return;
+    this.#fallbackTimer.start(
       () => {
-        this.#fallbackTimer = null;
         if (!this.#rtcUp) this.#fallBack(true);
       },
       (this.#opts.fallback as FallbackPolicy).afterMs, // #canFallBack: not false
     );
   }
 
-  #clearFallback(): void {
-    if (this.#fallbackTimer !== null) clearTimeout(this.#fallbackTimer);
-    this.#fallbackTimer = null;
-  }
-
   /**
-   * Carries the channels over the WebSocket relay from now on; ICE keeps being retried in
+   * Carries the channels over the WebSocket fallback from now on; ICE keeps being retried in
    * the background (recovery with backoff) and the peer moves back once it connects.
    */
   #fallBack(notify: boolean): void {
     if (this.#route === 'websocket' || !this.#canFallBack()) return;
-    this.#clearFallback();
+    this.#fallbackTimer.stop();
     this.#route = 'websocket';
     if (notify) this.#opts.send({ gen: this.#conn?.gen ?? 0, fallback: true });
     for (const ch of this.#channels.values()) ch.resend();
@@ -477,7 +369,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     // Keep retrying ICE in the background. Not at once: a connection that is merely slow
     // (a loaded machine, a lossy path) may still connect, and rebuilding it now would throw
     // that progress away, over and over. A failed one was already scheduled by its handler.
-    this.#scheduleRecovery(this.#opts.restart.attemptTimeoutMs);
+    this.#recovery.schedule(this.#opts.restart.attemptTimeoutMs);
   }
 
   /**
@@ -488,7 +380,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #onChannelLost(): void {
     if (this.#stateValue === 'closed') return;
     this.#rtcLost(false);
-    this.#scheduleRecovery(this.#opts.restart.disconnectedGraceMs);
+    this.#recovery.schedule(this.#opts.restart.disconnectedGraceMs);
   }
 
   #onConnectionState(conn: Connection): void {
@@ -504,32 +396,17 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     if (state === 'disconnected' || state === 'failed' || ice === 'disconnected' || ice === 'failed') {
       const failed = state === 'failed' || ice === 'failed';
       // Recovery first: a failed connection is rebuilt at once, not after the fallback's delay.
-      this.#scheduleRecovery(failed ? 0 : this.#opts.restart.disconnectedGraceMs);
+      this.#recovery.schedule(failed ? 0 : this.#opts.restart.disconnectedGraceMs);
       this.#rtcLost(failed);
     }
   }
 
-  /** Schedules the next recovery attempt with exponential backoff and jitter. */
-  #scheduleRecovery(extraDelayMs: number): void {
-    if (this.#recoveryTimer !== null || this.#stateValue === 'closed') return;
-    const { baseDelayMs, maxDelayMs } = this.#opts.restart;
-    const backoff = this.#attempt === 0 ? 0 : Math.min(maxDelayMs, baseDelayMs * 2 ** (this.#attempt - 1));
-    const delay = extraDelayMs + backoff * (0.5 + Math.random() / 2);
-    this.#recoveryTimer = setTimeout(() => {
-      this.#recoveryTimer = null;
-      if (this.#stateValue === 'closed' || this.#rtcUp) return;
-      void this.#recover();
-    }, delay);
-  }
-
-  /** One recovery attempt; schedules the next unless the peer is connected by then. */
-  async #recover(): Promise<void> {
-    this.#attempt++;
-    this.#clearRecovery();
-    this.#recoveryTimer = setTimeout(() => {
-      this.#recoveryTimer = null;
-      if (!this.#rtcUp && this.#stateValue !== 'closed') this.#scheduleRecovery(0);
-    }, this.#opts.restart.attemptTimeoutMs);
+  /**
+   * Recovery attempt `attempt` (peer/recovery.ts): an ICE restart (RFC 8445 §2.4) while both
+   * runtimes keep their channels through one and `restart.iceRestarts` allows, else the
+   * next connection generation; a non-initiator asks the initiator.
+   */
+  async #attemptRecovery(attempt: number): Promise<void> {
     if (!this.#opts.initiator) {
       // Only the initiator creates connections (so both sides never build one at once).
       this.#opts.send({ reconnect: true, gen: this.#conn?.gen ?? 0 });
@@ -537,17 +414,12 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     }
     const iceRestartWorks = this.#opts.caps.iceRestart && this.#remoteCaps?.iceRestart === true;
     const conn = this.#conn;
-    if (conn && iceRestartWorks && this.#attempt <= this.#opts.restart.iceRestarts) {
+    if (conn && iceRestartWorks && attempt <= this.#opts.restart.iceRestarts) {
       conn.pc.restartIce?.();
       await conn.negotiator.offer(true);
       return;
     }
     this.#connect((conn?.gen ?? 0) + 1);
-  }
-
-  #clearRecovery(): void {
-    if (this.#recoveryTimer !== null) clearTimeout(this.#recoveryTimer);
-    this.#recoveryTimer = null;
   }
 
   async #refreshPath(): Promise<void> {
@@ -572,13 +444,13 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#stateValue = 'closed';
-    clearInterval(this.#liveness);
-    this.#clearRecovery();
-    this.#clearFallback();
+    this.#liveness?.stop();
+    this.#recovery.close();
+    this.#fallbackTimer.stop();
     for (const ch of this.#channels.values()) ch.close();
     const conn = this.#conn;
     // Resolves once this connection and every one it replaced have released their sockets.
-    this.#closing = Promise.all([conn ? this.#dispose(conn) : undefined, ...this.#disposing]).then(() => undefined);
+    this.#closing = Promise.all([conn ? disposeConnection(conn) : undefined, ...this.#disposing]).then(() => undefined);
     this.emit('close');
     this.removeAllListeners();
     return this.#closing;

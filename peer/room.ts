@@ -6,8 +6,9 @@ import type { LeaveReason } from '../signaling/protocol/codes.js';
 import type { PeerInfo } from '../signaling/protocol/schemas.js';
 import { DEFAULT_FLOW, type FlowLimits, type MessageData, type SendData } from './channel.js';
 import { resolveChannels, type ChannelOptions, type ResolvedChannel } from './channels.js';
+import type { Clock } from './clock.js';
 import { PeerError } from './errors.js';
-import { RelayPort, type RelayFrameIn } from './relay-link.js';
+import { FallbackPort, type RelayFrameIn } from './fallback-link.js';
 import { DEFAULT_FALLBACK, DEFAULT_RESTART, RemotePeer, type FallbackPolicy, type RestartPolicy } from './remote-peer.js';
 import { nativeRuntime } from './runtime/browser.js';
 import type { RtcRuntime } from './runtime/types.js';
@@ -52,6 +53,12 @@ export interface JoinRoomOptions extends ClientOptions {
    * the server (it is by default).
    */
   fallback?: Partial<FallbackPolicy> | false;
+  /**
+   * The peer library's timers and time (recovery, fallback, liveness, acknowledgements,
+   * pacing); default the system clock. For tests that drive time; the signaling client keeps
+   * its own timers.
+   */
+  clock?: Clock;
 }
 
 export interface RoomMessage {
@@ -85,7 +92,7 @@ export class Room extends TypedEmitter<RoomEvents> {
   readonly #flow: FlowLimits;
   readonly #restart: RestartPolicy;
   readonly #fallback: FallbackPolicy | false;
-  #relayPort: RelayPort;
+  #fallbackPort: FallbackPort;
   #localId: string;
   #iceServers: RTCIceServer[];
   #closed = false;
@@ -101,7 +108,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#restart = { ...DEFAULT_RESTART, ...options.restart };
     this.#fallback = options.fallback === false ? false : { ...DEFAULT_FALLBACK, ...options.fallback };
     // Reads the relay limits of the welcome the client holds.
-    this.#relayPort = new RelayPort(signaling);
+    this.#fallbackPort = new FallbackPort(signaling, options.clock);
     this.#localId = welcome.id;
     this.#iceServers = options.iceServers ?? welcome.iceServers;
     signaling.on('peer-joined', (info) => this.#addPeer(info, false));
@@ -148,7 +155,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#closed = true;
     const closing = [...this.#remote.values()].map((p) => p.close());
     this.#remote.clear();
-    this.#relayPort.close();
+    this.#fallbackPort.close();
     this.#signaling.removeAllListeners();
     closing.push(this.#signaling.leave());
     this.#leaving = Promise.all(closing).then(() => undefined);
@@ -181,8 +188,8 @@ export class Room extends TypedEmitter<RoomEvents> {
     }
     this.#localId = welcome.id;
     this.#iceServers = this.#options.iceServers ?? welcome.iceServers;
-    this.#relayPort.close();
-    this.#relayPort = new RelayPort(this.#signaling);
+    this.#fallbackPort.close();
+    this.#fallbackPort = new FallbackPort(this.#signaling, this.#options.clock);
     this.connectExisting(welcome.peers);
   }
 
@@ -199,8 +206,9 @@ export class Room extends TypedEmitter<RoomEvents> {
       ...(this.#runtime.sendGate ? { sendGate: (c: RTCPeerConnection) => this.#runtime.sendGate?.(c) ?? null } : {}),
       flow: this.#flow,
       restart: this.#restart,
-      relay: this.#relayPort.link(info.id),
+      fallbackLink: this.#fallbackPort.link(info.id),
       fallback: this.#fallback,
+      clock: this.#options.clock,
       send: (payload) => {
         try {
           this.#signaling.signal(info.id, payload);

@@ -1,6 +1,6 @@
 /**
  * Where a peer's messages go: straight between the peers, through a TURN relay, or (after
- * ICE failed) through the signaling service's WebSocket relay.
+ * ICE failed) through the signaling service's WebSocket fallback.
  */
 export type PeerPath = 'direct' | 'relay' | 'websocket';
 

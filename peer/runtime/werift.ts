@@ -56,12 +56,6 @@ function weriftSendGate(pc: RTCPeerConnection): SendGate | null {
   };
 }
 
-/*
- * werift 0.24's ICE restart does not bring data back: after a restart offer/answer the
- * candidates of the new generation are refused ("No media section matched the ICE
- * usernameFragment") and nothing flows. `iceRestart: false` makes rallypoint rebuild the
- * connection instead when a werift peer is on either side.
- */
 /**
  * werift's ICE agent falls back to stun.l.google.com:19302 when no STUN server is configured
  * (`Connection` in its ice package: `validateAddress(stunServer) ?? ["stun.l.google.com",
@@ -118,5 +112,9 @@ export function weriftRuntime(): RtcRuntime {
     addBufferedAmountLowProperty();
     ready = true;
   }
+  // `iceRestart: false`: werift 0.24's ICE restart does not bring data back (after a restart
+  // offer/answer the candidates of the new generation are refused, "No media section matched
+  // the ICE usernameFragment", and nothing flows), so rallypoint rebuilds the connection
+  // instead when a werift peer is on either side.
   return { RTCPeerConnection: RallypointWeriftPeerConnection as unknown as RtcRuntime['RTCPeerConnection'], sendGate: weriftSendGate, iceRestart: false };
 }

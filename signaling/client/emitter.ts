@@ -46,9 +46,21 @@ export class TypedEmitter<E extends EventMap> {
 
   protected emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): void {
     const set = this.#listeners.get(event);
-    if (!set) return;
-    for (const listener of [...set]) (listener as (...a: Parameters<E[K]>) => void)(...args);
+    if (set) for (const listener of [...set]) (listener as (...a: Parameters<E[K]>) => void)(...args);
+    else if (event === 'error') {
+      // An error nobody listens to must not vanish: it goes to the console, once per code
+      // (a repeating failure would flood it), and is never thrown (unlike Node's
+      // EventEmitter): the caller that emitted it is in the middle of its own work.
+      const code = (args[0] as { code?: unknown } | undefined)?.code;
+      if (!(this.#unheard ??= new Set()).has(code)) {
+        this.#unheard.add(code);
+        console.error(args[0]);
+      }
+    }
   }
+
+  /** Codes of the errors that went to the console for want of a listener. */
+  #unheard?: Set<unknown>;
 
   removeAllListeners(): void {
     this.#listeners.clear();

@@ -1,6 +1,6 @@
 /**
- * A peer in the room cannot use the data channel liveness traffic (peer/remote-peer.ts
- * #checkLiveness, peer/channel.ts ping) as an amplifier or a lever. The attacker writes raw
+ * A peer in the room cannot use the data channel liveness traffic (peer/liveness.ts,
+ * ReliableChannel.ping in peer/reliable-stream.ts) as an amplifier or a lever. The attacker writes raw
  * frames on its end of the victim's `reliable` data channel (test/helpers/fake-rtc.ts, on a
  * fake clock): 10,000 probes (duplicate empty fragments, which any peer answers) or 10,000
  * keepalives (ack frames) in one second. The victim answers probes only with its coalesced
@@ -8,7 +8,7 @@
  * nothing, delivers nothing to the app, reports no error and keeps its path.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { encodeAck } from '../../peer/reliable.js';
+import { encodeAck } from '../../peer/framing.js';
 import { kinds, pair } from '../helpers/fake-rtc.js';
 
 beforeEach(() => {

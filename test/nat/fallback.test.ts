@@ -41,7 +41,7 @@ const MAX_GAME_GAP_MS = 3_000;
 /**
  * From blocking UDP mid-session to `websocket`. werift says nothing of a working path gone
  * silent until ICE consent expires 30 s later (RFC 7675), so the library keeps its own
- * liveness on the data channel path (peer/remote-peer.ts #checkLiveness): a path silent for
+ * liveness on the data channel path (peer/liveness.ts): a path silent for
  * fallback.afterMs (1.5 s here) counts as failed. Measured about 1.6 s; 10 s allows for a
  * loaded machine and stays far below the 25.6-29.6 s the consent timeout took before.
  */

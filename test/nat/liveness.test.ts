@@ -4,7 +4,7 @@
  * `unreliable` at 30 Hz and B sends nothing at all, for more than 3x `fallback.afterMs`, on a
  * clean network and with 5 % random UDP loss each way. Neither side may report a path change
  * or a disconnection, and the connection must not be rebuilt: A hears B only through B's
- * keepalives (peer/remote-peer.ts #checkLiveness, peer/channel.ts ping).
+ * keepalives (peer/liveness.ts, ReliableChannel.ping in peer/reliable-stream.ts).
  */
 import { afterEach, beforeAll, expect, it } from 'vitest';
 import { startServeWithTurn, twoSites, type Serve, type TwoSites } from '../helpers/nat-lab.js';

@@ -1,6 +1,6 @@
 /**
- * The relay fallback (issue 5) when the signaling connection itself is on Server-Sent Events
- * or long-polling (issue 11): a network whose proxies break WebSockets often blocks UDP too,
+ * The fallback over the signaling connection when that connection itself is on Server-Sent
+ * Events or long-polling (the transport ladder): a network whose proxies break WebSockets often blocks UDP too,
  * so there the data channels' last path is `relay` frames over an HTTP session. Real werift
  * peers and a real signaling server; ICE fails through the gated runtime (as in
  * fallback.test.ts), the transports are forced with `transports`.

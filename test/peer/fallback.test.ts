@@ -1,6 +1,6 @@
 /**
- * Per-peer fallback to the WebSocket relay (issue 5) with real werift peers and a real
- * signaling server. ICE is made to fail by a runtime that withholds remote candidates while
+ * Per-peer fallback to the signaling WebSocket (`relay` frames) with real werift peers and a
+ * real signaling server. ICE is made to fail by a runtime that withholds remote candidates while
  * its gate is closed (the NAT lab does it with real UDP blocking: test/nat/).
  */
 import { afterEach, describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * The data channel liveness check (peer/remote-peer.ts #checkLiveness) with real werift peers
+ * The data channel liveness check (peer/liveness.ts) with real werift peers
  * and a real signaling server, in the asymmetric cases: one side streams, the other only
  * listens, or nobody sends. A path is judged by what arrives, so a side that only streams
  * must still hear the other (its keepalives), or it declares the path dead after

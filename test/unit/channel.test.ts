@@ -1,12 +1,14 @@
 /**
- * peer/channel.ts with a fake RTCDataChannel and fake hooks: the send poll's lifetime, and
- * what a channel does when the remote peer breaks the reliable framing.
+ * peer/channel.ts and peer/reliable-stream.ts with a fake RTCDataChannel and fake hooks: the
+ * send poll's lifetime, and what a channel does when the remote peer breaks the reliable
+ * framing.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Channel, DEFAULT_FLOW, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP, type ChannelHooks } from '../../peer/channel.js';
-import { resolveChannels } from '../../peer/channels.js';
+import type { Channel, ChannelHooks } from '../../peer/channel.js';
+import { createChannel, resolveChannels } from '../../peer/channels.js';
+import { DEFAULT_FLOW, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP } from '../../peer/flow.js';
 import type { PeerError } from '../../peer/errors.js';
-import { encodeFragment } from '../../peer/reliable.js';
+import { encodeFragment } from '../../peer/framing.js';
 
 /** The part of RTCDataChannel a Channel touches. */
 class FakeDataChannel {
@@ -41,10 +43,10 @@ function reliableChannel(overrides: Partial<ChannelHooks> = {}): { channel: Chan
     lost: () => {},
     route: () => 'rtc',
     heard: () => {},
-    relay: () => null,
+    fallback: () => null,
     ...overrides,
   };
-  return { channel: new Channel(config, DEFAULT_FLOW, hooks), errors, messages };
+  return { channel: createChannel(config, DEFAULT_FLOW, hooks), errors, messages };
 }
 
 const asDc = (dc: FakeDataChannel): RTCDataChannel => dc as unknown as RTCDataChannel;
@@ -79,7 +81,7 @@ describe('Channel send poll', () => {
 });
 
 describe('Channel framing violations', () => {
-  it('1-byte fragments marked more on the relay path close the channel at the first one', () => {
+  it('1-byte fragments marked more on the fallback path close the channel at the first one', () => {
     const { channel, errors } = reliableChannel();
     channel.receiveRelay({ from: 'x', channel: 'reliable', seq: 0, more: true, data: new Uint8Array([0, 9]) });
     expect(errors.map((e) => e.code)).toEqual(['protocol-violation']);
@@ -121,7 +123,7 @@ describe('Channel framing violations', () => {
     channel.close();
   });
 
-  it('a message growing past the reassembly cap (at least MIN_REASSEMBLY_CAP, whatever the current max message size) closes the channel, on the relay path too', async () => {
+  it('a message growing past the reassembly cap (at least MIN_REASSEMBLY_CAP, whatever the current max message size) closes the channel, on the fallback path too', async () => {
     const { channel, errors, messages } = reliableChannel({ maxMessageSize: () => 100 });
     const kindBytes = (n: number): Uint8Array => new Uint8Array(n + 1); // kind byte 0: bytes
     // A sender whose connection allows more than ours is not refused: 21 x 12,000 bytes pass.

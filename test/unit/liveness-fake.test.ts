@@ -1,6 +1,6 @@
 /**
- * The data channel liveness machine (peer/remote-peer.ts #checkLiveness, peer/channel.ts
- * ping) on a fake clock (vitest's fake timers, Date included) and a fake RTCPeerConnection
+ * The data channel liveness machine (peer/liveness.ts, ReliableChannel.ping in
+ * peer/reliable-stream.ts) on a fake clock (vitest's fake timers, Date included) and a fake RTCPeerConnection
  * (test/helpers/fake-rtc.ts) whose data channels deliver to each other after 1 ms, unless the
  * test cuts the link. Minutes of fake time run in milliseconds; the real two-peer and NAT-lab
  * versions are test/peer/liveness.test.ts and test/nat/liveness.test.ts.

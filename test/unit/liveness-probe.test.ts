@@ -1,12 +1,13 @@
 /**
- * The data channel liveness probe (peer/channel.ts ping): an empty fragment numbered
+ * The data channel liveness probe (ReliableChannel.ping, peer/reliable-stream.ts): an empty fragment numbered
  * ReliableSender.acked must be a duplicate for the other side's ReliableReceiver in every
  * state the two can be in (fragments in flight, some lost, numbers wrapping past 2^32), so
  * that the receiver answers it with an ack and delivers and holds nothing.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeFrame, encodeAck, encodeFragment, ReliableReceiver, ReliableSender, type Fragment } from '../../peer/reliable.js';
+import { decodeFrame, encodeAck, encodeFragment } from '../../peer/framing.js';
+import { ReliableReceiver, ReliableSender, type Fragment } from '../../peer/sequencing.js';
 
 /** The reassembly cap a Channel passes (at least MIN_REASSEMBLY_CAP). */
 const CAP = 256 * 1024;

@@ -1,12 +1,12 @@
 /**
- * The cap on a message under reassembly (peer/channel.ts MIN_REASSEMBLY_CAP) never refuses
+ * The cap on a message under reassembly (peer/flow.ts MIN_REASSEMBLY_CAP) never refuses
  * an honest peer. The sender checks a message against the max message size of ITS
  * connection; the receiver may see a smaller one, or none (a rebuilt connection without an
  * SCTP transport yet, 64 KiB by default), while the message arrives. Two RemotePeers on the
  * fake RTCPeerConnection (test/helpers/fake-rtc.ts) and a fake clock.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MIN_REASSEMBLY_CAP } from '../../peer/channel.js';
+import { MIN_REASSEMBLY_CAP } from '../../peer/flow.js';
 import { pair, type FakePc } from '../helpers/fake-rtc.js';
 
 beforeEach(() => {

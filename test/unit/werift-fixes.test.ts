@@ -3,6 +3,8 @@
  * classes: each case runs against werift as shipped (showing the bug) and then fixed.
  * (test/integration/werift-partial-reliability.test.ts shows the same over a lossy network.)
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { RTCSctpTransport } from 'werift';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { applyWeriftFixes } from '../../peer/runtime/werift-fixes.js';
@@ -196,5 +198,35 @@ describe('werift RTCSctpTransport.dataChannelFlush', () => {
 
   it('passes maxRetransmits: 0 through', async () => {
     expect(await sendOptions(fixed.dataChannelFlush, channel({ ordered: false, maxRetransmits: 0 }))).toMatchObject({ ordered: false, maxRetransmits: 0, expiry: undefined });
+  });
+});
+
+/**
+ * peer/runtime/werift-fixes.ts replaces these three methods with copies corrected from
+ * werift 0.24.4's own (ESM build, lib/index.mjs, which `rallypoint/node` imports). Its guards
+ * only look for the bug's signature, so a release that changed the rest of a method would be
+ * replaced silently and lose that change: this pins the exact source text. When it fails,
+ * read the new methods, carry their changes into the copies (or drop a fix upstream made),
+ * then record the new version and hashes here and in package.json (an exact version, no ^).
+ */
+const PATCHED_VERSION = '0.24.4';
+const PATCHED_SOURCE_SHA256 = {
+  dataChannelOpen: 'f258158891da76c91764b05a625b328b29a898499046c56dacaba0eab9c8466d',
+  dataChannelFlush: 'e78512e2db6bc519bb65cb4ace412a44211ce30c9c4083fe1d191e8db40b9a0e',
+  maybeAbandon: '79589bffb4b1b53ddf58c9cab7855c3ce8babab3af7f4a8f67ba3432576d1b6a',
+};
+
+describe('the werift that the fixes were made for', () => {
+  it(`package.json pins werift to exactly ${PATCHED_VERSION}, and that is the one installed`, () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> };
+    expect(pkg.dependencies.werift, 'a range would let npm install a werift these fixes were not checked against').toBe(PATCHED_VERSION);
+    const installed = JSON.parse(readFileSync(new URL('../../node_modules/werift/package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(installed.version).toBe(PATCHED_VERSION);
+  });
+
+  it.each(Object.keys(PATCHED_SOURCE_SHA256) as (keyof typeof PATCHED_SOURCE_SHA256)[])('%s is the source text the fix was copied from', (name) => {
+    const text = String(shipped[name]);
+    const sha = createHash('sha256').update(text).digest('hex');
+    expect(sha, `werift's ${name} changed: check peer/runtime/werift-fixes.ts against it before updating this hash. Its text now:\n${text}`).toBe(PATCHED_SOURCE_SHA256[name]);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Sequencing for `reliable` channels, so that they stay ordered and lossless while a peer
- * moves between its data channel and the WebSocket relay, or to a rebuilt connection.
+ * moves between its data channel and the WebSocket fallback, or to a rebuilt connection.
  *
  * A message is cut into fragments of at most `maxFragment` bytes; every fragment gets the
  * next 32-bit sequence number of its channel, whatever path carries it. The receiver
@@ -10,6 +10,7 @@
  * is missing and nothing is delivered twice. Sequence numbers compare with serial-number
  * arithmetic (RFC 1982), so they may wrap; fewer than 2^31 may be unacknowledged.
  */
+import { encoder } from './bytes.js';
 import { PeerError } from './errors.js';
 
 /** True when `a` is newer than `b` in 32-bit serial-number arithmetic (RFC 1982 §3.2). */
@@ -33,8 +34,6 @@ export interface Delivered {
   text: boolean;
   bytes: Uint8Array;
 }
-
-const encoder = new TextEncoder();
 
 /**
  * Splits a message into fragment bodies of at most `maxFragment` bytes (at least one).
@@ -131,8 +130,8 @@ export const MAX_HELD_FRAGMENTS = 4096;
 
 /**
  * The smallest fragment a sender of this library marks `more`: it cuts a message only for
- * the WebSocket relay, into fragments of `RelayLink.fragmentBytes` (never under 64, see
- * peer/relay-link.ts), and only the last one is shorter. A shorter `more` fragment would cost
+ * the WebSocket fallback, into fragments of `FallbackLink.fragmentBytes` (never under 64, see
+ * peer/fallback-link.ts), and only the last one is shorter. A shorter `more` fragment would cost
  * the receiver an object and a buffer (some 150 bytes) per byte it counts, so it breaks the
  * framing: with this floor, a message under reassembly holds at most max/64 fragments, about
  * 8x their bytes in memory at worst (7.5x measured in RSS on Node 20).
@@ -181,7 +180,7 @@ export class ReliableReceiver {
     if (ahead >= 0x80000000) return [];
     if (ahead > 0) {
       // Early: held until the gap fills, unless a copy is held already or the buffer is full
-      // (the sender sends it again after a path change or a relay timeout).
+      // (the sender sends it again after a path change or a fallback resend timeout).
       if (!this.#held.has(f.seq) && this.#held.size < MAX_HELD_FRAGMENTS && this.#heldBytes + size <= this.#maxHeldBytes) {
         this.#held.set(f.seq, f);
         this.#heldBytes += size;
@@ -229,40 +228,4 @@ export class ReliableReceiver {
     }
     out.push({ text: this.#partsText, bytes });
   }
-}
-
-/**
- * Data channel framing of reliable channels: [flags:u8][seq:u32 BE][payload]. Flags:
- * TEXT (payload is UTF-8), MORE (a fragment follows), ACK (no payload; seq is the
- * cumulative acknowledgement).
- */
-export const FLAG_TEXT = 1;
-export const FLAG_MORE = 2;
-export const FLAG_ACK = 4;
-const HEADER = 5;
-
-export function encodeFragment(f: Fragment): Uint8Array {
-  const out = new Uint8Array(HEADER + f.bytes.byteLength);
-  out[0] = (f.text ? FLAG_TEXT : 0) | (f.more ? FLAG_MORE : 0);
-  new DataView(out.buffer).setUint32(1, f.seq);
-  out.set(f.bytes, HEADER);
-  return out;
-}
-
-export function encodeAck(seq: number): Uint8Array {
-  const out = new Uint8Array(HEADER);
-  out[0] = FLAG_ACK;
-  new DataView(out.buffer).setUint32(1, seq >>> 0);
-  return out;
-}
-
-export type DecodedFrame = { ack: number } | { fragment: Fragment };
-
-export function decodeFrame(frame: Uint8Array): DecodedFrame | null {
-  if (frame.byteLength < HEADER) return null;
-  const flags = frame[0] as number;
-  if (flags > (FLAG_TEXT | FLAG_MORE | FLAG_ACK)) return null;
-  const seq = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(1);
-  if (flags & FLAG_ACK) return flags === FLAG_ACK && frame.byteLength === HEADER ? { ack: seq } : null;
-  return { fragment: { seq, text: (flags & FLAG_TEXT) !== 0, more: (flags & FLAG_MORE) !== 0, bytes: frame.subarray(HEADER) } };
 }

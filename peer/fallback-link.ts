@@ -1,10 +1,12 @@
 /**
- * The WebSocket relay path (issue 5): channel messages to peers whose ICE failed travel as
- * signaling `relay` frames. One RelayPort per room paces every peer's frames below the
- * server's relay limits (from `welcome.limits`) and the socket's buffer, so a well-behaved
- * client is never refused; unreliable frames wait in a latest-wins slot per peer and
+ * The fallback over the signaling connection: channel messages to peers whose ICE failed
+ * travel as signaling `relay` frames (the wire name). One FallbackPort per room paces every
+ * peer's frames below the server's relay limits (from `welcome.limits`) and the socket's
+ * buffer, so a well-behaved client is never refused; unreliable frames wait in a latest-wins slot per peer and
  * channel instead of queueing stale state behind new state.
  */
+
+import { systemClock, timer, type Clock } from './clock.js';
 
 /** A frame as the peer library hands it to the signaling client. */
 export interface RelayFrameOut {
@@ -22,14 +24,14 @@ export interface RelayFrameIn extends RelayFrameOut {
 }
 
 /** What the port needs from the signaling client. */
-export interface RelayTransport {
+export interface FallbackTransport {
   relay(to: string, channel: string, frame: RelayFrameOut): boolean;
   readonly bufferedAmount: number;
   readonly limits: Record<string, number>;
 }
 
 /** The per-peer view a Channel uses. */
-export interface RelayLink {
+export interface FallbackLink {
   /** The server relays for us (relay not disabled). */
   readonly enabled: boolean;
   /** Largest fragment, in payload bytes, that fits a relay frame. */
@@ -87,34 +89,36 @@ export function relayFrameBytes(frame: RelayFrameOut): number {
   return n + 64;
 }
 
-export class RelayPort {
+export class FallbackPort {
   readonly #messages: Bucket;
   readonly #bytes: Bucket;
   readonly #waiters = new Set<() => void>();
   /** Latest-wins slots: `to\0channel` -> newest unsent unreliable frame. */
   readonly #slots = new Map<string, { to: string; channel: string; frame: RelayFrameOut }>();
-  #timer: ReturnType<typeof setTimeout> | null = null;
+  readonly #timer;
   #closed = false;
-  readonly #transport: RelayTransport;
-  readonly #now: () => number;
+  readonly #transport: FallbackTransport;
+  readonly #clock: Clock;
   readonly enabled: boolean;
   readonly fragmentBytes: number;
 
-  constructor(transport: RelayTransport, now: () => number = () => Date.now()) {
+  constructor(transport: FallbackTransport, clock: Clock = systemClock) {
     this.#transport = transport;
-    this.#now = now;
+    this.#clock = clock;
+    this.#timer = timer(clock);
+    const now = clock.now();
     const l = transport.limits;
     const rate = l.relayMessagesPerSecond ?? 0;
     this.enabled = rate > 0;
-    this.#messages = new Bucket(rate * PACING, Math.max(1, (l.relayMessageBurst ?? 1) * PACING), now());
+    this.#messages = new Bucket(rate * PACING, Math.max(1, (l.relayMessageBurst ?? 1) * PACING), now);
     const byteRate = l.relayBytesPerSecond ?? 1024 * 1024;
-    this.#bytes = new Bucket(byteRate * PACING, Math.max(FRAME_OVERHEAD * 4, (l.relayBytesBurst ?? byteRate) * PACING), now());
+    this.#bytes = new Bucket(byteRate * PACING, Math.max(FRAME_OVERHEAD * 4, (l.relayBytesBurst ?? byteRate) * PACING), now);
     const maxMessage = l.maxMessageBytes ?? 16 * 1024;
     // A fragment travels base64-encoded with a kind byte: 3 payload bytes per 4 characters.
     this.fragmentBytes = Math.max(64, Math.floor(((maxMessage - FRAME_OVERHEAD) / 4) * 3) - 1);
   }
 
-  link(to: string): RelayLink {
+  link(to: string): FallbackLink {
     return {
       enabled: this.enabled,
       fragmentBytes: this.fragmentBytes,
@@ -130,7 +134,7 @@ export class RelayPort {
 
   #room(size: number): boolean {
     if (!this.enabled || this.#closed) return false;
-    const t = this.#now();
+    const t = this.#clock.now();
     this.#messages.refill(t);
     this.#bytes.refill(t);
     return this.#messages.has(1) && this.#bytes.has(size) && this.#transport.bufferedAmount <= SOCKET_HIGH_WATER;
@@ -158,9 +162,8 @@ export class RelayPort {
   }
 
   #arm(): void {
-    if (this.#timer !== null || this.#closed || (this.#waiters.size === 0 && this.#slots.size === 0)) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
+    if (this.#closed || (this.#waiters.size === 0 && this.#slots.size === 0)) return;
+    this.#timer.start(() => {
       this.#drain();
     }, DRAIN_POLL_MS);
   }
@@ -181,8 +184,7 @@ export class RelayPort {
 
   close(): void {
     this.#closed = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#timer.stop();
     this.#waiters.clear();
     this.#slots.clear();
   }

@@ -1,5 +1,5 @@
 /**
- * The sequencing of reliable channels (peer/reliable.ts), under random loss, duplication
+ * The sequencing of reliable channels (peer/sequencing.ts), under random loss, duplication
  * and reordering of frames while the path switches: the messages delivered are always a
  * prefix of those sent, in order, without duplicates, and all of them once a lossless path
  * carries the retransmissions.
@@ -7,7 +7,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PeerError } from '../../peer/errors.js';
-import { decodeFrame, encodeAck, encodeFragment, MAX_HELD_FRAGMENTS, MIN_MORE_FRAGMENT, ReliableReceiver, ReliableSender, splitMessage, type Fragment } from '../../peer/reliable.js';
+import { decodeFrame, encodeAck, encodeFragment } from '../../peer/framing.js';
+import { MAX_HELD_FRAGMENTS, MIN_MORE_FRAGMENT, ReliableReceiver, ReliableSender, splitMessage, type Fragment } from '../../peer/sequencing.js';
 
 const decoder = new TextDecoder();
 
