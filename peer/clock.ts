@@ -8,20 +8,11 @@ import type { Clock } from '../signaling/server/clock.js';
 
 export type { Clock };
 
-type Handle = ReturnType<typeof setTimeout>;
-
 /**
- * The global timers, looked up at each call: a test framework that replaces them after
- * import (vitest's fake timers) still applies, and browsers refuse `setTimeout` called
- * with another `this` than the window.
+ * The global timers, looked up at each call (a test framework that replaces them after
+ * import still applies): the signaling client's, one object in the bundle for both.
  */
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as Handle),
-  setInterval: (fn, ms) => setInterval(fn, ms),
-  clearInterval: (h) => clearInterval(h as Handle),
-};
+export { systemClock } from '../signaling/client/clock.js';
 
 /** One timer and its one owner: `start` does nothing while it runs, `stop` is idempotent. */
 export interface Timer {

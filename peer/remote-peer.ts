@@ -185,7 +185,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     this.emit('error', new PeerError('unknown-channel', `peer ${this.id} used unknown channel "${name}"; configure it on both sides`));
   }
 
-  /** A relay frame from this peer, for one of its channels. */
+  /** A relay frame from this peer, for one of its channels. @internal The room calls it. */
   handleRelay(frame: RelayFrameIn): void {
     if (this.#stateValue === 'closed') return;
     const ch = this.#channels.get(frame.channel);
@@ -196,7 +196,7 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     ch.receiveRelay(frame);
   }
 
-  /** Applies a signaling payload from this peer. */
+  /** Applies a signaling payload from this peer. @internal The room calls it. */
   handleSignal(payload: SignalPayload): Promise<void> {
     if (this.#stateValue === 'closed') return Promise.resolve();
     if (payload.caps) this.#remoteCaps = payload.caps;

@@ -164,7 +164,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     return this.#leaving;
   }
 
-  /** Connects to the peers already in the room; as the newcomer we offer. */
+  /** Connects to the peers already in the room; as the newcomer we offer. @internal joinRoom calls it. */
   connectExisting(peers: PeerInfo[]): void {
     for (const info of peers) this.#addPeer(info, true);
   }

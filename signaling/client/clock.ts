@@ -15,8 +15,8 @@ type Handle = ReturnType<typeof setTimeout>;
  * The global timers, looked up at each call: a test framework that replaces them after
  * import (vitest's fake timers) still applies, and browsers refuse `setTimeout` called
  * with another `this` than the window. Not unref'd: in Node a client waiting to reconnect
- * keeps the process alive, as it always has. The same text as the peer library's
- * (peer/clock.ts), which could import this one.
+ * keeps the process alive, as it always has. The peer library uses this one too
+ * (peer/clock.ts re-exports it).
  */
 export const systemClock: Clock = {
   now: () => Date.now(),
