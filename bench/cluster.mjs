@@ -31,10 +31,10 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs, list } from './lib/args.mjs';
+import { runMain } from './lib/children.mjs';
+import { failover, SETTLE_MS } from './lib/cluster-failover.mjs';
 import { drive, rallypointPair, redisPubSubPair, socketIoPair } from './lib/cluster-load.mjs';
 import { startBareRedis, startRallypoint, startRedis, startSocketIo, stop } from './lib/cluster-procs.mjs';
-import { failover, SETTLE_MS } from './lib/cluster-failover.mjs';
-import { runMain } from './lib/children.mjs';
 import { fmt, fmtInt } from './lib/format.mjs';
 import { quantile } from './lib/hist.mjs';
 import { machine, programVersion } from './lib/machine.mjs';
@@ -73,7 +73,6 @@ const SERVER_CPUS = place.serverCpus;
 const LOAD_CPUS = place.loadCpus;
 const ALL_CPUS = place.allCpus;
 const pin = (pids, cpus) => place.pin(pids, cpus);
-
 
 /** Starts one scenario's servers and its A/B pair. */
 async function setUp(kind, redis, round) {
@@ -114,11 +113,20 @@ async function relayRound(kind, redis, round) {
     const serverUs = (r.servers * 1e6) / r.messages;
     const redisUs = (r.redis * 1e6) / r.messages;
     return {
-      rate: r.rate, p50: quantile(r.hist, 0.5), p99: quantile(r.hist, 0.99), max: r.maxMs,
-      serverUs, redisUs, totalUs: serverUs + redisUs,
-      cmds: Object.values(calls).reduce((a, b) => a + b, 0), calls,
+      rate: r.rate,
+      p50: quantile(r.hist, 0.5),
+      p99: quantile(r.hist, 0.99),
+      max: r.maxMs,
+      serverUs,
+      redisUs,
+      totalUs: serverUs + redisUs,
+      cmds: Object.values(calls).reduce((a, b) => a + b, 0),
+      calls,
       waitMsPerS: (r.wait * 1000) / r.seconds,
-      genCores: r.genCores, others: r.others, disturbed: r.disturbed, leftOutS: r.leftOutS,
+      genCores: r.genCores,
+      others: r.others,
+      disturbed: r.disturbed,
+      leftOutS: r.leftOutS,
       errors: r.seqErrors + r.lost,
     };
   };
@@ -133,14 +141,6 @@ async function relayRound(kind, redis, round) {
   } finally {
     await setup.pair.close();
     await Promise.all(setup.servers.map((s) => stop(s.child)));
-  }
-}
-
-function redisVersion() {
-  try {
-    return execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1] ?? '?';
-  } catch {
-    return '?';
   }
 }
 

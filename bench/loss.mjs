@@ -43,7 +43,7 @@ import { benchArgs, list } from './lib/args.mjs';
 import { sleep } from './lib/children.mjs';
 import { fmtMs } from './lib/format.mjs';
 import { machine, packageVersion } from './lib/machine.mjs';
-import { NetLab, listNamespaces, netnsUnavailable, realtimePrefix } from './lib/netns.mjs';
+import { listNamespaces, NetLab, netnsUnavailable, realtimePrefix } from './lib/netns.mjs';
 import { cpuPressureUs } from './lib/proc-cpu.mjs';
 import { saveResults } from './lib/results.mjs';
 import { quantile } from './lib/stats.mjs';
@@ -121,8 +121,14 @@ class LineProc {
     return new Promise((resolve, reject) => {
       const w = {
         event,
-        resolve: (m) => (clearTimeout(timer), resolve(m)),
-        reject: (e) => (clearTimeout(timer), reject(e)),
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       };
       const timer = setTimeout(() => {
         this.#waiters.splice(this.#waiters.indexOf(w), 1);
@@ -291,10 +297,11 @@ async function runCell(ctx, round, loss, path) {
 
     let seen = 0;
     let dropped = 0;
-    for (const c of counters) for (const hook of ['input', 'output']) {
-      seen += c.seen[hook] ?? 0;
-      dropped += c.dropped[hook] ?? 0;
-    }
+    for (const c of counters)
+      for (const hook of ['input', 'output']) {
+        seen += c.seen[hook] ?? 0;
+        dropped += c.dropped[hook] ?? 0;
+      }
     const measured = report.seqs.map((s, i) => [s, report.latencies[i]]).filter(([s]) => s >= 1_000_000);
     const unique = new Set(measured.map(([s]) => s));
     const pathChanged = statusAfter.some((s, i) => s.path !== statusBefore[i].path || s.pathChanges.length !== statusBefore[i].pathChanges.length);
@@ -335,7 +342,13 @@ async function main() {
     console.error(`bench:loss needs network namespaces: ${why}`);
     process.exit(1);
   }
-  const info = { ...lossMachine(), started: new Date().toISOString().slice(0, 19) + 'Z', load: loadavg().map((l) => l.toFixed(1)).join(' / ') };
+  const info = {
+    ...lossMachine(),
+    started: `${new Date().toISOString().slice(0, 19)}Z`,
+    load: loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' / '),
+  };
   const rt = realtimePrefix();
   info.rt = rt.length > 0;
   info.revision = gitRevision();

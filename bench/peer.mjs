@@ -58,7 +58,6 @@ const CONFIG = {
   callTimeoutMs: 45_000,
 };
 
-
 /** The flags of test/helpers/browser.ts (headless Debian Chromium as root, offline), plus
  *  no mDNS host candidates (werift cannot resolve `<uuid>.local`; NO_MDNS_ARG there) and no
  *  throttling of timers in pages that are not in front (several pages run at once here). */
@@ -268,7 +267,14 @@ async function startCanary() {
     stalls(from, to) {
       if (!child.connected) return Promise.resolve(null);
       const id = next++;
-      return withTimeout(new Promise((resolve) => (pending.set(id, resolve), child.send({ id, from, to }))), 10_000, 'canary');
+      return withTimeout(
+        new Promise((resolve) => {
+          pending.set(id, resolve);
+          child.send({ id, from, to });
+        }),
+        10_000,
+        'canary',
+      );
     },
   };
 }
@@ -341,7 +347,12 @@ async function steadyRound(pair, room) {
 
     // Bulk: B -> A (and A -> B for mixed pairs).
     out.bulk = [];
-    const dirs = pair.bothWays ? [[B, A, pair.b, pair.a], [A, B, pair.a, pair.b]] : [[B, A, pair.b, pair.a]];
+    const dirs = pair.bothWays
+      ? [
+          [B, A, pair.b, pair.a],
+          [A, B, pair.a, pair.b],
+        ]
+      : [[B, A, pair.b, pair.a]];
     for (const [S, R, sKind, rKind] of dirs) {
       const rId = R === A ? aId : bId;
       const rate = (got) => (got.count > 1 ? (got.bytes - got.firstBytes) / 1e6 / ((got.lastAt - got.firstAt) / 1000) : NaN);
@@ -488,7 +499,9 @@ async function main() {
       const lat = summary(p.sharedClock ? s.oneWay : s.rtt.map((x) => x / 2));
       console.log(
         `round ${round + 1} ${p.key.padEnd(15)} state ${s.echoed ?? '-'}/${s.sent}/${s.pongs} ${p.sharedClock ? 'one-way' : 'RTT/2'} p50 ${fmtMs(lat.p50)} p99 ${fmtMs(lat.p99)} max ${fmtMs(lat.max)} ms` +
-          (r.bulk.length ? ` | bulk ${r.bulk.map((b) => `${b.from}->${b.to} ${fmt(b.mbps, 1)} MB/s${b.ok ? '' : ' INCOMPLETE'}${b.coldOk ? '' : ` (first transfer incomplete: ${b.coldGot.count}/${b.coldSent.count}${b.coldSent.stalled ? ', stalled' : ''})`}`).join(', ')}` : '') +
+          (r.bulk.length
+            ? ` | bulk ${r.bulk.map((b) => `${b.from}->${b.to} ${fmt(b.mbps, 1)} MB/s${b.ok ? '' : ' INCOMPLETE'}${b.coldOk ? '' : ` (first transfer incomplete: ${b.coldGot.count}/${b.coldSent.count}${b.coldSent.stalled ? ', stalled' : ''})`}`).join(', ')}`
+            : '') +
           ` | others ${fmt(s.cpu.others, 2)} cores, CPU wait ${pctOf(s.cpu.pressure)}${r.peerErrors.length ? ` | peer errors: ${r.peerErrors.join('; ')}` : ''}`,
       );
     }

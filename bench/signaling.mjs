@@ -215,15 +215,7 @@ async function relayRound(kind, round) {
       }),
     );
     const frameBytes = connected[0].frameBytes;
-    const saturated = await measurePhase(
-      server,
-      workers,
-      { cmd: 'start', mode: 'window', window: CONFIG.window },
-      CONFIG.warmupMs,
-      CONFIG.measureMs,
-      CONFIG.measureMs * MAX_STRETCH,
-      profileFile,
-    );
+    const saturated = await measurePhase(server, workers, { cmd: 'start', mode: 'window', window: CONFIG.window }, CONFIG.warmupMs, CONFIG.measureMs, CONFIG.measureMs * MAX_STRETCH, profileFile);
     let paced = null;
     if (!args['skip-paced']) {
       await sleep(300); // let the window phase drain

@@ -102,8 +102,15 @@ async function relayRound(t, round) {
   const pair = t.rp ? await rallypointPair(server.wsUrl, t.rp, `relay-${round}`) : await socketIoPair(server.url, t.sio);
   const probe = async () => ({ servers: processCpuSeconds(server.pid), redis: 0, wait: runQueueWaitSeconds(server.pid), calls: {} });
   const summarize = (r) => ({
-    rate: r.rate, p50: quantile(r.hist, 0.5), p99: quantile(r.hist, 0.99), max: r.maxMs,
-    us: (r.servers * 1e6) / r.messages, genCores: r.genCores, others: r.others, disturbed: r.disturbed, leftOutS: r.leftOutS,
+    rate: r.rate,
+    p50: quantile(r.hist, 0.5),
+    p99: quantile(r.hist, 0.99),
+    max: r.maxMs,
+    us: (r.servers * 1e6) / r.messages,
+    genCores: r.genCores,
+    others: r.others,
+    disturbed: r.disturbed,
+    leftOutS: r.leftOutS,
     errors: r.seqErrors + r.lost,
   });
   const phase = { warmupMs: Number(args['warmup-ms']), probe };

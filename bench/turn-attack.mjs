@@ -18,7 +18,7 @@
  */
 import dgram from 'node:dgram';
 import { request } from 'node:http';
-import { isAbsolute, join, dirname } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchArgs, list } from './lib/args.mjs';
 import { forkChild } from './lib/children.mjs';
@@ -74,12 +74,7 @@ const DATAGRAMS = {
     return Buffer.concat([header(0x0001, body.length), body]);
   },
   integrity(username) {
-    const head = Buffer.concat([
-      attr(0x0019, Buffer.from([17, 0, 0, 0])),
-      attr(0x0006, Buffer.from(username)),
-      attr(0x0014, Buffer.from('rallypoint')),
-      attr(0x0015, Buffer.alloc(58, 'a')),
-    ]);
+    const head = Buffer.concat([attr(0x0019, Buffer.from([17, 0, 0, 0])), attr(0x0006, Buffer.from(username)), attr(0x0014, Buffer.from('rallypoint')), attr(0x0015, Buffer.alloc(58, 'a'))]);
     const n = Math.floor((MAX_DATAGRAM - 20 - head.length) / 24);
     const body = Buffer.concat([head, ...Array.from({ length: n }, () => attr(0x0008, Buffer.alloc(20)))]);
     return Buffer.concat([header(0x0003, body.length), body]);

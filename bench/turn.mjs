@@ -23,9 +23,9 @@
  * Then the same with Send indications instead of ChannelData (method 'send').
  */
 import { execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import dgram from 'node:dgram';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -157,16 +157,31 @@ async function startServer(kind, profileDir) {
     const dir = mkdtempSync(join(os.tmpdir(), 'rallypoint-bench-coturn-'));
     trackDir(dir);
     const port = await freePort();
-    const conf = execFileSync(process.execPath, [
-      join(root, 'dist', 'signaling', 'cli', 'main.js'), 'coturn-config', '--secret', SECRET,
-      '--listening-ip', '127.0.0.1', '--listening-port', String(port), '--relay-ip', '127.0.0.1', '--allow', '127.0.0.0/8',
-    ], { encoding: 'utf8' });
+    const conf = execFileSync(
+      process.execPath,
+      [
+        join(root, 'dist', 'signaling', 'cli', 'main.js'),
+        'coturn-config',
+        '--secret',
+        SECRET,
+        '--listening-ip',
+        '127.0.0.1',
+        '--listening-port',
+        String(port),
+        '--relay-ip',
+        '127.0.0.1',
+        '--allow',
+        '127.0.0.0/8',
+      ],
+      { encoding: 'utf8' },
+    );
     if (!/^no-tls$/m.test(conf) || !/^no-dtls$/m.test(conf)) throw new Error('coturn-config output lacks no-tls/no-dtls');
     writeFileSync(join(dir, 'turnserver.conf'), conf, { mode: 0o600 });
-    const child = spawnNative(TURNSERVER, [
-      '-c', join(dir, 'turnserver.conf'), '--log-file=stdout', '--no-stdout-log', '--simple-log',
-      `--pidfile=${join(dir, 'turnserver.pid')}`, `--userdb=${join(dir, 'turndb')}`,
-    ], place.serverCpus);
+    const child = spawnNative(
+      TURNSERVER,
+      ['-c', join(dir, 'turnserver.conf'), '--log-file=stdout', '--no-stdout-log', '--simple-log', `--pidfile=${join(dir, 'turnserver.pid')}`, `--userdb=${join(dir, 'turndb')}`],
+      place.serverCpus,
+    );
     await waitStun(port, child, 'coturn');
     return {
       kind,

@@ -1,8 +1,9 @@
 // Two headless Node peers join a room through a signaling server this script starts,
 // open WebRTC data channels (werift) and exchange 1,000 messages on each preset channel.
 // Run: npm run example:node   (after npm ci, which builds dist/)
-import { listenSignaling } from 'rallypoint/server';
+
 import { joinRoom } from 'rallypoint/node';
+import { listenSignaling } from 'rallypoint/server';
 
 const COUNT = Number(process.env.COUNT ?? 1000);
 const server = await listenSignaling({ port: 0, host: '127.0.0.1', logger: false });

@@ -1,12 +1,12 @@
-import type { ResolvedChannel } from './channels.js';
 import { decoder, encoder, toBytes } from './bytes.js';
+import type { ResolvedChannel } from './channels.js';
 import type { Clock } from './clock.js';
 import { PeerError } from './errors.js';
-import { MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP, type FlowLimits } from './flow.js';
-import type { RelayFrameIn, FallbackLink } from './fallback-link.js';
+import type { FallbackLink, RelayFrameIn } from './fallback-link.js';
+import { type FlowLimits, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP } from './flow.js';
 import type { SendGate } from './runtime/types.js';
 
-export { DEFAULT_FLOW, DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP, type FlowLimits } from './flow.js';
+export { DEFAULT_FLOW, DEFAULT_MAX_MESSAGE_SIZE, type FlowLimits, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP } from './flow.js';
 
 /**
  * What `send` accepts: a string or bytes; on `json: true` channels also a number, boolean,

@@ -1,5 +1,5 @@
 import type { Channel, ChannelHooks } from './channel.js';
-import { systemClock, type Clock } from './clock.js';
+import { type Clock, systemClock } from './clock.js';
 import { PeerError } from './errors.js';
 import type { FlowLimits } from './flow.js';
 import { ReliableChannel } from './reliable-stream.js';

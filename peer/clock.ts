@@ -6,13 +6,12 @@
  */
 import type { Clock } from '../signaling/server/clock.js';
 
-export type { Clock };
-
 /**
  * The global timers, looked up at each call (a test framework that replaces them after
  * import still applies): the signaling client's, one object in the bundle for both.
  */
 export { systemClock } from '../signaling/client/clock.js';
+export type { Clock };
 
 /** One timer and its one owner: `start` does nothing while it runs, `stop` is idempotent. */
 export interface Timer {

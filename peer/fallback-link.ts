@@ -6,7 +6,7 @@
  * channel instead of queueing stale state behind new state.
  */
 
-import { systemClock, timer, type Clock } from './clock.js';
+import { type Clock, systemClock, timer } from './clock.js';
 
 /** A frame as the peer library hands it to the signaling client. */
 export interface RelayFrameOut {

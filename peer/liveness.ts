@@ -21,7 +21,7 @@
  * late, and skipping each of them would never declare a dead path dead.
  */
 import type { Channel } from './channel.js';
-import { timer, type Clock, type Timer } from './clock.js';
+import { type Clock, type Timer, timer } from './clock.js';
 
 export interface LivenessHooks {
   /** The peer is on its data channels (not on the WebSocket, not reconnecting). */

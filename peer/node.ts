@@ -4,7 +4,7 @@
  */
 import { WebSocket } from 'ws';
 import { SignalingClient, type SignalingClientOptions, type WebSocketConstructor } from '../signaling/client/index.js';
-import { joinRoom as joinRoomWith, type JoinRoomOptions, type Room } from './room.js';
+import { type JoinRoomOptions, joinRoom as joinRoomWith, type Room } from './room.js';
 import { weriftRuntime } from './runtime/werift.js';
 
 export * from './index.js';

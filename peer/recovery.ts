@@ -4,7 +4,7 @@
  * What an attempt does (an ICE restart, a new connection, or asking the other side to
  * build one) is the peer's (peer/remote-peer.ts).
  */
-import { timer, type Clock, type Timer } from './clock.js';
+import { type Clock, type Timer, timer } from './clock.js';
 import type { RestartPolicy } from './policies.js';
 
 export interface RecoveryHooks {

@@ -10,9 +10,9 @@
 import { Channel } from './channel.js';
 import { timer } from './clock.js';
 import { PeerError } from './errors.js';
-import { decodeFrame, encodeAck, encodeFragment, plainTextFits, fallbackPayload, withKind } from './framing.js';
 import type { RelayFrameIn, RelayFrameOut } from './fallback-link.js';
-import { ReliableReceiver, ReliableSender, type Fragment } from './sequencing.js';
+import { decodeFrame, encodeAck, encodeFragment, fallbackPayload, plainTextFits, withKind } from './framing.js';
+import { type Delivered, type Fragment, ReliableReceiver, ReliableSender } from './sequencing.js';
 
 /** A fragment waiting to be written on the current path; `done` settles its message's send(). */
 interface Outgoing {
@@ -69,7 +69,9 @@ export class ReliableChannel extends Channel {
     const frags = this.#sender.push(payload, this.#fragmentBytes(), bytes);
     this.#outboxBytes += size;
     return new Promise<void>((resolve, reject) => {
-      frags.forEach((frag, i) => this.#outbox.push(i === frags.length - 1 ? { frag, done: { resolve, reject } } : { frag }));
+      frags.forEach((frag, i) => {
+        this.#outbox.push(i === frags.length - 1 ? { frag, done: { resolve, reject } } : { frag });
+      });
       this.flush();
     });
   }
@@ -114,7 +116,7 @@ export class ReliableChannel extends Channel {
     if (this.closed) return;
     if (this.hooks.route() === 'websocket') return this.#flushFallback();
     const dc = this.dc;
-    if (!dc || dc.readyState !== 'open') return;
+    if (dc?.readyState !== 'open') return;
     while (this.#outbox.length) {
       const next = this.#outbox[0] as Outgoing;
       const size = next.frag.bytes.byteLength + 5;
@@ -190,7 +192,7 @@ export class ReliableChannel extends Channel {
   }
 
   #onFragment(f: Fragment): void {
-    let done;
+    let done: Delivered[];
     try {
       this.maxSize();
       done = this.#receiver.receive(f, this.reassemblyCap);

@@ -1,16 +1,16 @@
 import { TypedEmitter } from '../signaling/client/emitter.js';
 import type { Channel, FlowLimits, MessageData, Route, SendData } from './channel.js';
 import { channelInit, createChannel, type ResolvedChannel } from './channels.js';
-import { systemClock, timer, type Clock, type Timer } from './clock.js';
-import { disposeConnection, maxMessageSizeOf, type Connection } from './connection.js';
+import { type Clock, systemClock, type Timer, timer } from './clock.js';
+import { type Connection, disposeConnection, maxMessageSizeOf } from './connection.js';
 import { PeerError } from './errors.js';
+import type { FallbackLink, RelayFrameIn } from './fallback-link.js';
 import { Liveness } from './liveness.js';
 import { Negotiator, type PeerCaps, type SignalPayload } from './negotiation.js';
 import type { FallbackPolicy, RestartPolicy } from './policies.js';
 import { Recovery } from './recovery.js';
-import type { RelayFrameIn, FallbackLink } from './fallback-link.js';
 import type { SendGate } from './runtime/types.js';
-import { readTransportStats, type PeerPath, type PeerStats } from './stats.js';
+import { type PeerPath, type PeerStats, readTransportStats } from './stats.js';
 
 export { DEFAULT_FALLBACK, DEFAULT_RESTART, type FallbackPolicy, type RestartPolicy } from './policies.js';
 
@@ -89,21 +89,26 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
     for (const config of opts.channels) {
       this.#channels.set(
         config.name,
-        createChannel(config, opts.flow, {
-          maxMessageSize: () => maxMessageSizeOf(this.#conn?.pc),
-          gate: () => this.#gate(),
-          message: (data) => this.emit('message', config.name, data),
-          error: (err) => {
-            this.emit('error', err);
-            // A peer that broke the framing is not talked to any more (README, peer errors).
-            if (err.code === 'protocol-violation') void this.close();
+        createChannel(
+          config,
+          opts.flow,
+          {
+            maxMessageSize: () => maxMessageSizeOf(this.#conn?.pc),
+            gate: () => this.#gate(),
+            message: (data) => this.emit('message', config.name, data),
+            error: (err) => {
+              this.emit('error', err);
+              // A peer that broke the framing is not talked to any more (README, peer errors).
+              if (err.code === 'protocol-violation') void this.close();
+            },
+            open: () => this.#maybeConnected(),
+            lost: () => this.#onChannelLost(),
+            route: () => this.#route,
+            fallback: () => this.#opts.fallbackLink,
+            heard: () => this.#liveness?.heard(),
           },
-          open: () => this.#maybeConnected(),
-          lost: () => this.#onChannelLost(),
-          route: () => this.#route,
-          fallback: () => this.#opts.fallbackLink,
-          heard: () => this.#liveness?.heard(),
-        }, clock),
+          clock,
+        ),
       );
     }
     const fallback = opts.fallback;
@@ -295,7 +300,9 @@ export class RemotePeer extends TypedEmitter<RemotePeerEvents> {
   #gate(): SendGate | null {
     const conn = this.#conn;
     // Kept once the runtime has one (it may not before the transport exists).
-    return conn ? (conn.gate ||= this.#opts.sendGate?.(conn.pc) ?? null) : null;
+    if (!conn) return null;
+    conn.gate ||= this.#opts.sendGate?.(conn.pc) ?? null;
+    return conn.gate;
   }
 
   #maybeConnected(): void {

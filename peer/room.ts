@@ -1,15 +1,15 @@
-import { SignalingClient, type SignalingClientOptions, type Transport, type Welcome, type WebSocketConstructor } from '../signaling/client/client.js';
 import type { ReconnectPolicy } from '../signaling/client/backoff.js';
+import { SignalingClient, type SignalingClientOptions, type Transport, type WebSocketConstructor, type Welcome } from '../signaling/client/client.js';
 import { TypedEmitter } from '../signaling/client/emitter.js';
 import type { SignalingError } from '../signaling/client/errors.js';
 import type { LeaveReason } from '../signaling/protocol/codes.js';
 import type { PeerInfo } from '../signaling/protocol/schemas.js';
 import { DEFAULT_FLOW, type FlowLimits, type MessageData, type SendData } from './channel.js';
-import { resolveChannels, type ChannelOptions, type ResolvedChannel } from './channels.js';
+import { type ChannelOptions, type ResolvedChannel, resolveChannels } from './channels.js';
 import type { Clock } from './clock.js';
 import { PeerError } from './errors.js';
 import { FallbackPort, type RelayFrameIn } from './fallback-link.js';
-import { DEFAULT_FALLBACK, DEFAULT_RESTART, RemotePeer, type FallbackPolicy, type RestartPolicy } from './remote-peer.js';
+import { DEFAULT_FALLBACK, DEFAULT_RESTART, type FallbackPolicy, RemotePeer, type RestartPolicy } from './remote-peer.js';
 import { nativeRuntime } from './runtime/browser.js';
 import type { RtcRuntime } from './runtime/types.js';
 import { toSignalPayload } from './signal-payload.js';
@@ -20,10 +20,7 @@ import type { PeerPath } from './stats.js';
  * (`transports`, `probeMs`, `upgradeRetryMs`, `fetch`; PROTOCOL.md, HTTP transports):
  * joinRoom hands its options to the SignalingClient as they are.
  */
-type ClientOptions = Pick<
-  SignalingClientOptions,
-  'welcomeTimeoutMs' | 'pingAfterMs' | 'pingTimeoutMs' | 'transports' | 'probeMs' | 'upgradeRetryMs' | 'fetch'
->;
+type ClientOptions = Pick<SignalingClientOptions, 'welcomeTimeoutMs' | 'pingAfterMs' | 'pingTimeoutMs' | 'transports' | 'probeMs' | 'upgradeRetryMs' | 'fetch'>;
 
 export interface JoinRoomOptions extends ClientOptions {
   /** The signaling service's WebSocket URL. */

@@ -44,7 +44,9 @@ function candidate(entry: StatsEntry | undefined): CandidateInfo {
  */
 export function readTransportStats(report: RTCStatsReport): Omit<PeerStats, 'packetsLost' | 'messagesDropped'> {
   const entries = new Map<string, StatsEntry>();
-  report.forEach((value: StatsEntry) => entries.set(value.id, value));
+  report.forEach((value: StatsEntry) => {
+    entries.set(value.id, value);
+  });
   let pair: StatsEntry | undefined;
   for (const e of entries.values()) {
     if (e.type === 'transport' && typeof e.selectedCandidatePairId === 'string') pair = entries.get(e.selectedCandidatePairId);

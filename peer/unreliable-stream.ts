@@ -5,11 +5,12 @@
  * (peer/latest.ts); on the WebSocket fallback the newest message per channel replaces an unsent
  * older one.
  */
-import { Channel } from './channel.js';
+
 import { encoder } from './bytes.js';
-import { decodeFrame, plainTextFits, fallbackPayload, withKind } from './framing.js';
-import { LatestFilter, encodeLatest } from './latest.js';
+import { Channel } from './channel.js';
 import type { RelayFrameIn, RelayFrameOut } from './fallback-link.js';
+import { decodeFrame, fallbackPayload, plainTextFits, withKind } from './framing.js';
+import { encodeLatest, LatestFilter } from './latest.js';
 
 export class UnreliableChannel extends Channel {
   #seq = 0;

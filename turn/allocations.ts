@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import type { Clock } from './clock.js';
-import { replyAddress, type ReplyAddress } from './node-turn.js';
+import { type ReplyAddress, replyAddress } from './node-turn.js';
 import { AllocationQuota, type TurnQuotas } from './quotas.js';
 import { TokenBucket } from './rate-limits.js';
 import type { RelayState } from './relay-state.js';
@@ -95,7 +95,16 @@ export class AllocationTable {
     return creating.finally(() => this.inFlight.delete(creating));
   }
 
-  private async bindAndAdd(ip: string, port: number, mapped: ReplyAddress, username: string, transactionId: string, relayAddress: string, even: boolean, lifetime: number): Promise<Allocation | AllocateRefusal> {
+  private async bindAndAdd(
+    ip: string,
+    port: number,
+    mapped: ReplyAddress,
+    username: string,
+    transactionId: string,
+    relayAddress: string,
+    even: boolean,
+    lifetime: number,
+  ): Promise<Allocation | AllocateRefusal> {
     const key = `${ip}|${port}`;
     this.pending.add(key);
     let socket: dgram.Socket;
@@ -124,7 +133,10 @@ export class AllocationTable {
       timer: undefined,
     };
     let ports = this.byClient.get(ip);
-    if (!ports) this.byClient.set(ip, (ports = new Map()));
+    if (!ports) {
+      ports = new Map();
+      this.byClient.set(ip, ports);
+    }
     ports.set(port, allocation);
     this.count++;
     this.setLifetime(allocation, lifetime);

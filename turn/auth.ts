@@ -3,9 +3,10 @@
  * the order of checks, the challenges (401, 438 with a fresh nonce from turn/nonces.ts) and
  * the key that signs the answer. Replaces node-turn's lib/authentification.js.
  */
+
+import { integrityMatches, longTermKey } from './codec.js';
 import type { RefusalReason } from './metrics.js';
 import type { TurnReply, TurnRequest } from './node-turn.js';
-import { integrityMatches, longTermKey } from './codec.js';
 import type { Nonces } from './nonces.js';
 
 /** Returns the password for a username, or undefined if the user is unknown or expired. */

@@ -95,7 +95,9 @@ export function encode(msg: StunMessage, opts: EncodeOptions = {}): Buffer {
   let body = Buffer.concat(msg.attributes.map((a) => attrBuf(a.type, a.value)));
   if (opts.key) {
     header.writeUInt16BE(body.length + 24, 2);
-    const mac = createHmac('sha1', opts.key).update(Buffer.concat([header, body])).digest();
+    const mac = createHmac('sha1', opts.key)
+      .update(Buffer.concat([header, body]))
+      .digest();
     body = Buffer.concat([body, attrBuf(StunAttr.messageIntegrity, mac)]);
   }
   if (opts.fingerprint) {
@@ -184,7 +186,7 @@ export function readSendIndication(buf: Buffer): SendIndication | 'drop' | 'othe
     } else if (type === StunAttr.fingerprint) {
       // RFC 8489 section 14.7: the last attribute, CRC-32 of the message before it.
       if (len !== 4 || off + 8 !== end) return 'other';
-      if (((crc32(buf.subarray(0, off)) ^ FINGERPRINT_XOR) >>> 0) !== buf.readUInt32BE(off + 4)) return 'drop';
+      if ((crc32(buf.subarray(0, off)) ^ FINGERPRINT_XOR) >>> 0 !== buf.readUInt32BE(off + 4)) return 'drop';
     } else if (type !== DONT_FRAGMENT && type < 0x8000) {
       return 'other';
     }
@@ -310,7 +312,7 @@ export function scanAttributes(buf: Buffer, maxAttributes: number): StunScan | S
 
 /** RFC 8489 section 14.7: the CRC-32 of the message before FINGERPRINT, XOR 0x5354554e. One pass. */
 export function fingerprintMatches(buf: Buffer, at: number): boolean {
-  return ((crc32(buf.subarray(0, at)) ^ FINGERPRINT_XOR) >>> 0) === buf.readUInt32BE(at + 4);
+  return (crc32(buf.subarray(0, at)) ^ FINGERPRINT_XOR) >>> 0 === buf.readUInt32BE(at + 4);
 }
 
 /**

@@ -117,11 +117,7 @@ export function coturnConfig(options: CoturnConfigOptions): string {
   }
   const userQuota = options.userQuota ?? DEFAULT_TURN_QUOTAS.maxAllocationsPerUser;
   const totalQuota = options.totalQuota ?? DEFAULT_TURN_QUOTAS.maxAllocations;
-  for (const [name, n] of [
-    ['user quota', userQuota],
-    ['total quota', totalQuota],
-    ...(options.maxBps !== undefined ? [['max bps', options.maxBps] as const] : []),
-  ] as const) {
+  for (const [name, n] of [['user quota', userQuota], ['total quota', totalQuota], ...(options.maxBps !== undefined ? [['max bps', options.maxBps] as const] : [])] as const) {
     check(Number.isInteger(n) && n >= 1, `invalid ${name} ${n}`);
   }
   check((options.cert === undefined) === (options.pkey === undefined), 'cert and pkey must be given together');
@@ -174,7 +170,7 @@ export function coturnConfig(options: CoturnConfigOptions): string {
   if (allow.some((a) => overlapsLoopback(a.cidr))) {
     lines.push(
       '',
-      '# The allow list names loopback: lift coturn\'s built-in loopback refusal, which',
+      "# The allow list names loopback: lift coturn's built-in loopback refusal, which",
       '# allowed-peer-ip cannot override; the deny list below still refuses every loopback',
       '# address that is not explicitly allowed.',
       'allow-loopback-peers',

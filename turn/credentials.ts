@@ -4,8 +4,8 @@
  * The same secret works with coturn's `static-auth-secret`.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { TurnError } from './errors.js';
 import type { CredentialLookup } from './auth.js';
+import { TurnError } from './errors.js';
 
 export interface TurnCredentials {
   username: string;

@@ -13,14 +13,7 @@
 export type TurnErrorCode = 'insecure-config' | 'bad-config' | 'listen-failed' | 'closed' | 'bad-cidr' | 'bad-credentials' | 'bad-quota';
 
 /** @deprecated The codes before they followed the kebab-case convention of PeerError and SignalingError; use `TurnErrorCode`. */
-export type LegacyTurnErrorCode =
-  | 'insecure-config'
-  | 'bad-config'
-  | 'listen-failed'
-  | 'closed'
-  | 'bad-cidr'
-  | 'bad-credentials'
-  | 'bad-quota';
+export type LegacyTurnErrorCode = 'insecure-config' | 'bad-config' | 'listen-failed' | 'closed' | 'bad-cidr' | 'bad-credentials' | 'bad-quota';
 
 /** An error of the TURN server, its options or its credentials, with a stable `code` and the `cause` when there is one. */
 export class TurnError extends Error {

@@ -23,7 +23,7 @@
 import type dgram from 'node:dgram';
 import type { AllocationTable } from './allocations.js';
 import { authenticate, type CredentialLookup } from './auth.js';
-import { fingerprintMatches, readHeader, readSendIndication, scanAttributes, StunAttr, StunClass, StunMethod, type StunScan } from './codec.js';
+import { fingerprintMatches, readHeader, readSendIndication, StunAttr, StunClass, StunMethod, type StunScan, scanAttributes } from './codec.js';
 import { channelDataToPeer, sendToPeer } from './data-path.js';
 import * as handlers from './handlers.js';
 import { canonicalIp } from './ip.js';
@@ -37,11 +37,11 @@ import type { UnauthenticatedLimiter } from './rate-limits.js';
 const SEND_INDICATION_LOW = 0x16;
 
 const METHOD_NAMES: Record<number, string> = {
-  0x001: 'binding',
-  0x003: 'allocate',
-  0x004: 'refresh',
-  0x008: 'create-permission',
-  0x009: 'channel-bind',
+  1: 'binding',
+  3: 'allocate',
+  4: 'refresh',
+  8: 'create-permission',
+  9: 'channel-bind',
 };
 
 /** Metric label for a request method; anything else is 'other' (bounded label values). */

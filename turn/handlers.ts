@@ -4,9 +4,9 @@
  * rate limit, the codec and, except Binding, authentication. Each replaces node-turn's
  * lib/methods/*.js, whose defects are named at each one.
  */
-import type { AllocationTable, Allocation } from './allocations.js';
+import type { Allocation, AllocationTable } from './allocations.js';
 import { encode, StunAttr, StunClass, UDP_PROTOCOL } from './codec.js';
-import { sendToPeer, type DataPath } from './data-path.js';
+import { type DataPath, sendToPeer } from './data-path.js';
 import { canonicalIp } from './ip.js';
 import type { TurnReply, TurnRequest } from './node-turn.js';
 import type { PeerPolicy } from './policy.js';
@@ -36,7 +36,9 @@ export function binding(request: TurnRequest): void {
 /** RFC 8489 section 6.3.1.1: 420 with UNKNOWN-ATTRIBUTES listing the comprehension-required types not understood. */
 export function rejectUnknown(request: TurnRequest, types: number[]): void {
   const list = Buffer.alloc(types.length * 2);
-  types.forEach((t, i) => list.writeUInt16BE(t, i * 2));
+  types.forEach((t, i) => {
+    list.writeUInt16BE(t, i * 2);
+  });
   const code = Buffer.concat([Buffer.from([0, 0, 4, 20]), Buffer.from('Unknown Attribute')]);
   const out = encode(
     {
@@ -83,18 +85,16 @@ export function allocate(ctx: HandlerContext, request: TurnRequest, reply: TurnR
   // retransmits again and gets the stored answer).
   if (ctx.allocations.isPending(ip, port)) return reply.discard();
   const relayAddress = ctx.relayAddress ?? request.localAddress;
-  void ctx.allocations
-    .create(ip, port, request.mapped, username, request.transactionId, relayAddress, evenPort === false, lifetimeFor(ctx, request.get('lifetime')))
-    .then((result) => {
-      // RFC 8656 section 7.2: 486 when a quota (per user, per client IP, total) is reached.
-      if (result === 'quota') {
-        ctx.counters.refuse('quota');
-        return reply.fail(486, 'Allocation Quota Reached');
-      }
-      if (typeof result === 'string') return reply.fail(508, 'Insufficient Capacity');
-      ctx.allocated(ip);
-      allocateSuccess(ctx, result, reply);
-    });
+  void ctx.allocations.create(ip, port, request.mapped, username, request.transactionId, relayAddress, evenPort === false, lifetimeFor(ctx, request.get('lifetime'))).then((result) => {
+    // RFC 8656 section 7.2: 486 when a quota (per user, per client IP, total) is reached.
+    if (result === 'quota') {
+      ctx.counters.refuse('quota');
+      return reply.fail(486, 'Allocation Quota Reached');
+    }
+    if (typeof result === 'string') return reply.fail(508, 'Insufficient Capacity');
+    ctx.allocated(ip);
+    allocateSuccess(ctx, result, reply);
+  });
 }
 
 function allocateSuccess(ctx: HandlerContext, allocation: Allocation, reply: TurnReply): void {

@@ -5,8 +5,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import { TurnError } from './errors.js';
 import { mintTurnCredentials } from './credentials.js';
+import { TurnError } from './errors.js';
 
 /** W3C RTCIceServer (the shape `welcome.iceServers` carries). */
 export interface TurnIceServer {

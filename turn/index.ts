@@ -1,17 +1,18 @@
 /** `rallypoint/turn`: the embedded TURN server (node-turn with its defects fixed). */
-export { TurnServer, type TurnServerOptions, type CredentialLookup } from './server.js';
-export { PeerPolicy, DEFAULT_DENIED_PEERS, type PeerPolicyOptions } from './policy.js';
-export { TurnError, type TurnErrorCode, type LegacyTurnErrorCode } from './errors.js';
-export { systemClock, type Clock } from './clock.js';
+
+export { type Clock, systemClock } from './clock.js';
+export { COTURN_MAPPED_RANGE, COTURN_NAT64_RANGE, type CoturnConfigOptions, cidrToRange, coturnConfig } from './coturn-config.js';
 export {
   mintTurnCredentials,
+  type RestCredentialOptions,
   restCredentialLookup,
   restPassword,
-  verifyTurnCredentials,
-  type RestCredentialOptions,
   type TurnCredentials,
+  verifyTurnCredentials,
 } from './credentials.js';
-export { coturnConfig, cidrToRange, COTURN_MAPPED_RANGE, COTURN_NAT64_RANGE, type CoturnConfigOptions } from './coturn-config.js';
+export { type LegacyTurnErrorCode, TurnError, type TurnErrorCode } from './errors.js';
+export { DEFAULT_TURN_TTL, hostFromHeader, type TurnIceServer, type TurnIceServersOptions, turnIceServers } from './ice-servers.js';
+export { REFUSAL_REASONS, type RefusalReason, type RelayDirection, TurnMetrics } from './metrics.js';
+export { DEFAULT_DENIED_PEERS, PeerPolicy, type PeerPolicyOptions } from './policy.js';
 export { DEFAULT_TURN_QUOTAS, type TurnQuotaOptions, type TurnQuotas } from './quotas.js';
-export { TurnMetrics, REFUSAL_REASONS, type RefusalReason, type RelayDirection } from './metrics.js';
-export { turnIceServers, hostFromHeader, DEFAULT_TURN_TTL, type TurnIceServer, type TurnIceServersOptions } from './ice-servers.js';
+export { type CredentialLookup, TurnServer, type TurnServerOptions } from './server.js';

@@ -20,17 +20,22 @@ export function ipBytes(address: string): Buffer {
   }
   const halves = text.split('::');
   if (halves.length > 2) throw new Error(`invalid address ${address}`);
-  const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => {
-    if (!/^[0-9a-f]{1,4}$/i.test(g)) throw new Error(`invalid address ${address}`);
-    return parseInt(g, 16);
-  }));
+  const parse = (s: string): number[] =>
+    s === ''
+      ? []
+      : s.split(':').map((g) => {
+          if (!/^[0-9a-f]{1,4}$/i.test(g)) throw new Error(`invalid address ${address}`);
+          return parseInt(g, 16);
+        });
   const left = parse(halves[0]!);
   const right = halves.length === 2 ? parse(halves[1]!) : [];
   const fill = 8 - left.length - right.length;
   if (halves.length === 1 ? fill !== 0 : fill < 0) throw new Error(`invalid address ${address}`);
   const groups = [...left, ...new Array<number>(halves.length === 2 ? fill : 0).fill(0), ...right];
   const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  groups.forEach((g, i) => {
+    b.writeUInt16BE(g, i * 2);
+  });
   return b;
 }
 

@@ -12,10 +12,11 @@
  * exact slice at a time (`decode`), EVEN-PORT read by us (`evenPort`), error responses
  * signed by a reply class of our own (`Reply`). Nothing in node-turn is patched.
  */
-import { createRequire } from 'node:module';
+
 import type { Socket } from 'node:dgram';
 import type { EventEmitter } from 'node:events';
-import { UDP_PROTOCOL, type AttributeSpan, type StunHeader, type StunScan, type TransportAddress } from './codec.js';
+import { createRequire } from 'node:module';
+import { type AttributeSpan, type StunHeader, type StunScan, type TransportAddress, UDP_PROTOCOL } from './codec.js';
 import { ipBytes } from './ip.js';
 
 // --- the typed interface ---------------------------------------------------------------------

@@ -25,7 +25,9 @@ export class Nonces {
   constructor(private readonly now: () => number = systemClock.now) {}
 
   issue(ip: string, port: number): string {
-    const body = `${randomBytes(8).toString('hex')}${Math.floor((this.now() + NONCE_TTL_MS) / 1000).toString(16).padStart(10, '0')}`;
+    const body = `${randomBytes(8).toString('hex')}${Math.floor((this.now() + NONCE_TTL_MS) / 1000)
+      .toString(16)
+      .padStart(10, '0')}`;
     return body + this.mac(body, ip, port);
   }
 

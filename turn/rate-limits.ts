@@ -35,8 +35,8 @@
  * Time comes from the server's clock (turn/clock.ts), so tests refill buckets without waiting.
  */
 import { systemClock } from './clock.js';
-import { sourceKey } from './source-key.js';
 import type { TurnQuotas } from './quotas.js';
+import { sourceKey } from './source-key.js';
 
 interface Bucket {
   tokens: number;

@@ -12,7 +12,7 @@ import { isIPv6 } from 'node:net';
 import type { Registry } from 'prom-client';
 import { AllocationTable } from './allocations.js';
 import type { CredentialLookup } from './auth.js';
-import { systemClock, type Clock } from './clock.js';
+import { type Clock, systemClock } from './clock.js';
 import { peerToClient } from './data-path.js';
 import { TurnError } from './errors.js';
 import { Gate } from './gate.js';
@@ -112,12 +112,7 @@ export class TurnServer {
     this.quotas = Object.freeze(resolveQuotas(options.quotas));
     const limiter = new UnauthenticatedLimiter(this.quotas, now);
     this.policy = options.peers instanceof PeerPolicy ? options.peers : new PeerPolicy(options.peers);
-    this.allocations = new AllocationTable(
-      { minPort: o.minPort, maxPort: o.maxPort, externalAddress: o.externalAddress },
-      this.quotas,
-      (socket, ip, port) => this.relayState(socket, ip, port),
-      clock,
-    );
+    this.allocations = new AllocationTable({ minPort: o.minPort, maxPort: o.maxPort, externalAddress: o.externalAddress }, this.quotas, (socket, ip, port) => this.relayState(socket, ip, port), clock);
     this.metrics = new TurnMetrics({ registry: options.registry, counters: this.counters, allocations: () => this.allocations.size });
     this.handlers = {
       allocations: this.allocations,

@@ -32,9 +32,33 @@ const browserModule = {
  * renames every `.name` in the bundle. test/browser/bundle-mangle.test.ts checks all three.
  */
 export const INTERNAL_PROPS = [
-  'hooks', 'fragmentBytes', 'initiator', 'reassemblyCap', 'negotiator', 'malformed', 'trySend', 'newest', 'deliver',
-  'pendingCount', 'fallbackLink', 'sendLatest', 'frag', 'createConnection', 'heard', 'onError', 'refill', 'gated',
-  'burst', 'welcomed', 'gate', 'polite', 'acked', 'dead', 'handleRelay', 'handleSignal', 'connectExisting',
+  'hooks',
+  'fragmentBytes',
+  'initiator',
+  'reassemblyCap',
+  'negotiator',
+  'malformed',
+  'trySend',
+  'newest',
+  'deliver',
+  'pendingCount',
+  'fallbackLink',
+  'sendLatest',
+  'frag',
+  'createConnection',
+  'heard',
+  'onError',
+  'refill',
+  'gated',
+  'burst',
+  'welcomed',
+  'gate',
+  'polite',
+  'acked',
+  'dead',
+  'handleRelay',
+  'handleSignal',
+  'connectExisting',
 ];
 
 /** esbuild options of the library bundle, before terser (see buildLibrary). */

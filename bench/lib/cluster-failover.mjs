@@ -12,8 +12,8 @@ import { connect, createServer } from 'node:net';
 import WebSocket from 'ws';
 import { SignalingClient } from '../../dist/signaling/client/index.js';
 import { startRallypoint, stop } from './cluster-procs.mjs';
-import { cpuBetween, cpuSnapshot, processCpuSeconds } from './proc-cpu.mjs';
 import { fmt, fmtInt } from './format.mjs';
+import { cpuBetween, cpuSnapshot, processCpuSeconds } from './proc-cpu.mjs';
 
 /** After the last resume, peer-left events are still counted this long (node death detection aims under 5 s). */
 export const SETTLE_MS = 7_000;
@@ -123,14 +123,28 @@ export async function failover({ redis, cpus, clients, roomSize, log }) {
     }
     const times = [...stats.resumedAt].sort((a, b) => a - b);
     return {
-      clients, roomSize, connectS, expected, lost, resumed: times.length, notBack: expected - back(),
-      p50: quantileOf(times, 0.5), p99: quantileOf(times, 0.99), max: times.at(-1) ?? NaN,
-      newIds: stats.newIds, peerLeft: stats.peerLeft, errors: stats.errors, stillOpen: all.filter((c) => c.state === 'open').length,
-      stormS: seconds, stormCalls, others, genCores: selfS / seconds,
+      clients,
+      roomSize,
+      connectS,
+      expected,
+      lost,
+      resumed: times.length,
+      notBack: expected - back(),
+      p50: quantileOf(times, 0.5),
+      p99: quantileOf(times, 0.99),
+      max: times.at(-1) ?? NaN,
+      newIds: stats.newIds,
+      peerLeft: stats.peerLeft,
+      errors: stats.errors,
+      stillOpen: all.filter((c) => c.state === 'open').length,
+      stormS: seconds,
+      stormCalls,
+      others,
+      genCores: selfS / seconds,
       survivorCores: (sum(stormEnd) - sum(before)) / seconds,
       redisCores: (stormEnd.redis - before.redis) / seconds,
       peakCores: peak,
-      perNode: survivors.map((n, i) => (stormEnd.nodes[i] - before.nodes[i]) / seconds),
+      perNode: survivors.map((_n, i) => (stormEnd.nodes[i] - before.nodes[i]) / seconds),
     };
   } finally {
     await Promise.all(all.map((c) => c.close().catch(() => {})));

@@ -98,7 +98,16 @@ export async function rallypointPair(urlA, urlB, room) {
     },
     onReceive: (fn) => (onReceive = fn),
     unexpected,
-    close: () => Promise.all([a, b].map(({ ws }) => new Promise((r) => (ws.once('close', r), ws.close())))),
+    close: () =>
+      Promise.all(
+        [a, b].map(
+          ({ ws }) =>
+            new Promise((r) => {
+              ws.once('close', r);
+              ws.close();
+            }),
+        ),
+      ),
   };
 }
 
@@ -229,10 +238,20 @@ export async function drive(pair, { mode, window = 64, rate = 5000, warmupMs, me
   const calls = {};
   for (const x of used) for (const [c, n] of Object.entries(x.calls)) calls[c] = (calls[c] ?? 0) + n;
   return {
-    messages: sum((x) => x.messages), seconds, rate: sum((x) => x.messages) / seconds, hist, maxMs: Math.max(...used.map((x) => x.maxMs)),
-    servers: sum((x) => x.servers), redis: sum((x) => x.redis), wait: sum((x) => x.wait), calls,
-    genCores: sum((x) => x.gen) / seconds, others: sum((x) => x.others * x.seconds) / seconds,
-    disturbed, leftOutS: m.leftOutS,
-    seqErrors, lost: seq - expect,
+    messages: sum((x) => x.messages),
+    seconds,
+    rate: sum((x) => x.messages) / seconds,
+    hist,
+    maxMs: Math.max(...used.map((x) => x.maxMs)),
+    servers: sum((x) => x.servers),
+    redis: sum((x) => x.redis),
+    wait: sum((x) => x.wait),
+    calls,
+    genCores: sum((x) => x.gen) / seconds,
+    others: sum((x) => x.others * x.seconds) / seconds,
+    disturbed,
+    leftOutS: m.leftOutS,
+    seqErrors,
+    lost: seq - expect,
   };
 }

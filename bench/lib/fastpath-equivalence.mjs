@@ -11,7 +11,6 @@ import { ClientMessage, decodeClientMessage } from '../../dist/signaling/protoco
 const runs = Number(process.argv[2] ?? 200_000);
 const str = fc.oneof(fc.string({ maxLength: 70 }), fc.string({ minLength: 60, maxLength: 70 }), fc.constantFrom('', 'a', 'x'.repeat(64), 'x'.repeat(65), '😀'.repeat(32), '😀'.repeat(33)));
 const anyJson = fc.jsonValue({ maxDepth: 3 });
-const field = (v) => fc.option(v, { nil: undefined, freq: 3 });
 const signalish = fc.record(
   {
     type: fc.oneof(fc.constant('signal'), fc.constant('signal'), fc.constantFrom('join', 'leave', 'Signal', ''), anyJson),

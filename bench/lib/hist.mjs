@@ -37,7 +37,7 @@ export function quantile(hist, q) {
   let seen = 0;
   for (let i = 0; i < BUCKETS; i++) {
     seen += hist[i];
-    if (seen >= target) return (Math.pow(BASE, i) * (1 + BASE)) / 2 / 1000;
+    if (seen >= target) return (BASE ** i * (1 + BASE)) / 2 / 1000;
   }
   return NaN;
 }

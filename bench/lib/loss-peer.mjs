@@ -61,7 +61,14 @@ const commands = {
   clock: () => out('clock', { t: Number(now()) / 1e6 }),
   async status() {
     const s = peer ? await peer.stats() : null;
-    out('status', { path: s?.path ?? null, selectedPair: s?.selectedPair ?? null, messagesDropped: s?.messagesDropped ?? 0, state: peer?.state ?? null, generation: peer?.generation ?? null, pathChanges });
+    out('status', {
+      path: s?.path ?? null,
+      selectedPair: s?.selectedPair ?? null,
+      messagesDropped: s?.messagesDropped ?? 0,
+      state: peer?.state ?? null,
+      generation: peer?.generation ?? null,
+      pathChanges,
+    });
   },
   /** `count` messages of `size` bytes on `unreliable`, paced at `hz` on an absolute schedule. */
   async stream({ count, hz, size, first = 0 }) {

@@ -24,9 +24,17 @@ export function packageVersion(name) {
 /** The last line `file --version` prints (to stdout or, failing, stderr), or 'unknown'. */
 export function programVersion(file, args = ['--version']) {
   try {
-    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop();
+    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .trim()
+      .split('\n')
+      .pop();
   } catch (err) {
-    return String(err.stdout ?? '').trim().split('\n').pop() || 'unknown';
+    return (
+      String(err.stdout ?? '')
+        .trim()
+        .split('\n')
+        .pop() || 'unknown'
+    );
   }
 }
 
@@ -52,5 +60,4 @@ export function machine(extra = {}) {
   };
 }
 
-export const machineLine = (m) =>
-  `Machine: ${m.cpuModel}, ${m.cores} cores, ${fmt(m.ramGiB, 0)} GiB RAM, Node ${m.node}, ${m.os}. Run: ${m.date}.`;
+export const machineLine = (m) => `Machine: ${m.cpuModel}, ${m.cores} cores, ${fmt(m.ramGiB, 0)} GiB RAM, Node ${m.node}, ${m.os}. Run: ${m.date}.`;

@@ -7,15 +7,26 @@
  *   node bench/lib/micro-path.mjs [messages=400000]
  */
 import { createServer } from 'node:http';
-import { attachSignaling } from '../../dist/signaling/server/index.js';
 import { Connection } from '../../dist/signaling/server/connection.js';
+import { attachSignaling } from '../../dist/signaling/server/index.js';
 
 const N = Number(process.argv[2] ?? 400_000);
 const CANDIDATE =
   '"candidate":"candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 10.0.0.5 rport 46154 generation 0 ufrag sTjA network-cost 999","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"sTjA"';
 
 function fakeWs() {
-  return { readyState: 1, sent: 0, bytes: 0, send(frame) { this.sent++; this.bytes += frame.length; }, close() {}, on() {}, terminate() {} };
+  return {
+    readyState: 1,
+    sent: 0,
+    bytes: 0,
+    send(frame) {
+      this.sent++;
+      this.bytes += frame.length;
+    },
+    close() {},
+    on() {},
+    terminate() {},
+  };
 }
 
 async function ours() {
@@ -57,7 +68,7 @@ async function bare() {
   const b = fakeWs();
   peers.set('pa', a);
   peers.set('pb', b);
-  const onMessage = (id, ws, data) => {
+  const onMessage = (id, _ws, data) => {
     let msg;
     try {
       msg = JSON.parse(data.toString());

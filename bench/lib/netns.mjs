@@ -21,7 +21,7 @@
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** @typedef {import('node:child_process').ChildProcess} ChildProcess */
@@ -130,7 +130,11 @@ function probe() {
   try {
     const veth = runSync('ip', ['-n', name, 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1']);
     if (!veth.ok) return { ok: false, reason: `cannot create a veth pair in a namespace: ${veth.stderr.trim()}` };
-    const nft = runSync('ip', ['netns', 'exec', name, 'nft', '-f', '-'], `table inet probe {\nchain o { type filter hook output priority 0; meta l4proto udp numgen random mod 100 < 5 counter drop; }\n}\n`);
+    const nft = runSync(
+      'ip',
+      ['netns', 'exec', name, 'nft', '-f', '-'],
+      `table inet probe {\nchain o { type filter hook output priority 0; meta l4proto udp numgen random mod 100 < 5 counter drop; }\n}\n`,
+    );
     if (!nft.ok) return { ok: false, reason: `nftables (numgen, counter, drop) unusable in a namespace: ${nft.stderr.trim()}` };
     return { ok: true };
   } finally {
@@ -189,7 +193,7 @@ function ipToInt(ip) {
 function overlaps(aNet, aLen, bNet, bLen) {
   const len = Math.min(aLen, bLen);
   const mask = len === 0 ? 0 : (~0 << (32 - len)) >>> 0;
-  return ((aNet & mask) >>> 0) === ((bNet & mask) >>> 0);
+  return (aNet & mask) >>> 0 === (bNet & mask) >>> 0;
 }
 
 /**

@@ -16,7 +16,9 @@ export const NGINX = process.env.NGINX_PATH ?? '/usr/sbin/nginx';
 
 const running = new Set();
 // SIGTERM (not SIGKILL) so the master takes its workers down with it.
-process.on('exit', () => running.forEach((c) => c.kill('SIGTERM')));
+process.on('exit', () => {
+  for (const c of running) c.kill('SIGTERM');
+});
 
 /** What each mode adds to `location /` (after proxy_pass and Host). */
 export const NGINX_MODES = {
@@ -51,11 +53,17 @@ export async function startNginx(mode, upstreams) {
   );
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${join(dir, t)};`);
   const conf = [
-    'daemon off;', 'worker_processes 1;', `pid ${join(dir, 'nginx.pid')};`, 'error_log stderr error;',
+    'daemon off;',
+    'worker_processes 1;',
+    `pid ${join(dir, 'nginx.pid')};`,
+    'error_log stderr error;',
     'events { worker_connections 4096; }',
-    'http {', '  access_log off;', ...temp,
+    'http {',
+    '  access_log off;',
+    ...temp,
     '  map $http_upgrade $connection_upgrade { default upgrade; "" close; }',
-    ...servers, '}',
+    ...servers,
+    '}',
   ].join('\n');
   writeFileSync(join(dir, 'nginx.conf'), conf);
   const child = spawn(NGINX, ['-e', 'stderr', '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -83,7 +91,10 @@ export async function startNginx(mode, upstreams) {
 function accepts(port) {
   return new Promise((resolve) => {
     const s = connect(port, '127.0.0.1');
-    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }

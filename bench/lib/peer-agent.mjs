@@ -130,10 +130,14 @@ export function createAgent({ joinRoom, options, now }) {
       const t0 = now();
       const id = await join(roomName);
       const tJoined = now();
-      await waitFor(() => {
-        const p = onlyPeer();
-        return p !== undefined && bothUp(p);
-      }, timeoutMs, 'both sides connected');
+      await waitFor(
+        () => {
+          const p = onlyPeer();
+          return p !== undefined && bothUp(p);
+        },
+        timeoutMs,
+        'both sides connected',
+      );
       const p = onlyPeer();
       const self = connectedAt.get(p) - t0;
       const other = noticeAt.get(p) - t0;
@@ -170,7 +174,7 @@ export function createAgent({ joinRoom, options, now }) {
       const at = [];
       let pongs = 0;
       let late = 0;
-      pongSink = (seq, tSend, tRemote, tBack) => {
+      pongSink = (_seq, tSend, tRemote, tBack) => {
         pongs++;
         at.push(tSend);
         rtt.push(tBack - tSend);

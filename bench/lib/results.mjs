@@ -65,7 +65,8 @@ export function headline(section, what, result, target, met, date) {
 }
 
 const cell = (s) => String(s).replaceAll('|', '\\|').replaceAll('\n', ' ');
-const rowText = (h) => `| ${cell(h.section)} | ${cell(h.what)} | ${cell(h.result)} | ${cell(h.target)} | ${h.met === true ? 'met' : h.met === false ? '**NOT met**' : '-'} | ${cell(h.date.slice(0, 10))} |`;
+const rowText = (h) =>
+  `| ${cell(h.section)} | ${cell(h.what)} | ${cell(h.result)} | ${cell(h.target)} | ${h.met === true ? 'met' : h.met === false ? '**NOT met**' : '-'} | ${cell(h.date.slice(0, 10))} |`;
 
 /** The summary rows now in `text`, parsed back ({ section, line }). */
 function summaryRows(text) {
@@ -90,7 +91,20 @@ export function writeSummary(section, headlines, file = BENCHMARKS) {
   const mine = headlines.map(rowText);
   const at = rows.findIndex((r) => r.section === section);
   const others = rows.filter((r) => r.section !== section).map((r) => r.line);
-  const lines = at === -1 ? [...others, ...mine] : [...rows.slice(0, at).filter((r) => r.section !== section).map((r) => r.line), ...mine, ...rows.slice(at).filter((r) => r.section !== section).map((r) => r.line)];
+  const lines =
+    at === -1
+      ? [...others, ...mine]
+      : [
+          ...rows
+            .slice(0, at)
+            .filter((r) => r.section !== section)
+            .map((r) => r.line),
+          ...mine,
+          ...rows
+            .slice(at)
+            .filter((r) => r.section !== section)
+            .map((r) => r.line),
+        ];
   const block = [BEGIN, ...HEAD, ...lines, END].join('\n');
   const a = text.indexOf(BEGIN);
   const b = text.indexOf(END);

@@ -5,8 +5,9 @@
  *   <- { cmd: 'usage', gc? }  -> { type: 'usage', rss, heapUsed, external, cpuUs, wallMs, connections? }
  * Exits when the parent goes away or sends { cmd: 'exit' }.
  */
-import { createServer } from 'node:http';
+
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { Session } from 'node:inspector';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';

@@ -10,8 +10,7 @@ import WebSocket from 'ws';
 import { SignalingClient } from '../../dist/signaling/client/index.js';
 import { CANDIDATE_OBJECT } from './cluster-load.mjs';
 
-const withTimeout = (p, ms, what) =>
-  Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: none within ${ms} ms`)), ms).unref())]);
+const withTimeout = (p, ms, what) => Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: none within ${ms} ms`)), ms).unref())]);
 
 /** A joined SignalingClient on `transports` (undefined: the default ladder). */
 export async function rallypointClient(url, room, transports) {
@@ -31,7 +30,10 @@ export function socketIoClient(url, transports) {
     }),
     15_000,
     'connect',
-  ).catch((err) => (s.disconnect(), Promise.reject(err)));
+  ).catch((err) => {
+    s.disconnect();
+    return Promise.reject(err);
+  });
 }
 
 /** A and B on rallypoint over `transport`, one room; fits drive(). */
@@ -113,7 +115,14 @@ export async function socketIoConnect(url, upgradeWaitMs) {
         engine.engine.once('upgradeError', (e) => resolve({ upgrade: `failed: ${e.message}${e.description?.message ? ` (${e.description.message})` : ''}` }));
       });
     });
-    await withTimeout(new Promise((resolve, reject) => (s.once('connect', resolve), s.once('connect_error', reject))), 15_000, 'connect');
+    await withTimeout(
+      new Promise((resolve, reject) => {
+        s.once('connect', resolve);
+        s.once('connect_error', reject);
+      }),
+      15_000,
+      'connect',
+    );
     const ms = performance.now() - t0;
     const transport = engine.engine.transport.name;
     const up = await Promise.race([upgraded, new Promise((r) => setTimeout(() => r({ upgrade: 'pending' }), upgradeWaitMs))]);

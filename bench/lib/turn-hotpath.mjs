@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import dgram from 'node:dgram';
 /**
  * Micro-benchmarks of the embedded TURN server's per-packet work (BENCHMARKS.md, "TURN relay
  * (issue 4): where the time goes", "What changed" 2-6): the way node-turn / the first version of
@@ -9,7 +10,6 @@
  *   node bench/lib/turn-hotpath.mjs [policy|send|channel|client|sendparse ...]
  */
 import { createRequire } from 'node:module';
-import dgram from 'node:dgram';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,7 +35,11 @@ function compare(label, n, fns) {
     }
   }
   const med = (a) => a.sort((x, y) => x - y)[a.length >> 1];
-  console.log(`${label}: ${Object.entries(times).map(([k, t]) => `${k} ${med(t).toFixed(0)} ns`).join(', ')}`);
+  console.log(
+    `${label}: ${Object.entries(times)
+      .map(([k, t]) => `${k} ${med(t).toFixed(0)} ns`)
+      .join(', ')}`,
+  );
 }
 
 let sink = 0;
@@ -44,7 +48,11 @@ if (want('policy')) {
   // Suggestion 1: PeerPolicy.allows on every relayed packet, now once per permission.
   const allowList = new PeerPolicy({ allow: ['127.0.0.0/8'] });
   const defaults = new PeerPolicy();
-  const perms = new Map([['127.0.0.1', { expiry: Infinity }], ['8.8.8.8', { expiry: Infinity }], ['2606:4700:4700::1111', { expiry: Infinity }]]);
+  const perms = new Map([
+    ['127.0.0.1', { expiry: Infinity }],
+    ['8.8.8.8', { expiry: Infinity }],
+    ['2606:4700:4700::1111', { expiry: Infinity }],
+  ]);
   const now = Date.now();
   compare('a. policy per packet, 127.0.0.1 under the bench allow list', 200_000, {
     'allows()': () => (sink += allowList.allows('127.0.0.1') ? 1 : 0),
@@ -129,13 +137,15 @@ if (want('client')) {
     const src = new NtAddress('127.0.0.1', 50000 + i);
     allocations[new NtTransport(0x11, src, dst, null).get5Tuple()] = { i };
     let m = byClient.get('127.0.0.1');
-    if (!m) byClient.set('127.0.0.1', (m = new Map()));
+    if (!m) {
+      m = new Map();
+      byClient.set('127.0.0.1', m);
+    }
     m.set(50000 + i, { i });
   }
   const rinfo = { address: '127.0.0.1', port: 50017 };
   compare('d. allocation of a client ChannelData, 24 allocations', 200_000, {
-    'Address + Transport + get5Tuple': () =>
-      (sink += allocations[new NtTransport(0x11, new NtAddress(rinfo.address, rinfo.port), dst, null).get5Tuple()].i),
+    'Address + Transport + get5Tuple': () => (sink += allocations[new NtTransport(0x11, new NtAddress(rinfo.address, rinfo.port), dst, null).get5Tuple()].i),
     'Map by address, then port': () => (sink += byClient.get(rinfo.address).get(rinfo.port).i),
   });
 }

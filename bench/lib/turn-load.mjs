@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { decodeXorAddress, encode, encodeXorAddress, longTermKey, readHeader, scanAttributes, StunAttr, StunClass, StunMethod } from '../../dist/turn/codec.js';
+import { decodeXorAddress, encode, encodeXorAddress, longTermKey, readHeader, StunAttr, StunClass, StunMethod, scanAttributes } from '../../dist/turn/codec.js';
 
 /** A server answer read with the server's own bounded codec (readHeader, scanAttributes). */
 function decode(buf) {
@@ -30,6 +30,7 @@ function decode(buf) {
 function getAttr(msg, type) {
   return msg.attributes.find((a) => a.type === type)?.value;
 }
+
 import { newHist, record, toSparse } from './hist.mjs';
 
 if (!process.send) {

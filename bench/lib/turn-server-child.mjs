@@ -25,8 +25,9 @@ const server = new TurnServer({
 const exit = () => server.close().finally(() => process.exit(0));
 process.on('disconnect', exit);
 const { port } = await server.listen();
-// The relay counters the server keeps for its metrics (TurnCounters, turn/metrics.ts).
-const counters = server['counters'];
+// The relay counters the server keeps for its metrics (TurnCounters, turn/metrics.ts); a
+// private field in TypeScript, read here from plain JavaScript.
+const counters = server.counters;
 process.on('message', (msg) => {
   if (msg?.cmd === 'usage') {
     const cpu = process.cpuUsage();

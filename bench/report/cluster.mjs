@@ -11,7 +11,6 @@ import { median } from '../lib/stats.mjs';
 export const HEADING = '## Cluster over Redis (issue 10)';
 export const SUMMARY = 'Cluster over Redis';
 
-
 const NAMES = {
   'one-node': 'one rallypoint node',
   'two-nodes': 'two rallypoint nodes + Redis',
@@ -19,7 +18,6 @@ const NAMES = {
   'bare-redis': 'bare ws relays over Redis, two nodes (floor)',
   'redis-pubsub': 'Redis pub/sub alone',
 };
-
 
 /** Per round: p99 of `as` minus p99 of `bs` in the same round (paced); * when either was disturbed. */
 function pairedP99(as, bs) {
@@ -56,7 +54,9 @@ function relayReport(results, config, headlines, date) {
   for (const k of kinds) {
     const s = med[k].sat;
     const perRound = med[k].rounds.map((r) => `${fmtInt(r.saturated.rate)}${r.saturated.disturbed ? '*' : ''}`).join(', ');
-    L.push(`| ${NAMES[k]} | ${fmtInt(s.rate)} | ${perRound} | ${usPerMsg(s, k !== 'one-node')} | ${k === 'one-node' ? '-' : fmt(s.cmds, 2)} | ${fmt(s.genCores, 2)}${s.genCores > 0.9 ? ' (saturated)' : ''} |`);
+    L.push(
+      `| ${NAMES[k]} | ${fmtInt(s.rate)} | ${perRound} | ${usPerMsg(s, k !== 'one-node')} | ${k === 'one-node' ? '-' : fmt(s.cmds, 2)} | ${fmt(s.genCores, 2)}${s.genCores > 0.9 ? ' (saturated)' : ''} |`,
+    );
   }
   L.push('', `Paced: A sends ${fmtInt(PACED_RATE)} msg/s (one-way latency, send time stamped in the payload), medians of ${ROUNDS} rounds:`, '');
   L.push('| scenario | p50 ms | p99 ms | max ms | CPU µs/msg: servers + redis = total | Redis cmds/msg | server processes waiting for a CPU, ms/s |');
@@ -68,7 +68,7 @@ function relayReport(results, config, headlines, date) {
   L.push(
     '',
     'The last column: how long the server processes (their main threads, and redis-server) were runnable but waiting for a CPU, per second, summed (/proc/PID/schedstat): ' +
-      'time that is this 2-core machine\'s scheduling (other jobs, the generator, and the scenario\'s own processes taking turns), not the code\'s work; ' +
+      "time that is this 2-core machine's scheduling (other jobs, the generator, and the scenario's own processes taking turns), not the code's work; " +
       'a message that arrives during such a wait is late by it, and each process a hop adds is one more chance.',
   );
   L.push('');
@@ -88,7 +88,16 @@ function relayReport(results, config, headlines, date) {
   if (has('two-nodes') && has('socketio-redis')) {
     const [a, s] = [med['two-nodes'], med['socketio-redis']];
     const met = a.sat.totalUs < s.sat.totalUs && a.paced.totalUs < s.paced.totalUs;
-    headlines.push(headline(SUMMARY, 'two nodes / socket.io redis-adapter, CPU per message incl. Redis (saturated, paced)', `${pct(a.sat.totalUs / s.sat.totalUs)}, ${pct(a.paced.totalUs / s.paced.totalUs)}`, '< 100 % (lower than socket.io)', met, date));
+    headlines.push(
+      headline(
+        SUMMARY,
+        'two nodes / socket.io redis-adapter, CPU per message incl. Redis (saturated, paced)',
+        `${pct(a.sat.totalUs / s.sat.totalUs)}, ${pct(a.paced.totalUs / s.paced.totalUs)}`,
+        '< 100 % (lower than socket.io)',
+        met,
+        date,
+      ),
+    );
     L.push(
       `- Two rallypoint nodes vs socket.io's adapter: ${pct(a.sat.rate / s.sat.rate)} of its msg/s; CPU per message incl. Redis ` +
         `${fmt(a.sat.totalUs, 1)} vs ${fmt(s.sat.totalUs, 1)} µs at saturation (${pct(a.sat.totalUs / s.sat.totalUs)}), ` +
@@ -115,11 +124,20 @@ function relayReport(results, config, headlines, date) {
   }
   for (const k of kinds.filter((x) => x !== 'one-node')) {
     const calls = med[k].rounds[0].paced.calls;
-    const main = Object.entries(calls).filter(([, n]) => n >= 0.005).sort((x, y) => y[1] - x[1]);
+    const main = Object.entries(calls)
+      .filter(([, n]) => n >= 0.005)
+      .sort((x, y) => y[1] - x[1]);
     const rest = Object.entries(calls).filter(([, n]) => n < 0.005);
     const list = [
       ...main.map(([c, n]) => `${c} ${fmt(n, 2)}`),
-      ...(rest.length ? [`${rest.map(([c]) => c).join('/')} ${fmt(rest.reduce((x, [, n]) => x + n, 0), 4)} together (housekeeping)`] : []),
+      ...(rest.length
+        ? [
+            `${rest.map(([c]) => c).join('/')} ${fmt(
+              rest.reduce((x, [, n]) => x + n, 0),
+              4,
+            )} together (housekeeping)`,
+          ]
+        : []),
     ].join(', ');
     L.push(`- Redis commands per message, ${NAMES[k]} (paced, round 1): ${list || 'none'}.`);
   }
@@ -148,13 +166,13 @@ export function render({ machine: m, config, results, failover: fo }) {
   L.push(
     'Setup: one sender A and one receiver B in one room, in the load-generator process (one clock for send and receive times); ' +
       'A sends candidate-sized signals (~200 B payload) to B. One node: both on one `rallypoint serve`. Two nodes: `rallypoint serve --redis` ×2, A on node 1, B on node 2 ' +
-      '(raw `ws` clients, `signal` frames). socket.io: two servers with `@socket.io/redis-adapter` (node-redis clients as its README shows), A on server 1 emits naming B\'s socket id, ' +
+      "(raw `ws` clients, `signal` frames). socket.io: two servers with `@socket.io/redis-adapter` (node-redis clients as its README shows), A on server 1 emits naming B's socket id, " +
       'server 1 does `io.to(bSocketId).emit(...)`, B on server 2 (socket.io-client, websocket transport only): the same work. ' +
       'Bare relays: the least a node can do (bench/lib/bare-redis-node.mjs), for the floor. A corks its socket so the frames of one tick leave in one write, for every scenario alike. ' +
       `Redis ${m.redis} without persistence, node-redis clients on both sides. ` +
       (place.pinned
-        ? 'Placement: while saturating, every server process and redis-server pinned to CPU 0 and the load generator to the other CPU (`taskset`), so each scenario\'s server side has one core and max msg/s reflects its total CPU per message; ' +
-          'in the paced phase no pinning (three server processes confined to one core would wait for each other\'s time slices, which nodes on separate machines do not); the failover storm pinned. '
+        ? "Placement: while saturating, every server process and redis-server pinned to CPU 0 and the load generator to the other CPU (`taskset`), so each scenario's server side has one core and max msg/s reflects its total CPU per message; " +
+          "in the paced phase no pinning (three server processes confined to one core would wait for each other's time slices, which nodes on separate machines do not); the failover storm pinned. "
         : `Placement: ${place.name}, no pinning. `) +
       'Rounds interleaved (each round: every scenario on fresh processes, order rotated). CPU: utime+stime from /proc/PID/stat over the measured seconds ÷ messages received.',
     '',
@@ -166,21 +184,24 @@ export function render({ machine: m, config, results, failover: fo }) {
 
 function failoverReport(runs, SETTLE_MS) {
   const r0 = runs[0];
-  const errors = (r) => Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  const errors = (r) =>
+    Object.entries(r.errors)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ') || 'none';
   const L = [
     `Failover: three \`rallypoint serve --redis\` nodes (pinned with Redis to CPU 0) behind a round-robin TCP proxy in the bench process (a refused connection goes to the next node, ` +
       `a dead upstream closes the client's connection), ${fmtInt(r0.clients)} SignalingClients (dist/, \`ws\`, default jittered backoff) in rooms of ${r0.roomSize}. ` +
       `One node SIGKILLed; time from the kill to each of its clients' \`welcome\` with \`resumed: true\` on a survivor. ${runs.length} run(s), fresh nodes each:`,
     '',
-    '| run | clients on the killed node | resumed | not back | p50 s | p99 s | max s | new ids | peer-left (all clients) | survivors\' CPU during the storm | Redis CPU | Redis commands per moved client |',
+    "| run | clients on the killed node | resumed | not back | p50 s | p99 s | max s | new ids | peer-left (all clients) | survivors' CPU during the storm | Redis CPU | Redis commands per moved client |",
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|',
   ];
-  runs.forEach((r, i) =>
+  runs.forEach((r, i) => {
     L.push(
       `| ${i + 1} | ${fmtInt(r.expected)} | ${fmtInt(r.resumed)} | ${fmtInt(r.notBack)} | ${fmt(r.p50 / 1000, 3)} | ${fmt(r.p99 / 1000, 3)} | ${fmt(r.max / 1000, 3)} | ${r.newIds} | ${r.peerLeft} | ` +
         `${fmt(r.survivorCores, 2)} cores over ${fmt(r.stormS, 2)} s (${r.perNode.map((x) => fmt(x, 2)).join(' + ')}), peak ${fmt(r.peakCores, 2)} incl. Redis | ${fmt(r.redisCores, 2)} cores | ${fmt(r.stormCalls / r.expected, 1)} |`,
-    ),
-  );
+    );
+  });
   L.push(
     '',
     `- peer-left counted from the kill until ${SETTLE_MS / 1000} s after the last client was back. Per run: ` +

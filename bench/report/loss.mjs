@@ -25,7 +25,15 @@ export function summarize(cells, { losses: LOSSES, paths: PATHS }) {
       const mine = cells.filter((c) => c.loss === loss && c.path === path && !c.error);
       const failed = cells.filter((c) => c.loss === loss && c.path === path && c.error).length;
       const lat = mine.flatMap((c) => c.latencies).sort((x, y) => x - y);
-      const perRound = mine.map((c) => fmt(quantile([...c.latencies].sort((x, y) => x - y), 0.99)) + (c.otherRealtime.length ? '*' : ''));
+      const perRound = mine.map(
+        (c) =>
+          fmt(
+            quantile(
+              [...c.latencies].sort((x, y) => x - y),
+              0.99,
+            ),
+          ) + (c.otherRealtime.length ? '*' : ''),
+      );
       const seen = mine.reduce((s, c) => s + c.packets.seen, 0);
       const dropped = mine.reduce((s, c) => s + c.packets.dropped, 0);
       rows.push({
@@ -58,7 +66,9 @@ const PATH_NAME = { direct: 'direct (host candidates, one switch)', turn: 'TURN 
 
 function markdown(rows, info, { rounds: ROUNDS, seconds: SECONDS, hz: HZ, size: SIZE, losses: LOSSES, paths: PATHS }) {
   const lines = [];
-  lines.push(`Machine: ${info.cpu}, ${info.nproc} cores, Node ${info.node}, werift ${info.werift}, Linux ${info.kernel}. Code: ${info.revision} (built, then copied: every process of the run uses that copy). Run: ${info.started}, ${info.durationS} s. Load average at start: ${info.load}. ${info.rt ? 'Peers and server under `chrt -f 20`.' : 'No SCHED_FIFO (chrt unavailable).'}`);
+  lines.push(
+    `Machine: ${info.cpu}, ${info.nproc} cores, Node ${info.node}, werift ${info.werift}, Linux ${info.kernel}. Code: ${info.revision} (built, then copied: every process of the run uses that copy). Run: ${info.started}, ${info.durationS} s. Load average at start: ${info.load}. ${info.rt ? 'Peers and server under `chrt -f 20`.' : 'No SCHED_FIFO (chrt unavailable).'}`,
+  );
   lines.push('');
   lines.push(`${ROUNDS} round(s) x ${SECONDS} s per cell, ${HZ} Hz x ${SIZE} B, one-way ms (CLOCK_MONOTONIC, shared by both processes).`);
   lines.push('');

@@ -24,7 +24,6 @@ export const PAIRS = [
 
 const label = (kind) => ({ werift: 'Node (werift)', wrtc: 'Node (wrtc)', chromium: 'Chromium', udp: 'Node (UDP)' })[kind];
 
-
 /**
  * The section and the summary rows, from a results file of bench/peer.mjs: the raw
  * connection runs and steady-state rounds are analysed here, so a change to the analysis
@@ -46,7 +45,6 @@ export function render({ machine: m, config, pairs: keys, connect, rounds, secon
   return { section: buildReport(res, m, { seconds, notes }, config, headlines), headlines };
 }
 
-
 function analyse(pairs, connect, rounds) {
   const res = {};
   for (const p of pairs) {
@@ -59,7 +57,8 @@ function analyse(pairs, connect, rounds) {
     for (const r of rs) {
       for (const b of r.bulk ?? []) {
         const k = `${b.from}->${b.to}`;
-        (bulkDirs[k] ??= { from: b.from, to: b.to, runs: [] }).runs.push(b);
+        bulkDirs[k] ??= { from: b.from, to: b.to, runs: [] };
+        bulkDirs[k].runs.push(b);
       }
     }
     res[p.key] = {
@@ -99,13 +98,23 @@ function analyse(pairs, connect, rounds) {
         ok: d.runs.every((b) => b.ok && b.coldOk),
         bad: d.runs.flatMap((b) => [
           ...(b.ok ? [] : [`${b.got.count}/${b.sent.count} msgs, ${b.got.orderErrors} out of order, ${b.got.sizeErrors} bad size${b.sent.stalled ? ', a send waited > 10 s' : ''}`]),
-          ...(b.coldOk ? [] : [`first transfer: ${b.coldGot.count}/${b.coldSent.count} msgs within 20 s, ${b.coldGot.orderErrors} out of order, ${b.coldGot.sizeErrors} bad size${b.coldSent.stalled ? ', a send waited > 10 s' : ''}`]),
+          ...(b.coldOk
+            ? []
+            : [
+                `first transfer: ${b.coldGot.count}/${b.coldSent.count} msgs within 20 s, ${b.coldGot.orderErrors} out of order, ${b.coldGot.sizeErrors} bad size${b.coldSent.stalled ? ', a send waited > 10 s' : ''}`,
+              ]),
         ]),
         ours: median(d.runs.map((b) => b.cpu.ours)),
         others: median(d.runs.map((b) => b.cpu.others)),
         pressure: median(d.runs.map((b) => b.cpu.pressure)),
       })),
-      paths: [...new Set(rs.filter((r) => r.path).map((r) => `${r.path.path || '?'}, ${r.path.local?.type || '?'} ${r.path.local?.address || '(no address)'} -> ${r.path.remote?.type || '?'} ${r.path.remote?.address || '(no address)'}`))],
+      paths: [
+        ...new Set(
+          rs
+            .filter((r) => r.path)
+            .map((r) => `${r.path.path || '?'}, ${r.path.local?.type || '?'} ${r.path.local?.address || '(no address)'} -> ${r.path.remote?.type || '?'} ${r.path.remote?.address || '(no address)'}`),
+        ),
+      ],
       errors: [...rs.filter((r) => r.error).map((r) => r.error), ...rs.flatMap((r) => r.peerErrors ?? [])],
     };
   }
@@ -150,7 +159,7 @@ function buildReport(res, m, meta, CONFIG, headlines) {
     '',
   );
   L.push(
-    'Setup: one machine. The signaling service (`listenSignaling`) runs in the benchmark process on 127.0.0.1; the peers connect directly through their host candidates, i.e. this machine\'s own addresses (see the notes; WebRTC stacks do not offer loopback candidates), so no packet leaves the machine. Every peer is a process of its own: a Node child running the built `rallypoint/node` ' +
+    "Setup: one machine. The signaling service (`listenSignaling`) runs in the benchmark process on 127.0.0.1; the peers connect directly through their host candidates, i.e. this machine's own addresses (see the notes; WebRTC stacks do not offer loopback candidates), so no packet leaves the machine. Every peer is a process of its own: a Node child running the built `rallypoint/node` " +
       '(`joinRoom`; werift by default, or `rtc: wrtc`), or a Chromium page (its own browser context, so its own renderer) running the browser bundle `dist/web/rallypoint.min.js`; ' +
       'both run the same agent code (`bench/lib/peer-agent.mjs`) with the default channels (`reliable`: ordered; `unreliable`: unordered, maxRetransmits 0) and default flow limits. ' +
       'Chromium runs with IP host candidates (no mDNS names, as in the browser tests). Runs are interleaved across pairs (run 1 of every pair, then run 2, ...). ' +
@@ -161,13 +170,15 @@ function buildReport(res, m, meta, CONFIG, headlines) {
   // 1. connection setup
   L.push(`### Connection setup (${CONFIG.connectRuns} runs per pair, after ${CONFIG.connectWarmup} warm-up runs)`, '');
   L.push(
-    "From the call of `joinRoom` by the second peer (the one that offers) to both sides having emitted `peer-connected` (every channel open), in ms. Timed on the joining peer's clock: its own `peer-connected`, and a notice the other side sends on its `peer-connected` (so the figure includes one extra one-way trip, about 1 ms here). \"signaling\" is the part until `joinRoom` resolved (WebSocket + welcome).",
+    'From the call of `joinRoom` by the second peer (the one that offers) to both sides having emitted `peer-connected` (every channel open), in ms. Timed on the joining peer\'s clock: its own `peer-connected`, and a notice the other side sends on its `peer-connected` (so the figure includes one extra one-way trip, about 1 ms here). "signaling" is the part until `joinRoom` resolved (WebSocket + welcome).',
     '',
   );
   L.push('| pair (first <-> joining) | p50 | p90 | min | max | signaling p50 | failed |', '|---|---:|---:|---:|---:|---:|---:|');
   for (const r of rtcRows) {
     const c = r.connect;
-    L.push(`| ${label(r.pair.a)} <-> ${label(r.pair.b)} | ${fmtMs(c.total.p50)} | ${fmtMs(c.total.p90)} | ${fmtMs(c.total.min)} | ${fmtMs(c.total.max)} | ${fmtMs(c.signaling.p50)} | ${c.failures.length}/${c.runs} |`);
+    L.push(
+      `| ${label(r.pair.a)} <-> ${label(r.pair.b)} | ${fmtMs(c.total.p50)} | ${fmtMs(c.total.p90)} | ${fmtMs(c.total.min)} | ${fmtMs(c.total.max)} | ${fmtMs(c.signaling.p50)} | ${c.failures.length}/${c.runs} |`,
+    );
   }
   L.push('');
 
@@ -181,10 +192,7 @@ function buildReport(res, m, meta, CONFIG, headlines) {
       '"delivered": messages that arrived there / echoes that arrived back. "p99 per round": the p99 of each round alone (one-way where the clock is shared, else RTT/2); other jobs\' load differs from round to round, and the pooled p99 is set by the worst round.',
     '',
   );
-  L.push(
-    '| pair | delivered | one-way p50 | one-way p99 | one-way max | RTT/2 p50 | RTT/2 p99 | RTT/2 max | p99 per round |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
-  );
+  L.push('| pair | delivered | one-way p50 | one-way p99 | one-way max | RTT/2 p50 | RTT/2 p99 | RTT/2 max | p99 per round |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     const s = r.state;
     const ow = r.pair.sharedClock;
@@ -196,7 +204,7 @@ function buildReport(res, m, meta, CONFIG, headlines) {
   L.push('');
   L.push(
     'Where the tail comes from. A canary process (`bench/lib/canary.mjs`, a bare 1 ms timer) runs through the whole benchmark and records every moment it did not get a CPU for more than 3 ms ("machine stall": other jobs, the VM, reclaim). ' +
-      'A sample that overlaps such a stall (from its send to its arrival; for RTT/2 pairs to the echo\'s return, with the page clock mapped onto CLOCK_MONOTONIC to within about 1 ms) was delayed, at least partly, by the machine. ' +
+      "A sample that overlaps such a stall (from its send to its arrival; for RTT/2 pairs to the echo's return, with the page clock mapped onto CLOCK_MONOTONIC to within about 1 ms) was delayed, at least partly, by the machine. " +
       '"p99 outside machine stalls" is the p99 of the other samples: the figure the code under test answers for. Latency figure as above (one-way where the clock is shared, else RTT/2).',
     '',
   );
@@ -224,7 +232,9 @@ function buildReport(res, m, meta, CONFIG, headlines) {
   L.push('| sender -> receiver | MB/s (median) | rounds MB/s | first transfer MB/s (median; rounds) | complete, in order | our CPU / others (cores) | CPU wait |', '|---|---:|---|---|---|---:|---:|');
   for (const r of rtcRows) {
     for (const b of r.bulk) {
-      L.push(`| ${label(b.from)} -> ${label(b.to)} | ${fmt(b.mbps, 1)} | ${b.all.map((x) => fmt(x, 1)).join(', ')} | ${fmt(b.cold, 1)}; ${b.coldAll.map((x) => fmt(x, 1)).join(', ')} | ${b.ok ? 'yes' : `NO: ${b.bad.join('; ')}`} | ${fmt(b.ours, 2)} / ${fmt(b.others, 2)} | ${pctOf(b.pressure)} |`);
+      L.push(
+        `| ${label(b.from)} -> ${label(b.to)} | ${fmt(b.mbps, 1)} | ${b.all.map((x) => fmt(x, 1)).join(', ')} | ${fmt(b.cold, 1)}; ${b.coldAll.map((x) => fmt(x, 1)).join(', ')} | ${b.ok ? 'yes' : `NO: ${b.bad.join('; ')}`} | ${fmt(b.ours, 2)} / ${fmt(b.others, 2)} | ${pctOf(b.pressure)} |`,
+      );
     }
   }
   L.push('');

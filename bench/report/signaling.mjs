@@ -32,9 +32,7 @@ export function render({ machine: m, config: CONFIG, results, idle }) {
     }),
   );
   const med = Object.fromEntries(CONFIG.servers.map((k) => [k, quiet[k].length ? medianRound(quiet[k]) : null]));
-  const cpuMed = Object.fromEntries(
-    CONFIG.servers.map((k) => [k, quiet[k].length ? medianBy(quiet[k], (r) => r.saturated.cpuUsPerMsg).saturated.cpuUsPerMsg : NaN]),
-  );
+  const cpuMed = Object.fromEntries(CONFIG.servers.map((k) => [k, quiet[k].length ? medianBy(quiet[k], (r) => r.saturated.cpuUsPerMsg).saturated.cpuUsPerMsg : NaN]));
   const paced = !CONFIG.skipPaced;
   lines.push(HEADING);
   lines.push('');
@@ -57,10 +55,8 @@ export function render({ machine: m, config: CONFIG, results, idle }) {
       'for the server; the ratios and the server CPU time per message are the figures to compare.',
   );
   lines.push('');
-  lines.push(
-    '| server | relayed msg/s | p50 ms | p99 ms | server CPU | server CPU µs/msg | rounds, msg/s |' + (paced ? ` p50 / p99 ms at ${fmtInt(CONFIG.pacedRate)} msg/s |` : ''),
-  );
-  lines.push('|---|---:|---:|---:|---:|---:|---|' + (paced ? '---:|' : ''));
+  lines.push(`| server | relayed msg/s | p50 ms | p99 ms | server CPU | server CPU µs/msg | rounds, msg/s |${paced ? ` p50 / p99 ms at ${fmtInt(CONFIG.pacedRate)} msg/s |` : ''}`);
+  lines.push(`|---|---:|---:|---:|---:|---:|---|${paced ? '---:|' : ''}`);
   // rounds marked * did not get enough quiet time; the medians leave them out when they can
   for (const k of CONFIG.servers) {
     const r = med[k];
@@ -93,8 +89,7 @@ export function render({ machine: m, config: CONFIG, results, idle }) {
     const q = r.filter((x) => !x.disturbed);
     const pool = q.length ? q : r;
     return (
-      `per round ${r.map((x) => `${pct(x.ratio)}${x.disturbed ? '*' : ''}`).join(', ')}; ` +
-      `median of the ${q.length ? 'undisturbed pairs' : 'pairs'} ${pct(medianBy(pool, (x) => x.ratio).ratio)}`
+      `per round ${r.map((x) => `${pct(x.ratio)}${x.disturbed ? '*' : ''}`).join(', ')}; ` + `median of the ${q.length ? 'undisturbed pairs' : 'pairs'} ${pct(medianBy(pool, (x) => x.ratio).ratio)}`
     );
   };
   if (med.ours && med.bare) {
@@ -104,9 +99,7 @@ export function render({ machine: m, config: CONFIG, results, idle }) {
     );
   }
   if (med.ours && med.peerjs) {
-    lines.push(
-      `- **ours / PeerJS: ${pct(thr('ours', 'peerjs'))} of the throughput** (${pairedText('ours', 'peerjs')}); CPU efficiency ${pct(eff('ours', 'peerjs'))}.`,
-    );
+    lines.push(`- **ours / PeerJS: ${pct(thr('ours', 'peerjs'))} of the throughput** (${pairedText('ours', 'peerjs')}); CPU efficiency ${pct(eff('ours', 'peerjs'))}.`);
   }
   const bad = results.filter((r) => r.saturated.errors || r.saturated.seqErrors || r.paced?.errors || r.paced?.seqErrors);
   lines.push(

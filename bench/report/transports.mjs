@@ -30,7 +30,6 @@ export const SETUPS = [
 
 const NAME = Object.fromEntries(TRANSPORTS.map((t) => [t.key, t.name]));
 
-
 const mostCommon = (xs) => [...xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map())].sort((a, b) => b[1] - a[1])[0]?.[0];
 
 function connectReport(results, { rounds: ROUNDS }, headlines, date) {
@@ -60,7 +59,16 @@ function connectReport(results, { rounds: ROUNDS }, headlines, date) {
   }
   L.push('');
   const bad = verdicts.filter((v) => !v.ok);
-  headlines.push(headline(SUMMARY, 'connected on the best working transport, every proxy setup (worst)', `${fmtInt(Math.max(...verdicts.map((v) => v.worst)))} ms`, 'within 3 s, on the best transport', bad.length === 0, date));
+  headlines.push(
+    headline(
+      SUMMARY,
+      'connected on the best working transport, every proxy setup (worst)',
+      `${fmtInt(Math.max(...verdicts.map((v) => v.worst)))} ms`,
+      'within 3 s, on the best transport',
+      bad.length === 0,
+      date,
+    ),
+  );
   L.push(
     `- Goal: connected on the best working transport within 3 s in every setup: **${bad.length ? 'NOT met' : 'met'}**` +
       (bad.length
@@ -111,27 +119,41 @@ function relayReport(relay, idle, config, headlines, date) {
   L.push('');
   const eio = med['sio-polling'];
   if (eio) {
-    const ratios = ['rp-sse', 'rp-poll'].filter((k) => med[k]).map((k) => {
-      const x = med[k];
-      return (
-        `- ${NAME[k]} vs engine.io polling: ${fmt(x.sat.rate / eio.sat.rate, 2)}x the msg/s, ${fmt(x.sat.us / eio.sat.us, 2)}x the server CPU per message saturated ` +
-        `(${fmt(x.paced.us / eio.paced.us, 2)}x paced), p50 ${fmt(x.paced.p50, 2)} vs ${fmt(eio.paced.p50, 2)} ms (${fmt(x.paced.p50 / eio.paced.p50, 2)}x), ` +
-        `p99 ${fmt(x.paced.p99, 2)} vs ${fmt(eio.paced.p99, 2)} ms (${fmt(x.paced.p99 / eio.paced.p99, 2)}x)` +
-        (rss[k] && rss['sio-polling'] ? `, ${fmt(rss[k].perClient / rss['sio-polling'].perClient, 2)}x the RSS per idle client.` : '.')
-      );
-    });
+    const ratios = ['rp-sse', 'rp-poll']
+      .filter((k) => med[k])
+      .map((k) => {
+        const x = med[k];
+        return (
+          `- ${NAME[k]} vs engine.io polling: ${fmt(x.sat.rate / eio.sat.rate, 2)}x the msg/s, ${fmt(x.sat.us / eio.sat.us, 2)}x the server CPU per message saturated ` +
+          `(${fmt(x.paced.us / eio.paced.us, 2)}x paced), p50 ${fmt(x.paced.p50, 2)} vs ${fmt(eio.paced.p50, 2)} ms (${fmt(x.paced.p50 / eio.paced.p50, 2)}x), ` +
+          `p99 ${fmt(x.paced.p99, 2)} vs ${fmt(eio.paced.p99, 2)} ms (${fmt(x.paced.p99 / eio.paced.p99, 2)}x)` +
+          (rss[k] && rss['sio-polling'] ? `, ${fmt(rss[k].perClient / rss['sio-polling'].perClient, 2)}x the RSS per idle client.` : '.')
+        );
+      });
     L.push(...ratios);
     for (const k of ['rp-sse', 'rp-poll'].filter((x) => med[x])) {
       const x = med[k];
       const ok = x.sat.rate > eio.sat.rate && x.paced.p50 < eio.paced.p50 && x.paced.p99 < eio.paced.p99;
-      headlines.push(headline(SUMMARY, `${NAME[k]} / engine.io polling: msg/s; p50, p99 paced`, `${fmt(x.sat.rate / eio.sat.rate, 2)}x; ${fmt(x.paced.p50 / eio.paced.p50, 2)}x, ${fmt(x.paced.p99 / eio.paced.p99, 2)}x`, 'msg/s > 1x, latencies < 1x', ok, date));
+      headlines.push(
+        headline(
+          SUMMARY,
+          `${NAME[k]} / engine.io polling: msg/s; p50, p99 paced`,
+          `${fmt(x.sat.rate / eio.sat.rate, 2)}x; ${fmt(x.paced.p50 / eio.paced.p50, 2)}x, ${fmt(x.paced.p99 / eio.paced.p99, 2)}x`,
+          'msg/s > 1x, latencies < 1x',
+          ok,
+          date,
+        ),
+      );
     }
     const ahead = ['rp-sse', 'rp-poll'].every((k) => med[k] && med[k].sat.rate > eio.sat.rate && med[k].paced.p50 < eio.paced.p50 && med[k].paced.p99 < eio.paced.p99);
     L.push(`- Goal: SSE and long-poll ahead of engine.io polling in msg/s and latency (p50 and p99): **${ahead ? 'met' : 'NOT met'}**.`);
   }
   const ws = med['rp-websocket'];
   const sws = med['sio-websocket'];
-  if (ws && sws) L.push(`- For scale, the WebSockets: rallypoint ${fmtInt(ws.sat.rate)} msg/s, ${fmt(ws.sat.us, 1)} µs/msg, p99 ${fmt(ws.paced.p99, 2)} ms; socket.io ${fmtInt(sws.sat.rate)} msg/s, ${fmt(sws.sat.us, 1)} µs/msg, p99 ${fmt(sws.paced.p99, 2)} ms.`);
+  if (ws && sws)
+    L.push(
+      `- For scale, the WebSockets: rallypoint ${fmtInt(ws.sat.rate)} msg/s, ${fmt(ws.sat.us, 1)} µs/msg, p99 ${fmt(ws.paced.p99, 2)} ms; socket.io ${fmtInt(sws.sat.rate)} msg/s, ${fmt(sws.sat.us, 1)} µs/msg, p99 ${fmt(sws.paced.p99, 2)} ms.`,
+    );
   const bad = relay.filter((r) => r.saturated.errors || r.paced.errors || r.unexpected.length);
   L.push(
     bad.length
@@ -154,13 +176,13 @@ export function render({ machine: m, config, connect: conn, relay, idle }) {
   const L = [HEADING, ''];
   L.push('Command: `npm run bench:transports` (builds, then runs `node bench/transports.mjs`; the script rewrites this section).', '', machineLine(m), '');
   L.push(
-    'Setup: servers in child processes, clients in the load generator process. rallypoint: `rallypoint serve` (dist/), clients `SignalingClient` (dist/signaling/client) with `ws` as its WebSocket and Node\'s fetch; ' +
+    "Setup: servers in child processes, clients in the load generator process. rallypoint: `rallypoint serve` (dist/), clients `SignalingClient` (dist/signaling/client) with `ws` as its WebSocket and Node's fetch; " +
       'socket.io 4 server (bench/lib/socketio-node.mjs, no adapter, transports polling and websocket) and socket.io-client. ' +
       'Proxy setups (bench/lib/nginx.mjs, Debian nginx, one worker, plain HTTP): *passing Upgrade* = the WebSocket lines of signaling/deploy/nginx.conf; ' +
-      '*stripping Upgrade* = nginx\'s defaults (HTTP/1.0 upstream, hop-by-hop Upgrade dropped, buffering on, which a response turns off with `X-Accel-Buffering: no`); ' +
+      "*stripping Upgrade* = nginx's defaults (HTTP/1.0 upstream, hop-by-hop Upgrade dropped, buffering on, which a response turns off with `X-Accel-Buffering: no`); " +
       '*buffering forced on* = the same plus `proxy_ignore_headers X-Accel-Buffering`; *middlebox* = bench/lib/middlebox.mjs, a TCP forwarder that goes silent after forwarding an `HTTP/1.1 101`. ' +
       `socket.io's connect is engine.io's: on polling, then the upgrade is tried; the table gives its outcome within ${UPGRADE_WAIT_MS / 1000} s of 'connect'. ` +
-      'Signals: candidate-sized (~200 B payload), A → B in one room (socket.io: A emits naming B\'s socket id, the server does `io.to(id).emit`). ' +
+      "Signals: candidate-sized (~200 B payload), A → B in one room (socket.io: A emits naming B's socket id, the server does `io.to(id).emit`). " +
       (place.pinned ? 'Saturation pinned (server on CPU 0, generator on the other CPU, `taskset`), paced phase unpinned. ' : `Placement: ${place.name}. `) +
       'Rounds interleaved, fresh server processes each round, order rotated. CPU: utime+stime from /proc/PID/stat of the server ÷ messages; RSS: VmRSS growth ÷ clients.',
     '',

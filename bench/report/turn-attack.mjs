@@ -11,6 +11,6 @@ export function render({ config: { rate, burst, burstEveryMs, seconds, root }, r
   const L = [`/healthz latency under attack (${rate}/s + bursts of ${burst} every ${burstEveryMs} ms, ${seconds} s each)`, ''];
   L.push('| attack | build | probes | datagrams sent | p50 ms | p99 ms | max ms |');
   L.push('|---|---|---:|---:|---:|---:|---:|');
-  for (const r of rows) L.push(`| ${r.attack} | ${r.build.replace(root + '/', '')} | ${r.n} | ${r.sent} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.max.toFixed(1)} |`);
+  for (const r of rows) L.push(`| ${r.attack} | ${r.build.replace(`${root}/`, '')} | ${r.n} | ${r.sent} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${r.max.toFixed(1)} |`);
   return { section: L.join('\n'), headlines: [] };
 }

@@ -27,9 +27,9 @@ export function render({ machine: m, config: CONFIG, seconds, results }) {
   L.push(
     `Setup: each server in a fresh process per run, on 127.0.0.1: the embedded TURN (\`TurnServer\` from \`dist/turn\`, REST credentials via \`restCredentialLookup\`, peers \`allow: ['127.0.0.0/8']\`, default quotas) ` +
       'and coturn started with the config `rallypoint coturn-config --secret S --listening-ip 127.0.0.1 --listening-port P --relay-ip 127.0.0.1 --allow 127.0.0.0/8` prints ' +
-      '(use-auth-secret, no-tls, no-dtls, no-cli, fingerprint; coturn\'s default thread count). ' +
+      "(use-auth-secret, no-tls, no-dtls, no-cli, fingerprint; coturn's default thread count). " +
       `${CONFIG.workers} load processes (\`bench/lib/turn-load.mjs\`) open ${CONFIG.allocs} allocations each (${CONFIG.workers * CONFIG.allocs} in all, one REST credential and one UDP socket each, minted by \`mintTurnCredentials\`); ` +
-      'each allocation binds a channel (ChannelBind) to one UDP echo peer (coturn\'s `turnutils_peer`, written in C, so the echo costs little) and sends ChannelData, as WebRTC stacks do; ' +
+      "each allocation binds a channel (ChannelBind) to one UDP echo peer (coturn's `turnutils_peer`, written in C, so the echo costs little) and sends ChannelData, as WebRTC stacks do; " +
       `the "Send indications" rows use CreatePermission + Send indications instead (Data indications come back). Datagrams carry ${200} bytes of application data (its send time inside). ` +
       `Placement: ${CONFIG.pinned ? 'the server process (all its threads) pinned to CPU 0, the load processes and the echo peer to the other CPU(s) (`taskset`)' : CONFIG.placement}. ` +
       `${rounds} rounds, interleaved (${CONFIG.servers.join(', ')}, ${CONFIG.servers.join(', ')}, ...), each method in its own runs. ` +
@@ -51,7 +51,9 @@ export function render({ machine: m, config: CONFIG, seconds, results }) {
     const rows = results.filter((r) => r.method === method);
     if (!rows.length) continue;
     L.push(`### ${method === 'channel' ? 'ChannelData' : 'Send indications'}`, '');
-    L.push('| server | relayed packets/s (window) | round trips/s | p50 / p99 ms (window) | server CPU | server CPU µs/packet | packets/s per server core | limited by | server count packets/s | load CPU cores | lost | rounds, packets/s | p50 / p99 ms paced |');
+    L.push(
+      '| server | relayed packets/s (window) | round trips/s | p50 / p99 ms (window) | server CPU | server CPU µs/packet | packets/s per server core | limited by | server count packets/s | load CPU cores | lost | rounds, packets/s | p50 / p99 ms paced |',
+    );
     L.push('|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|---:|');
     const med = {};
     for (const kind of CONFIG.servers) {
@@ -66,7 +68,13 @@ export function render({ machine: m, config: CONFIG, seconds, results }) {
       const loadFull = loadCpu >= 0.95 * Math.max(1, NCPU - 1);
       const limit = serverFull && loadFull ? 'both CPUs full' : serverFull ? 'server (its CPU full)' : loadFull ? `load (its CPU full; server at ${pct(serverCpu)})` : 'neither (noise?)';
       L.push(
-        `| ${NAMES[kind] ?? kind} | ${fmtInt(med[kind].pps)} | ${fmtInt(s((x) => x.roundTripsPerS))} | ${fmt(s((x) => x.p50), 2)} / ${fmt(s((x) => x.p99), 2)} | ` +
+        `| ${NAMES[kind] ?? kind} | ${fmtInt(med[kind].pps)} | ${fmtInt(s((x) => x.roundTripsPerS))} | ${fmt(
+          s((x) => x.p50),
+          2,
+        )} / ${fmt(
+          s((x) => x.p99),
+          2,
+        )} | ` +
           `${pct(serverCpu)} | ${fmt(med[kind].us, 2)} | ${fmtInt(med[kind].perCore)} | ${limit} | ${kind.startsWith('rallypoint') ? fmtInt(s((x) => x.serverPacketsPerS)) : '-'} | ${fmt(loadCpu, 2)} | ` +
           `${rs.reduce((n, r) => n + r.saturated.lost + r.paced.lost, 0)} | ${rs.map((r) => `${fmtInt(r.saturated.packetsPerS)}${r.saturated.disturbed ? '*' : ''}`).join(', ')} | ` +
           `${fmt(med[kind].p50, 2)} / ${fmt(med[kind].p99, 2)} |`,
@@ -83,7 +91,16 @@ export function render({ machine: m, config: CONFIG, seconds, results }) {
         const y = rows.find((r) => r.kind === 'coturn' && r.round === i);
         if (x && y) pairs.push(x.saturated.packetsPerS / y.saturated.packetsPerS);
       }
-      headlines.push(headline(SUMMARY, `${ours === 'rallypoint' ? 'embedded' : 'embedded, peer judged as public'} / coturn, relayed packets/s, ${method === 'channel' ? 'ChannelData' : 'Send indications'}`, `${pct(a.pps / b.pps)} (per server core ${pct(a.perCore / b.perCore)})`, '>= 50 %', a.pps / b.pps >= 0.5, m.date));
+      headlines.push(
+        headline(
+          SUMMARY,
+          `${ours === 'rallypoint' ? 'embedded' : 'embedded, peer judged as public'} / coturn, relayed packets/s, ${method === 'channel' ? 'ChannelData' : 'Send indications'}`,
+          `${pct(a.pps / b.pps)} (per server core ${pct(a.perCore / b.perCore)})`,
+          '>= 50 %',
+          a.pps / b.pps >= 0.5,
+          m.date,
+        ),
+      );
       L.push(
         `- **${ours === 'rallypoint' ? 'embedded' : 'embedded, peer judged as public'} / coturn: ${pct(a.pps / b.pps)} of coturn's relayed packets/s** as measured (medians; target >= 50 %); per round: ${pairs.map(pct).join(', ')}. ` +
           `**Per server core** (packets/s ÷ server CPU; the fair figure when one side is not saturated): **${pct(a.perCore / b.perCore)}**. ` +
@@ -94,6 +111,12 @@ export function render({ machine: m, config: CONFIG, seconds, results }) {
     L.push('');
   }
   const others = results.map((r) => r.saturated.foreignCores);
-  L.push(`Other processes during the measured slices (median over runs, includes kernel network work not charged to any process): ${fmt(median(others), 2)} cores; left out ${fmt(results.reduce((n, r) => n + r.saturated.leftOutS + r.paced.leftOutS, 0), 1)} s in all.`, '');
+  L.push(
+    `Other processes during the measured slices (median over runs, includes kernel network work not charged to any process): ${fmt(median(others), 2)} cores; left out ${fmt(
+      results.reduce((n, r) => n + r.saturated.leftOutS + r.paced.leftOutS, 0),
+      1,
+    )} s in all.`,
+    '',
+  );
   return { section: L.join('\n'), headlines };
 }

@@ -1,4 +1,4 @@
-import { RTCDataChannel, RTCPeerConnection as WeriftPeerConnection, RTCSctpTransport } from 'werift';
+import { RTCDataChannel, RTCSctpTransport, RTCPeerConnection as WeriftPeerConnection } from 'werift';
 import type { RtcRuntime, SendGate } from './types.js';
 import { applyWeriftFixes } from './werift-fixes.js';
 

@@ -1,8 +1,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { DEFAULT_LIMITS, DEFAULT_PATH } from '../protocol/index.js';
 import { DEFAULT_TURN_TTL } from '../../turn/ice-servers.js';
 import { DEFAULT_TURN_QUOTAS } from '../../turn/quotas.js';
+import { DEFAULT_LIMITS, DEFAULT_PATH } from '../protocol/index.js';
 import { isCidr } from '../server/source.js';
 
 /** One CLI option: its flag, its environment variable, and how to read it. */
@@ -33,7 +33,14 @@ const csv = <T extends z.ZodType<unknown, string>>(item: T) =>
   z
     .string()
     .optional()
-    .transform((s) => (s === undefined ? undefined : s.split(',').map((x) => x.trim()).filter(Boolean)))
+    .transform((s) =>
+      s === undefined
+        ? undefined
+        : s
+            .split(',')
+            .map((x) => x.trim())
+            .filter(Boolean),
+    )
     .pipe(z.array(item).optional());
 
 /** The embedded TURN server's options: shared by `serve` and `turn`. */
@@ -60,7 +67,10 @@ const TURN_OPTIONS_COMMON: Record<string, OptionSpec> = {
     env: 'TURN_REALM',
     description: 'TURN realm',
     defaultText: 'rallypoint',
-    schema: z.string().regex(/^[A-Za-z0-9.\-_]+$/, 'letters, digits, ".", "-" and "_" only').default('rallypoint'),
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9.\-_]+$/, 'letters, digits, ".", "-" and "_" only')
+      .default('rallypoint'),
   },
 };
 
@@ -72,7 +82,10 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     env: 'RALLYPOINT_PATH',
     description: 'WebSocket path',
     defaultText: DEFAULT_PATH,
-    schema: z.string().regex(/^\/[^?#\s]*$/, 'must start with /').default(DEFAULT_PATH),
+    schema: z
+      .string()
+      .regex(/^\/[^?#\s]*$/, 'must start with /')
+      .default(DEFAULT_PATH),
   },
   origins: {
     flag: 'origins',
@@ -82,7 +95,16 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     schema: z
       .string()
       .optional()
-      .transform((s) => (s === undefined ? undefined : s.trim() === '*' ? ('*' as const) : s.split(',').map((o) => o.trim()).filter(Boolean))),
+      .transform((s) =>
+        s === undefined
+          ? undefined
+          : s.trim() === '*'
+            ? ('*' as const)
+            : s
+                .split(',')
+                .map((o) => o.trim())
+                .filter(Boolean),
+      ),
   },
   secret: {
     flag: 'secret',
@@ -94,12 +116,22 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
   allowedHosts: {
     flag: 'allowed-hosts',
     env: 'RALLYPOINT_ALLOWED_HOSTS',
-    description: 'host names browsers may use to reach this server (DNS-rebinding check), comma-separated; .example.com allows subdomains; * turns the check off. Set, it is checked on every browser upgrade',
+    description:
+      'host names browsers may use to reach this server (DNS-rebinding check), comma-separated; .example.com allows subdomains; * turns the check off. Set, it is checked on every browser upgrade',
     defaultText: 'localhost, IP literals, this machine (and NAME.local) and --host, checked only on upgrades arriving on a loopback/private address, not via --trust-proxy',
     schema: z
       .string()
       .optional()
-      .transform((s) => (s === undefined ? undefined : s.trim() === '*' ? ('*' as const) : s.split(',').map((h) => h.trim()).filter(Boolean))),
+      .transform((s) =>
+        s === undefined
+          ? undefined
+          : s.trim() === '*'
+            ? ('*' as const)
+            : s
+                .split(',')
+                .map((h) => h.trim())
+                .filter(Boolean),
+      ),
   },
   tokenAudience: {
     flag: 'token-audience',
@@ -128,7 +160,10 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
         if (s === 'false' || s === '0') return false;
         if (s === 'true') return 1;
         if (/^\d+$/.test(s) && Number(s) <= 32) return Number(s);
-        const list = s.split(',').map((x) => x.trim()).filter(Boolean);
+        const list = s
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
         if (list.length > 0 && list.every(isCidr)) return list;
         ctx.addIssue({ code: 'custom', message: 'must be true, false, a hop count (0-32) or addresses/CIDRs, comma-separated' });
         return z.NEVER;
@@ -172,16 +207,22 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
   nodeId: {
     flag: 'node-id',
     env: 'RALLYPOINT_NODE_ID',
-    description: 'this node\'s id in the cluster, unique per running process ([A-Za-z0-9_.-], 1-64)',
+    description: "this node's id in the cluster, unique per running process ([A-Za-z0-9_.-], 1-64)",
     defaultText: 'random per start',
-    schema: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9_.-]').optional(),
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 of [A-Za-z0-9_.-]')
+      .optional(),
   },
   redisPrefix: {
     flag: 'redis-prefix',
     env: 'RALLYPOINT_REDIS_PREFIX',
     description: 'prefix of every Redis key and channel (deployments sharing one Redis need different ones)',
     defaultText: 'rp',
-    schema: z.string().regex(/^[A-Za-z0-9_.-]{1,32}$/, 'must be 1-32 of [A-Za-z0-9_.-]').default('rp'),
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,32}$/, 'must be 1-32 of [A-Za-z0-9_.-]')
+      .default('rp'),
   },
   logLevel: {
     flag: 'log-level',
@@ -230,7 +271,10 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     env: 'TURN_PUBLIC_HOST',
     description: 'host name put in the TURN URLs handed out',
     defaultText: 'the Host header the client used',
-    schema: z.string().regex(/^[A-Za-z0-9.:\-]+$/, 'must be a host name or an IP address').optional(),
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9.:-]+$/, 'must be a host name or an IP address')
+      .optional(),
   },
   turnSecret: {
     flag: 'turn-secret',
@@ -279,14 +323,20 @@ export const COTURN_OPTIONS: Record<string, OptionSpec> = {
     env: 'TURN_SECRET',
     description: 'TURN REST secret shared with the signaling server (required)',
     defaultText: 'none (required)',
-    schema: z.string({ message: 'required: the TURN secret (--secret or TURN_SECRET)' }).min(16, 'must be at least 16 characters').refine((s) => !/[\r\n]/.test(s), 'must not contain line breaks'),
+    schema: z
+      .string({ message: 'required: the TURN secret (--secret or TURN_SECRET)' })
+      .min(16, 'must be at least 16 characters')
+      .refine((s) => !/[\r\n]/.test(s), 'must not contain line breaks'),
   },
   realm: {
     flag: 'realm',
     env: 'TURN_REALM',
     description: 'TURN realm',
     defaultText: 'rallypoint',
-    schema: z.string().regex(/^[A-Za-z0-9.\-_]+$/, 'letters, digits, ".", "-" and "_" only').default('rallypoint'),
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9.\-_]+$/, 'letters, digits, ".", "-" and "_" only')
+      .default('rallypoint'),
   },
   listeningIps: {
     flag: 'listening-ip',
@@ -382,11 +432,7 @@ export class ConfigError extends Error {
 }
 
 /** Merges flags over environment variables, validates each, and returns typed values. */
-export function resolveConfig(
-  specs: Record<string, OptionSpec>,
-  flags: Record<string, string | boolean | undefined>,
-  env: Record<string, string | undefined>,
-): Record<string, unknown> {
+export function resolveConfig(specs: Record<string, OptionSpec>, flags: Record<string, string | boolean | undefined>, env: Record<string, string | undefined>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   const problems: string[] = [];
   for (const [key, spec] of Object.entries(specs)) {
@@ -416,6 +462,6 @@ export function bareTrustProxy(argv: readonly string[]): string[] {
   return argv.map((arg, i) => {
     if (arg !== '--trust-proxy') return arg;
     const next = argv[i + 1];
-    return next === undefined || next.startsWith('-') || !/^[0-9A-Fa-f:.,/\[\]]+$|^(true|false)$/.test(next) ? '--trust-proxy=true' : arg;
+    return next === undefined || next.startsWith('-') || !/^[0-9A-Fa-f:.,/[\]]+$|^(true|false)$/.test(next) ? '--trust-proxy=true' : arg;
   });
 }

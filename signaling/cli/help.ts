@@ -1,4 +1,4 @@
-import { COTURN_OPTIONS, SERVE_OPTIONS, TURN_OPTIONS, type OptionSpec } from './config.js';
+import { COTURN_OPTIONS, type OptionSpec, SERVE_OPTIONS, TURN_OPTIONS } from './config.js';
 
 export function helpText(): string {
   const rowsOf = (specs: Record<string, OptionSpec>): string[] =>

@@ -1,18 +1,18 @@
 #!/usr/bin/env node
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { Registry } from 'prom-client';
-import { DEFAULT_LIMITS, listenSignaling } from '../server/index.js';
-import { RedisRoomStore } from '../cluster/redis-store.js';
-import { InvalidOptionsError } from '../server/options.js';
 import { coturnConfig } from '../../turn/coturn-config.js';
 import { TurnError } from '../../turn/errors.js';
 import { turnIceServers } from '../../turn/ice-servers.js';
-import { COTURN_OPTIONS, ConfigError, bareTrustProxy, LIMIT_KEYS, SERVE_OPTIONS, TURN_OPTIONS, resolveConfig, type OptionSpec } from './config.js';
+import { RedisRoomStore } from '../cluster/redis-store.js';
+import { DEFAULT_LIMITS, listenSignaling } from '../server/index.js';
+import { InvalidOptionsError } from '../server/options.js';
+import { bareTrustProxy, COTURN_OPTIONS, ConfigError, LIMIT_KEYS, type OptionSpec, resolveConfig, SERVE_OPTIONS, TURN_OPTIONS } from './config.js';
 import { helpText } from './help.js';
 import { defaultWebRoot, staticFiles } from './static.js';
-import { startEmbeddedTurn, turnListenAddress, turnUrlHost, type EmbeddedTurn } from './turn.js';
+import { type EmbeddedTurn, startEmbeddedTurn, turnListenAddress, turnUrlHost } from './turn.js';
 
 type Config = Record<string, unknown>;
 
@@ -211,7 +211,7 @@ async function main(argv: string[]): Promise<number> {
   for (const specs of Object.values(COMMANDS)) {
     for (const spec of Object.values(specs)) options[spec.flag] = { type: spec.boolean ? 'boolean' : 'string' };
   }
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options; allowPositionals: true; strict: true }>>;
   try {
     parsed = parseArgs({ args: bareTrustProxy(argv), options, allowPositionals: true, strict: true });
   } catch (err) {

@@ -2,8 +2,9 @@
  * The embedded TURN server as the CLI runs it: with `serve` (next to signaling, sharing its
  * secret and /metrics) and alone with `rallypoint turn`.
  */
-import { networkInterfaces } from 'node:os';
+
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { Registry } from 'prom-client';
 import { restCredentialLookup } from '../../turn/credentials.js';
 import { TurnServer } from '../../turn/server.js';

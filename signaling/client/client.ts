@@ -1,14 +1,14 @@
+import { decodeBase64, encodeBase64 } from '../protocol/base64.js';
 import { decodeServerFrame as decodeServerMessage, encodeClientFrame as encodeClientMessage } from '../protocol/client-codec.js';
 import { CLOSE_CODES, FINAL_CLOSE_CODES, type LeaveReason } from '../protocol/codes.js';
-import { decodeBase64, encodeBase64 } from '../protocol/base64.js';
 import type { ClientMessage, IceServer, PeerInfo, WelcomeMessage } from '../protocol/schemas.js';
 import { utf8Length } from '../protocol/utf8.js';
 import { ExponentialBackoff, type ReconnectPolicy } from './backoff.js';
-import { systemClock, type ClientClock } from './clock.js';
+import { type ClientClock, systemClock } from './clock.js';
 import { TypedEmitter } from './emitter.js';
 import { SignalingError } from './errors.js';
 import type { FetchLike } from './http-socket.js';
-import { MOVING, PING, PING_REF, TransportLadder, detach } from './transport-ladder.js';
+import { detach, MOVING, PING, PING_REF, TransportLadder } from './transport-ladder.js';
 
 /** The part of the W3C WebSocket the client uses; browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
@@ -165,7 +165,8 @@ export class SignalingClient extends TypedEmitter<SignalingClientEvents> {
 
   constructor(readonly options: SignalingClientOptions) {
     super();
-    const clock = (this.#clock = options.clock ?? systemClock);
+    const clock = options.clock ?? systemClock;
+    this.#clock = clock;
     this.#ladder = new TransportLadder(options, clock);
     this.#policy = options.reconnect === false ? null : (options.reconnect ?? new ExponentialBackoff());
     this.#times = [options.welcomeTimeoutMs ?? 10_000, options.pingAfterMs ?? 15_000, options.pingTimeoutMs ?? 5_000];

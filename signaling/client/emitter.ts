@@ -8,7 +8,10 @@ export class TypedEmitter<E extends EventMap> {
 
   on<K extends keyof E>(event: K, listener: E[K]): this {
     let set = this.#listeners.get(event);
-    if (!set) this.#listeners.set(event, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
     set.add(listener);
     return this;
   }
@@ -52,7 +55,8 @@ export class TypedEmitter<E extends EventMap> {
       // (a repeating failure would flood it), and is never thrown (unlike Node's
       // EventEmitter): the caller that emitted it is in the middle of its own work.
       const code = (args[0] as { code?: unknown } | undefined)?.code;
-      if (!(this.#unheard ??= new Set()).has(code)) {
+      this.#unheard ??= new Set();
+      if (!this.#unheard.has(code)) {
         this.#unheard.add(code);
         console.error(args[0]);
       }

@@ -51,7 +51,8 @@ export class HttpSocket implements WebSocketLike {
   /** The URL of a request of this session (`t`: sse, poll or send), with the ack. */
   #url(t: string): string {
     this.#got = 0;
-    return `${this.#base}t=${t}&sid=${this.#sid}&ack=${(this.#told = this.#ack)}`;
+    this.#told = this.#ack;
+    return `${this.#base}t=${t}&sid=${this.#sid}&ack=${this.#ack}`;
   }
 
   send(data: string): void {
@@ -129,8 +130,7 @@ export class HttpSocket implements WebSocketLike {
           const { value, done } = await reader.read();
           if (done) break;
           buf += value;
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
+          for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
             this.#event(buf.slice(0, i));
             buf = buf.slice(i + 2);
           }
@@ -173,11 +173,13 @@ export class HttpSocket implements WebSocketLike {
     // at once past ~100 kB: it counts what is unacked against maxBufferedBytes (4 MiB) and
     // closes a reader over it as slow (1013), however fast that reader reads.
     if (this.#kind === 'sse') {
-      if ((this.#got += data.length) > 1e5) this.#post();
-      else this.#timer ??= setTimeout(() => {
-        this.#timer = undefined;
-        if (this.#ack > this.#told) this.#post();
-      }, 1000);
+      this.#got += data.length;
+      if (this.#got > 1e5) this.#post();
+      else
+        this.#timer ??= setTimeout(() => {
+          this.#timer = undefined;
+          if (this.#ack > this.#told) this.#post();
+        }, 1000);
     }
   }
 }

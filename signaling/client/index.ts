@@ -1,5 +1,17 @@
 /** The signaling client (browser-safe). */
-export { SignalingClient, type SignalingClientOptions, type SignalingClientEvents, type SignalingState, type Welcome, type WebSocketLike, type WebSocketConstructor, type RelayFrame, type ReceivedRelayFrame, type Transport } from './client.js';
-export { ExponentialBackoff, type ReconnectPolicy, type ReconnectContext, type BackoffOptions } from './backoff.js';
-export { SignalingError, type ClientErrorCode } from './errors.js';
-export { TypedEmitter, type EventMap } from './emitter.js';
+
+export { type BackoffOptions, ExponentialBackoff, type ReconnectContext, type ReconnectPolicy } from './backoff.js';
+export {
+  type ReceivedRelayFrame,
+  type RelayFrame,
+  SignalingClient,
+  type SignalingClientEvents,
+  type SignalingClientOptions,
+  type SignalingState,
+  type Transport,
+  type WebSocketConstructor,
+  type WebSocketLike,
+  type Welcome,
+} from './client.js';
+export { type EventMap, TypedEmitter } from './emitter.js';
+export { type ClientErrorCode, SignalingError } from './errors.js';

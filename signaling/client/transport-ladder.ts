@@ -77,14 +77,16 @@ export class TransportLadder {
     // client hears of it as of a lost connection (1006), at once (a silent socket may
     // never close by itself).
     if (this.#now < this.#rungs.length - 1) this.#probe = this.#clock.setTimeout(() => this.works || ws.onclose?.({ code: 1006, reason: 'silent' }), this.#options.probeMs ?? 2500);
-    return (this.#ws = ws);
+    this.#ws = ws;
+    return ws;
   }
 
   /** A `welcome` arrived on the current rung: it is home now. True when the transport in use changed. */
   welcomed(): boolean {
     this.#joined = this.#ws;
     this.#failed = 0;
-    const kind = this.#rungs[(this.#home = this.#now)] as Transport;
+    this.#home = this.#now;
+    const kind = this.#rungs[this.#now] as Transport;
     if (this.#now > 0) this.#retryUp();
     if (kind === this.transport) return false;
     this.transport = kind;
@@ -134,21 +136,24 @@ export class TransportLadder {
    */
   #retryUp(): void {
     const ms = this.#options.upgradeRetryMs ?? 60_000;
-    this.#up = this.#clock.setTimeout(() => {
-      const probe = new this.#WS(this.#url().toString(), [SUBPROTOCOL]);
-      const done = (ok: boolean): void => {
-        this.#clock.clearTimeout(t);
-        detach(probe);
-        probe.close(1000);
-        // Still joined on the HTTP session this probe was for (it may have been lost meanwhile).
-        const ws = this.#now ? this.#joined : null;
-        if (ws) ok ? ws.close(MOVING, 'moving') : this.#retryUp();
-      };
-      const t = this.#clock.setTimeout(() => done(false), this.#options.probeMs ?? 2500);
-      probe.onopen = () => probe.send(PING);
-      probe.onmessage = () => done(true);
-      probe.onclose = () => done(false);
-    }, ms / 2 + Math.random() * ms);
+    this.#up = this.#clock.setTimeout(
+      () => {
+        const probe = new this.#WS(this.#url().toString(), [SUBPROTOCOL]);
+        const done = (ok: boolean): void => {
+          this.#clock.clearTimeout(t);
+          detach(probe);
+          probe.close(1000);
+          // Still joined on the HTTP session this probe was for (it may have been lost meanwhile).
+          const ws = this.#now ? this.#joined : null;
+          if (ws) ok ? ws.close(MOVING, 'moving') : this.#retryUp();
+        };
+        const t = this.#clock.setTimeout(() => done(false), this.#options.probeMs ?? 2500);
+        probe.onopen = () => probe.send(PING);
+        probe.onmessage = () => done(true);
+        probe.onclose = () => done(false);
+      },
+      ms / 2 + Math.random() * ms,
+    );
   }
 }
 

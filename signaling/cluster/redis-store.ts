@@ -4,9 +4,9 @@ import type { Histogram } from 'prom-client';
 import { encodeServerMessage, type PeerInfo } from '../protocol/index.js';
 import type { ClaimOutcome, ForwardedAnswer, ForwardedRequest, JoinOutcome, RelayDelivery, RoomStore, RoomStoreHost, SendOutcome, Sink } from '../server/rooms.js';
 import { createLink, type RedisLink, type RedisTarget } from './link.js';
-import { ClusterCounts, registerClusterMetrics, type ClusterDropReason } from './metrics.js';
+import { ClusterCounts, type ClusterDropReason, registerClusterMetrics } from './metrics.js';
 import { CLAIM, HEARTBEAT, JOIN, LEAVE, NODE_LEAVE, ORPHAN, QUEUE, RENEW_LEASES, ROOM_LEASE, SET_TOKEN, SNAPSHOT, SYNC, TAKE } from './scripts.js';
-import { Keys, decodeDelivery, decodeRecord, encodeDirected, encodeRecord, fields, recordsOf, type MemberRecord } from './wire.js';
+import { decodeDelivery, decodeRecord, encodeDirected, encodeRecord, fields, Keys, type MemberRecord, recordsOf } from './wire.js';
 
 export interface RedisRoomStoreOptions {
   /** `redis://host:port` of one Redis, `{ cluster: [urls] }` for a Redis Cluster, or a link of your own. */
@@ -606,7 +606,8 @@ export class RedisRoomStore implements RoomStore {
       }
       st.members = members;
       st.ver = Number(r[0]);
-      for (const [id, entry] of st.local) if (entry.record !== '' && !st.members.has(id)) st.members.set(id, decodeRecord(id, entry.record) ?? { node: this.nodeId, token: '', grace: '', peer: { id } });
+      for (const [id, entry] of st.local)
+        if (entry.record !== '' && !st.members.has(id)) st.members.set(id, decodeRecord(id, entry.record) ?? { node: this.nodeId, token: '', grace: '', peer: { id } });
     } catch (err) {
       this.warn(err);
     }
@@ -674,7 +675,9 @@ export class RedisRoomStore implements RoomStore {
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error('heartbeat unanswered')), this.nodeTtlMs);
       });
-      const r = (await Promise.race([this.link.run(HEARTBEAT, [this.keys.nodes(), this.keys.epoch()], [this.nodeId, this.nodeTtlMs, randomBytes(8).toString('hex')]), late]).finally(() => clearTimeout(timer))) as unknown[];
+      const r = (await Promise.race([this.link.run(HEARTBEAT, [this.keys.nodes(), this.keys.epoch()], [this.nodeId, this.nodeTtlMs, randomBytes(8).toString('hex')]), late]).finally(() =>
+        clearTimeout(timer),
+      )) as unknown[];
       this.rtt?.observe((performance.now() - started) / 1000);
       const [epoch, present, , count, dead] = r;
       this.nodesSeen = Number(count);
@@ -734,12 +737,14 @@ export class RedisRoomStore implements RoomStore {
   private restoreOnce(recreate: boolean): Promise<void> {
     this.resnapshot = false;
     const run = (this.restoring ?? Promise.resolve()).then(() => this.restore(recreate));
-    const tail: Promise<void> = run.catch((err: unknown) => {
-      this.warn(err);
-      this.resnapshot = true; // again at the next heartbeat
-    }).finally(() => {
-      if (this.restoring === tail) this.restoring = null;
-    });
+    const tail: Promise<void> = run
+      .catch((err: unknown) => {
+        this.warn(err);
+        this.resnapshot = true; // again at the next heartbeat
+      })
+      .finally(() => {
+        if (this.restoring === tail) this.restoring = null;
+      });
     this.restoring = tail;
     return tail;
   }
@@ -750,7 +755,7 @@ export class RedisRoomStore implements RoomStore {
       await this.link.run(LEAVE, [this.keys.members(room), this.keys.version(room), this.keys.roomChannel(room), this.keys.inbox(room, id)], [id, this.nodeId, '*', EMPTY_ROOM_TTL_MS]);
       this.pendingLeaves.delete(key);
     }
-    if (recreate || !this.registered) this.log?.warn({ recreate }, 'restoring this node\'s members in redis');
+    if (recreate || !this.registered) this.log?.warn({ recreate }, "restoring this node's members in redis");
     for (const [room, st] of this.rooms) {
       const pairs: string[] = [];
       for (const [id, entry] of st.local) if (entry.record !== '') pairs.push(id, entry.record);

@@ -4,7 +4,7 @@
  */
 import type { ErrorCode } from './codes.js';
 import { checkClientMessage } from './guards.js';
-import { ClientMessage, ServerMessage, type RelayMessage, type SignalMessage } from './schemas.js';
+import { ClientMessage, type RelayMessage, ServerMessage, type SignalMessage } from './schemas.js';
 
 export type DecodeFailure = { ok: false; code: Extract<ErrorCode, 'bad-json' | 'bad-message'>; message: string; ref?: string };
 export type Decoded<T> = { ok: true; message: T } | DecodeFailure;

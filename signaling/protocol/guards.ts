@@ -25,10 +25,7 @@ const peerId = (v: unknown): boolean => str(v, 1, 64);
 const meta = (v: unknown): boolean => v === undefined || isRecord(v);
 const peerInfo = (v: unknown): boolean => isObject(v) && peerId(v.id) && meta(v.meta);
 const iceServer = (v: unknown): boolean =>
-  isObject(v) &&
-  (typeof v.urls === 'string' || (Array.isArray(v.urls) && v.urls.every((u) => typeof u === 'string'))) &&
-  optStr(v.username, Infinity) &&
-  optStr(v.credential, Infinity);
+  isObject(v) && (typeof v.urls === 'string' || (Array.isArray(v.urls) && v.urls.every((u) => typeof u === 'string'))) && optStr(v.username, Infinity) && optStr(v.credential, Infinity);
 const finite = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
 const channel = room; // the same rule: 1-64 of [A-Za-z0-9_.-]
 const optTrue = (v: unknown): boolean => v === undefined || v === true;
@@ -50,11 +47,7 @@ export function checkClientMessage(v: unknown): string | null {
   if (!optStr(v.ref, 64)) return 'ref: string of at most 64';
   switch (v.type) {
     case 'join':
-      return (
-        check(room(v.room), 'room: 1-64 of [A-Za-z0-9_.-]') ??
-        check(meta(v.meta), 'meta: object') ??
-        check(v.resume === undefined || str(v.resume, 1, 128), 'resume: string of 1-128')
-      );
+      return check(room(v.room), 'room: 1-64 of [A-Za-z0-9_.-]') ?? check(meta(v.meta), 'meta: object') ?? check(v.resume === undefined || str(v.resume, 1, 128), 'resume: string of 1-128');
     case 'signal':
       return check(peerId(v.to), 'to: string of 1-64') ?? check(v.data !== undefined, 'data: missing');
     case 'leave':

@@ -5,7 +5,7 @@
 import * as z from 'zod/mini';
 import { ERROR_CODES, LEAVE_REASONS } from './codes.js';
 
-export { SUBPROTOCOL, DEFAULT_PATH } from './constants.js';
+export { DEFAULT_PATH, SUBPROTOCOL } from './constants.js';
 
 /** Room names: 1-64 of [A-Za-z0-9_.-]. */
 export const RoomName = z.string().check(z.minLength(1), z.maxLength(64), z.regex(/^[A-Za-z0-9_.-]+$/));
@@ -106,15 +106,7 @@ export const ErrorMessage = z.object({
 /** The answer to `ping` (its `ref` echoed). */
 export const PongMessage = z.object({ type: z.literal('pong'), ref: z.optional(z.string()) });
 
-export const ServerMessage = z.discriminatedUnion('type', [
-  WelcomeMessage,
-  PeerJoinedMessage,
-  PeerLeftMessage,
-  ServerSignalMessage,
-  ServerRelayMessage,
-  ErrorMessage,
-  PongMessage,
-]);
+export const ServerMessage = z.discriminatedUnion('type', [WelcomeMessage, PeerJoinedMessage, PeerLeftMessage, ServerSignalMessage, ServerRelayMessage, ErrorMessage, PongMessage]);
 export type ServerMessage = z.infer<typeof ServerMessage>;
 export type WelcomeMessage = z.infer<typeof WelcomeMessage>;
 export type PeerJoinedMessage = z.infer<typeof PeerJoinedMessage>;

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 
 /** What a verified token (or the verify hook) allows. */
 export interface Grant {
@@ -21,7 +21,10 @@ const encoder = new TextEncoder();
 export async function signToken(secret: string, claims: Grant & { ttlSeconds: number; audience?: string | string[]; issuer?: string }): Promise<string> {
   const payload: Record<string, string> = {};
   if (claims.room !== undefined) payload.room = claims.room;
-  const jwt = new SignJWT(payload).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setIssuedAt().setExpirationTime(Math.floor(Date.now() / 1000) + claims.ttlSeconds);
+  const jwt = new SignJWT(payload)
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + claims.ttlSeconds);
   if (claims.sub !== undefined) jwt.setSubject(claims.sub);
   if (claims.audience !== undefined) jwt.setAudience(claims.audience);
   if (claims.issuer !== undefined) jwt.setIssuer(claims.issuer);

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocket, type RawData } from 'ws';
+import { type RawData, WebSocket } from 'ws';
 import type { IceServer, Limits } from '../protocol/index.js';
 import type { Grant } from './auth.js';
 import { ConnectionRelay, RelayCounts, type RelayDelivery } from './relay-frames.js';

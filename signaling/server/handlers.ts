@@ -1,18 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
   CLOSE_CODES,
-  MAX_JSON_DEPTH,
-  jsonDepthExceeds,
-  encodeServerMessage,
-  utf8Length,
   type ErrorCode,
-  type JoinMessage,
-  type LeaveReason,
-  type LeaveMessage,
-  type SignalMessage,
-  type PingMessage,
+  encodeServerMessage,
   type IceServer,
+  type JoinMessage,
+  jsonDepthExceeds,
+  type LeaveMessage,
+  type LeaveReason,
+  MAX_JSON_DEPTH,
   type PeerInfo,
+  type PingMessage,
+  type SignalMessage,
+  utf8Length,
 } from '../protocol/index.js';
 import type { Connection } from './connection.js';
 import type { SignalingMetrics } from './metrics.js';
@@ -50,7 +50,11 @@ const newResumeToken = (id: string): string => `${id}.${randomBytes(24).toString
 /** The hash a store keeps of a resume token's secret; '' for a token of another shape. */
 export function tokenHash(token: string): string {
   const dot = token.lastIndexOf('.');
-  return dot < 1 ? '' : createHash('sha256').update(token.slice(dot + 1)).digest('base64url');
+  return dot < 1
+    ? ''
+    : createHash('sha256')
+        .update(token.slice(dot + 1))
+        .digest('base64url');
 }
 
 function sendWelcome(ctx: HandlerContext, conn: Connection, session: Session, peers: { id: string; meta?: Record<string, unknown> }[], resumed: boolean): void {
@@ -98,7 +102,13 @@ async function resume(ctx: HandlerContext, conn: Connection, session: Session, p
   // connection and its grace timer was cleared above: re-arm it, or it stays in its room forever.
   // (Closing counts: a closing connection never gets the welcome.)
   if (!conn.open) return ctx.startGrace(session, 'closed');
-  sendWelcome(ctx, conn, session, members.filter((p) => p.id !== session.id), true);
+  sendWelcome(
+    ctx,
+    conn,
+    session,
+    members.filter((p) => p.id !== session.id),
+    true,
+  );
   if (!conn.open) {
     // The welcome itself overflowed maxBufferedBytes (a non-reading client resuming with a
     // backlog): it was dropped and the connection is closing. The client never got the new
@@ -195,11 +205,7 @@ export async function handleJoin(ctx: HandlerContext, conn: Connection, msg: Joi
   }
   session.attach(conn);
   ctx.enteredRoom(conn);
-  await ctx.store.broadcast(
-    msg.room,
-    encodeServerMessage({ type: 'peer-joined', peer: msg.meta === undefined ? { id: session.id } : { id: session.id, meta: msg.meta } }),
-    session.id,
-  );
+  await ctx.store.broadcast(msg.room, encodeServerMessage({ type: 'peer-joined', peer: msg.meta === undefined ? { id: session.id } : { id: session.id, meta: msg.meta } }), session.id);
 }
 
 /**

@@ -52,10 +52,24 @@ export function hostAllowed(request: IncomingMessage, allowed: '*' | readonly st
  * IPv6 (RFC 4193), and the unspecified address. IPv4-mapped IPv6 is read as its IPv4.
  */
 const PRIVATE = new BlockList();
-for (const [net, len] of [['127.0.0.0', 8], ['10.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['100.64.0.0', 10], ['169.254.0.0', 16], ['0.0.0.0', 32]] as const) {
+for (const [net, len] of [
+  ['127.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['172.16.0.0', 12],
+  ['192.168.0.0', 16],
+  ['100.64.0.0', 10],
+  ['169.254.0.0', 16],
+  ['0.0.0.0', 32],
+] as const) {
   PRIVATE.addSubnet(net, len, 'ipv4');
 }
-for (const [net, len] of [['::1', 128], ['::', 128], ['fc00::', 7], ['fe80::', 10]] as const) PRIVATE.addSubnet(net, len, 'ipv6');
+for (const [net, len] of [
+  ['::1', 128],
+  ['::', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+] as const)
+  PRIVATE.addSubnet(net, len, 'ipv6');
 
 /** True when `address` (a socket's local address) is loopback, private, link-local or unique-local. */
 export function isPrivateAddress(address: string | undefined): boolean {

@@ -1,5 +1,5 @@
 /** The plain HTTP endpoints beside the signaling path: `GET /healthz` and `GET /metrics` (the transports are http-transport.ts). */
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 

@@ -230,7 +230,7 @@ export class HttpSocket extends EventEmitter {
   /** (Re)arms the stream's keepalive comment, so idle proxies never time it out. */
   private keepalive(): void {
     const reader = this.reader;
-    if (!reader || reader.kind !== 'sse') return;
+    if (reader?.kind !== 'sse') return;
     if (reader.timer) clearTimeout(reader.timer);
     reader.timer = setTimeout(() => {
       reader.timer = null;

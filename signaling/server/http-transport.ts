@@ -4,9 +4,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import { SUBPROTOCOL, UPGRADE_REFUSALS, type UpgradeRefusal } from '../protocol/index.js';
 import { HttpSocket, type HttpSocketTimes } from './http-socket.js';
-import { originAllowed } from './upgrade.js';
 import type { ResolvedOptions } from './options.js';
 import type { ForwardedAnswer, ForwardedRequest } from './rooms.js';
+import { originAllowed } from './upgrade.js';
 
 /** What the signaling server does for the HTTP transports (see SignalingServer). */
 export interface HttpTransportHost {
@@ -194,16 +194,16 @@ export class HttpTransports {
       const body = await this.readBody(sid, req, res, cors, true);
       if (body === null) return;
       const a = await forward(node, { kind, query: url.search, body }, wait).finally(() => this.donePosting(sid));
-      if (a?.status !== 204) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', a ? 'refused by the session\'s node' : 'the session\'s node is gone');
+      if (a?.status !== 204) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', a ? "refused by the session's node" : "the session's node is gone");
       res.writeHead(204, 'No Content', { ...cors, ...NO_CACHE });
-    res.end();
+      res.end();
       return;
     }
     const params = new URLSearchParams(url.search);
     if (kind === 'poll') {
       params.set('hold', String(FORWARDED_HOLD_MS));
       const a = await forward(node, { kind, query: `?${params}`, body: '' }, wait);
-      if (a?.status !== 200) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', 'the session\'s node is gone');
+      if (a?.status !== 200) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', "the session's node is gone");
       streamHeaders(res, 'poll', cors);
       res.end(a.body);
       return;
@@ -219,7 +219,7 @@ export class HttpTransports {
       const q = new URLSearchParams({ t: 'poll', sid, ack, after, hold: String(FORWARDED_HOLD_MS) });
       const a = await forward(node, { kind: 'poll', query: `?${q}`, body: '' }, wait);
       if (a?.status !== 200) {
-        if (!open) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', 'the session\'s node is gone');
+        if (!open) return refuse(res, cors, a?.status ?? 404, a?.reason ?? 'unknown-session', "the session's node is gone");
         res.end();
         return;
       }

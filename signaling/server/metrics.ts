@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { CLOSE_CODES } from '../protocol/index.js';
 import { RelayCounts } from './relay-frames.js';
 
@@ -7,10 +7,7 @@ import { RelayCounts } from './relay-frames.js';
  * registry define (1000-1015) and the project's own. A client chooses the code of a close it
  * starts (any of 3000-4999), so any other is counted as `other`: the label set stays bounded.
  */
-const LABELLED_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
-  1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
-  ...Object.values(CLOSE_CODES),
-]);
+const LABELLED_CLOSE_CODES: ReadonlySet<number> = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, ...Object.values(CLOSE_CODES)]);
 
 /** The `code` label of `rallypoint_closes_total` for a close code. */
 export function closeCodeLabel(code: number): string {

@@ -5,9 +5,9 @@ import { z } from 'zod';
 import { DEFAULT_LIMITS, DEFAULT_PATH, IceServer, type Limits } from '../protocol/index.js';
 import type { VerifyHook } from './auth.js';
 import type { Clock } from './clock.js';
-import type { RoomStore } from './rooms.js';
 import { defaultAllowedHosts } from './host-check.js';
-import { isCidr, resolveProxyTrust, type ProxyTrust, type TrustProxy } from './source.js';
+import type { RoomStore } from './rooms.js';
+import { isCidr, type ProxyTrust, resolveProxyTrust, type TrustProxy } from './source.js';
 
 export type IceServersOption = IceServer[] | ((ctx: { peerId: string; request: IncomingMessage }) => IceServer[]);
 
@@ -202,7 +202,9 @@ export function resolveOptions(options: SignalingServerOptions, serverNames: rea
     throw new InvalidOptionsError('invalid signaling options: limits.relayBytesBurst must be at least limits.maxMessageBytes (or a full-size relay frame could never pass)');
   }
   if (limits.relayLatestAboveBytes > limits.relayMaxBufferedBytes) {
-    throw new InvalidOptionsError('invalid signaling options: limits.relayLatestAboveBytes must not exceed limits.relayMaxBufferedBytes (unreliable frames would be buffered where reliable ones are dropped)');
+    throw new InvalidOptionsError(
+      'invalid signaling options: limits.relayLatestAboveBytes must not exceed limits.relayMaxBufferedBytes (unreliable frames would be buffered where reliable ones are dropped)',
+    );
   }
   if (limits.maxBufferedBytes < limits.relayMaxBufferedBytes + limits.maxFrameBytes) {
     throw new InvalidOptionsError(

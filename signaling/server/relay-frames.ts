@@ -56,10 +56,7 @@ export class RelayCounts {
   readonly dropped: Record<RelayDropReason, number> = { rate: 0, congested: 0, 'no-peer': 0, grace: 0, disabled: 0 };
 }
 
-type RelayLimits = Pick<
-  Limits,
-  'relayMessagesPerSecond' | 'relayMessageBurst' | 'relayBytesPerSecond' | 'relayBytesBurst' | 'relayLatestAboveBytes' | 'relayLatestSlots' | 'relayMaxBufferedBytes'
->;
+type RelayLimits = Pick<Limits, 'relayMessagesPerSecond' | 'relayMessageBurst' | 'relayBytesPerSecond' | 'relayBytesBurst' | 'relayLatestAboveBytes' | 'relayLatestSlots' | 'relayMaxBufferedBytes'>;
 
 /** The relay limits a `welcome` announces, so the client can pace itself below them; all 0: the data fallback is off. */
 export function welcomeRelayLimits(limits: RelayLimits, enabled: boolean): Pick<RelayLimits, 'relayMessagesPerSecond' | 'relayMessageBurst' | 'relayBytesPerSecond' | 'relayBytesBurst'> {
@@ -238,7 +235,8 @@ export class ConnectionRelay {
       this.latest = new Map();
       socket.once('drain', this.flush);
     }
-    if (this.latest.has(key)) this.counts.dropped.congested++; // the older one
+    if (this.latest.has(key))
+      this.counts.dropped.congested++; // the older one
     else if (this.latest.size >= this.limits.relayLatestSlots) {
       this.counts.dropped.congested++;
       return;

@@ -19,9 +19,7 @@ export type JoinOutcome = { ok: true; peers: PeerInfo[] } | { ok: false; code: '
 export type SendOutcome = boolean | 'unavailable';
 
 /** A resume on a node that does not hold the session (cluster stores). */
-export type ClaimOutcome =
-  | { ok: true; peer: PeerInfo; peers: PeerInfo[]; queued: string[] }
-  | { ok: false; code: 'expired' | 'unavailable' };
+export type ClaimOutcome = { ok: true; peer: PeerInfo; peers: PeerInfo[]; queued: string[] } | { ok: false; code: 'expired' | 'unavailable' };
 
 /**
  * An HTTP-transport request (PROTOCOL.md, "HTTP transports") that reached a node other than

@@ -1,37 +1,37 @@
-import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer, type Server as HttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import { isIP, type AddressInfo } from 'node:net';
+import { type AddressInfo, isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { pino, type Logger } from 'pino';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { type Logger, pino } from 'pino';
+import { type RawData, WebSocketServer } from 'ws';
 import {
   CLOSE_CODES,
-  SUBPROTOCOL,
+  type ClientMessage,
   closeCodeFor,
   decodeClientMessage,
-  encodeServerMessage,
-  type ClientMessage,
   type ErrorCode,
+  encodeServerMessage,
   type IceServer,
   type LeaveReason,
+  SUBPROTOCOL,
   type UpgradeRefusal,
 } from '../protocol/index.js';
-import { systemClock, type Clock } from './clock.js';
+import { type Clock, systemClock } from './clock.js';
 import { Connection, type ServerSocket } from './connection.js';
-import { endSession, handleJoin, handleLeave, handlePing, handleSignal, type HandlerContext } from './handlers.js';
+import { endSession, type HandlerContext, handleJoin, handleLeave, handlePing, handleSignal } from './handlers.js';
 import { Heartbeat } from './heartbeat.js';
+import { type HttpEndpointsContext, handleHttp, handleMetricsHttp } from './http-endpoints.js';
+import { HttpSocket } from './http-socket.js';
+import { HttpTransports } from './http-transport.js';
 import { iceServersReuseMs } from './ice-refresh.js';
-import { handleHttp, handleMetricsHttp, type HttpEndpointsContext } from './http-endpoints.js';
 import { MemoryRoomStore } from './memory-rooms.js';
-import { SignalingMetrics, closeCodeLabel } from './metrics.js';
-import { resolveOptions, type ResolvedOptions, type SignalingServerOptions } from './options.js';
+import { closeCodeLabel, SignalingMetrics } from './metrics.js';
+import { type ResolvedOptions, resolveOptions, type SignalingServerOptions } from './options.js';
 import { admitRelay, handleRelay, type RelayDelivery } from './relay-frames.js';
 import type { RoomStore } from './rooms.js';
 import type { Session } from './session.js';
 import { clientAddress, sourceKey } from './source.js';
-import { checkUpgrade, offeredSubprotocols, refuseUpgrade } from './upgrade.js';
-import { HttpSocket } from './http-socket.js';
-import { HttpTransports } from './http-transport.js';
+import { checkUpgrade, offeredSubprotocols, refuseUpgrade, type UpgradeCheck } from './upgrade.js';
 
 /** draining: no new connections; sessions wait in their grace to resume on other nodes. */
 type State = 'running' | 'draining' | 'closing' | 'closed';
@@ -332,7 +332,7 @@ export class SignalingServer implements HandlerContext {
     const ip = clientAddress(req, this.options.proxyTrust);
     const source = sourceKey(ip, this.options.limits.ipv6PrefixLength);
     this.perIp.set(source, (this.perIp.get(source) ?? 0) + 1);
-    let check;
+    let check: UpgradeCheck;
     try {
       check = await checkUpgrade(req, url, {
         options: this.options,
@@ -433,7 +433,11 @@ export class SignalingServer implements HandlerContext {
     this.metrics.countMessage(decoded.message.type);
     // Messages of one connection are handled in order even when the store is async.
     const message = decoded.message;
-    if (conn.pending) return this.chain(conn, conn.pending.then(() => this.dispatch(conn, message, size)));
+    if (conn.pending)
+      return this.chain(
+        conn,
+        conn.pending.then(() => this.dispatch(conn, message, size)),
+      );
     const result = this.dispatch(conn, message, size);
     if (result) this.chain(conn, result);
   }

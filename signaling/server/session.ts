@@ -1,6 +1,6 @@
-import type { Meta } from './types.js';
 import type { Connection } from './connection.js';
-import { relayPrefix, type RelayCounts, type RelayDelivery } from './relay-frames.js';
+import { type RelayCounts, type RelayDelivery, relayPrefix } from './relay-frames.js';
+import type { Meta } from './types.js';
 
 /**
  * A peer's membership in a room. It outlives its connection for the resume grace period,

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { UPGRADE_REFUSALS, type UpgradeRefusal } from '../protocol/index.js';
-import { tokenFrom, verifyToken, type Grant } from './auth.js';
+import { type Grant, tokenFrom, verifyToken } from './auth.js';
 import { hostAllowed, hostChecked } from './host-check.js';
 import type { ResolvedOptions } from './options.js';
 
@@ -12,7 +12,10 @@ export type UpgradeCheck = { ok: true; grant: Grant } | { ok: false; reason: Upg
 export function offeredSubprotocols(request: IncomingMessage): string[] {
   const header = request.headers['sec-websocket-protocol'];
   if (!header) return [];
-  return header.split(',').map((s) => s.trim()).filter(Boolean);
+  return header
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /**

@@ -11,7 +11,7 @@ import { UPGRADE_REFUSALS } from '../../signaling/protocol/index.js';
 import { InvalidOptionsError, listenSignaling } from '../../signaling/server/index.js';
 import { rawUpgrade } from '../helpers/http.js';
 import { cleanup } from '../helpers/resources.js';
-import { metricValue, startServer } from '../helpers/server.js';
+import { metricValue, startServer, type TestServer } from '../helpers/server.js';
 
 afterEach(cleanup);
 
@@ -42,7 +42,7 @@ describe('adversarial: DNS rebinding', () => {
     const name = 'rallypoint-started-for.example';
     const lookup = dns.lookup;
     (dns as { lookup: unknown }).lookup = (host: string, ...rest: unknown[]): unknown => (lookup as (...a: unknown[]) => unknown)(host === name ? '127.0.0.1' : host, ...rest);
-    let srv;
+    let srv: TestServer;
     try {
       srv = await startServer({ host: name });
     } finally {

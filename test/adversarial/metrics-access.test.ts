@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidOptionsError } from '../../signaling/server/index.js';
-import { killCliChildren, nextLine, startCli, START_LINE } from '../helpers/cli.js';
+import { killCliChildren, nextLine, START_LINE, startCli } from '../helpers/cli.js';
 import { httpGet } from '../helpers/http.js';
 import { cleanup } from '../helpers/resources.js';
 import { startServer } from '../helpers/server.js';

@@ -13,11 +13,11 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNodeSignalingClient, joinRoom, type Room } from '../../peer/node.js';
 import { PeerError } from '../../peer/errors.js';
+import { createNodeSignalingClient, joinRoom, type Room } from '../../peer/node.js';
 import type { RemotePeer } from '../../peer/remote-peer.js';
 import type { SignalingClient } from '../../signaling/client/index.js';
-import { listenSignaling, type ListeningSignalingServer } from '../../signaling/server/index.js';
+import { type ListeningSignalingServer, listenSignaling } from '../../signaling/server/index.js';
 import { collect, until, waitConnected } from '../peer/helpers.js';
 
 setFlagsFromString('--expose_gc');
@@ -64,7 +64,7 @@ async function drained(c: SignalingClient): Promise<void> {
 }
 
 describe('peer framing bounds (a hostile peer in the room)', () => {
-  it('a flood of bad fragments leaves the victim\'s heap bounded, ends in protocol-violation, and spares its honest peer', async () => {
+  it("a flood of bad fragments leaves the victim's heap bounded, ends in protocol-violation, and spares its honest peer", async () => {
     // Relay limits out of the way: the attack is on the victim, not on the server.
     server = await listenSignaling({
       port: 0,

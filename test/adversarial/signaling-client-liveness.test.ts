@@ -6,14 +6,14 @@
  * Real server, real sockets on port 0; option values small so the test is quick.
  */
 import { once } from 'node:events';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { createNodeSignalingClient, joinRoom } from '../../peer/node.js';
 import type { ReconnectPolicy, SignalingClient, SignalingClientOptions, SignalingError, Welcome } from '../../signaling/client/index.js';
 import { cleanup, deferred } from '../helpers/resources.js';
 import { rawSocket, recordingWebSocket, startServer, tracked } from '../helpers/server.js';
-import { startFreezableProxy, type FreezableProxy } from '../helpers/tcp-proxy.js';
+import { type FreezableProxy, startFreezableProxy } from '../helpers/tcp-proxy.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {

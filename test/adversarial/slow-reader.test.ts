@@ -9,11 +9,11 @@ import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLOSE_CODES, DEFAULT_LIMITS } from '../../signaling/protocol/index.js';
-import { killCliChildren, nextLine, startCli, START_LINE } from '../helpers/cli.js';
-import { httpGet } from '../helpers/http.js';
-import { cleanup } from '../helpers/resources.js';
 import { Connection } from '../../signaling/server/connection.js';
 import type { RelayDelivery } from '../../signaling/server/index.js';
+import { killCliChildren, nextLine, START_LINE, startCli } from '../helpers/cli.js';
+import { httpGet } from '../helpers/http.js';
+import { cleanup } from '../helpers/resources.js';
 import { metricValue, startFakeClockServer, startServer, type TestServer } from '../helpers/server.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -249,7 +249,7 @@ describe('slow reader: cast off', () => {
     expect(await queued(undefined)).toHaveLength(1);
   });
 
-  it('hands the frame\'s relay delivery to the overflow handler', () => {
+  it("hands the frame's relay delivery to the overflow handler", () => {
     const got: (RelayDelivery | undefined)[] = [];
     const ws = { readyState: 1, bufferedAmount: 100, send: () => undefined } as unknown as ConstructorParameters<typeof Connection>[0];
     // Limits that let an unreliable frame reach the overflow check (the server's option

@@ -8,13 +8,13 @@
  *   appended after MESSAGE-INTEGRITY, were honoured.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { encode, encodeXorAddress, StunAttr, type StunAttribute, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
 import type { TurnServer, TurnServerOptions } from '../../turn/index.js';
-import { PERMISSION_MS, type RelayState } from '../../turn/relay-state.js';
 import { DEFAULT_TURN_QUOTAS } from '../../turn/quotas.js';
-import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/codec.js';
+import { PERMISSION_MS, type RelayState } from '../../turn/relay-state.js';
 import { cleanup } from '../helpers/resources.js';
+import { errorCode, type Response, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
 import { startTurnServer } from '../helpers/turn-server.js';
-import { errorCode, TurnTestClient, udpPeer, type Response } from '../helpers/turn-client.js';
 
 afterEach(async () => {
   await cleanup();
@@ -47,7 +47,10 @@ function signed(client: TurnTestClient, method: number, attrs: (tid: Buffer) => 
   return (tid) => client.signed(method, attrs(tid), tid);
 }
 
-const peersAttrs = (peers: TransportAddress[]) => (tid: Buffer): StunAttribute[] => peers.map((p) => ({ type: StunAttr.xorPeerAddress, value: encodeXorAddress(p, tid) }));
+const peersAttrs =
+  (peers: TransportAddress[]) =>
+  (tid: Buffer): StunAttribute[] =>
+    peers.map((p) => ({ type: StunAttr.xorPeerAddress, value: encodeXorAddress(p, tid) }));
 
 describe('TURN: caps on what one credential can make the server hold', () => {
   it('60 CreatePermission requests with 2,700 peers each install nothing and do not grow the process', async () => {

@@ -14,14 +14,14 @@
  *   retransmit. Requests with a valid nonce now spend the verified buckets.
  */
 import { randomBytes } from 'node:crypto';
-import dgram from 'node:dgram';
+import type dgram from 'node:dgram';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { encode, StunAttr, type StunAttribute, StunClass, StunMethod } from '../../turn/codec.js';
 import type { TurnServer, TurnServerOptions } from '../../turn/index.js';
-import { encode, StunAttr, StunClass, StunMethod, type StunAttribute } from '../../turn/codec.js';
 import { cleanup } from '../helpers/resources.js';
 import { metricValue } from '../helpers/server.js';
+import { errorCode, type Response, TurnTestClient } from '../helpers/turn-client.js';
 import { startTurnServer } from '../helpers/turn-server.js';
-import { errorCode, TurnTestClient, type Response } from '../helpers/turn-client.js';
 
 afterEach(async () => {
   await cleanup();
@@ -71,7 +71,11 @@ describe('TURN: a credential buys no extra request rate', () => {
     expect(code(await mallory.request(StunMethod.allocate, [TCP]))).toBe(442);
     const answered = count442(mallory);
     const total = 2000;
-    await blast(mallory.socket, address, Array.from({ length: total }, () => mallory.signed(StunMethod.allocate, [TCP])));
+    await blast(
+      mallory.socket,
+      address,
+      Array.from({ length: total }, () => mallory.signed(StunMethod.allocate, [TCP])),
+    );
     // every datagram was either answered or refused (a few may be lost on loopback)
     await vi.waitFor(async () => expect((await refusals(server, 'rate-limited')) + answered.n).toBeGreaterThanOrEqual(total * 0.95), { timeout: 10_000 });
     const limited = await refusals(server, 'rate-limited');
@@ -97,7 +101,12 @@ describe('TURN: a credential buys no extra request rate', () => {
     }
     const answered = clients.map(count442);
     const perClient = 100;
-    for (const c of clients) await blast(c.socket, address, Array.from({ length: perClient }, () => c.signed(StunMethod.allocate, [TCP])));
+    for (const c of clients)
+      await blast(
+        c.socket,
+        address,
+        Array.from({ length: perClient }, () => c.signed(StunMethod.allocate, [TCP])),
+      );
     const total = clients.length * perClient;
     const got = (): number => answered.reduce((n, a) => n + a.n, 0);
     await vi.waitFor(async () => expect((await refusals(server, 'rate-limited')) + got()).toBeGreaterThanOrEqual(total * 0.95), { timeout: 10_000 });
@@ -119,7 +128,14 @@ describe('TURN: a credential buys no extra request rate', () => {
     // challenge (unverified), signed 442 (verified token 1, kept), signed 442 (token 2, kept), then nothing left
     expect(code(await within(m.request(StunMethod.allocate, [TCP])))).toBe(442);
     expect(code(await within(m.transact((tid) => m.signed(StunMethod.allocate, [TCP], tid))))).toBe(442);
-    expect(code(await within(m.transact((tid) => m.signed(StunMethod.allocate, [TCP], tid)), 500))).toBe('no answer');
+    expect(
+      code(
+        await within(
+          m.transact((tid) => m.signed(StunMethod.allocate, [TCP], tid)),
+          500,
+        ),
+      ),
+    ).toBe('no answer');
   });
 
   /** 31 sockets on one IP (one RTCPeerConnection per remote peer), each after a Binding and a 401: ready to send its authenticated Allocate. */
@@ -130,7 +146,9 @@ describe('TURN: a credential buys no extra request rate', () => {
     expect(bindings.map(code)).toEqual(clients.map(() => 200));
     const challenges = await Promise.all(clients.map((c) => within(c.transact(challenge))));
     expect(challenges.map(code)).toEqual(clients.map(() => 401));
-    clients.forEach((c, i) => c.learn((challenges[i] as Response).msg));
+    clients.forEach((c, i) => {
+      c.learn((challenges[i] as Response).msg);
+    });
     return clients;
   }
   const binding = (tid: Buffer): Buffer => encode({ method: StunMethod.binding, cls: StunClass.request, transactionId: tid, attributes: [] });
@@ -151,7 +169,11 @@ describe('TURN: a credential buys no extra request rate', () => {
     // another host behind the same NAT (or datagrams spoofing this IP) spends the rest of the
     // IP's unverified bucket: 64 at once, 62 spent above
     const other = await TurnTestClient.open(address, 'x', 'x');
-    await blast(other.socket, address, Array.from({ length: 40 }, () => binding(randomBytes(12))));
+    await blast(
+      other.socket,
+      address,
+      Array.from({ length: 40 }, () => binding(randomBytes(12))),
+    );
     await vi.waitFor(async () => expect(await refusals(server, 'rate-limited')).toBeGreaterThanOrEqual(30), { timeout: 5000 });
     const limited = await refusals(server, 'rate-limited');
     // before the fix the authenticated Allocates spent that same empty bucket: all dropped
@@ -187,6 +209,13 @@ describe('TURN: spoofed junk cannot starve requests that carry a valid nonce', (
     thief.realm = alice.realm;
     thief.nonce = alice.nonce;
     thief.key = alice.key;
-    expect(code(await within(thief.transact((tid) => thief.signed(StunMethod.allocate, [UDP], tid)), 500))).toBe('no answer');
+    expect(
+      code(
+        await within(
+          thief.transact((tid) => thief.signed(StunMethod.allocate, [UDP], tid)),
+          500,
+        ),
+      ),
+    ).toBe('no answer');
   });
 });

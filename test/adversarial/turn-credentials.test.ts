@@ -4,9 +4,9 @@
  * rejoins on it reuse the ICE servers of its first join.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { ICE_SERVERS_MAX_AGE_MS, ICE_SERVERS_MIN_AGE_MS, iceServersReuseMs } from '../../signaling/server/ice-refresh.js';
 import { turnIceServers } from '../../turn/ice-servers.js';
 import { cleanup } from '../helpers/resources.js';
-import { ICE_SERVERS_MAX_AGE_MS, ICE_SERVERS_MIN_AGE_MS, iceServersReuseMs } from '../../signaling/server/ice-refresh.js';
 import { startFakeClockServer, startServer } from '../helpers/server.js';
 
 afterEach(cleanup);
@@ -87,7 +87,15 @@ describe('adversarial: minting TURN credentials by join/leave', () => {
     const wall = 1_800_000_000_000;
     const at = (s: number): string => `${wall / 1000 + s}:peer`;
     expect(iceServersReuseMs([{ urls: 'stun:x' }, { urls: 'turn:x', username: at(600), credential: 'p' }], wall)).toBe(300_000);
-    expect(iceServersReuseMs([{ urls: 'turn:a', username: at(600), credential: 'p' }, { urls: 'turn:b', username: at(100), credential: 'p' }], wall)).toBe(50_000);
+    expect(
+      iceServersReuseMs(
+        [
+          { urls: 'turn:a', username: at(600), credential: 'p' },
+          { urls: 'turn:b', username: at(100), credential: 'p' },
+        ],
+        wall,
+      ),
+    ).toBe(50_000);
     // An expiry already past at mint time is implausible: the username is opaque.
     expect(iceServersReuseMs([{ urls: 'turn:x', username: at(-5), credential: 'p' }], wall)).toBe(ICE_SERVERS_MAX_AGE_MS);
     expect(iceServersReuseMs([{ urls: 'turn:x', username: '42:alice', credential: 'p' }], wall)).toBe(ICE_SERVERS_MAX_AGE_MS);

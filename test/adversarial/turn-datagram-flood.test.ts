@@ -14,12 +14,13 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startEmbeddedTurn } from '../../signaling/cli/turn.js';
+import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
 import { mintTurnCredentials } from '../../turn/credentials.js';
 import { turnIceServers } from '../../turn/ice-servers.js';
-import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
 import { httpGet } from '../helpers/http.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { metricValue, startServer } from '../helpers/server.js';
+import { fingerprintFlood, integrityFlood, unknownFlood } from '../helpers/stun-floods.js';
 import { errorCode, TurnTestClient } from '../helpers/turn-client.js';
 
 afterEach(async () => {
@@ -40,57 +41,6 @@ vi.mock('../../turn/codec.js', async (importOriginal) => {
 });
 
 const SECRET = 'flood-test-secret-0123456789';
-/** The largest UDP payload over IPv4. */
-const MAX_DATAGRAM = 65_507;
-
-function header(method: number, cls: number, bodyLength: number): Buffer {
-  const h = encode({ method, cls, transactionId: Buffer.alloc(12, 7), attributes: [] });
-  h.writeUInt16BE(bodyLength, 2);
-  return h;
-}
-
-/** A Binding request followed by as many FINGERPRINT attributes as fit in one datagram. */
-export function fingerprintFlood(): Buffer {
-  const n = Math.floor((MAX_DATAGRAM - 20) / 8);
-  const body = Buffer.alloc(n * 8);
-  for (let i = 0; i < n; i++) {
-    body.writeUInt16BE(StunAttr.fingerprint, i * 8);
-    body.writeUInt16BE(4, i * 8 + 2);
-  }
-  return Buffer.concat([header(StunMethod.binding, StunClass.request, body.length), body]);
-}
-
-/** A Binding request with 16,000 empty unknown (comprehension-optional) attributes. */
-export function unknownFlood(): Buffer {
-  const body = Buffer.alloc(16_000 * 4);
-  for (let i = 0; i < 16_000; i++) body.writeUInt16BE(0x8fff, i * 4);
-  return Buffer.concat([header(StunMethod.binding, StunClass.request, body.length), body]);
-}
-
-/**
- * An Allocate naming a valid user, then MESSAGE-INTEGRITY repeated to fill the datagram:
- * node-turn looked the password up and computed an HMAC over the growing prefix at each.
- */
-export function integrityFlood(username: string): Buffer {
-  const attrs = encode({
-    method: StunMethod.allocate,
-    cls: StunClass.request,
-    transactionId: Buffer.alloc(12, 9),
-    attributes: [
-      { type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) },
-      { type: StunAttr.username, value: Buffer.from(username) },
-      { type: StunAttr.realm, value: Buffer.from('rallypoint') },
-      { type: StunAttr.nonce, value: Buffer.alloc(58, 'a') },
-    ],
-  }).subarray(20);
-  const n = Math.floor((MAX_DATAGRAM - 20 - attrs.length) / 24);
-  const mi = Buffer.alloc(n * 24);
-  for (let i = 0; i < n; i++) {
-    mi.writeUInt16BE(StunAttr.messageIntegrity, i * 24);
-    mi.writeUInt16BE(20, i * 24 + 2);
-  }
-  return Buffer.concat([header(StunMethod.allocate, StunClass.request, attrs.length + mi.length), attrs, mi]);
-}
 
 async function attackers(count: number): Promise<dgram.Socket[]> {
   const out: dgram.Socket[] = [];
@@ -117,57 +67,61 @@ describe('TURN: a datagram flood does not freeze the process', () => {
     ['~8,100 FINGERPRINT attributes', () => fingerprintFlood()],
     ['16,000 unknown attributes', () => unknownFlood()],
     ['MESSAGE-INTEGRITY repeated', () => integrityFlood(mintTurnCredentials('victim', { secret: SECRET }).username)],
-  ])('/healthz answers promptly while 64 KB datagrams with %s arrive at 10/s and in bursts', async (_name, build) => {
-    const { healthz, turn, registry } = await serveWithTurn();
-    const datagram = build();
-    expect(datagram.length).toBeGreaterThan(60_000);
-    const sockets = await attackers(4);
-    const delay = monitorEventLoopDelay({ resolution: 5 });
-    delay.enable();
-    const latencies: number[] = [];
-    let stop = false;
-    const probe = (async () => {
-      while (!stop) {
-        const t0 = performance.now();
-        const res = await httpGet(healthz);
-        latencies.push(performance.now() - t0);
-        expect(res.status).toBe(200);
-        await new Promise((r) => setTimeout(r, 20));
+  ])(
+    '/healthz answers promptly while 64 KB datagrams with %s arrive at 10/s and in bursts',
+    async (_name, build) => {
+      const { healthz, turn, registry } = await serveWithTurn();
+      const datagram = build();
+      expect(datagram.length).toBeGreaterThan(60_000);
+      const sockets = await attackers(4);
+      const delay = monitorEventLoopDelay({ resolution: 5 });
+      delay.enable();
+      const latencies: number[] = [];
+      let stop = false;
+      const probe = (async () => {
+        while (!stop) {
+          const t0 = performance.now();
+          const res = await httpGet(healthz);
+          latencies.push(performance.now() - t0);
+          expect(res.status).toBe(200);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      let sent = 0;
+      // 10/s for 1.5 s, round robin over the sources, then a burst of 12 (3 per source).
+      for (let i = 0; i < 15; i++) {
+        sockets[i % sockets.length]!.send(datagram, turn.port, turn.address);
+        sent++;
+        await new Promise((r) => setTimeout(r, 100));
       }
-    })();
-    let sent = 0;
-    // 10/s for 1.5 s, round robin over the sources, then a burst of 12 (3 per source).
-    for (let i = 0; i < 15; i++) {
-      sockets[i % sockets.length]!.send(datagram, turn.port, turn.address);
-      sent++;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    for (let i = 0; i < 12; i++) {
-      sockets[i % sockets.length]!.send(datagram, turn.port, turn.address);
-      sent++;
-    }
-    await new Promise((r) => setTimeout(r, 300));
-    stop = true;
-    await probe;
-    delay.disable();
-    // Behaviour, not speed: node-turn froze the loop for 200-650 ms per datagram (5-7 s over
-    // this run); the bound is generous for a loaded 2-core CI machine and far below that.
-    expect(latencies.length).toBeGreaterThan(10);
-    expect(Math.max(...latencies)).toBeLessThan(1000);
-    expect(delay.max / 1e6).toBeLessThan(1000);
-    // The datagrams arrived and were refused by the gate (not lost on the way): at least the
-    // paced ones (a burst of 64 KB datagrams may overflow the socket buffer).
-    const text = await registry.metrics();
-    const refused = (metricValue(text, 'rallypoint_turn_refusals_total', { reason: 'malformed' }) ?? 0) + (metricValue(text, 'rallypoint_turn_refusals_total', { reason: 'rate-limited' }) ?? 0);
-    expect(refused).toBeGreaterThanOrEqual(15);
-    expect(refused).toBeLessThanOrEqual(sent);
-    // And the TURN service itself still answers a legitimate client from another address.
-    const creds = mintTurnCredentials('alice', { secret: SECRET });
-    const alice = await TurnTestClient.open(turn, creds.username, creds.password, '127.0.0.2');
-    const res = await alice.request(StunMethod.allocate, [{ type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) }]);
-    expect(errorCode(res.msg)).toBeUndefined();
-    expect(res.msg.cls).toBe(StunClass.success);
-  }, 60_000);
+      for (let i = 0; i < 12; i++) {
+        sockets[i % sockets.length]!.send(datagram, turn.port, turn.address);
+        sent++;
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      stop = true;
+      await probe;
+      delay.disable();
+      // Behaviour, not speed: node-turn froze the loop for 200-650 ms per datagram (5-7 s over
+      // this run); the bound is generous for a loaded 2-core CI machine and far below that.
+      expect(latencies.length).toBeGreaterThan(10);
+      expect(Math.max(...latencies)).toBeLessThan(1000);
+      expect(delay.max / 1e6).toBeLessThan(1000);
+      // The datagrams arrived and were refused by the gate (not lost on the way): at least the
+      // paced ones (a burst of 64 KB datagrams may overflow the socket buffer).
+      const text = await registry.metrics();
+      const refused = (metricValue(text, 'rallypoint_turn_refusals_total', { reason: 'malformed' }) ?? 0) + (metricValue(text, 'rallypoint_turn_refusals_total', { reason: 'rate-limited' }) ?? 0);
+      expect(refused).toBeGreaterThanOrEqual(15);
+      expect(refused).toBeLessThanOrEqual(sent);
+      // And the TURN service itself still answers a legitimate client from another address.
+      const creds = mintTurnCredentials('alice', { secret: SECRET });
+      const alice = await TurnTestClient.open(turn, creds.username, creds.password, '127.0.0.2');
+      const res = await alice.request(StunMethod.allocate, [{ type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) }]);
+      expect(errorCode(res.msg)).toBeUndefined();
+      expect(res.msg.cls).toBe(StunClass.success);
+    },
+    60_000,
+  );
 
   it('a request with a valid nonce and 59 MESSAGE-INTEGRITY attributes (under the attribute cap) costs one HMAC', async () => {
     const { turn, registry } = await serveWithTurn();

@@ -34,7 +34,9 @@ describe('names the browser bundle shortens (web/build.mjs INTERNAL_PROPS)', () 
   it('are no DOM or ECMAScript member (TypeScript lib declarations)', () => {
     // The TypeScript 7 compiler ships its lib files in a platform package.
     const tsDir = join(root, 'node_modules/@typescript');
-    const libs = readdirSync(tsDir).map((d) => join(tsDir, d, 'lib')).filter((d) => readdirSync(d, { withFileTypes: true }).length > 0);
+    const libs = readdirSync(tsDir)
+      .map((d) => join(tsDir, d, 'lib'))
+      .filter((d) => readdirSync(d, { withFileTypes: true }).length > 0);
     const platform = new Set<string>();
     for (const lib of libs) for (const f of readdirSync(lib)) if (/^lib\..*\.d\.ts$/.test(f)) for (const n of identifiers(readFileSync(join(lib, f), 'utf8'))) platform.add(n);
     expect(platform.has('bufferedAmountLowThreshold')).toBe(true); // the lib files were read

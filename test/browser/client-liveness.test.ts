@@ -7,9 +7,9 @@ import { readFile } from 'node:fs/promises';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createNodeSignalingClient } from '../../peer/node.js';
-import { listenSignaling, type ListeningSignalingServer } from '../../signaling/server/index.js';
+import { type ListeningSignalingServer, listenSignaling } from '../../signaling/server/index.js';
 import { describeBrowser, launchChromium } from '../helpers/browser.js';
-import { startFreezableProxy, type FreezableProxy } from '../helpers/tcp-proxy.js';
+import { type FreezableProxy, startFreezableProxy } from '../helpers/tcp-proxy.js';
 
 const BUNDLE = new URL('../../dist/web/rallypoint.min.js', import.meta.url);
 /** The page: the built bundle as `window.lib`. */

@@ -10,9 +10,9 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { Transport } from '../../signaling/client/index.js';
 import { chromiumMissing, launchChromium } from '../helpers/browser.js';
 import { describeNeeding } from '../helpers/child.js';
-import { connectedPeers, expectClean, play, playTogether, type Player } from '../helpers/demo-players.js';
-import { nginxMissing, startNginx, stopAllNginx, type NginxServer } from '../helpers/nginx.js';
-import { startNpmServer, type NpmServer } from '../helpers/npm-start.js';
+import { connectedPeers, expectClean, type Player, play, playTogether } from '../helpers/demo-players.js';
+import { type NginxServer, nginxMissing, startNginx, stopAllNginx } from '../helpers/nginx.js';
+import { type NpmServer, startNpmServer } from '../helpers/npm-start.js';
 import { cleanup, defer } from '../helpers/resources.js';
 
 /**
@@ -93,7 +93,10 @@ describeNeeding(chromiumMissing() ?? nginxMissing(), 'demo game over the HTTP tr
     // Upgrade and the node refused the plain GET (426). Then everything went over HTTP.
     // (A stream is logged when it ends: the SSE GETs are still open here.)
     const log = await nginx.accessLog();
-    expect(log.filter((l) => l.endsWith('426 "GET /ws HTTP/1.1"')), log.join('\n')).toHaveLength(2);
+    expect(
+      log.filter((l) => l.endsWith('426 "GET /ws HTTP/1.1"')),
+      log.join('\n'),
+    ).toHaveLength(2);
     const posts = log.filter((l) => / "POST \/ws\?t=send&sid=/.test(l));
     expect(posts.length).toBeGreaterThan(2);
     expect(posts.filter((l) => !/ 204 "POST /.test(l))).toEqual([]);

@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { describeBrowser, launchChromium } from '../helpers/browser.js';
-import { connectedPeers, expectClean, move, play as playIn, positionOf, seesAt, type Player } from '../helpers/demo-players.js';
-import { startNpmServer, type NpmServer } from '../helpers/npm-start.js';
+import { connectedPeers, expectClean, move, type Player, play as playIn, positionOf, seesAt } from '../helpers/demo-players.js';
+import { type NpmServer, startNpmServer } from '../helpers/npm-start.js';
 import { cleanup, defer } from '../helpers/resources.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -128,8 +128,18 @@ describeBrowser('demo game in Chromium, served by the real `npm start`', () => {
     const players = [await play(context, room), await play(context, room), await play(context, room)];
     await Promise.all(players.map((p) => connectedPeers(p, 2)));
     for (const p of players) {
-      const seen = await p.page.evaluate(() => window.rallypointDemo.peers.filter((x) => x.connected).map((x) => x.id).sort());
-      expect(seen).toEqual(players.filter((o) => o !== p).map((o) => o.id).sort());
+      const seen = await p.page.evaluate(() =>
+        window.rallypointDemo.peers
+          .filter((x) => x.connected)
+          .map((x) => x.id)
+          .sort(),
+      );
+      expect(seen).toEqual(
+        players
+          .filter((o) => o !== p)
+          .map((o) => o.id)
+          .sort(),
+      );
     }
     // Everyone sees everyone else's avatar.
     for (const viewer of players) for (const mover of players) if (viewer !== mover) await seesAt(viewer, mover, await positionOf(mover));
@@ -139,7 +149,9 @@ describeBrowser('demo game in Chromium, served by the real `npm start`', () => {
     await c.page.close();
     await Promise.all([a, b].map((p) => connectedPeers(p, 1)));
     for (const p of [a, b]) {
-      expect(await p.page.evaluate(() => window.rallypointDemo.peers.map((x) => x.id))).toEqual([p === a ? b.id : a.id]);
+      // Its data channels may report the loss before the server's `peer-left` for the closed
+      // tab arrives (the server first notices the socket close): wait for the list itself.
+      await expect.poll(() => p.page.evaluate(() => window.rallypointDemo.peers.map((x) => x.id))).toEqual([p === a ? b.id : a.id]);
       expect(await p.page.locator(`#arena [data-peer="${c.id}"]`).count()).toBe(0);
     }
 

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type * as NodePeer from '../../peer/node.js';
 import type { Room, RoomMessage } from '../../peer/node.js';
 import { describeBrowser, launchChromium, type PageLog } from '../helpers/browser.js';
-import { openFixture, startPageStack, type PageStack } from '../helpers/pages.js';
+import { openFixture, type PageStack, startPageStack } from '../helpers/pages.js';
 import { cleanup, defer } from '../helpers/resources.js';
 
 /** The Node side runs the built package (`rallypoint/node`: werift with rallypoint's fixes). */
@@ -54,8 +54,7 @@ describeBrowser('the peer library in Chromium, with Node (werift) peers', () => 
     return r;
   }
 
-  const tabConnectedTo = (tab: LibTab, ids: string[]) =>
-    tab.page.waitForFunction((want) => JSON.stringify(window.lib.connectedIds()) === JSON.stringify(want), [...ids].sort());
+  const tabConnectedTo = (tab: LibTab, ids: string[]) => tab.page.waitForFunction((want) => JSON.stringify(window.lib.connectedIds()) === JSON.stringify(want), [...ids].sort());
 
   function nodeConnectedTo(room: Room, ids: string[]): Promise<void> {
     return new Promise((resolve) => {
@@ -84,10 +83,11 @@ describeBrowser('the peer library in Chromium, with Node (werift) peers', () => 
   }
 
   const tabReceives = (tab: LibTab, from: string, channel: string, data: unknown) =>
-    tab.page.waitForFunction(
-      (want) => window.lib.messages.some((m) => m.from === want.from && m.channel === want.channel && JSON.stringify(m.data) === JSON.stringify(want.data)),
-      { from, channel, data },
-    );
+    tab.page.waitForFunction((want) => window.lib.messages.some((m) => m.from === want.from && m.channel === want.channel && JSON.stringify(m.data) === JSON.stringify(want.data)), {
+      from,
+      channel,
+      data,
+    });
 
   async function expectClean(...tabs: LibTab[]): Promise<void> {
     for (const t of tabs) {
@@ -109,10 +109,7 @@ describeBrowser('the peer library in Chromium, with Node (werift) peers', () => 
     await tabReceives(b, a.id, 'reliable', { bytes: [0, 1, 2, 127, 128, 253, 254, 255] });
     await tabReceives(a, b.id, 'unreliable', 'hi A, unreliably');
     // Reliable is ordered: text before bytes, exactly once each.
-    expect(await b.page.evaluate(() => window.lib.messages.filter((m) => m.channel === 'reliable').map((m) => m.data))).toEqual([
-      'hello B',
-      { bytes: [0, 1, 2, 127, 128, 253, 254, 255] },
-    ]);
+    expect(await b.page.evaluate(() => window.lib.messages.filter((m) => m.channel === 'reliable').map((m) => m.data))).toEqual(['hello B', { bytes: [0, 1, 2, 127, 128, 253, 254, 255] }]);
 
     // Latest mode: whatever arrives, arrives newest-last, and the newest arrives.
     for (let n = 1; n <= 20; n++) await a.page.evaluate(([to, n]) => window.lib.send(to, 'state', { n }), [b.id, n] as const);

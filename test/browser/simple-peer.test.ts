@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { BrowserContext } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { describeBrowser } from '../helpers/browser.js';
-import { openFixture, startPageStack, type PageStack } from '../helpers/pages.js';
+import { openFixture, type PageStack, startPageStack } from '../helpers/pages.js';
 import { cleanup, defer } from '../helpers/resources.js';
 
 describeBrowser('simple-peer apps on the rallypoint signaling service (Chromium)', () => {

@@ -8,14 +8,14 @@
 import { existsSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterEach, expect, it } from 'vitest';
 import type { Position } from '../../web/demo/demo.js';
-import { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumMissing, NO_MDNS_ARG, watchPage, type PageLog } from '../helpers/browser.js';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumMissing, NO_MDNS_ARG, type PageLog, watchPage } from '../helpers/browser.js';
 import { describeNeeding } from '../helpers/child.js';
 import { killCliChildren } from '../helpers/cli.js';
-import { health, startClusterNode, until, type Node } from '../helpers/cluster.js';
-import { nginxMissing, startNginx, stopAllNginx, type NginxServer } from '../helpers/nginx.js';
+import { health, type Node, startClusterNode, until } from '../helpers/cluster.js';
+import { type NginxServer, nginxMissing, startNginx, stopAllNginx } from '../helpers/nginx.js';
 import { redisMissing, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup, defer } from '../helpers/resources.js';
 

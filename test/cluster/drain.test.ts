@@ -9,10 +9,10 @@ import { WebSocket } from 'ws';
 import { ExponentialBackoff } from '../../signaling/client/index.js';
 import { CLOSE_CODES, SUBPROTOCOL } from '../../signaling/protocol/index.js';
 import { killCliChildren } from '../helpers/cli.js';
-import { health, startBalancer, startClusterNode, until, type Node } from '../helpers/cluster.js';
+import { health, type Node, startBalancer, startClusterNode, until } from '../helpers/cluster.js';
 import { startGate } from '../helpers/gate.js';
 import { httpGet } from '../helpers/http.js';
-import { joinLogged, range, type PeerLog } from '../helpers/peer-log.js';
+import { joinLogged, type PeerLog, range } from '../helpers/peer-log.js';
 import { describeRedis, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup } from '../helpers/resources.js';
 
@@ -143,7 +143,9 @@ describeRedis('a node stopped with SIGTERM', () => {
     const sent = await fromA.stop();
     await until(() => b.log.seqFrom(a.id).length === sent, `all ${sent} signals from A to reach B`).catch((err: unknown) => {
       const got = b.log.seqFrom(a.id);
-      throw new Error(`${(err as Error).message}; missing ${JSON.stringify(range(sent).filter((n) => !got.includes(n)))}; B lost ${JSON.stringify(b.log.lost)}, welcomed at ${b.log.welcomes.map((w) => w.at - termAt).join(',')}; tail ${JSON.stringify(got.slice(-12))}`);
+      throw new Error(
+        `${(err as Error).message}; missing ${JSON.stringify(range(sent).filter((n) => !got.includes(n)))}; B lost ${JSON.stringify(b.log.lost)}, welcomed at ${b.log.welcomes.map((w) => w.at - termAt).join(',')}; tail ${JSON.stringify(got.slice(-12))}`,
+      );
     });
     const firstMove = b.log.seqFrom(a.id);
     // Every signal arrived, exactly once.
@@ -173,7 +175,10 @@ describeRedis('a node stopped with SIGTERM', () => {
         const got = p.log.seqFrom(d.id);
         return `${p.id}: missing ${JSON.stringify(range(sentByD).filter((n) => !got.includes(n)))}, ${inversions(got)} out of order, welcomes at ${p.log.welcomes.map((w) => w.at - termAt).join(',')}`;
       });
-      const metrics = (await httpGet(`http://127.0.0.1:${n2b.port}/metrics`)).body.split('\n').filter((x) => x.startsWith('rallypoint_cluster_') || x.startsWith('rallypoint_resume')).join('\n');
+      const metrics = (await httpGet(`http://127.0.0.1:${n2b.port}/metrics`)).body
+        .split('\n')
+        .filter((x) => x.startsWith('rallypoint_cluster_') || x.startsWith('rallypoint_resume'))
+        .join('\n');
       throw new Error(`${(err as Error).message}; sent ${sentByD}\n${report.join('\n')}\n${metrics}`);
     });
     for (const p of [a, b, c]) expect(p.log.seqFrom(d.id)).toEqual(range(sentByD));

@@ -5,8 +5,8 @@
  */
 import { afterEach, expect, it } from 'vitest';
 import { killCliChildren } from '../helpers/cli.js';
-import { startClusterNode, until, type Node } from '../helpers/cluster.js';
-import { describeRedis, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis.js';
+import { type Node, startClusterNode, until } from '../helpers/cluster.js';
+import { describeRedis, type RedisServer, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -79,11 +79,15 @@ describeRedis('a frozen node', () => {
     // n3 lets D go (its old connection is closed: replaced) and takes C back.
     const dClose = await d.closed;
     expect([4010, 1012]).toContain(dClose.code);
-    await until(async () => {
-      a.send({ type: 'signal', to: cW.id, data: 'back?' });
-      const got = await Promise.race([signalFrom(c, aW.id), new Promise((r) => setTimeout(() => r(null), 300))]);
-      return got === 'back?';
-    }, 'C reachable on n3 again', 10_000);
+    await until(
+      async () => {
+        a.send({ type: 'signal', to: cW.id, data: 'back?' });
+        const got = await Promise.race([signalFrom(c, aW.id), new Promise((r) => setTimeout(() => r(null), 300))]);
+        return got === 'back?';
+      },
+      'C reachable on n3 again',
+      10_000,
+    );
     // D answers on n1; nobody saw C or D leave; a newcomer sees each of them once.
     a.send({ type: 'signal', to: dW.id, data: 'still there' });
     expect(await signalFrom(d2, aW.id)).toBe('still there');

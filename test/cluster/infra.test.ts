@@ -2,23 +2,21 @@
  * The cluster tests' own infrastructure, checked with real processes: Redis (standalone and
  * a 3-master Redis Cluster) and the documented nginx config in front of `rallypoint serve`.
  */
-import { type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { get as httpsGet } from 'node:https';
-import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 import { createClient, createCluster } from 'redis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SignalingClient, type WebSocketConstructor } from '../../signaling/client/index.js';
 import { SUBPROTOCOL } from '../../signaling/protocol/index.js';
 import { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumMissing } from '../helpers/browser.js';
 import { describeNeeding } from '../helpers/child.js';
-import { killCliChildren, nextLine, startCli, START_LINE } from '../helpers/cli.js';
+import { killCliChildren } from '../helpers/cli.js';
+import { type Node, startNode } from '../helpers/cluster.js';
 import { httpGet } from '../helpers/http.js';
-import { startNode, type Node } from '../helpers/cluster.js';
-import { describeNginx, nginxMissing, startNginx, stopAllNginx, testConfig, testCert, wsWithCa, type NginxServer } from '../helpers/nginx.js';
+import { describeNginx, type NginxServer, nginxMissing, startNginx, stopAllNginx, testCert, testConfig, wsWithCa } from '../helpers/nginx.js';
 import { describeRedis, startRedis, startRedisCluster, stopAllRedis } from '../helpers/redis.js';
 import { cleanup, defer } from '../helpers/resources.js';
 
@@ -130,7 +128,6 @@ describeRedis('test Redis (test/helpers/redis.ts)', () => {
     client.destroy();
   });
 });
-
 
 /** The state letter of /proc/PID/stat (R, S, T, ...). */
 async function procState(pid: number): Promise<string> {

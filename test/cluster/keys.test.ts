@@ -10,7 +10,7 @@ import { afterEach, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { SUBPROTOCOL } from '../../signaling/protocol/index.js';
 import { killCliChildren } from '../helpers/cli.js';
-import { startClusterNode, until, type Node } from '../helpers/cluster.js';
+import { type Node, startClusterNode, until } from '../helpers/cluster.js';
 import { joinLogged, range } from '../helpers/peer-log.js';
 import { describeRedis, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup } from '../helpers/resources.js';
@@ -46,11 +46,14 @@ async function cycle(node: Node, room: string, how: 'leave' | 'close' | 'drop'):
 }
 
 async function keys(redis: { cli(...args: string[]): Promise<string> }): Promise<string[]> {
-  return (await redis.cli('--scan')).split('\n').filter((k) => k !== '').sort();
+  return (await redis.cli('--scan'))
+    .split('\n')
+    .filter((k) => k !== '')
+    .sort();
 }
 
 describeRedis('cluster keys in Redis', () => {
-  it('after 1,000 join/leave cycles and a node killed with members, only the live nodes\' and rooms\' keys remain, each with a TTL or a bound', async () => {
+  it("after 1,000 join/leave cycles and a node killed with members, only the live nodes' and rooms' keys remain, each with a TTL or a bound", async () => {
     const redis = await startRedis();
     const flags = ['--resume-grace-ms', String(GRACE_MS), '--max-connections-per-ip', '0'];
     const [n1, n2, n3] = (await Promise.all(['n1', 'n2', 'n3'].map((id) => startClusterNode(redis.url, id, flags)))) as [Node, Node, Node];
@@ -65,7 +68,7 @@ describeRedis('cluster keys in Redis', () => {
       await joinLogged(n3.wsUrl, 'gone', { reconnect: false }),
       await joinLogged(n3.wsUrl, 'gone', { reconnect: false }),
     ];
-    await until(() => lm.log.peers.size === 2, 'L to see both of n3\'s peers in `mixed`');
+    await until(() => lm.log.peers.size === 2, "L to see both of n3's peers in `mixed`");
 
     const started = Date.now();
     let next = 0;
@@ -81,10 +84,10 @@ describeRedis('cluster keys in Redis', () => {
     const killedAt = Date.now();
     n3.child.kill('SIGKILL');
     // Sent before Redis saw n3's connections close, a frame would go to n3's (dead) socket.
-    await until(() => doomed.every((p) => p.client.state === 'closed'), 'n3\'s clients to see it die');
+    await until(() => doomed.every((p) => p.client.state === 'closed'), "n3's clients to see it die");
     for (const n of range(5)) for (const p of doomed.slice(0, 2)) lm.client.signal(p.id, { n });
     await until(async () => (await keys(redis)).some((k) => k.includes(':q:')), 'a frame queued for an orphan in Redis');
-    await until(() => doomed.slice(0, 2).every((p) => lm.log.left.some((x) => x.id === p.id)), 'n3\'s peers to leave `mixed`', 15_000);
+    await until(() => doomed.slice(0, 2).every((p) => lm.log.left.some((x) => x.id === p.id)), "n3's peers to leave `mixed`", 15_000);
     const lapsed = await Promise.race([n1, n2].map((n) => n.waitLog((e) => e.msg === LAPSED && e.dead === 'n3')));
 
     // Once the TTLs passed (emptied rooms' versions 5 s, orphan grace, node TTL, room leases):
@@ -105,7 +108,11 @@ describeRedis('cluster keys in Redis', () => {
 
     // What each remaining key holds, and its TTL (-1: none, then it must be bounded).
     const ttl = async (k: string): Promise<number> => Number((await redis.cli('PTTL', k)).trim());
-    const list = async (...args: string[]): Promise<string[]> => (await redis.cli(...args)).split('\n').filter((x) => x !== '').sort();
+    const list = async (...args: string[]): Promise<string[]> =>
+      (await redis.cli(...args))
+        .split('\n')
+        .filter((x) => x !== '')
+        .sort();
     expect(await list('ZRANGE', 'rp:{c}:nodes', '0', '-1')).toEqual(['n1', 'n2']);
     expect(await ttl('rp:{c}:nodes')).toBe(-1);
     expect(await ttl('rp:{c}:epoch')).toBe(-1);
@@ -126,6 +133,8 @@ describeRedis('cluster keys in Redis', () => {
     l.client.signal(m.id, { n: 0 });
     await until(() => m.log.seqFrom(l.id).length === 1, 'a signal from n1 to n2');
 
-    console.log(`keys figures: ${CYCLES} cycles (${PARALLEL} in parallel) in ${cyclesMs} ms; n3 detected ${Number(lapsed.time) - killedAt} ms after its kill; only bounded keys left ${settledMs} ms after it`);
+    console.log(
+      `keys figures: ${CYCLES} cycles (${PARALLEL} in parallel) in ${cyclesMs} ms; n3 detected ${Number(lapsed.time) - killedAt} ms after its kill; only bounded keys left ${settledMs} ms after it`,
+    );
   }, 60_000);
 });

@@ -8,7 +8,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { ExponentialBackoff } from '../../signaling/client/index.js';
 import { killCliChildren } from '../helpers/cli.js';
-import { health, startBalancer, startClusterNode, until, type Node } from '../helpers/cluster.js';
+import { health, type Node, startBalancer, startClusterNode, until } from '../helpers/cluster.js';
 import { startGate } from '../helpers/gate.js';
 import { httpGet } from '../helpers/http.js';
 import { joinLogged, range } from '../helpers/peer-log.js';
@@ -101,7 +101,14 @@ describeRedis('a node killed with SIGKILL', () => {
     streaming = false;
     await stream;
     await until(() => b.log.seqFrom(a.id).length === sent, `all ${sent} signals from A to reach B`).catch(async (err: unknown) => {
-      const dropped = await Promise.all([n1, n3].map(async (n) => (await httpGet(`http://127.0.0.1:${n.port}/metrics`)).body.split('\n').filter((l) => l.startsWith('rallypoint_cluster_')).join('\n')));
+      const dropped = await Promise.all(
+        [n1, n3].map(async (n) =>
+          (await httpGet(`http://127.0.0.1:${n.port}/metrics`)).body
+            .split('\n')
+            .filter((l) => l.startsWith('rallypoint_cluster_'))
+            .join('\n'),
+        ),
+      );
       throw new Error(`${(err as Error).message}; B got ${JSON.stringify(b.log.seqFrom(a.id))}; cluster metrics of n1, n3:\n${dropped.join('\n---\n')}`);
     });
     // All of them, exactly once, in the order A sent them (queued ones first).

@@ -7,13 +7,13 @@
  * signaling session resumed on the survivor.
  */
 import { afterEach, expect, it } from 'vitest';
-import { createNodeSignalingClient, ExponentialBackoff, Room, weriftRuntime, type JoinRoomOptions, type RemotePeer, type RtcRuntime, type Welcome } from '../../peer/node.js';
+import { createNodeSignalingClient, ExponentialBackoff, type JoinRoomOptions, type RemotePeer, Room, type RtcRuntime, type Welcome, weriftRuntime } from '../../peer/node.js';
 import type { PeerPath } from '../../peer/stats.js';
 import { killCliChildren } from '../helpers/cli.js';
-import { health, startBalancer, startClusterNode, until, type Balancer, type Node } from '../helpers/cluster.js';
+import { type Balancer, health, type Node, startBalancer, startClusterNode, until } from '../helpers/cluster.js';
+import { startGate } from '../helpers/gate.js';
 import { describeRedis, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup, defer } from '../helpers/resources.js';
-import { startGate } from '../helpers/gate.js';
 
 afterEach(async () => {
   await cleanup();
@@ -88,7 +88,9 @@ function pump(from: Player, to: Player): { stop(): Promise<{ reliable: number; e
   const errors: string[] = [];
   let sent = 0;
   const timer = setInterval(() => {
-    peerOf(from, to).send('unreliable', 'u').catch((err: Error) => errors.push(`unreliable: ${err.message}`));
+    peerOf(from, to)
+      .send('unreliable', 'u')
+      .catch((err: Error) => errors.push(`unreliable: ${err.message}`));
   }, 1000 / 30);
   const reliable = (async () => {
     while (running) {
@@ -195,101 +197,110 @@ function gatedRuntime(gate: { open: boolean }): RtcRuntime {
 }
 
 describeRedis('Node peers on different cluster nodes', () => {
-  it.each(RESUMES)('connect peer-to-peer; one peer\'s node dies or drains: their data channel is left alone while its signaling resumes on the survivor (%s)', async (when) => {
-    const { nodes, balancer } = await cluster();
-    const gate = await startGate(balancer.port);
-    const a = await joinOn(balancer, 0, 'p2p', { url: gate.wsUrl });
-    const b = await joinOn(balancer, 1, 'p2p');
-    await Promise.all([pathReached(a, b, 'direct'), pathReached(b, a, 'direct')]);
-    // One session on each node, in one room (membership through Redis).
-    expect([(await health(nodes[0])).body.connections, (await health(nodes[1])).body.connections]).toEqual([1, 1]);
+  it.each(RESUMES)(
+    "connect peer-to-peer; one peer's node dies or drains: their data channel is left alone while its signaling resumes on the survivor (%s)",
+    async (when) => {
+      const { nodes, balancer } = await cluster();
+      const gate = await startGate(balancer.port);
+      const a = await joinOn(balancer, 0, 'p2p', { url: gate.wsUrl });
+      const b = await joinOn(balancer, 1, 'p2p');
+      await Promise.all([pathReached(a, b, 'direct'), pathReached(b, a, 'direct')]);
+      // One session on each node, in one room (membership through Redis).
+      expect([(await health(nodes[0])).body.connections, (await health(nodes[1])).body.connections]).toEqual([1, 1]);
 
-    const atA = inbox(a);
-    const atB = inbox(b);
-    const ab = pump(a, b);
-    const ba = pump(b, a);
-    await until(() => atA.reliable.length > 50 && atB.reliable.length > 50 && atA.unreliable > 5 && atB.unreliable > 5, 'traffic both ways');
-    const connA = peerOf(a, b).connection;
-    const connB = peerOf(b, a).connection;
-    const gens = [peerOf(a, b).generation, peerOf(b, a).generation];
-    // What each said about the other.
-    const events = (p: Player, other: Player) => ({
-      pathChanges: p.pathChanges.filter((e) => e.startsWith(`${other.room.id} `)),
-      disconnects: p.disconnects.filter((id) => id === other.room.id),
-      left: p.left,
-      rewelcomes: p.rewelcomes.length,
-    });
-    const before = [events(a, b), events(b, a)];
+      const atA = inbox(a);
+      const atB = inbox(b);
+      const ab = pump(a, b);
+      const ba = pump(b, a);
+      await until(() => atA.reliable.length > 50 && atB.reliable.length > 50 && atA.unreliable > 5 && atB.unreliable > 5, 'traffic both ways');
+      const connA = peerOf(a, b).connection;
+      const connB = peerOf(b, a).connection;
+      const gens = [peerOf(a, b).generation, peerOf(b, a).generation];
+      // What each said about the other.
+      const events = (p: Player, other: Player) => ({
+        pathChanges: p.pathChanges.filter((e) => e.startsWith(`${other.room.id} `)),
+        disconnects: p.disconnects.filter((id) => id === other.room.id),
+        left: p.left,
+        rewelcomes: p.rewelcomes.length,
+      });
+      const before = [events(a, b), events(b, a)];
 
-    // a's client notices the closed socket, reconnects through the balancer (only n1 is
-    // left) and resumes: same id, nobody told that it left. Kept away (late), it finds a
-    // newcomer on the survivor whose offer waited for it.
-    const killedAt = { a: atA.reliable.length, b: atB.reliable.length };
-    const others = [b];
-    await stopAndResume(a, gate, nodes, when, others, async () => others.push(await joinOn(balancer, 1, 'p2p')));
-    await until(() => atA.reliable.length > killedAt.a + 200 && atB.reliable.length > killedAt.b + 200, 'traffic after the kill');
+      // a's client notices the closed socket, reconnects through the balancer (only n1 is
+      // left) and resumes: same id, nobody told that it left. Kept away (late), it finds a
+      // newcomer on the survivor whose offer waited for it.
+      const killedAt = { a: atA.reliable.length, b: atB.reliable.length };
+      const others = [b];
+      await stopAndResume(a, gate, nodes, when, others, async () => others.push(await joinOn(balancer, 1, 'p2p')));
+      await until(() => atA.reliable.length > killedAt.a + 200 && atB.reliable.length > killedAt.b + 200, 'traffic after the kill');
 
-    const [sentAB, sentBA] = await Promise.all([ab.stop(), ba.stop()]);
-    await until(() => atB.reliable.length >= sentAB.reliable && atA.reliable.length >= sentBA.reliable, 'the last reliable messages');
-    expect(sentAB.errors).toEqual([]);
-    expect(sentBA.errors).toEqual([]);
-    expect(atB.reliable).toEqual(sequence(sentAB.reliable));
-    expect(atA.reliable).toEqual(sequence(sentBA.reliable));
-    // Undisturbed: the same RTCPeerConnection, no rebuild, no path change, no disconnect.
-    expect(peerOf(a, b).connection).toBe(connA);
-    expect(peerOf(b, a).connection).toBe(connB);
-    expect([peerOf(a, b).generation, peerOf(b, a).generation]).toEqual(gens);
-    expect([peerOf(a, b).path, peerOf(b, a).path]).toEqual(['direct', 'direct']);
-    expect(events(b, a)).toEqual(before[1]);
-    expect(events(a, b)).toEqual({ ...before[0]!, rewelcomes: 1 });
-    expect([a.errors, b.errors]).toEqual([[], []]);
+      const [sentAB, sentBA] = await Promise.all([ab.stop(), ba.stop()]);
+      await until(() => atB.reliable.length >= sentAB.reliable && atA.reliable.length >= sentBA.reliable, 'the last reliable messages');
+      expect(sentAB.errors).toEqual([]);
+      expect(sentBA.errors).toEqual([]);
+      expect(atB.reliable).toEqual(sequence(sentAB.reliable));
+      expect(atA.reliable).toEqual(sequence(sentBA.reliable));
+      // Undisturbed: the same RTCPeerConnection, no rebuild, no path change, no disconnect.
+      expect(peerOf(a, b).connection).toBe(connA);
+      expect(peerOf(b, a).connection).toBe(connB);
+      expect([peerOf(a, b).generation, peerOf(b, a).generation]).toEqual(gens);
+      expect([peerOf(a, b).path, peerOf(b, a).path]).toEqual(['direct', 'direct']);
+      expect(events(b, a)).toEqual(before[1]);
+      expect(events(a, b)).toEqual({ ...before[0]!, rewelcomes: 1 });
+      expect([a.errors, b.errors]).toEqual([[], []]);
 
-    // The resumed session signals: a newcomer on the survivor (joined while a was away, or
-    // now) connects to both.
-    const c = others[1] ?? (await joinOn(balancer, 1, 'p2p'));
-    await Promise.all([pathReached(c, a, 'direct'), pathReached(c, b, 'direct'), pathReached(a, c, 'direct')]);
-    expect(c.left).toEqual([]);
-  }, 90_000);
+      // The resumed session signals: a newcomer on the survivor (joined while a was away, or
+      // now) connects to both.
+      const c = others[1] ?? (await joinOn(balancer, 1, 'p2p'));
+      await Promise.all([pathReached(c, a, 'direct'), pathReached(c, b, 'direct'), pathReached(a, c, 'direct')]);
+      expect(c.left).toEqual([]);
+    },
+    90_000,
+  );
 
-  it.each(RESUMES)('on the WebSocket fallback, one peer\'s node dies or drains: after the resume the reliable stream goes on whole and unreliable state resumes (%s)', async (when) => {
-    const { nodes, balancer } = await cluster();
-    const gate = await startGate(balancer.port);
-    const rtc = gatedRuntime({ open: false });
-    const fast = { fallback: { afterMs: 400 }, restart: { disconnectedGraceMs: 200, baseDelayMs: 100, maxDelayMs: 400, attemptTimeoutMs: 1_500 } };
-    const a = await joinOn(balancer, 0, 'fallback', { rtc, ...fast, url: gate.wsUrl });
-    const b = await joinOn(balancer, 1, 'fallback', { rtc, ...fast });
-    await Promise.all([pathReached(a, b, 'websocket'), pathReached(b, a, 'websocket')]);
+  it.each(RESUMES)(
+    "on the WebSocket fallback, one peer's node dies or drains: after the resume the reliable stream goes on whole and unreliable state resumes (%s)",
+    async (when) => {
+      const { nodes, balancer } = await cluster();
+      const gate = await startGate(balancer.port);
+      const rtc = gatedRuntime({ open: false });
+      const fast = { fallback: { afterMs: 400 }, restart: { disconnectedGraceMs: 200, baseDelayMs: 100, maxDelayMs: 400, attemptTimeoutMs: 1_500 } };
+      const a = await joinOn(balancer, 0, 'fallback', { rtc, ...fast, url: gate.wsUrl });
+      const b = await joinOn(balancer, 1, 'fallback', { rtc, ...fast });
+      await Promise.all([pathReached(a, b, 'websocket'), pathReached(b, a, 'websocket')]);
 
-    const atA = inbox(a);
-    const atB = inbox(b);
-    const ab = pump(a, b);
-    const ba = pump(b, a);
-    // Relayed both ways across the nodes (through Redis).
-    await until(() => atA.reliable.length > 50 && atB.reliable.length > 50 && atA.unreliable > 5 && atB.unreliable > 5, 'relayed traffic both ways');
+      const atA = inbox(a);
+      const atB = inbox(b);
+      const ab = pump(a, b);
+      const ba = pump(b, a);
+      // Relayed both ways across the nodes (through Redis).
+      await until(() => atA.reliable.length > 50 && atB.reliable.length > 50 && atA.unreliable > 5 && atB.unreliable > 5, 'relayed traffic both ways');
 
-    await stopAndResume(a, gate, nodes, when, [b]);
-    const resumed = { a: { ...atA, reliable: atA.reliable.length }, b: { ...atB, reliable: atB.reliable.length } };
-    // Both directions go on, reliable and unreliable.
-    await until(
-      () => atA.reliable.length > resumed.a.reliable + 100 && atB.reliable.length > resumed.b.reliable + 100 && atA.unreliable > resumed.a.unreliable + 10 && atB.unreliable > resumed.b.unreliable + 10,
-      'reliable and unreliable traffic after the resume',
-      30_000,
-    );
+      await stopAndResume(a, gate, nodes, when, [b]);
+      const resumed = { a: { ...atA, reliable: atA.reliable.length }, b: { ...atB, reliable: atB.reliable.length } };
+      // Both directions go on, reliable and unreliable.
+      await until(
+        () =>
+          atA.reliable.length > resumed.a.reliable + 100 && atB.reliable.length > resumed.b.reliable + 100 && atA.unreliable > resumed.a.unreliable + 10 && atB.unreliable > resumed.b.unreliable + 10,
+        'reliable and unreliable traffic after the resume',
+        30_000,
+      );
 
-    const [sentAB, sentBA] = await Promise.all([ab.stop(), ba.stop()]);
-    await until(() => atB.reliable.length >= sentAB.reliable && atA.reliable.length >= sentBA.reliable, 'the last reliable messages', 20_000);
-    expect(sentAB.errors).toEqual([]);
-    expect(sentBA.errors).toEqual([]);
-    // Whole: every message once, in order (what was lost with the dead node's socket was sent again).
-    expect(atB.reliable).toEqual(sequence(sentAB.reliable));
-    expect(atA.reliable).toEqual(sequence(sentBA.reliable));
-    expect([a.left, b.left]).toEqual([[], []]);
-    expect([peerOf(a, b).path, peerOf(b, a).path]).toEqual(['websocket', 'websocket']);
-    // While a is away for seconds its background ICE attempts (on the fallback, ICE is
-    // retried all along) cannot send their offers: the room reports each as an error and the
-    // next attempt, after the resume, signals again. Nothing else may go wrong.
-    expect(a.errors.filter((e) => !/^signaling cannot signal \S+: cannot send signal: not joined$/.test(e))).toEqual([]);
-    if (when === 'prompt') expect(a.errors).toEqual([]);
-    expect(b.errors).toEqual([]);
-  }, 90_000);
+      const [sentAB, sentBA] = await Promise.all([ab.stop(), ba.stop()]);
+      await until(() => atB.reliable.length >= sentAB.reliable && atA.reliable.length >= sentBA.reliable, 'the last reliable messages', 20_000);
+      expect(sentAB.errors).toEqual([]);
+      expect(sentBA.errors).toEqual([]);
+      // Whole: every message once, in order (what was lost with the dead node's socket was sent again).
+      expect(atB.reliable).toEqual(sequence(sentAB.reliable));
+      expect(atA.reliable).toEqual(sequence(sentBA.reliable));
+      expect([a.left, b.left]).toEqual([[], []]);
+      expect([peerOf(a, b).path, peerOf(b, a).path]).toEqual(['websocket', 'websocket']);
+      // While a is away for seconds its background ICE attempts (on the fallback, ICE is
+      // retried all along) cannot send their offers: the room reports each as an error and the
+      // next attempt, after the resume, signals again. Nothing else may go wrong.
+      expect(a.errors.filter((e) => !/^signaling cannot signal \S+: cannot send signal: not joined$/.test(e))).toEqual([]);
+      if (when === 'prompt') expect(a.errors).toEqual([]);
+      expect(b.errors).toEqual([]);
+    },
+    90_000,
+  );
 });

@@ -5,7 +5,7 @@
  */
 import { afterEach, expect, it } from 'vitest';
 import { killCliChildren } from '../helpers/cli.js';
-import { startBalancer, startClusterNode, until, type Node } from '../helpers/cluster.js';
+import { type Node, startBalancer, startClusterNode, until } from '../helpers/cluster.js';
 import { describeRedis, startRedisCluster, stopAllRedis } from '../helpers/redis.js';
 import { cleanup } from '../helpers/resources.js';
 import { TestClient } from '../helpers/ws-client.js';
@@ -17,7 +17,7 @@ afterEach(async () => {
 });
 
 describeRedis('on a Redis Cluster', () => {
-  it('rooms on every shard work across nodes, and a killed node\'s peers resume on the survivor', async () => {
+  it("rooms on every shard work across nodes, and a killed node's peers resume on the survivor", async () => {
     const rc = await startRedisCluster({ masters: 3 });
     const urls = rc.rootNodes.map((n) => n.url).join(',');
     const args = ['--redis-cluster', 'on', '--resume-grace-ms', '20000'];

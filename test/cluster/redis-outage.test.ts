@@ -4,11 +4,11 @@
  * subscription that silently stops delivering.
  */
 import { once } from 'node:events';
-import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import type { ServerMessage } from '../../signaling/protocol/index.js';
 import { killCliChildren } from '../helpers/cli.js';
-import { health, joinAt, startClusterNode, until, type Node } from '../helpers/cluster.js';
+import { health, joinAt, type Node, startClusterNode, until } from '../helpers/cluster.js';
 import { httpGet } from '../helpers/http.js';
 import { describeRedis, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup, defer } from '../helpers/resources.js';
@@ -144,7 +144,11 @@ describeRedis('Redis trouble under a running cluster', () => {
     const sent = flow.stop();
     await until(() => seen.got.length >= sent, `all ${sent} signals (${atKill} delivered at the kill, ${afterKill} after, ${sentWhenDegraded} sent when degraded)`, 10_000).catch((err: Error) => {
       const lost = [...Array(sent).keys()].filter((i) => !seen.got.includes(i));
-      for (const [name, n] of [['n1', n1], ['n2', n2]] as const) for (const l of n.logs) if ((l.level as number) >= 40) console.log(name, JSON.stringify(l));
+      for (const [name, n] of [
+        ['n1', n1],
+        ['n2', n2],
+      ] as const)
+        for (const l of n.logs) if ((l.level as number) >= 40) console.log(name, JSON.stringify(l));
       throw new Error(`${err.message}; lost: ${lost.join(',')}; errors at the sender: ${told.errors.join(',')}`);
     });
     expect(seen.got).toEqual([...Array(sent).keys()]);
@@ -212,10 +216,14 @@ describeRedis('Redis trouble under a running cluster', () => {
     // Delivery to n2 works again (frames published into the silent flow meanwhile are lost:
     // Redis counted the old subscription as a receiver).
     let k = 1;
-    await until(() => {
-      a.send({ type: 'signal', to: bWelcome.id, data: { i: k++ } });
-      return seen.got.length >= 2;
-    }, 'delivery after the renewal', 10_000);
+    await until(
+      () => {
+        a.send({ type: 'signal', to: bWelcome.id, data: { i: k++ } });
+        return seen.got.length >= 2;
+      },
+      'delivery after the renewal',
+      10_000,
+    );
     expect((await health(n2)).status).toBe(200);
   });
 });

@@ -7,9 +7,9 @@
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import type { ServerMessage } from '../../signaling/protocol/index.js';
 import { killCliChildren } from '../helpers/cli.js';
-import { startClusterNode, until, type Node } from '../helpers/cluster.js';
+import { type Node, startClusterNode, until } from '../helpers/cluster.js';
 import { httpGet } from '../helpers/http.js';
-import { describeRedis, startRedis, stopAllRedis, type RedisServer } from '../helpers/redis.js';
+import { describeRedis, type RedisServer, startRedis, stopAllRedis } from '../helpers/redis.js';
 import { cleanup } from '../helpers/resources.js';
 import { TestClient } from '../helpers/ws-client.js';
 
@@ -141,13 +141,17 @@ describeRedis('rooms across nodes', () => {
     expect(await z.expectError({ type: 'join', room: 'r5' })).toMatchObject({ code: 'too-many-rooms' });
     // ...and admitted once one of them emptied and its lease lapsed (nodeTtlMs + 2 heartbeats).
     r2.c.send({ type: 'leave' });
-    await until(async () => {
-      const t = await TestClient.connect(n2.wsUrl);
-      t.send({ type: 'join', room: 'r6' });
-      const m = await t.next();
-      await t.close();
-      return m.type === 'welcome';
-    }, 'an emptied room to stop counting', 10_000);
+    await until(
+      async () => {
+        const t = await TestClient.connect(n2.wsUrl);
+        t.send({ type: 'join', room: 'r6' });
+        const m = await t.next();
+        await t.close();
+        return m.type === 'welcome';
+      },
+      'an emptied room to stop counting',
+      10_000,
+    );
     // Not at once: the lease outlives the room by up to nodeTtlMs + 2 heartbeats.
   });
 

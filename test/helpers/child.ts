@@ -3,7 +3,7 @@
  * started under `setpriv --pdeathsig` (util-linux), so the kernel signals it when the test
  * worker dies, even by SIGKILL; a normal exit of the worker kills the rest synchronously.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';

@@ -2,7 +2,7 @@
  * Runs the built CLI (`dist/signaling/cli/main.js`) as a child process; every child started
  * here is killed by `killCliChildren()` (call it in afterEach).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';

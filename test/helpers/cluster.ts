@@ -4,11 +4,11 @@
  */
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { WebSocket } from 'ws';
-import { SignalingClient, ExponentialBackoff, type SignalingClientOptions, type WebSocketConstructor } from '../../signaling/client/index.js';
-import { nextLine, startCli, START_LINE } from './cli.js';
+import { ExponentialBackoff, SignalingClient, type SignalingClientOptions, type WebSocketConstructor } from '../../signaling/client/index.js';
+import { nextLine, START_LINE, startCli } from './cli.js';
 import { httpGet } from './http.js';
 import { defer } from './resources.js';
 

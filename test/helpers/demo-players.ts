@@ -5,7 +5,7 @@
 import type { BrowserContext, Page } from 'playwright-core';
 import { expect } from 'vitest';
 import type { Position } from '../../web/demo/demo.js';
-import { watchPage, type PageLog } from './browser.js';
+import { type PageLog, watchPage } from './browser.js';
 
 /** Movement keys a test holds down; the avatar moves 220 px/s at 30 Hz. */
 export const MOVE_PX = 60;
@@ -86,9 +86,9 @@ export async function playTogether(alice: Player, bob: Player): Promise<void> {
 }
 
 /** No uncaught page error and no error noted by the demo. */
-export function expectClean(...players: Player[]): Promise<void[]> {
+export function expectClean(...players: Player[]): Promise<undefined[]> {
   return Promise.all(
-    players.map(async (p) => {
+    players.map(async (p): Promise<undefined> => {
       expect(p.log.errors).toEqual([]);
       expect(await p.page.evaluate(() => window.rallypointDemo.errors)).toEqual([]);
     }),

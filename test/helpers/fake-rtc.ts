@@ -7,8 +7,8 @@
  * fallback between them too. Used by test/unit/liveness-fake.test.ts,
  * test/peer/state-machine.test.ts and test/adversarial/.
  */
-import { resolveChannels, type ChannelOptions } from '../../peer/channels.js';
-import { systemClock, type Clock } from '../../peer/clock.js';
+import { type ChannelOptions, resolveChannels } from '../../peer/channels.js';
+import { type Clock, systemClock } from '../../peer/clock.js';
 import type { FallbackLink } from '../../peer/fallback-link.js';
 import { DEFAULT_FLOW } from '../../peer/flow.js';
 import { decodeFrame } from '../../peer/framing.js';
@@ -190,7 +190,10 @@ export function fakePair(opts: FakePairOptions): FakePair {
     return {
       enabled: true,
       fragmentBytes: 12_000,
-      trySend: (channel, frame) => (deliver(channel, frame), true),
+      trySend: (channel, frame) => {
+        deliver(channel, frame);
+        return true;
+      },
       sendLatest: (channel, frame) => deliver(channel, frame),
       onDrain: () => () => undefined,
     };
@@ -247,7 +250,6 @@ export function kinds(wire: Wire): { probes: number; acks: number; data: number 
   }
   return { probes, acks, data };
 }
-
 
 /**
  * Moves a FakeClock (test/helpers/fake-clock.ts) on by `ms`, `step` ms at a time, letting

@@ -4,7 +4,7 @@
  * client gets through; connections already piped are left alone.
  */
 import { once } from 'node:events';
-import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
 import { defer } from './resources.js';
 
 export interface Gate {

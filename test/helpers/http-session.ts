@@ -3,8 +3,8 @@
  * request is explicit, so tests can drop a poll, replay a POST, lie about acks or stop
  * reading, which the real client (signaling/client/http-socket.ts) never does.
  */
-import { request, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { SUBPROTOCOL, type ServerMessage } from '../../signaling/protocol/index.js';
+import { type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, request } from 'node:http';
+import { type ServerMessage, SUBPROTOCOL } from '../../signaling/protocol/index.js';
 import { defer } from './resources.js';
 
 export interface SseEvent {
@@ -23,8 +23,7 @@ export interface Answer {
 export function parseEvents(text: string): { events: SseEvent[]; rest: string } {
   const events: SseEvent[] = [];
   let rest = text;
-  let i: number;
-  while ((i = rest.indexOf('\n\n')) >= 0) {
+  for (let i = rest.indexOf('\n\n'); i >= 0; i = rest.indexOf('\n\n')) {
     const block = rest.slice(0, i);
     rest = rest.slice(i + 2);
     const e: SseEvent = { id: 0, type: 'message', data: '' };

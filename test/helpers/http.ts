@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { request, type IncomingHttpHeaders } from 'node:http';
+import { type IncomingHttpHeaders, request } from 'node:http';
 import { SUBPROTOCOL } from '../../signaling/protocol/index.js';
 
 export interface HttpResult {

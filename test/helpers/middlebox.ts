@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, createServer, type Socket, connect as tcpConnect } from 'node:net';
 
 /** What the middlebox does with a flow whose upstream answered `101 Switching Protocols`. */
 export type MiddleboxMode = 'silent-after-upgrade' | 'pass';

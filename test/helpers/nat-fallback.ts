@@ -6,7 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
-import { leave, LineProcess, within } from './nat-lab.js';
+import { LineProcess, leave, within } from './nat-lab.js';
 import type { Netns } from './netns.js';
 
 export const FALLBACK_PEER = fileURLToPath(new URL('../fixtures/nat/fallback-peer.mjs', import.meta.url));
@@ -290,8 +290,7 @@ export class FallbackSession {
 
   /** Every peer's and server's stderr, for failure messages. */
   diagnosis(what: string): () => string {
-    return () =>
-      [what, ...this.peers.map((p) => `--- ${p.proc.name} stderr:\n${p.proc.stderr}`), ...this.servers().map((s) => `--- ${s.name} stderr:\n${s.stderr}`)].join('\n');
+    return () => [what, ...this.peers.map((p) => `--- ${p.proc.name} stderr:\n${p.proc.stderr}`), ...this.servers().map((s) => `--- ${s.name} stderr:\n${s.stderr}`)].join('\n');
   }
 
   /**
@@ -312,7 +311,8 @@ export class FallbackSession {
       const game = await waitMessages(to, from, 'unreliable', bursts.game, { path, timeoutMs: bursts.gameMs });
       if (game.timeout) expect.fail(`${to.proc.name}: ${game.count}/${bursts.game} unreliable messages on ${path} in ${bursts.gameMs} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
       const reliable = await waitMessages(to, from, 'reliable', bursts.reliable, { path, timeoutMs: bursts.reliableMs });
-      if (reliable.timeout) expect.fail(`${to.proc.name}: ${reliable.count}/${bursts.reliable} reliable messages on ${path} in ${bursts.reliableMs} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
+      if (reliable.timeout)
+        expect.fail(`${to.proc.name}: ${reliable.count}/${bursts.reliable} reliable messages on ${path} in ${bursts.reliableMs} ms\n${await debugView(from, to)}\n${await debugView(to, from)}`);
       took.push(`${game.ms} + ${reliable.ms} ms`);
     }
     console.log(`[${this.tag}] ${label}: ${bursts.game} unreliable + ${bursts.reliable} reliable on ${path} in ${took.join(' / ')}`);

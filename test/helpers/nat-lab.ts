@@ -20,10 +20,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumMissing, NO_MDNS_ARG, watchPage, type PageLog } from './browser.js';
-import type { NetLab, Netns, Switch } from './netns.js';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { CHROMIUM_ARGS, CHROMIUM_PATH, chromiumMissing, NO_MDNS_ARG, type PageLog, watchPage } from './browser.js';
 import { START_LINE, TURN_LINE } from './cli.js';
+import type { NetLab, Netns, Switch } from './netns.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
 export const NAT_PEER = fileURLToPath(new URL('../fixtures/nat/peer.mjs', import.meta.url));
@@ -441,10 +441,7 @@ export async function exchange(pair: NodePair, count = 5): Promise<{ atA: string
 
 /** Both sides' view of the connection. */
 export async function pairStats(pair: NodePair): Promise<{ a: PeerStatsView; b: PeerStatsView }> {
-  const [a, b] = await Promise.all([
-    pair.a.proc.request<PeerStatsView>({ cmd: 'stats', to: pair.b.id }, 'stats'),
-    pair.b.proc.request<PeerStatsView>({ cmd: 'stats', to: pair.a.id }, 'stats'),
-  ]);
+  const [a, b] = await Promise.all([pair.a.proc.request<PeerStatsView>({ cmd: 'stats', to: pair.b.id }, 'stats'), pair.b.proc.request<PeerStatsView>({ cmd: 'stats', to: pair.a.id }, 'stats')]);
   return { a, b };
 }
 

@@ -9,8 +9,9 @@
  * Needs root, iproute2 and nftables. `canUseNetns()` says whether they are usable.
  */
 import { afterAll, describe, it } from 'vitest';
-import { NetLab, canUseNetns, listNamespaces } from '../../bench/lib/netns.mjs';
+import { canUseNetns, listNamespaces, NetLab } from '../../bench/lib/netns.mjs';
 
+export type { DropOptions, ExecResult, LossCounters, LossOptions, LossRule, NetnsCapability, NsSpawnOptions } from '../../bench/lib/netns.mjs';
 export {
   canUseNetns,
   listNamespaces,
@@ -22,7 +23,6 @@ export {
   Subnet,
   Switch,
 } from '../../bench/lib/netns.mjs';
-export type { DropOptions, ExecResult, LossCounters, LossOptions, LossRule, NetnsCapability, NsSpawnOptions } from '../../bench/lib/netns.mjs';
 
 /** CI=true (or any value but false/0): a missing capability must fail, not skip. */
 export function isCI(): boolean {

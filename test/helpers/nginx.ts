@@ -13,9 +13,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { WebSocket, type ClientOptions } from 'ws';
+import { type ClientOptions, WebSocket } from 'ws';
 import type { WebSocketConstructor } from '../../signaling/client/index.js';
-import { describeNeeding, freePort, missingTools, running, spawnOwned, type OwnedChild } from './child.js';
+import { describeNeeding, freePort, missingTools, type OwnedChild, running, spawnOwned } from './child.js';
 
 export const NGINX = process.env.NGINX_PATH ?? '/usr/sbin/nginx';
 export const OPENSSL = process.env.OPENSSL_PATH ?? '/usr/bin/openssl';
@@ -119,9 +119,23 @@ export function testCert(): Promise<TestCert> {
     const keyPath = join(dir, 'key.pem');
     // P-256 keys are made in milliseconds (RSA takes a noticeable fraction of a second).
     await run(OPENSSL, [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', '/CN=localhost',
-      '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
     ]);
     // nginx workers run as www-data when the master is root: let them read what they need.
     await chmod(dir, 0o755);
@@ -160,11 +174,7 @@ export function testConfig(documented: string, v: { port: number; upstreams: num
   // What an unprivileged run in the foreground needs: its own pid file, logs and temp dirs.
   const main = [`daemon off;`, `pid ${join(v.dir, 'nginx.pid')};`, `error_log stderr notice;`].join('\n');
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `    ${t}_temp_path ${join(v.dir, `${t}_temp`)};`);
-  const http = [
-    `    log_format rallypoint_test '$remote_addr $upstream_addr $status "$request"';`,
-    `    access_log ${join(v.dir, 'access.log')} rallypoint_test;`,
-    ...temp,
-  ].join('\n');
+  const http = [`    log_format rallypoint_test '$remote_addr $upstream_addr $status "$request"';`, `    access_log ${join(v.dir, 'access.log')} rallypoint_test;`, ...temp].join('\n');
   conf = `${main}\n${conf}`;
   conf = replaceOnce(conf, /^http \{$/m, `http {\n${http}`, 'the `http {` line');
   return conf;

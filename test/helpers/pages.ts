@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { launchChromium, watchPage, type PageLog } from './browser.js';
-import { startFixtureServer, type FixtureServer } from './fixture-server.js';
-import { startNpmServer, type NpmServer } from './npm-start.js';
+import { launchChromium, type PageLog, watchPage } from './browser.js';
+import { type FixtureServer, startFixtureServer } from './fixture-server.js';
+import { type NpmServer, startNpmServer } from './npm-start.js';
 
 /** The fixture pages of test/fixtures/web/ (served by fixture-server.ts) and what they expose. */
 

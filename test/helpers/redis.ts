@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeNeeding, freePort, missingTools, running, spawnOwned, waitForLine, type OwnedChild } from './child.js';
+import { describeNeeding, freePort, missingTools, type OwnedChild, running, spawnOwned, waitForLine } from './child.js';
 
 export const REDIS_SERVER = process.env.REDIS_SERVER_PATH ?? '/usr/bin/redis-server';
 export const REDIS_CLI = process.env.REDIS_CLI_PATH ?? '/usr/bin/redis-cli';
@@ -113,8 +113,7 @@ async function spawnOnFreePort(port: number | undefined, extra: (dir: string) =>
 }
 
 async function launch(opts: { port?: number; cluster?: boolean }): Promise<RedisServer> {
-  const clusterArgs = (dir: string): string[] =>
-    opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000'] : [];
+  const clusterArgs = (dir: string): string[] => (opts.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000'] : []);
   // Cluster nodes also listen on a bus port; its default (port + 10000) can be above 65535
   // for an ephemeral port, so it is chosen like the port itself (--cluster-port, Redis 7).
   let current = await spawnOnFreePort(opts.port, clusterArgs, opts.cluster ? 2 : 1);

@@ -8,12 +8,12 @@ import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { WebSocket } from 'ws';
 import type { SignalingClient, WebSocketConstructor } from '../../signaling/client/index.js';
-import { MemoryRoomStore, listenSignaling, type ListenOptions, type ListeningSignalingServer } from '../../signaling/server/index.js';
+import { type ListeningSignalingServer, type ListenOptions, listenSignaling, MemoryRoomStore } from '../../signaling/server/index.js';
 import { FakeClock } from './fake-clock.js';
 import { httpGet } from './http.js';
 import { LogCapture } from './logs.js';
 import { defer, deferred } from './resources.js';
-import { TestClient, type ConnectOptions } from './ws-client.js';
+import { type ConnectOptions, TestClient } from './ws-client.js';
 
 export interface TestServer extends ListeningSignalingServer {
   /** What the server logged (unless the test passed its own `logger`). */

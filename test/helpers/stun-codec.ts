@@ -56,4 +56,3 @@ export function verifyIntegrity(buf: Buffer, key: Buffer): boolean {
   }
   return false;
 }
-

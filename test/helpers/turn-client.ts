@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
-import { decodeXorAddress, encode, encodeXorAddress, longTermKey, StunAttr, StunClass, StunMethod, type StunAttribute, type StunMessage, type TransportAddress } from '../../turn/codec.js';
-import { decode, getAttr, isChannelData } from './stun-codec.js';
+import { decodeXorAddress, encode, encodeXorAddress, longTermKey, StunAttr, type StunAttribute, StunClass, type StunMessage, StunMethod, type TransportAddress } from '../../turn/codec.js';
 import { defer } from './resources.js';
+import { decode, getAttr, isChannelData } from './stun-codec.js';
 
 export interface Response {
   msg: StunMessage;
@@ -104,11 +104,7 @@ export class TurnTestClient {
   }
 
   /** An authenticated request (or unauthenticated with auth=false); retries once on 401/438 with the new nonce. */
-  async request(
-    method: number,
-    attrs: StunAttribute[] | ((transactionId: Buffer) => StunAttribute[]),
-    opts: { auth?: boolean; fingerprint?: boolean } = {},
-  ): Promise<Response> {
+  async request(method: number, attrs: StunAttribute[] | ((transactionId: Buffer) => StunAttribute[]), opts: { auth?: boolean; fingerprint?: boolean } = {}): Promise<Response> {
     const auth = opts.auth ?? true;
     const build = typeof attrs === 'function' ? attrs : () => attrs;
     const send = (): Promise<Response> =>

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { WebSocket, type ClientOptions } from 'ws';
-import { SUBPROTOCOL, decodeServerMessage, type ServerMessage, type WelcomeMessage } from '../../signaling/protocol/index.js';
+import { type ClientOptions, WebSocket } from 'ws';
+import { decodeServerMessage, type ServerMessage, SUBPROTOCOL, type WelcomeMessage } from '../../signaling/protocol/index.js';
 import { defer } from './resources.js';
 
 export type FrameType = ServerMessage['type'];

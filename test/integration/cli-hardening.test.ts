@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { killCliChildren, nextLine, runCli, startCli, START_LINE } from '../helpers/cli.js';
+import { killCliChildren, nextLine, runCli, START_LINE, startCli } from '../helpers/cli.js';
 import { rawUpgrade } from '../helpers/http.js';
 import { cleanup } from '../helpers/resources.js';
 import { TestClient } from '../helpers/ws-client.js';

@@ -4,11 +4,12 @@
  * TURN URL naming the host the client used, TURN metrics in /metrics, `--turn off`,
  * `--turn-urls` for coturn, and `rallypoint turn` alone.
  */
-import { once } from 'node:events';
+
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
-import { mintTurnCredentials, verifyTurnCredentials } from '../../turn/index.js';
 import { StunClass, StunMethod } from '../../turn/codec.js';
+import { mintTurnCredentials, verifyTurnCredentials } from '../../turn/index.js';
 import { killCliChildren, nextLine, runCli, START_LINE, startCli, TURN_LINE } from '../helpers/cli.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { errorCode, TurnTestClient } from '../helpers/turn-client.js';

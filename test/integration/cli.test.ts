@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { cli, killCliChildren, nextLine as firstLine, runCli as run, start, START_LINE } from '../helpers/cli.js';
-import { startNpmServer, type NpmServer } from '../helpers/npm-start.js';
+import { cli, nextLine as firstLine, killCliChildren, runCli as run, START_LINE, start } from '../helpers/cli.js';
+import { type NpmServer, startNpmServer } from '../helpers/npm-start.js';
 
 const npmServers: NpmServer[] = [];
 

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createNodeSignalingClient } from '../../peer/node.js';
-import { ExponentialBackoff, SignalingError, type ReconnectPolicy, type SignalingClient, type SignalingClientOptions, type SignalingState } from '../../signaling/client/index.js';
+import { ExponentialBackoff, type ReconnectPolicy, type SignalingClient, type SignalingClientOptions, SignalingError, type SignalingState } from '../../signaling/client/index.js';
 import { signToken } from '../../signaling/server/index.js';
 import { cleanup } from '../helpers/resources.js';
 import { activeResources, allClosed, recordingWebSocket, startServer, tracked, upgradeSockets } from '../helpers/server.js';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLOSE_CODES, ERROR_CODES, type ErrorCode, type PeerInfo } from '../../signaling/protocol/index.js';
-import { MemoryRoomStore, signToken, type JoinOutcome, type Sink } from '../../signaling/server/index.js';
+import { type JoinOutcome, MemoryRoomStore, type Sink, signToken } from '../../signaling/server/index.js';
 import { cleanup } from '../helpers/resources.js';
 import { startFakeClockServer, startServer } from '../helpers/server.js';
 import type { FrameOf } from '../helpers/ws-client.js';

@@ -245,4 +245,3 @@ describe('HTTP transports', () => {
     expect(got).toEqual([5, 6, 7, 8, 9, 10, 11]);
   });
 });
-

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { CLOSE_CODES, type PeerInfo } from '../../signaling/protocol/index.js';
-import { InvalidOptionsError, MemoryRoomStore, listenSignaling, type JoinOutcome, type Sink } from '../../signaling/server/index.js';
+import { InvalidOptionsError, type JoinOutcome, listenSignaling, MemoryRoomStore, type Sink } from '../../signaling/server/index.js';
 import { resolveOptions } from '../../signaling/server/options.js';
 import { cleanup } from '../helpers/resources.js';
 import { metricValue, startFakeClockServer, type TestServer } from '../helpers/server.js';
@@ -123,7 +123,14 @@ describe('limits: repeated errors close the connection with the code of the last
       options: { limits: { maxMetaBytes: 16 } },
       abuse: (c) => c.send({ type: 'join', room: 'r', meta: { big: 'x'.repeat(32) } }),
     },
-    { name: 'rate-limited', code: 4029, error: 'rate-limited', options: { limits: { messageBurst: 1, messagesPerSecond: 1 } }, setup: async (c) => void (await c.join('r')), abuse: (c) => c.send({ type: 'leave' }) },
+    {
+      name: 'rate-limited',
+      code: 4029,
+      error: 'rate-limited',
+      options: { limits: { messageBurst: 1, messagesPerSecond: 1 } },
+      setup: async (c) => void (await c.join('r')),
+      abuse: (c) => c.send({ type: 'leave' }),
+    },
     {
       name: 'internal',
       code: 1011,

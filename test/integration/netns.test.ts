@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { afterEach, expect, it } from 'vitest';
-import { NetLab, describeNetns, listNamespaces, run, type Netns } from '../helpers/netns.js';
+import { describeNetns, listNamespaces, NetLab, type Netns, run } from '../helpers/netns.js';
 
 // A UDP echo server (prints its first line when bound) and a client that sends `count`
 // datagrams and prints how many came back once the last one did, or "sent" if asked not to wait.

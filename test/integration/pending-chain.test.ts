@@ -5,10 +5,10 @@
  * frame of the connection took the promise path (a performance cliff on the relay path).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryRoomStore, type JoinOutcome, type MaybePromise, type RelayDelivery, type RoomStore, type Sink } from '../../signaling/server/index.js';
-import type { Connection } from '../../signaling/server/connection.js';
-import { cleanup } from '../helpers/resources.js';
 import { CLOSE_CODES } from '../../signaling/protocol/index.js';
+import type { Connection } from '../../signaling/server/connection.js';
+import { type JoinOutcome, type MaybePromise, MemoryRoomStore, type RelayDelivery, type RoomStore, type Sink } from '../../signaling/server/index.js';
+import { cleanup } from '../helpers/resources.js';
 import { startFakeClockServer, startServer, type TestServer } from '../helpers/server.js';
 
 afterEach(cleanup);

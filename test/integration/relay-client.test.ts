@@ -8,9 +8,9 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { createNodeSignalingClient } from '../../peer/node.js';
-import { SignalingError, type ReceivedRelayFrame, type SignalingClient } from '../../signaling/client/index.js';
+import { type ReceivedRelayFrame, type SignalingClient, SignalingError } from '../../signaling/client/index.js';
 import { DEFAULT_LIMITS, type ServerMessage } from '../../signaling/protocol/index.js';
-import { START_LINE, cli, killCliChildren, nextLine, start } from '../helpers/cli.js';
+import { cli, killCliChildren, nextLine, START_LINE, start } from '../helpers/cli.js';
 import { cleanup } from '../helpers/resources.js';
 import { rawSocket, startServer, tracked, trackedSocket } from '../helpers/server.js';
 

@@ -10,7 +10,7 @@ import { DEFAULT_LIMITS } from '../../signaling/protocol/index.js';
 import { InvalidOptionsError } from '../../signaling/server/index.js';
 import { cleanup } from '../helpers/resources.js';
 import { metricValue, startFakeClockServer, startServer, type TestServer } from '../helpers/server.js';
-import type { TestClient } from '../helpers/ws-client.js';
+import type { FrameOf, TestClient } from '../helpers/ws-client.js';
 
 afterEach(cleanup);
 
@@ -106,29 +106,32 @@ describe('relay: delivery', () => {
 
 describe('relay: disabled by configuration', () => {
   // `relay` is the deprecated name of `dataFallback`: both switch the same thing off.
-  it.each([{ dataFallback: false }, { relay: false }])('%o announces relay limits of 0, answers reliable frames with relay-disabled and unreliable ones once per connection; signals still work', async (off) => {
-    const srv = await startServer(off);
-    const a = await srv.connect();
-    const welcome = await a.join('r');
-    expect(welcome.limits).toMatchObject({ relayMessagesPerSecond: 0, relayMessageBurst: 0, relayBytesPerSecond: 0, relayBytesBurst: 0 });
-    const b = await srv.joined('r');
-    // Unreliable first: told once, then silence.
-    await sendAll(a, [relay(b.id, 'u', { unreliable: true, ref: 'u1' }), relay(b.id, 'u', { unreliable: true }), relay(b.id, 'u', { unreliable: true })]);
-    expect(a.drain('error')).toEqual([{ type: 'error', code: 'relay-disabled', message: expect.stringMatching(/disabled/), ref: 'u1' }]);
-    // Reliable frames are told every time (a single one never closes the connection).
-    await sendAll(a, [relay(b.id, 'r', { ref: 'r1' }), relay(b.id, 'r', { ref: 'r2' })]);
-    expect(a.drain('error').map((e) => [e.code, e.ref])).toEqual([
-      ['relay-disabled', 'r1'],
-      ['relay-disabled', 'r2'],
-    ]);
-    a.send({ type: 'signal', to: b.id, data: 'still signaling' });
-    expect((await b.client.next('signal')).data).toBe('still signaling');
-    await b.client.sync();
-    expect(b.client.pending('relay')).toEqual([]);
-    expect(a.closeInfo).toBeNull();
-    expect(await metric(srv, 'rallypoint_relay_dropped_total', { reason: 'disabled' })).toBe(5);
-    expect(await metric(srv, 'rallypoint_relay_messages_total', { kind: 'reliable' })).toBe(0);
-  });
+  it.each([{ dataFallback: false }, { relay: false }])(
+    '%o announces relay limits of 0, answers reliable frames with relay-disabled and unreliable ones once per connection; signals still work',
+    async (off) => {
+      const srv = await startServer(off);
+      const a = await srv.connect();
+      const welcome = await a.join('r');
+      expect(welcome.limits).toMatchObject({ relayMessagesPerSecond: 0, relayMessageBurst: 0, relayBytesPerSecond: 0, relayBytesBurst: 0 });
+      const b = await srv.joined('r');
+      // Unreliable first: told once, then silence.
+      await sendAll(a, [relay(b.id, 'u', { unreliable: true, ref: 'u1' }), relay(b.id, 'u', { unreliable: true }), relay(b.id, 'u', { unreliable: true })]);
+      expect(a.drain('error')).toEqual([{ type: 'error', code: 'relay-disabled', message: expect.stringMatching(/disabled/), ref: 'u1' }]);
+      // Reliable frames are told every time (a single one never closes the connection).
+      await sendAll(a, [relay(b.id, 'r', { ref: 'r1' }), relay(b.id, 'r', { ref: 'r2' })]);
+      expect(a.drain('error').map((e) => [e.code, e.ref])).toEqual([
+        ['relay-disabled', 'r1'],
+        ['relay-disabled', 'r2'],
+      ]);
+      a.send({ type: 'signal', to: b.id, data: 'still signaling' });
+      expect((await b.client.next('signal')).data).toBe('still signaling');
+      await b.client.sync();
+      expect(b.client.pending('relay')).toEqual([]);
+      expect(a.closeInfo).toBeNull();
+      expect(await metric(srv, 'rallypoint_relay_dropped_total', { reason: 'disabled' })).toBe(5);
+      expect(await metric(srv, 'rallypoint_relay_messages_total', { kind: 'reliable' })).toBe(0);
+    },
+  );
 
   it('the same value under both names is fine, contradicting ones are refused', async () => {
     expect((await startServer({ dataFallback: false, relay: false })).server.options.dataFallback).toBe(false);
@@ -140,7 +143,12 @@ describe('relay: disabled by configuration', () => {
   it('the welcome of a server with relay on carries the relay limits in force', async () => {
     const srv = await startServer({ limits: { relayMessagesPerSecond: 10, relayBytesBurst: 20_000 } });
     const w = await (await srv.connect()).join('r');
-    expect(w.limits).toMatchObject({ relayMessagesPerSecond: 10, relayMessageBurst: DEFAULT_LIMITS.relayMessageBurst, relayBytesPerSecond: DEFAULT_LIMITS.relayBytesPerSecond, relayBytesBurst: 20_000 });
+    expect(w.limits).toMatchObject({
+      relayMessagesPerSecond: 10,
+      relayMessageBurst: DEFAULT_LIMITS.relayMessageBurst,
+      relayBytesPerSecond: DEFAULT_LIMITS.relayBytesPerSecond,
+      relayBytesBurst: 20_000,
+    });
   });
 
   it('refuses contradictory relay limits at construction', async () => {
@@ -161,7 +169,11 @@ describe('relay: rate limits', () => {
     await b.client.sync();
     expect(b.client.drain('relay').map((m) => m.seq)).toEqual([0, 1, 2, 3, 4]);
     // The two signaling tokens left after the join are still there: relay frames took none.
-    await sendAll(a.client, [{ type: 'signal', to: b.id, data: 1 }, { type: 'signal', to: b.id, data: 2 }, { type: 'signal', to: b.id, data: 3 }]);
+    await sendAll(a.client, [
+      { type: 'signal', to: b.id, data: 1 },
+      { type: 'signal', to: b.id, data: 2 },
+      { type: 'signal', to: b.id, data: 3 },
+    ]);
     expect(a.client.drain('error').map((e) => e.code)).toEqual(['rate-limited']);
     await b.client.sync();
     expect(b.client.drain('signal').map((m) => m.data)).toEqual([1, 2]);
@@ -190,7 +202,9 @@ describe('relay: rate limits', () => {
     expect(a.client.pending('error')).toEqual([]);
     await b.client.sync();
     expect(b.client.drain('relay').map((m) => m.seq)).toEqual([0, 1, 3]);
-    const sizes = [0, 1].map((seq) => Buffer.byteLength(JSON.stringify(relay(b.id, 'c', { seq, data: big })))).reduce((x, y) => x + y, 0) + Buffer.byteLength(JSON.stringify(relay(b.id, 'c', { seq: 3, data: 'small' })));
+    const sizes =
+      [0, 1].map((seq) => Buffer.byteLength(JSON.stringify(relay(b.id, 'c', { seq, data: big })))).reduce((x, y) => x + y, 0) +
+      Buffer.byteLength(JSON.stringify(relay(b.id, 'c', { seq: 3, data: 'small' })));
     expect(await metric(srv, 'rallypoint_relay_bytes_total')).toBe(sizes);
   });
 
@@ -369,7 +383,7 @@ describe('relay: a recipient that does not read', () => {
     expect(kept.length).toBeGreaterThan(0);
     // Drained: reliable frames pass again.
     a.client.send(relay(b.id, 'rel', { seq, data: 'after the drain' }));
-    let last;
+    let last: FrameOf<'relay'>;
     do last = await b.client.next('relay');
     while (last.channel !== 'rel');
     expect(last).toMatchObject({ seq, data: 'after the drain' });

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PeerInfo } from '../../signaling/protocol/index.js';
-import { MemoryRoomStore, type JoinOutcome, type RoomStore, type Sink } from '../../signaling/server/index.js';
-import { cleanup, defer, deferred, type Deferred } from '../helpers/resources.js';
+import { type JoinOutcome, MemoryRoomStore, type RoomStore, type Sink } from '../../signaling/server/index.js';
+import { cleanup, type Deferred, defer, deferred } from '../helpers/resources.js';
 import { metricValue, startFakeClockServer } from '../helpers/server.js';
 
 afterEach(cleanup);

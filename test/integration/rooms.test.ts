@@ -43,12 +43,7 @@ describe('rooms: join, leave, presence', () => {
 
     const c = await srv.connect();
     const welcome = await c.join('r', { meta: { name: 'carol', n: 3 } });
-    expect(welcome.peers).toEqual(
-      expect.arrayContaining([
-        { id: a.id, meta: { name: 'alice' } },
-        { id: b.id },
-      ]),
-    );
+    expect(welcome.peers).toEqual(expect.arrayContaining([{ id: a.id, meta: { name: 'alice' } }, { id: b.id }]));
     expect(welcome.peers).toHaveLength(2);
     for (const other of [a.client, b.client]) {
       const joined = await other.next('peer-joined');

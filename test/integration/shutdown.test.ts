@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SUBPROTOCOL } from '../../signaling/protocol/index.js';
-import { listenSignaling, type Clock } from '../../signaling/server/index.js';
+import { type Clock, listenSignaling } from '../../signaling/server/index.js';
 import { httpGet, rawUpgrade } from '../helpers/http.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { GatedStore, metricValue, startFakeClockServer, startServer } from '../helpers/server.js';

@@ -23,9 +23,7 @@ function raw(port: number, path: string, method = 'GET'): Promise<Raw> {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], length: res.headers['content-length'], body }),
-      );
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], length: res.headers['content-length'], body }));
     });
     req.on('error', reject);
     req.end();

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { UPGRADE_REFUSALS } from '../../signaling/protocol/index.js';
-import { signToken, verifyToken, type Grant } from '../../signaling/server/index.js';
-import { rawUpgrade, type HttpResult } from '../helpers/http.js';
+import { type Grant, signToken, verifyToken } from '../../signaling/server/index.js';
+import { type HttpResult, rawUpgrade } from '../helpers/http.js';
 import { cleanup, defer, deferred } from '../helpers/resources.js';
 import { metricValue, startServer, type TestServer } from '../helpers/server.js';
 

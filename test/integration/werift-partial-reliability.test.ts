@@ -13,7 +13,7 @@ import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { describeNetns, realtimePrefix, useNetLab, type LossRule, type Netns } from '../helpers/netns.js';
+import { describeNetns, type LossRule, type Netns, realtimePrefix, useNetLab } from '../helpers/netns.js';
 
 const cli = fileURLToPath(new URL('../../dist/signaling/cli/main.js', import.meta.url));
 const peerScript = fileURLToPath(new URL('../fixtures/werift/loss-peer.mjs', import.meta.url));
@@ -154,7 +154,10 @@ function analyse(sent: Sent, channel: string, got: Received = { latencies: [], s
   const baseline = (seq: number): number => {
     const around: number[] = [];
     for (let k = seq - 3; k <= seq + 3; k++) if (bySeq.has(k)) around.push(bySeq.get(k)!);
-    return quantile(around.sort((x, y) => x - y), 0.5);
+    return quantile(
+      around.sort((x, y) => x - y),
+      0.5,
+    );
   };
   const latencies = [...got.latencies].sort((x, y) => x - y);
   const excess = got.seqs.map((seq, i) => got.latencies[i]! - baseline(seq)).sort((x, y) => x - y);
@@ -324,7 +327,9 @@ describeNetns('werift partial reliability (network namespaces, 5 % UDP loss)', (
     const burst = await sender.request<{ elapsedMs: number; wire: Sent['wire'] }>({ cmd: 'burst', count: RELIABLE_COUNT, size: STATE.size }, 'sent');
     expect(await complete).toEqual({ event: 'reliable-complete', received: RELIABLE_COUNT, inOrder: true });
     const wire = burst.wire.reliable;
-    console.log(`[with fixes] reliable: ${RELIABLE_COUNT}/${RELIABLE_COUNT} in order in ${burst.elapsedMs} ms; ${wire?.retransmissions} of ${wire?.chunks} chunks resent, one up to ${wire?.maxSends} times`);
+    console.log(
+      `[with fixes] reliable: ${RELIABLE_COUNT}/${RELIABLE_COUNT} in order in ${burst.elapsedMs} ms; ${wire?.retransmissions} of ${wire?.chunks} chunks resent, one up to ${wire?.maxSends} times`,
+    );
 
     await leave(sender, receiver);
   }, 50_000);

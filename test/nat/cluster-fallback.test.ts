@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { embeddedTurnArgs, LineProcess, startServe, twoSites, within, type Serve, type TwoSites } from '../helpers/nat-lab.js';
-import { BURSTS, FallbackSession, FAST_FALLBACK, peerView, pump, relayedMessages, received, type FallbackPeer, type Path } from '../helpers/nat-fallback.js';
-import { describeNetns, useNetLab, type Netns } from '../helpers/netns.js';
+import { BURSTS, FAST_FALLBACK, type FallbackPeer, FallbackSession, type Path, peerView, pump, received, relayedMessages } from '../helpers/nat-fallback.js';
+import { embeddedTurnArgs, LineProcess, type Serve, startServe, type TwoSites, twoSites, within } from '../helpers/nat-lab.js';
+import { describeNetns, type Netns, useNetLab } from '../helpers/netns.js';
 import { describeRedis, REDIS_SERVER, redisMissing } from '../helpers/redis.js';
 
 const lab = useNetLab();
@@ -141,7 +141,7 @@ describeLab('NAT lab: peers on different cluster nodes, direct and on the WebSoc
     console.log(`[cluster fallback] ${ab} + ${ba} reliable messages, complete`);
   }, 150_000);
 
-  it('UDP blocked, SIGKILL of one peer\'s node: its session resumes on the survivor through the balancer, game state and both reliable streams go on whole', async () => {
+  it("UDP blocked, SIGKILL of one peer's node: its session resumes on the survivor through the balancer, game state and both reliable streams go on whole", async () => {
     // A cluster of its own on the same Redis (another key prefix: the first test's nodes are
     // not part of it), behind a balancer: A lands on n2, B on n3; A's reconnect finds n2
     // dead and goes to n3.
@@ -174,7 +174,10 @@ describeLab('NAT lab: peers on different cluster nodes, direct and on the WebSoc
     expect(await adoptedIn(scene.net.pub, own[1])).toBeGreaterThanOrEqual(1);
     await session.expectFlowing(a, b, 'websocket', 'after the adoption');
     // Resumed, not rejoined: the same id, and each still has the other, connected.
-    const [healthA, healthB] = await Promise.all([a.proc.request<{ self: string; connected: boolean }>({ cmd: 'health', peer: b.id }, 'health'), b.proc.request<{ self: string; connected: boolean }>({ cmd: 'health', peer: a.id }, 'health')]);
+    const [healthA, healthB] = await Promise.all([
+      a.proc.request<{ self: string; connected: boolean }>({ cmd: 'health', peer: b.id }, 'health'),
+      b.proc.request<{ self: string; connected: boolean }>({ cmd: 'health', peer: a.id }, 'health'),
+    ]);
     expect([healthA.self, healthA.connected, healthB.self, healthB.connected]).toEqual([a.id, true, b.id, true]);
 
     // The reliable streams are whole: every message once, in order, across the kill (frames
@@ -183,7 +186,8 @@ describeLab('NAT lab: peers on different cluster nodes, direct and on the WebSoc
     for (const [to, from] of [
       [a, b],
       [b, a],
-    ] as const) expect((await received(to, from)).errors, to.proc.name).toEqual([]);
+    ] as const)
+      expect((await received(to, from)).errors, to.proc.name).toEqual([]);
     console.log(`[cluster fallback] across the kill: ${ab} + ${ba} reliable messages, complete`);
   }, 150_000);
 });

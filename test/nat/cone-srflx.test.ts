@@ -6,7 +6,21 @@
  * (hole punching), without the relay.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectNodePeers, describePair, exchange, expectedMessages, pairStats, startServeWithTurn, stunBinding, twoSites, type NatTopology, type Host, type NodePair, type Serve, type Site } from '../helpers/nat-lab.js';
+import {
+  connectNodePeers,
+  describePair,
+  exchange,
+  expectedMessages,
+  type Host,
+  type NatTopology,
+  type NodePair,
+  pairStats,
+  type Serve,
+  type Site,
+  startServeWithTurn,
+  stunBinding,
+  twoSites,
+} from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();

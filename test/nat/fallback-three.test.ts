@@ -15,23 +15,23 @@
  * Then b's UDP comes back: b <-> c moves to TURN, the other pairs stay where they are.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { NatTopology, startServeWithTurn, within, type Host, type Serve, type Site } from '../helpers/nat-lab.js';
 import {
   blockUdp,
   debugView,
-  FallbackSession,
   describeSequence,
   drain,
+  type FallbackPeer,
+  FallbackSession,
   nextPath,
+  type Path,
   peerView,
   pump,
   sequence,
   settleOn,
-  waitMessages,
-  type FallbackPeer,
-  type Path,
   type UdpBlock,
+  waitMessages,
 } from '../helpers/nat-fallback.js';
+import { type Host, NatTopology, type Serve, type Site, startServeWithTurn, within } from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();

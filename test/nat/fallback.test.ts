@@ -12,19 +12,8 @@
  * awaited, as a game would) and an unreliable `u<n>` at 30 Hz.
  */
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { startServeWithTurn, twoSites, type Serve, type TwoSites } from '../helpers/nat-lab.js';
-import {
-  BURSTS,
-  FallbackSession,
-  FAST_FALLBACK,
-  peerView,
-  received,
-  relayedMessages,
-  settleOn,
-  pump,
-  type FallbackPeer,
-  type Path,
-} from '../helpers/nat-fallback.js';
+import { BURSTS, FAST_FALLBACK, type FallbackPeer, FallbackSession, type Path, peerView, pump, received, relayedMessages, settleOn } from '../helpers/nat-fallback.js';
+import { type Serve, startServeWithTurn, type TwoSites, twoSites } from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();
@@ -158,7 +147,9 @@ describeNetns('NAT lab: WebSocket fallback when the sites block UDP (issue 5)', 
       [b, a],
     ] as const) {
       const r = await received(to, from);
-      console.log(`[fallback] mid-session: ${to.proc.name} longest time without game state ${r.maxUnreliableGapMs} ms; reliable by path ${JSON.stringify(r.reliableByPath)}; errors ${JSON.stringify(r.errors)}`);
+      console.log(
+        `[fallback] mid-session: ${to.proc.name} longest time without game state ${r.maxUnreliableGapMs} ms; reliable by path ${JSON.stringify(r.reliableByPath)}; errors ${JSON.stringify(r.errors)}`,
+      );
     }
   }, 150_000);
 });

@@ -4,7 +4,7 @@
  * not a server-reflexive or relayed one, and data must flow both ways.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectNodePeers, describePair, exchange, expectedMessages, NatTopology, pairStats, startServeWithTurn, type Host, type NodePair } from '../helpers/nat-lab.js';
+import { connectNodePeers, describePair, exchange, expectedMessages, type Host, NatTopology, type NodePair, pairStats, startServeWithTurn } from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();

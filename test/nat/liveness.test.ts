@@ -7,9 +7,9 @@
  * keepalives (peer/liveness.ts, ReliableChannel.ping in peer/reliable-stream.ts).
  */
 import { afterEach, beforeAll, expect, it } from 'vitest';
-import { startServeWithTurn, twoSites, type Serve, type TwoSites } from '../helpers/nat-lab.js';
-import { debugView, FallbackSession, pump, received, settleOn, stopPump, waitMessages, type FallbackPeer } from '../helpers/nat-fallback.js';
-import { describeNetns, useNetLab, type LossRule } from '../helpers/netns.js';
+import { debugView, type FallbackPeer, FallbackSession, pump, received, settleOn, stopPump, waitMessages } from '../helpers/nat-fallback.js';
+import { type Serve, startServeWithTurn, type TwoSites, twoSites } from '../helpers/nat-lab.js';
+import { describeNetns, type LossRule, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();
 

@@ -5,7 +5,7 @@
  * gets a new port per destination (so it never does: scenarios 3 and 4 must relay).
  */
 import { beforeAll, expect, it } from 'vitest';
-import { LineProcess, NatTopology, stunMappings, type Host, type Site } from '../helpers/nat-lab.js';
+import { type Host, LineProcess, NatTopology, type Site, stunMappings } from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();

@@ -5,7 +5,20 @@
  * connect through the embedded TURN server, and data must flow both ways through it.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectNodePeers, describePair, exchange, expectedMessages, pairStats, startServeWithTurn, twoSites, type NatTopology, type Host, type NodePair, type Serve, type Site } from '../helpers/nat-lab.js';
+import {
+  connectNodePeers,
+  describePair,
+  exchange,
+  expectedMessages,
+  type Host,
+  type NatTopology,
+  type NodePair,
+  pairStats,
+  type Serve,
+  type Site,
+  startServeWithTurn,
+  twoSites,
+} from '../helpers/nat-lab.js';
 import { describeNetns, useNetLab } from '../helpers/netns.js';
 
 const lab = useNetLab();

@@ -4,11 +4,11 @@
  * its gate is closed (the NAT lab does it with real UDP blocking: test/nat/).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { listenSignaling } from '../../signaling/server/index.js';
-import { joinRoom } from '../../peer/node.js';
 import type { Room } from '../../peer/node.js';
+import { joinRoom } from '../../peer/node.js';
 import type { PeerPath } from '../../peer/stats.js';
-import { collect, FAST, gatedRuntime, onlyPeer, pathOf, PeerHarness, pump, until, waitConnected } from './helpers.js';
+import { listenSignaling } from '../../signaling/server/index.js';
+import { collect, FAST, gatedRuntime, onlyPeer, PeerHarness, pathOf, pump, until, waitConnected } from './helpers.js';
 
 const harness = new PeerHarness();
 afterEach(() => harness.close());

@@ -1,6 +1,6 @@
-import { listenSignaling, type ListeningSignalingServer } from '../../signaling/server/index.js';
-import { joinRoom, weriftRuntime, type JoinRoomOptions, type RemotePeer, type Room, type RtcRuntime } from '../../peer/node.js';
+import { type JoinRoomOptions, joinRoom, type RemotePeer, type Room, type RtcRuntime, weriftRuntime } from '../../peer/node.js';
 import type { PeerPath } from '../../peer/stats.js';
+import { type ListeningSignalingServer, listenSignaling } from '../../signaling/server/index.js';
 
 /** A signaling server and the rooms a test joined, all closed by `close()`. */
 export class PeerHarness {

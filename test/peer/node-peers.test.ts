@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import wrtc from '@roamhq/wrtc';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PeerError, weriftRuntime, type RtcRuntime } from '../../peer/node.js';
-import { PeerHarness, collect, until, untilNoHandles, waitConnected } from './helpers.js';
+import { PeerError, type RtcRuntime, weriftRuntime } from '../../peer/node.js';
+import { collect, PeerHarness, until, untilNoHandles, waitConnected } from './helpers.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 let h = new PeerHarness();
@@ -170,4 +170,3 @@ describe('Node peers', () => {
     expect(await untilNoHandles()).toEqual([]);
   });
 });
-

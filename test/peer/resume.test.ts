@@ -9,8 +9,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ExponentialBackoff, joinRoom, type Room } from '../../peer/node.js';
 import { listenSignaling } from '../../signaling/server/index.js';
 import { until as poll } from '../helpers/cluster.js';
-import { cleanup, defer } from '../helpers/resources.js';
 import { startGate } from '../helpers/gate.js';
+import { cleanup, defer } from '../helpers/resources.js';
 import { waitConnected } from './helpers.js';
 
 afterEach(cleanup);

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { fakePair, run, type FakePair, type FakePairOptions } from '../helpers/fake-rtc.js';
+import { type FakePair, type FakePairOptions, fakePair, run } from '../helpers/fake-rtc.js';
 
 /** A connected pair on a fresh FakeClock; ICE reports `direct` once connected. */
 async function connected(opts: Partial<FakePairOptions> = {}): Promise<FakePair & { clock: FakeClock }> {

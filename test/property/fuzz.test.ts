@@ -13,10 +13,10 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket, type RawData } from 'ws';
+import { type RawData, WebSocket } from 'ws';
 import { createNodeSignalingClient } from '../../peer/node.js';
 import type { SignalingClient } from '../../signaling/client/index.js';
-import { CLOSE_CODES, DEFAULT_LIMITS, ERROR_CODES, closeCodeFor, decodeClientMessage, decodeServerMessage, type ErrorCode } from '../../signaling/protocol/index.js';
+import { CLOSE_CODES, closeCodeFor, DEFAULT_LIMITS, decodeClientMessage, decodeServerMessage, ERROR_CODES, type ErrorCode } from '../../signaling/protocol/index.js';
 import type { ListeningSignalingServer } from '../../signaling/server/index.js';
 import { cleanup } from '../helpers/resources.js';
 import { startServer, tracked } from '../helpers/server.js';
@@ -138,7 +138,7 @@ const pool: (FuzzConn | null)[] = Array.from({ length: POOL }, () => null);
 
 async function connAt(i: number): Promise<FuzzConn> {
   let c = pool[i];
-  if (!c || !c.open) {
+  if (!c?.open) {
     if (c) stats.reconnects++;
     c = await FuzzConn.open(server.wsUrl);
     pool[i] = c;
@@ -257,7 +257,27 @@ const wrongValueArb = fc.oneof(
   knownIdArb,
   knownTokenArb,
 );
-const fieldArb = fc.constantFrom('type', 'room', 'to', 'data', 'meta', 'resume', 'ref', 'from', 'id', 'extra', '__proto__', 'constructor', 'toString', 'channel', 'b64', 'seq', 'ack', 'more', 'unreliable');
+const fieldArb = fc.constantFrom(
+  'type',
+  'room',
+  'to',
+  'data',
+  'meta',
+  'resume',
+  'ref',
+  'from',
+  'id',
+  'extra',
+  '__proto__',
+  'constructor',
+  'toString',
+  'channel',
+  'b64',
+  'seq',
+  'ack',
+  'more',
+  'unreliable',
+);
 
 type Mutation =
   | { op: 'set'; key: string; value: unknown }
@@ -268,7 +288,10 @@ type Mutation =
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ op: fc.constant('set' as const), key: fieldArb, value: wrongValueArb }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('delete' as const), key: fieldArb }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('type' as const), value: fc.oneof(fc.constantFrom('welcome', 'error', 'signal', 'join', 'leave', 'relay', 'JOIN', 'peer-joined', ''), fc.string()) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('type' as const), value: fc.oneof(fc.constantFrom('welcome', 'error', 'signal', 'join', 'leave', 'relay', 'JOIN', 'peer-joined', ''), fc.string()) }),
+  },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -277,7 +300,15 @@ const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
       n: fc.oneof(fc.integer({ min: 60, max: 2_000 }), fc.integer({ min: maxMessageBytes - 64, max: maxMessageBytes + 64 }), fc.integer({ min: maxFrameBytes - 64, max: maxFrameBytes + 2_000 })),
     }),
   },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('deep' as const), key: fc.constantFrom('data', 'meta', 'room'), depth: fc.integer({ min: 10, max: 8_000 }), kind: fc.constantFrom('[' as const, '{' as const) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('deep' as const),
+      key: fc.constantFrom('data', 'meta', 'room'),
+      depth: fc.integer({ min: 10, max: 8_000 }),
+      kind: fc.constantFrom('[' as const, '{' as const),
+    }),
+  },
 );
 
 type Corruption = { op: 'none' } | { op: 'cut'; at: number } | { op: 'insert'; at: number; text: string } | { op: 'wrap'; as: 'array' | 'string' };
@@ -433,7 +464,10 @@ describe('fuzzing a live server', () => {
   it(
     'valid messages with mutated fields (wrong types, oversized, unknown type, random rooms, deep data, corrupted text)',
     async () => {
-      const base = fc.oneof(validMessageArb, roomArb.map((room) => ({ type: 'join', room })));
+      const base = fc.oneof(
+        validMessageArb,
+        roomArb.map((room) => ({ type: 'join', room })),
+      );
       await fc.assert(
         fc.asyncProperty(connArb, base, fc.array(mutationArb, { maxLength: 3 }), corruptionArb, (i, b, ms, c) => step(i, render(b as Record<string, unknown>, ms, c))),
         opts(6_000),
@@ -590,7 +624,7 @@ describe('fuzzing a live server', () => {
     const x = createNodeSignalingClient({ url: server.wsUrl, room: 'after-fuzz', reconnect: false });
     const y = createNodeSignalingClient({ url: server.wsUrl, room: 'after-fuzz', reconnect: false });
     tracked(x);
-  tracked(y);
+    tracked(y);
     const wx = await x.connect();
     await y.connect();
     const got = x.next('signal');
@@ -604,6 +638,16 @@ describe('fuzzing a live server', () => {
     }
     expect(stats.closes.get(1009) ?? 0).toBeGreaterThan(0);
     expect(stats.reconnects).toBeGreaterThan(10);
-    console.log(JSON.stringify({ frames: stats.frames, reconnects: stats.reconnects, relayed: stats.relayed, pings: sent, maxLatencyMs: Math.round(Math.max(...pair.latency)), errors: Object.fromEntries(stats.errors), closes: Object.fromEntries(stats.closes) }));
+    console.log(
+      JSON.stringify({
+        frames: stats.frames,
+        reconnects: stats.reconnects,
+        relayed: stats.relayed,
+        pings: sent,
+        maxLatencyMs: Math.round(Math.max(...pair.latency)),
+        errors: Object.fromEntries(stats.errors),
+        closes: Object.fromEntries(stats.closes),
+      }),
+    );
   });
 });

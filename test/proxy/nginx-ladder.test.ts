@@ -5,7 +5,7 @@
  * server directly, in the same room.
  */
 import { afterEach, expect, it } from 'vitest';
-import { describeNginx, startNginx, stopAllNginx, type ProxyVariant } from '../helpers/nginx.js';
+import { describeNginx, type ProxyVariant, startNginx, stopAllNginx } from '../helpers/nginx.js';
 import { cleanup } from '../helpers/resources.js';
 import { startServer } from '../helpers/server.js';
 import { exchangeSignals, joinWatched, received, type Watched } from '../helpers/watched-client.js';

@@ -7,8 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { cleanup } from '../helpers/resources.js';
-import { startTurnServer } from '../helpers/turn-server.js';
 import { errorCode, TurnTestClient } from '../helpers/turn-client.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 
 afterEach(async () => {
   await cleanup();

@@ -4,7 +4,7 @@
  * stop where RFC 8489 sections 14.5 and 14.7 say.
  */
 import { describe, expect, it } from 'vitest';
-import { encode, fingerprintMatches, integrityMatches, readHeader, scanAttributes, StunAttr, StunClass, StunMethod, type StunAttribute } from '../../turn/codec.js';
+import { encode, fingerprintMatches, integrityMatches, readHeader, StunAttr, type StunAttribute, StunClass, StunMethod, scanAttributes } from '../../turn/codec.js';
 
 const TID = Buffer.alloc(12, 3);
 const KEY = Buffer.alloc(16, 1);

@@ -6,7 +6,7 @@
  * are skipped, with a printed reason, where /usr/bin/turnserver is missing; under CI=true a
  * missing coturn fails the run (.ci/run installs it).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -14,11 +14,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cidrToRange, coturnConfig, COTURN_MAPPED_RANGE, DEFAULT_DENIED_PEERS, mintTurnCredentials, type CoturnConfigOptions } from '../../turn/index.js';
 import { StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
+import { COTURN_MAPPED_RANGE, type CoturnConfigOptions, cidrToRange, coturnConfig, DEFAULT_DENIED_PEERS, mintTurnCredentials } from '../../turn/index.js';
 
 /** REQUESTED-ADDRESS-FAMILY (RFC 8656 section 18.10). */
 const REQUESTED_ADDRESS_FAMILY = 0x0017;
+
 import { cleanup, defer } from '../helpers/resources.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
 
@@ -160,9 +161,7 @@ describe('rallypoint coturn-config', () => {
     });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(
-      coturnConfig({ secret: SECRET, realm: 'example.org', listeningPort: 3480, allow: ['10.20.0.0/16', '192.168.7.0/24'], userQuota: 3 }),
-    );
+    expect(r.stdout).toBe(coturnConfig({ secret: SECRET, realm: 'example.org', listeningPort: 3480, allow: ['10.20.0.0/16', '192.168.7.0/24'], userQuota: 3 }));
     const bad = await runCli(['coturn-config', '--secret', 'short', '--allow', 'nope', '--total-quota', '0'], {});
     expect(bad.code).toBe(2);
     expect(bad.stdout).toBe('');
@@ -212,11 +211,9 @@ async function startCoturn(extra: Partial<CoturnConfigOptions> = {}, args: strin
   const port = await freePort();
   const conf = join(dir, 'turnserver.conf');
   writeFileSync(conf, coturnConfig({ secret: SECRET, listeningIps: ['127.0.0.1'], listeningPort: port, relayIp: '127.0.0.1', ...extra }), { mode: 0o600 });
-  const child: ChildProcess = spawn(
-    TURNSERVER,
-    ['-c', conf, '--log-file=stdout', `--pidfile=${join(dir, 'turnserver.pid')}`, `--userdb=${join(dir, 'turndb')}`, ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child: ChildProcess = spawn(TURNSERVER, ['-c', conf, '--log-file=stdout', `--pidfile=${join(dir, 'turnserver.pid')}`, `--userdb=${join(dir, 'turndb')}`, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let log = '';
   child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));

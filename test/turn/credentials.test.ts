@@ -1,13 +1,7 @@
 /** TURN REST API credentials: minting, verification, and the server's 401s. */
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  mintTurnCredentials,
-  restCredentialLookup,
-  restPassword,
-  TurnServer,
-  verifyTurnCredentials,
-} from '../../turn/index.js';
 import { StunAttr, StunMethod } from '../../turn/codec.js';
+import { mintTurnCredentials, restCredentialLookup, restPassword, TurnServer, verifyTurnCredentials } from '../../turn/index.js';
 import { cleanup, defer } from '../helpers/resources.js';
 import { errorCode, TurnTestClient } from '../helpers/turn-client.js';
 
@@ -27,7 +21,7 @@ describe('TURN REST credentials', () => {
     expect(c.username).toBe('1700000060:peer-1');
     expect(c.expiresAt).toBe(1_700_000_060);
     expect(verifyTurnCredentials(c.username, c.password, opts)).toBe(true);
-    expect(verifyTurnCredentials(c.username, c.password + 'x', opts)).toBe(false);
+    expect(verifyTurnCredentials(c.username, `${c.password}x`, opts)).toBe(false);
     expect(verifyTurnCredentials('1700009999:peer-1', c.password, opts)).toBe(false);
     expect(verifyTurnCredentials(c.username, restPassword('another-secret-0123', c.username), opts)).toBe(false);
     now += 60_000;

@@ -7,10 +7,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeXorAddress, StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
-import { getAttr, isStunPacket, decode } from '../helpers/stun-codec.js';
 import { cleanup } from '../helpers/resources.js';
-import { startTurnServer } from '../helpers/turn-server.js';
+import { decode, getAttr, isStunPacket } from '../helpers/stun-codec.js';
 import { TurnTestClient, udpPeer } from '../helpers/turn-client.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 
 afterEach(cleanup);
 

@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { turnListenAddress, turnRelayAddress } from '../../signaling/cli/turn.js';
-import { hostFromHeader, turnIceServers, TurnError, verifyTurnCredentials } from '../../turn/index.js';
+import { hostFromHeader, TurnError, turnIceServers, verifyTurnCredentials } from '../../turn/index.js';
 
 const SECRET = 'ice-servers-test-secret-000';
 

@@ -4,12 +4,12 @@
  * client learnt an IPv6 address it has no route in instead of its IPv4 one.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { mappedAddress, replyAddress } from '../../turn/node-turn.js';
 import { decodeXorAddress, encode, StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
-import { getAttr } from '../helpers/stun-codec.js';
+import { mappedAddress, replyAddress } from '../../turn/node-turn.js';
 import { cleanup } from '../helpers/resources.js';
-import { startTurnServer } from '../helpers/turn-server.js';
+import { getAttr } from '../helpers/stun-codec.js';
 import { TurnTestClient } from '../helpers/turn-client.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 
 afterEach(async () => {
   await cleanup();

@@ -4,11 +4,11 @@
  */
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { encode, StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
 import { TurnServer, type TurnServerOptions } from '../../turn/index.js';
-import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
 import { cleanup } from '../helpers/resources.js';
-import { startTurnServer } from '../helpers/turn-server.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 
 afterEach(async () => {
   await cleanup();

@@ -1,20 +1,47 @@
 /** Peer address policy: the TURN server must not relay into internal networks (SSRF). */
 import { afterEach, describe, expect, it } from 'vitest';
-import { PeerPolicy, TurnServer, type PeerPolicyOptions } from '../../turn/index.js';
 import { StunClass } from '../../turn/codec.js';
-import { verifyIntegrity } from '../helpers/stun-codec.js';
+import { PeerPolicy, type PeerPolicyOptions, TurnServer } from '../../turn/index.js';
 import { cleanup, defer } from '../helpers/resources.js';
+import { verifyIntegrity } from '../helpers/stun-codec.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
 
 afterEach(cleanup);
 
 describe('PeerPolicy', () => {
   const denied = [
-    '127.0.0.1', '127.255.255.254', '10.0.0.1', '172.16.5.4', '192.168.1.1', '100.64.0.1', '169.254.169.254',
-    '0.0.0.0', '224.0.0.251', '255.255.255.255', '240.0.0.1', '192.0.2.1', '198.51.100.7', '203.0.113.9', '198.18.0.1',
-    '::1', '::', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1', '0:0:0:0:0:ffff:7f00:1', '::ffff:10.0.0.1',
-    '::ffff:169.254.169.254', '64:ff9b::7f00:1', '64:ff9b::8.8.8.8', 'fc00::1', 'fd12:3456::1', 'fe80::1',
-    'ff02::1', '2001:db8::1', '2002::1', 'not-an-ip', '',
+    '127.0.0.1',
+    '127.255.255.254',
+    '10.0.0.1',
+    '172.16.5.4',
+    '192.168.1.1',
+    '100.64.0.1',
+    '169.254.169.254',
+    '0.0.0.0',
+    '224.0.0.251',
+    '255.255.255.255',
+    '240.0.0.1',
+    '192.0.2.1',
+    '198.51.100.7',
+    '203.0.113.9',
+    '198.18.0.1',
+    '::1',
+    '::',
+    '0:0:0:0:0:0:0:1',
+    '::ffff:127.0.0.1',
+    '0:0:0:0:0:ffff:7f00:1',
+    '::ffff:10.0.0.1',
+    '::ffff:169.254.169.254',
+    '64:ff9b::7f00:1',
+    '64:ff9b::8.8.8.8',
+    'fc00::1',
+    'fd12:3456::1',
+    'fe80::1',
+    'ff02::1',
+    '2001:db8::1',
+    '2002::1',
+    'not-an-ip',
+    '',
   ];
   const allowed = ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '172.32.0.1', '100.128.0.1'];
 
@@ -47,23 +74,20 @@ async function start(peers?: PeerPolicyOptions): Promise<{ address: { address: s
 }
 
 describe('TurnServer peer policy', () => {
-  it.each(['::1', '::ffff:127.0.0.1', '169.254.169.254', '10.0.0.1', '127.0.0.1'])(
-    'refuses CreatePermission and ChannelBind to %s with 403',
-    async (ip) => {
-      const { address } = await start();
-      const c = await TurnTestClient.open(address, 'alice', 'pw');
-      await c.allocate();
-      const peer = { address: ip, port: 9 };
-      const perm = await c.createPermission(peer);
-      const bind = await c.channelBind(0x4000, peer);
-      expect(errorCode(perm.msg)).toBe(403);
-      expect(errorCode(bind.msg)).toBe(403);
-      // RFC 8489 section 9.2.4: an error response to an authenticated request is signed
-      // (node-turn's reject() sent it unsigned).
-      expect(verifyIntegrity(perm.raw, c.key!)).toBe(true);
-      expect(verifyIntegrity(bind.raw, c.key!)).toBe(true);
-    },
-  );
+  it.each(['::1', '::ffff:127.0.0.1', '169.254.169.254', '10.0.0.1', '127.0.0.1'])('refuses CreatePermission and ChannelBind to %s with 403', async (ip) => {
+    const { address } = await start();
+    const c = await TurnTestClient.open(address, 'alice', 'pw');
+    await c.allocate();
+    const peer = { address: ip, port: 9 };
+    const perm = await c.createPermission(peer);
+    const bind = await c.channelBind(0x4000, peer);
+    expect(errorCode(perm.msg)).toBe(403);
+    expect(errorCode(bind.msg)).toBe(403);
+    // RFC 8489 section 9.2.4: an error response to an authenticated request is signed
+    // (node-turn's reject() sent it unsigned).
+    expect(verifyIntegrity(perm.raw, c.key!)).toBe(true);
+    expect(verifyIntegrity(bind.raw, c.key!)).toBe(true);
+  });
 
   it('nothing reaches a UDP listener on 127.0.0.1 (Send, ChannelBind, ChannelData)', async () => {
     // 127.0.0.2 is allowed as a sentinel: once its datagram arrives, an earlier one to

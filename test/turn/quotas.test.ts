@@ -4,16 +4,16 @@
  */
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
+import { encode, StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
 import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
 import { Nonces } from '../../turn/nonces.js';
 import { AllocationQuota, DEFAULT_TURN_QUOTAS, resolveQuotas } from '../../turn/quotas.js';
 import { TokenBucket, UnauthenticatedLimiter } from '../../turn/rate-limits.js';
 import { sourceKey } from '../../turn/source-key.js';
-import { encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
-import { getAttr } from '../helpers/stun-codec.js';
 import { cleanup } from '../helpers/resources.js';
-import { startTurnServer } from '../helpers/turn-server.js';
+import { getAttr } from '../helpers/stun-codec.js';
 import { errorCode, TurnTestClient, udpPeer } from '../helpers/turn-client.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 
 afterEach(async () => {
   await cleanup();

@@ -5,10 +5,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encode, encodeXorAddress, StunAttr, StunClass, StunMethod, type StunAttribute, type TransportAddress } from '../../turn/codec.js';
+import { encode, encodeXorAddress, StunAttr, type StunAttribute, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
 import { cleanup } from '../helpers/resources.js';
-import { startTurnServer } from '../helpers/turn-server.js';
 import { TurnTestClient, udpPeer } from '../helpers/turn-client.js';
+import { startTurnServer } from '../helpers/turn-server.js';
 
 afterEach(cleanup);
 
@@ -19,11 +19,7 @@ function sendIndication(peer: TransportAddress, data: string, extra: StunAttribu
       method: StunMethod.send,
       cls: StunClass.indication,
       transactionId,
-      attributes: [
-        { type: StunAttr.xorPeerAddress, value: encodeXorAddress(peer, transactionId) },
-        { type: StunAttr.data, value: Buffer.from(data) },
-        ...extra,
-      ],
+      attributes: [{ type: StunAttr.xorPeerAddress, value: encodeXorAddress(peer, transactionId) }, { type: StunAttr.data, value: Buffer.from(data) }, ...extra],
     },
     { fingerprint },
   );
@@ -39,7 +35,12 @@ describe('Send indications', () => {
 
     c.sendRaw(sendIndication(peer.address, 'with fingerprint', [], true));
     expect((await peer.next()).data.toString()).toBe('with fingerprint');
-    c.sendRaw(sendIndication(peer.address, 'odd length!', [{ type: 0x001a, value: Buffer.alloc(0) }, { type: StunAttr.software, value: Buffer.from('x') }]));
+    c.sendRaw(
+      sendIndication(peer.address, 'odd length!', [
+        { type: 0x001a, value: Buffer.alloc(0) },
+        { type: StunAttr.software, value: Buffer.from('x') },
+      ]),
+    );
     expect((await peer.next()).data.toString()).toBe('odd length!');
 
     const bad = sendIndication(peer.address, 'bad fingerprint', [], true);

@@ -4,12 +4,12 @@
  */
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { decodeXorAddress, encode, StunAttr, StunClass, StunMethod } from '../../turn/codec.js';
 import { TurnError, TurnServer, type TurnServerOptions } from '../../turn/index.js';
-import { decodeXorAddress, encode, StunAttr, StunClass, StunMethod, type TransportAddress } from '../../turn/codec.js';
-import { decode, getAttr, verifyIntegrity } from '../helpers/stun-codec.js';
 import { cleanup, defer, deferred } from '../helpers/resources.js';
+import { decode, getAttr, verifyIntegrity } from '../helpers/stun-codec.js';
+import { errorCode, TurnTestClient, u32, udpPeer } from '../helpers/turn-client.js';
 import { startTurnServer } from '../helpers/turn-server.js';
-import { errorCode, TurnTestClient, udpPeer, u32 } from '../helpers/turn-client.js';
 
 afterEach(async () => {
   vi.useRealTimers();
@@ -52,9 +52,7 @@ describe('TurnServer', () => {
   it('refuses a wildcard listener without a relay or external address, and bad ranges (bad-config)', () => {
     const credentials = (): undefined => undefined;
     expect(() => new TurnServer({ host: '0.0.0.0', credentials })).toThrow(expect.objectContaining({ code: 'bad-config' }));
-    expect(() => new TurnServer({ host: '127.0.0.1', credentials, minPort: 5000, maxPort: 4000 })).toThrow(
-      expect.objectContaining({ code: 'bad-config' }),
-    );
+    expect(() => new TurnServer({ host: '127.0.0.1', credentials, minPort: 5000, maxPort: 4000 })).toThrow(expect.objectContaining({ code: 'bad-config' }));
     expect(() => new TurnServer({ host: '0.0.0.0', relayAddress: '127.0.0.1', credentials })).not.toThrow();
   });
 

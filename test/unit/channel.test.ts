@@ -6,8 +6,8 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Channel, ChannelHooks } from '../../peer/channel.js';
 import { createChannel, resolveChannels } from '../../peer/channels.js';
-import { DEFAULT_FLOW, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP } from '../../peer/flow.js';
 import type { PeerError } from '../../peer/errors.js';
+import { DEFAULT_FLOW, MAX_MESSAGE_BYTES, MIN_REASSEMBLY_CAP } from '../../peer/flow.js';
 import { encodeFragment } from '../../peer/framing.js';
 
 /** The part of RTCDataChannel a Channel touches. */

@@ -4,7 +4,7 @@
  * test/integration/client.test.ts.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SignalingClient, SignalingError, type ReconnectContext, type ReconnectPolicy, type WebSocketLike } from '../../signaling/client/index.js';
+import { type ReconnectContext, type ReconnectPolicy, SignalingClient, type SignalingError, type WebSocketLike } from '../../signaling/client/index.js';
 import { DEFAULT_LIMITS, FINAL_CLOSE_CODES, type ServerMessage } from '../../signaling/protocol/index.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
@@ -290,7 +290,7 @@ describe('SignalingClient (fake WebSocket)', () => {
     expect(() => c.signal('p', 'x'.repeat(40))).not.toThrow();
   });
 
-  it('relay(): bytes go out as b64, false flags stay off the wire; false when not joined; bufferedAmount is the socket\'s', async () => {
+  it("relay(): bytes go out as b64, false flags stay off the wire; false when not joined; bufferedAmount is the socket's", async () => {
     const c = make();
     expect(c.relay('p', 'c', {})).toBe(false);
     expect(c.bufferedAmount).toBe(0);

@@ -1,14 +1,19 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Keys, decodeDelivery, decodeRecord, encodeDirected, encodeRecord, fields, recordsOf } from '../../signaling/cluster/wire.js';
+import { decodeDelivery, decodeRecord, encodeDirected, encodeRecord, fields, Keys, recordsOf } from '../../signaling/cluster/wire.js';
 
 describe('cluster wire formats', () => {
   it('a record round-trips node, token and meta; the meta may contain the separator', () => {
     fc.assert(
-      fc.property(fc.stringMatching(/^[A-Za-z0-9_.-]{0,16}$/), fc.stringMatching(/^[A-Za-z0-9_-]{0,43}$/), fc.option(fc.dictionary(fc.string(), fc.string()), { nil: undefined }), (node, token, meta) => {
-        const peer = meta === undefined ? { id: 'p' } : { id: 'p', meta };
-        expect(decodeRecord('p', encodeRecord(node, token, peer))).toEqual({ node, token, grace: '', peer });
-      }),
+      fc.property(
+        fc.stringMatching(/^[A-Za-z0-9_.-]{0,16}$/),
+        fc.stringMatching(/^[A-Za-z0-9_-]{0,43}$/),
+        fc.option(fc.dictionary(fc.string(), fc.string()), { nil: undefined }),
+        (node, token, meta) => {
+          const peer = meta === undefined ? { id: 'p' } : { id: 'p', meta };
+          expect(decodeRecord('p', encodeRecord(node, token, peer))).toEqual({ node, token, grace: '', peer });
+        },
+      ),
     );
   });
 

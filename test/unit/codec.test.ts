@@ -1,18 +1,18 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  DEFAULT_LIMITS,
-  ERROR_CODES,
-  LEAVE_REASONS,
+  type ClientMessage,
   ClientMessage as ClientMessageSchema,
+  DEFAULT_LIMITS,
   decodeClientMessage,
   decodeServerMessage,
   describeIssues,
+  ERROR_CODES,
   encodeClientMessage,
   encodeServerMessage,
-  utf8Length,
-  type ClientMessage,
+  LEAVE_REASONS,
   type ServerMessage,
+  utf8Length,
 } from '../../signaling/protocol/index.js';
 
 const j = (v: unknown): string => JSON.stringify(v);
@@ -41,7 +41,7 @@ const idArb = fc.string({ minLength: 1, maxLength: 64 });
 const refArb = fc.option(fc.string({ maxLength: 64 }), { nil: undefined });
 /** JSON values that survive a JSON round trip unchanged (no -0). */
 const jsonArb = fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)) as unknown);
-const metaArb = fc.dictionary(fc.string({ unit: fc.constantFrom(...'abcxyz_') , minLength: 1, maxLength: 8 }), jsonArb, { maxKeys: 4 });
+const metaArb = fc.dictionary(fc.string({ unit: fc.constantFrom(...'abcxyz_'), minLength: 1, maxLength: 8 }), jsonArb, { maxKeys: 4 });
 
 function withOptional<T extends object>(base: T, extra: Record<string, unknown>): T {
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
@@ -314,7 +314,14 @@ describe('decodeServerMessage', () => {
     expect(ok(decodeServerMessage(j({ type: 'peer-joined', peer: { id: 'p', meta: { a: 1 } } })))).toEqual({ type: 'peer-joined', peer: { id: 'p', meta: { a: 1 } } });
     for (const reason of LEAVE_REASONS) ok(decodeServerMessage(j({ type: 'peer-left', id: 'p', reason })));
     expect(ok(decodeServerMessage(j({ type: 'signal', from: 'p', data: null })))).toEqual({ type: 'signal', from: 'p', data: null });
-    expect(ok(decodeServerMessage(j({ type: 'relay', from: 'p', channel: 'c', data: 'AA==', b64: true, seq: 1 })))).toEqual({ type: 'relay', from: 'p', channel: 'c', data: 'AA==', b64: true, seq: 1 });
+    expect(ok(decodeServerMessage(j({ type: 'relay', from: 'p', channel: 'c', data: 'AA==', b64: true, seq: 1 })))).toEqual({
+      type: 'relay',
+      from: 'p',
+      channel: 'c',
+      data: 'AA==',
+      b64: true,
+      seq: 1,
+    });
     for (const code of ERROR_CODES) ok(decodeServerMessage(j({ type: 'error', code, message: 'm', ref: 'r' })));
   });
 
@@ -396,10 +403,16 @@ describe('utf8Length', () => {
 
   it('matches Buffer.byteLength for JSON text (lone surrogates escaped), as the client and server use it (property)', () => {
     fc.assert(
-      fc.property(fc.oneof(codeUnitsArb, fc.jsonValue().map((v) => JSON.stringify(v))), (s) => {
-        const text = JSON.stringify({ type: 'signal', to: 'p', data: s });
-        expect(utf8Length(text)).toBe(Buffer.byteLength(text, 'utf8'));
-      }),
+      fc.property(
+        fc.oneof(
+          codeUnitsArb,
+          fc.jsonValue().map((v) => JSON.stringify(v)),
+        ),
+        (s) => {
+          const text = JSON.stringify({ type: 'signal', to: 'p', data: s });
+          expect(utf8Length(text)).toBe(Buffer.byteLength(text, 'utf8'));
+        },
+      ),
       { numRuns: 2000 },
     );
   });

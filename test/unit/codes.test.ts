@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CLOSE_CODES, ERROR_CODES, FINAL_CLOSE_CODES, LEAVE_REASONS, UPGRADE_REFUSALS, closeCodeFor, type ErrorCode } from '../../signaling/protocol/index.js';
+import { CLOSE_CODES, closeCodeFor, ERROR_CODES, type ErrorCode, FINAL_CLOSE_CODES, LEAVE_REASONS, UPGRADE_REFUSALS } from '../../signaling/protocol/index.js';
 
 /** The "close code when repeated" column of PROTOCOL.md's error table. */
 const PROTOCOL_TABLE: Record<ErrorCode, number> = {
@@ -53,9 +53,7 @@ describe('CLOSE_CODES and FINAL_CLOSE_CODES', () => {
     for (const code of FINAL_CLOSE_CODES) expect(Object.values(CLOSE_CODES)).toContain(code);
     // Retryable ones.
     for (const code of [1001, 1006, 1009, 1011, 1013, 4008, 4009, 4029]) expect(FINAL_CLOSE_CODES.has(code)).toBe(false);
-    expect([...FINAL_CLOSE_CODES].sort()).toEqual(
-      [CLOSE_CODES.badJson, CLOSE_CODES.badMessage, CLOSE_CODES.unauthorized, CLOSE_CODES.replaced, CLOSE_CODES.protocolAbuse].sort(),
-    );
+    expect([...FINAL_CLOSE_CODES].sort()).toEqual([CLOSE_CODES.badJson, CLOSE_CODES.badMessage, CLOSE_CODES.unauthorized, CLOSE_CODES.replaced, CLOSE_CODES.protocolAbuse].sort());
   });
 
   it('unauthorized closes for good; rate-limited and too-large do not', () => {

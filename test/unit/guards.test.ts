@@ -87,7 +87,11 @@ function mutate(v: unknown, pick: number, replacement: unknown, mode: number): u
 }
 
 const mutated = (valid: fc.Arbitrary<unknown>) =>
-  fc.oneof(valid, fc.tuple(valid, fc.nat(), weird, fc.nat({ max: 2 })).map(([v, p, r, m]) => mutate(v, p, r, m)), weird);
+  fc.oneof(
+    valid,
+    fc.tuple(valid, fc.nat(), weird, fc.nat({ max: 2 })).map(([v, p, r, m]) => mutate(v, p, r, m)),
+    weird,
+  );
 
 describe('browser guards accept exactly what the zod schemas accept', () => {
   it('client messages', () => {

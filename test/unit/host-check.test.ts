@@ -14,7 +14,23 @@ const request = (localAddress: string, headers: Record<string, string> = {}, rem
 
 describe('isPrivateAddress', () => {
   it('is true for loopback, RFC 1918, shared, link-local and unique-local addresses', () => {
-    for (const a of ['127.0.0.1', '127.8.9.10', '10.1.2.3', '172.16.0.1', '172.31.255.255', '192.168.1.20', '100.64.0.1', '169.254.3.4', '::1', 'fd12:3456::1', 'fc00::5', 'fe80::1', 'fe80::1%eth0', '::ffff:192.168.0.7', '::ffff:127.0.0.1']) {
+    for (const a of [
+      '127.0.0.1',
+      '127.8.9.10',
+      '10.1.2.3',
+      '172.16.0.1',
+      '172.31.255.255',
+      '192.168.1.20',
+      '100.64.0.1',
+      '169.254.3.4',
+      '::1',
+      'fd12:3456::1',
+      'fc00::5',
+      'fe80::1',
+      'fe80::1%eth0',
+      '::ffff:192.168.0.7',
+      '::ffff:127.0.0.1',
+    ]) {
       expect(isPrivateAddress(a), a).toBe(true);
     }
   });

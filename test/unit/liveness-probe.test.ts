@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeFrame, encodeAck, encodeFragment } from '../../peer/framing.js';
-import { ReliableReceiver, ReliableSender, type Fragment } from '../../peer/sequencing.js';
+import { type Fragment, ReliableReceiver, ReliableSender } from '../../peer/sequencing.js';
 
 /** The reassembly cap a Channel passes (at least MIN_REASSEMBLY_CAP). */
 const CAP = 256 * 1024;

@@ -28,7 +28,10 @@ function stable(pc: RTCPeerConnection): Promise<void> {
 }
 
 function opened(dc: RTCDataChannel): Promise<void> {
-  return new Promise((resolve) => (dc.readyState === 'open' ? resolve() : (dc.onopen = () => resolve())));
+  return new Promise((resolve) => {
+    if (dc.readyState === 'open') resolve();
+    else dc.onopen = () => resolve();
+  });
 }
 
 describe('perfect negotiation', () => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { resolveChannels, channelInit } from '../../peer/channels.js';
-import { LatestFilter, decodeLatest, encodeLatest, seqNewer } from '../../peer/latest.js';
+import { channelInit, resolveChannels } from '../../peer/channels.js';
+import { decodeLatest, encodeLatest, LatestFilter, seqNewer } from '../../peer/latest.js';
 import { toSignalPayload } from '../../peer/signal-payload.js';
 import { readTransportStats } from '../../peer/stats.js';
 
@@ -12,7 +12,8 @@ describe('latest mode', () => {
         const frame = decodeLatest(encodeLatest(seq, payload));
         expect(frame?.seq).toBe(seq);
         if (typeof payload === 'string') expect(frame?.payload).toBe(payload);
-        else expect([...(frame?.payload as Uint8Array)]).toEqual([...payload]);
+        // A null frame has already failed the seq check above: spread [] rather than throw a TypeError.
+        else expect([...((frame?.payload ?? []) as Uint8Array)]).toEqual([...payload]);
       }),
     );
     expect(decodeLatest(new Uint8Array([9, 0, 0, 0, 1]))).toBeNull();
@@ -75,7 +76,17 @@ describe('signal payloads from other peers', () => {
         if (p) expect(p.description || p.candidate !== undefined || p.reconnect).toBeTruthy();
       }),
     );
-    for (const bad of [null, 1, 'x', {}, { description: { type: 'bogus' } }, { description: { type: 'offer', sdp: 1 } }, { candidate: { candidate: 5 } }, { gen: -1, candidate: null }, { gen: 1.5, candidate: null }]) {
+    for (const bad of [
+      null,
+      1,
+      'x',
+      {},
+      { description: { type: 'bogus' } },
+      { description: { type: 'offer', sdp: 1 } },
+      { candidate: { candidate: 5 } },
+      { gen: -1, candidate: null },
+      { gen: 1.5, candidate: null },
+    ]) {
       expect(toSignalPayload(bad)).toBeNull();
     }
   });

@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MIN_REASSEMBLY_CAP } from '../../peer/flow.js';
-import { pair, type FakePc } from '../helpers/fake-rtc.js';
+import { type FakePc, pair } from '../helpers/fake-rtc.js';
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });

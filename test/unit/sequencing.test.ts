@@ -8,19 +8,13 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PeerError } from '../../peer/errors.js';
 import { decodeFrame, encodeAck, encodeFragment } from '../../peer/framing.js';
-import { MAX_HELD_FRAGMENTS, MIN_MORE_FRAGMENT, ReliableReceiver, ReliableSender, splitMessage, type Fragment } from '../../peer/sequencing.js';
+import { type Fragment, MAX_HELD_FRAGMENTS, MIN_MORE_FRAGMENT, ReliableReceiver, ReliableSender, splitMessage } from '../../peer/sequencing.js';
 
 const decoder = new TextDecoder();
 
 type Frame = { kind: 'data'; f: Fragment } | { kind: 'ack'; seq: number };
 
-type Step =
-  | { op: 'send' }
-  | { op: 'deliver'; pick: number }
-  | { op: 'drop'; pick: number }
-  | { op: 'dup'; pick: number }
-  | { op: 'ack' }
-  | { op: 'switch' };
+type Step = { op: 'send' } | { op: 'deliver'; pick: number } | { op: 'drop'; pick: number } | { op: 'dup'; pick: number } | { op: 'ack' } | { op: 'switch' };
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { arbitrary: fc.constant({ op: 'send' as const }), weight: 4 },
@@ -81,7 +75,7 @@ function simulate(messages: (string | Uint8Array)[], steps: Step[], maxFragment:
     return { kind: 'ack', seq: d.ack };
   };
   for (const step of steps) {
-    const both = [...toReceiver.map((f, i) => ['r', i] as const), ...toSender.map((f, i) => ['s', i] as const)];
+    const both = [...toReceiver.map((_f, i) => ['r', i] as const), ...toSender.map((_f, i) => ['s', i] as const)];
     switch (step.op) {
       case 'send':
         if (next < messages.length) for (const f of sender.push(messages[next++] as string | Uint8Array, maxFragment)) toReceiver.push(wire(f));
@@ -118,11 +112,16 @@ function simulate(messages: (string | Uint8Array)[], steps: Step[], maxFragment:
 describe('reliable channel sequencing', () => {
   it('delivers every message once, in order, through loss, duplication, reordering and path switches', () => {
     fc.assert(
-      fc.property(fc.array(messageArb, { maxLength: 40 }), fc.array(stepArb, { maxLength: 300 }), fc.integer({ min: MIN_MORE_FRAGMENT, max: MIN_MORE_FRAGMENT + 40 }), (messages, steps, maxFragment) => {
-        const { delivered, prefixOk } = simulate(messages, steps, maxFragment, 1 << 20);
-        expect(prefixOk).toBe(true);
-        expect(delivered).toEqual(messages.map(expected));
-      }),
+      fc.property(
+        fc.array(messageArb, { maxLength: 40 }),
+        fc.array(stepArb, { maxLength: 300 }),
+        fc.integer({ min: MIN_MORE_FRAGMENT, max: MIN_MORE_FRAGMENT + 40 }),
+        (messages, steps, maxFragment) => {
+          const { delivered, prefixOk } = simulate(messages, steps, maxFragment, 1 << 20);
+          expect(prefixOk).toBe(true);
+          expect(delivered).toEqual(messages.map(expected));
+        },
+      ),
       { numRuns: 1500 },
     );
   });

@@ -2,8 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { clientAddress, isCidr, normalizeAddress, resolveProxyTrust, sourceKey } from '../../signaling/server/source.js';
 
-const request = (remoteAddress: string, xff?: string): IncomingMessage =>
-  ({ socket: { remoteAddress }, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } }) as unknown as IncomingMessage;
+const request = (remoteAddress: string, xff?: string): IncomingMessage => ({ socket: { remoteAddress }, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } }) as unknown as IncomingMessage;
 
 describe('source: client address', () => {
   it('is the socket peer without trusted proxies, whatever the header says', () => {

@@ -57,21 +57,16 @@ describe('TokenBucket', () => {
 
   it('never accepts more than burst + rate * elapsed (property)', () => {
     fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 100 }),
-        fc.integer({ min: 1, max: 50 }),
-        fc.array(fc.integer({ min: 0, max: 200 }), { minLength: 1, maxLength: 300 }),
-        (rate, burst, gaps) => {
-          const b = new TokenBucket(rate, burst, 0);
-          let now = 0;
-          let accepted = 0;
-          for (const gap of gaps) {
-            now += gap;
-            if (b.take(now)) accepted++;
-            expect(accepted).toBeLessThanOrEqual(burst + (rate * now) / 1000 + 1e-9);
-          }
-        },
-      ),
+      fc.property(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 50 }), fc.array(fc.integer({ min: 0, max: 200 }), { minLength: 1, maxLength: 300 }), (rate, burst, gaps) => {
+        const b = new TokenBucket(rate, burst, 0);
+        let now = 0;
+        let accepted = 0;
+        for (const gap of gaps) {
+          now += gap;
+          if (b.take(now)) accepted++;
+          expect(accepted).toBeLessThanOrEqual(burst + (rate * now) / 1000 + 1e-9);
+        }
+      }),
       { numRuns: 500 },
     );
   });

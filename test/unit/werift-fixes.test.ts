@@ -5,8 +5,8 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { RTCSctpTransport } from 'werift';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { RTCSctpTransport } from 'werift';
 import { applyWeriftFixes } from '../../peer/runtime/werift-fixes.js';
 
 const FIXED = Symbol.for('rallypoint.werift-fixed');

@@ -171,11 +171,7 @@ function renderHud(): void {
       swatch.className = 'swatch';
       swatch.style.background = colorOf(data.id);
       name.append(swatch, shortId(data.id));
-      const cells = [
-        data.connected ? (data.path ?? '…') : 'connecting',
-        data.rttMs === null ? '–' : `${data.rttMs.toFixed(1)} ms`,
-        String(data.packetsLost),
-      ].map((text) => {
+      const cells = [data.connected ? (data.path ?? '…') : 'connecting', data.rttMs === null ? '–' : `${data.rttMs.toFixed(1)} ms`, String(data.packetsLost)].map((text) => {
         const td = document.createElement('td');
         td.textContent = text;
         return td;
