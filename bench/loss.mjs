@@ -1,5 +1,5 @@
 /**
- * `npm run bench:loss` (issue 5): one-way latency of 30 Hz game-state messages on the peer
+ * `npm run bench:loss`: one-way latency of 30 Hz game-state messages on the peer
  * library's `unreliable` channel under random packet loss, over three paths:
  *
  *   direct     the two peers on one switch (host candidates)

@@ -6,7 +6,7 @@
  * plus a plain-UDP latency baseline, on this machine only: the signaling service runs in this
  * process on 127.0.0.1; the peers connect through their host candidates (this machine's own
  * addresses). Measures into test-artifacts/bench/peer.json (or --json FILE), then renders the
- * "## Peer library (issue 3)" section of BENCHMARKS.md and its summary rows from it
+ * "## Peer library" section of BENCHMARKS.md and its summary rows from it
  * (bench/report/peer.mjs; nothing else in the file).
  *
  * Every peer is its own process: a Node child (bench/lib/node-peer.mjs) or a Chromium page

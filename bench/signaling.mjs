@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
- * Signaling relay benchmark (issue 2). Not a test: it measures into
+ * Signaling relay benchmark. Not a test: it measures into
  * test-artifacts/bench/signaling.json (or --json FILE), then renders the "## Signaling
- * (issue 2)" section of BENCHMARKS.md and its summary rows from that file
+ *" section of BENCHMARKS.md and its summary rows from that file
  * (bench/report/signaling.mjs; `node bench/render.mjs signaling` renders again). Bounded in time (< 5 minutes); every
  * child process is killed on exit, on failure and on SIGINT/SIGTERM.
  *

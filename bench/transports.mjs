@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
- * Signaling transports benchmark (issue 11): rallypoint over WebSocket, SSE and long-poll
+ * Signaling transports benchmark: rallypoint over WebSocket, SSE and long-poll
  * against socket.io (engine.io) over polling and WebSocket. Not a test: it measures into
  * test-artifacts/bench/transports.json (or --json FILE), then renders the "## Signaling
- * transports (issue 11)" section of BENCHMARKS.md from it (bench/report/transports.mjs).
+ * transports" section of BENCHMARKS.md from it (bench/report/transports.mjs).
  *
  *   npm run bench:transports                         # build, then the full run
  *   node bench/transports.mjs --rounds 1 --no-write  # quick look; dist/ must be built

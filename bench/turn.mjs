@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
- * TURN relay benchmark (issue 4): the embedded TURN server (`rallypoint/turn`) against coturn
+ * TURN relay benchmark: the embedded TURN server (`rallypoint/turn`) against coturn
  * (Debian /usr/bin/turnserver) under the same load, interleaved in one run. Not a test: it
  * measures into test-artifacts/bench/turn.json (or --json FILE), then renders the "## TURN
- * relay (issue 4)" section of BENCHMARKS.md from it (bench/report/turn.mjs).
+ * relay" section of BENCHMARKS.md from it (bench/report/turn.mjs).
  * Bounded in time; every process it starts (coturn included) is killed on exit, failure,
  * SIGINT/SIGTERM.
  *

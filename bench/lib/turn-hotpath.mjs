@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import dgram from 'node:dgram';
 /**
- * Micro-benchmarks of the embedded TURN server's per-packet work (BENCHMARKS.md, "TURN relay
- * (issue 4): where the time goes", "What changed" 2-6): the way node-turn / the first version of
+ * Micro-benchmarks of the embedded TURN server's per-packet work (BENCHMARKS.md, "TURN
+ * relay: where the time goes", "What changed" 2-6): the way node-turn / the first version of
  * turn/server.ts did it against the way it is done now, one line each, in ns per packet.
  * Not a test; needs `npm run build`. Noisy on a shared machine: each pair is measured in
  * alternation, REPS times, and the median printed.

@@ -1,5 +1,5 @@
 /**
- * The "## Cluster over Redis (issue 10)" section of BENCHMARKS.md, from the results of
+ * The "## Cluster over Redis" section of BENCHMARKS.md, from the results of
  * bench/cluster.mjs (test-artifacts/bench/cluster.json).
  */
 import { fmt, fmtInt, pct, signed } from '../lib/format.mjs';
@@ -8,7 +8,7 @@ import { headline } from '../lib/results.mjs';
 import { FOREIGN_LIMIT_CORES } from '../lib/slices.mjs';
 import { median } from '../lib/stats.mjs';
 
-export const HEADING = '## Cluster over Redis (issue 10)';
+export const HEADING = '## Cluster over Redis';
 export const SUMMARY = 'Cluster over Redis';
 
 const NAMES = {

@@ -1,5 +1,5 @@
 /**
- * The tables of "## Loss: unreliable channel vs WebSocket fallback (issue 5)" in
+ * The tables of "## Loss: unreliable channel vs WebSocket fallback" in
  * BENCHMARKS.md, from the results of bench/loss.mjs (test-artifacts/bench/loss.json). The
  * section itself is written by hand around them (its reading of the figures), so the script
  * prints them and does not rewrite it.
@@ -7,7 +7,7 @@
 import { fmtMs } from '../lib/format.mjs';
 import { quantile } from '../lib/stats.mjs';
 
-export const HEADING = '## Loss: unreliable channel vs WebSocket fallback (issue 5)';
+export const HEADING = '## Loss: unreliable channel vs WebSocket fallback';
 export const SUMMARY = 'Loss';
 const fmt = (v) => fmtMs(v, '-');
 /** Kernel TCP counters the WebSocket cells report (nstat names). */

@@ -1,12 +1,12 @@
 /**
- * The "## Peer library (issue 3)" section of BENCHMARKS.md, from the results of
+ * The "## Peer library" section of BENCHMARKS.md, from the results of
  * bench/peer.mjs (test-artifacts/bench/peer.json).
  */
 import { fmt, fmtMs, pct } from '../lib/format.mjs';
 import { headline } from '../lib/results.mjs';
 import { summary } from '../lib/stats.mjs';
 
-export const HEADING = '## Peer library (issue 3)';
+export const HEADING = '## Peer library';
 export const SUMMARY = 'Peer library';
 
 /** Medians here are nearest-rank p50s, as the section has always reported them. */

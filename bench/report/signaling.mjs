@@ -1,5 +1,5 @@
 /**
- * The "## Signaling (issue 2)" section of BENCHMARKS.md, from the results of
+ * The "## Signaling relay" section of BENCHMARKS.md, from the results of
  * bench/signaling.mjs (test-artifacts/bench/signaling.json).
  */
 import { fmt, fmtInt, pct } from '../lib/format.mjs';
@@ -8,7 +8,7 @@ import { headline } from '../lib/results.mjs';
 import { FOREIGN_LIMIT_CORES, SLICE_MS } from '../lib/slices.mjs';
 import { medianBy } from '../lib/stats.mjs';
 
-export const HEADING = '## Signaling (issue 2)';
+export const HEADING = '## Signaling relay';
 export const SUMMARY = 'Signaling relay';
 
 const NAMES = { ours: 'rallypoint (ours)', 'ours-nocoalesce': 'rallypoint without write coalescing', bare: 'bare ws relay', peerjs: 'PeerJS server 1.0.2' };

@@ -1,5 +1,5 @@
 /**
- * The "## Signaling transports (issue 11)" section of BENCHMARKS.md, from the results of
+ * The "## Signaling transports" section of BENCHMARKS.md, from the results of
  * bench/transports.mjs (test-artifacts/bench/transports.json).
  */
 import { fmt, fmtInt } from '../lib/format.mjs';
@@ -8,7 +8,7 @@ import { headline } from '../lib/results.mjs';
 import { FOREIGN_LIMIT_CORES } from '../lib/slices.mjs';
 import { median } from '../lib/stats.mjs';
 
-export const HEADING = '## Signaling transports (issue 11)';
+export const HEADING = '## Signaling transports';
 export const SUMMARY = 'Signaling transports';
 
 export const TRANSPORTS = [

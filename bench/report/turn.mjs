@@ -1,12 +1,12 @@
 /**
- * The "## TURN relay (issue 4)" section of BENCHMARKS.md, from the results of bench/turn.mjs
+ * The "## TURN relay" section of BENCHMARKS.md, from the results of bench/turn.mjs
  * (test-artifacts/bench/turn.json).
  */
 import { fmt, fmtInt, pct } from '../lib/format.mjs';
 import { headline } from '../lib/results.mjs';
 import { median } from '../lib/stats.mjs';
 
-export const HEADING = '## TURN relay (issue 4)';
+export const HEADING = '## TURN relay';
 export const SUMMARY = 'TURN relay';
 
 const NAMES = {

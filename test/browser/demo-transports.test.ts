@@ -1,5 +1,5 @@
 /**
- * The demo game with signaling on the HTTP transports (issue 11), in Chromium, served by the
+ * The demo game with signaling on the HTTP transports (SSE and long-poll, for proxies that break WebSocket), in Chromium, served by the
  * real `npm start`: a page forced onto long-polling plays with a page on a WebSocket, and
  * two pages behind an nginx that strips `Upgrade` (as many corporate proxies do) fall back
  * to Server-Sent Events on their own. The HUD says which transport each page is on.

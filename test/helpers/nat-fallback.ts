@@ -1,5 +1,5 @@
 /**
- * Helpers for the WebSocket fallback scenarios of the NAT lab (issue 5): a router that blocks
+ * Helpers for the WebSocket fallback scenarios of the NAT lab: a router that blocks
  * UDP, the fallback fixture peer (test/fixtures/nat/fallback-peer.mjs), the server's relay
  * counters, and FallbackSession: the bookkeeping and checks the fallback scenarios share.
  * Built on nat-lab.ts and netns.ts.

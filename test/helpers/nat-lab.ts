@@ -1,5 +1,5 @@
 /**
- * The NAT lab of issue 4, built on the network lab (netns.ts): a "public" namespace with a
+ * The NAT lab (peers behind real NAT routers), built on the network lab (netns.ts): a "public" namespace with a
  * switch, NAT router namespaces per site, hosts behind them, and the processes the scenarios
  * run there (the real `rallypoint serve` CLI with its embedded TURN, Debian coturn, Node
  * peers speaking JSON lines).

@@ -1,5 +1,5 @@
 /**
- * The SignalingClient's side of relay frames (issue 5) against a real server: relay() and
+ * The SignalingClient's side of relay frames (the WebSocket data fallback) against a real server: relay() and
  * the `relay` event, text and binary, what relay() refuses, bufferedAmount and the relay
  * limits of the welcome; and the CLI's --relay switch.
  */

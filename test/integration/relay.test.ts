@@ -1,5 +1,5 @@
 /**
- * Relay frames (issue 5) on a real server with raw clients: delivery with `from` stamped
+ * Relay frames (the WebSocket data fallback) on a real server with raw clients: delivery with `from` stamped
  * and every field passed through, room isolation, errors, the relay rate limits apart from
  * the signaling bucket, resume grace, congestion (a recipient that stops reading) and
  * metrics. The SignalingClient side is in relay-client.test.ts.

@@ -1,5 +1,5 @@
 /**
- * Regression (issue 11 bench): an SSE reader that reads everything at once was closed as a
+ * Regression (found by the transports benchmark): an SSE reader that reads everything at once was closed as a
  * slow reader (1013). The server counts unacknowledged SSE frames against maxBufferedBytes,
  * and the client acked only once a second, so any stream faster than maxBufferedBytes per
  * second (4 MiB/s by default; 512 KiB/s here) was cast off within a second. The client now

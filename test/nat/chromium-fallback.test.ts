@@ -1,5 +1,5 @@
 /**
- * NAT lab, issue 5: the demo game in Chromium with UDP blocked for Chromium's site, against
+ * NAT lab: the demo game in Chromium with UDP blocked for Chromium's site, against
  * a Node (werift) peer at another site. Chromium runs in a host namespace behind a cone NAT
  * whose router drops every UDP packet it would forward (no direct path, no TURN); the Node
  * peer's site is open. The demo page is the real one, served by `rallypoint serve` in the
@@ -37,7 +37,7 @@ const RETURN_MS = 45_000;
 /** How long the page may take to show something that arrives at 30 Hz or once per second. */
 const SHOW_MS = 15_000;
 
-describeNetns('NAT lab: the demo in Chromium with UDP blocked, Node peer (issue 5)', () => {
+describeNetns('NAT lab: the demo in Chromium with UDP blocked, Node peer', () => {
   let net: TwoSites['net'];
   let chromeSite: Site;
   let chromeHost: Host;

@@ -1,5 +1,5 @@
 /**
- * NAT lab scenario 5 (issue 4): relay-only policy with Chromium. Chromium runs in one host
+ * NAT lab scenario 5: relay-only policy with Chromium. Chromium runs in one host
  * namespace behind a cone NAT with `rtcConfig: { iceTransportPolicy: 'relay' }`; a Node
  * (werift) peer with the default policy runs behind another cone NAT. Scenario 2 shows those
  * NATs let a direct pair through: here the policy alone must put the connection on the

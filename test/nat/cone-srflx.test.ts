@@ -1,5 +1,5 @@
 /**
- * NAT lab scenario 2 (issue 4): two peers, each behind its own port-restricted cone NAT
+ * NAT lab scenario 2: two peers, each behind its own port-restricted cone NAT
  * (nftables `masquerade`: the same public port for every destination, only replies let in).
  * Their host addresses are unreachable from each other; the embedded TURN server answers
  * STUN Binding with each site's public address, and ICE connects directly through both NATs

@@ -1,5 +1,5 @@
 /**
- * NAT lab, issue 5: the fallback is per remote peer, not per room. A room of three Node
+ * NAT lab: the fallback is per remote peer, not per room. A room of three Node
  * (werift) peers where each pair ends on a different path:
  *
  *   site l (cone NAT): hosts a and b on one LAN; b's UDP to and from the WAN is dropped by
@@ -55,7 +55,7 @@ const SETTLE_MS = 40_000;
 /** From unblocking b to b <-> c on TURN: the current attempt (up to 12 s) and the next one, a loaded machine. */
 const RETURN_MS = 45_000;
 
-describeNetns('NAT lab: a room of three, one pair direct, one on TURN, one on the WebSocket (issue 5)', () => {
+describeNetns('NAT lab: a room of three, one pair direct, one on TURN, one on the WebSocket', () => {
   let net: NatTopology;
   let siteL: Site;
   let hostA: Host;

@@ -1,5 +1,5 @@
 /**
- * NAT lab, issue 5: the WebSocket fallback with real UDP blocking. Two Node (werift) peers,
+ * NAT lab: the WebSocket fallback with real UDP blocking. Two Node (werift) peers,
  * each behind its own port-restricted cone NAT (scenario 2 shows they connect directly there);
  * signaling and the embedded TURN server in the public namespace. Each site's router drops
  * every UDP packet it would forward (blockUdp): no direct path, no TURN, only the TCP
@@ -36,7 +36,7 @@ const MAX_GAME_GAP_MS = 3_000;
  */
 const MID_SESSION_FALLBACK_MS = 10_000;
 
-describeNetns('NAT lab: WebSocket fallback when the sites block UDP (issue 5)', () => {
+describeNetns('NAT lab: WebSocket fallback when the sites block UDP', () => {
   let scene: TwoSites;
   let serve: Serve;
   const session = new FallbackSession('fallback', () => [serve.proc]);

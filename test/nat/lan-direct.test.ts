@@ -1,5 +1,5 @@
 /**
- * NAT lab scenario 1 (issue 4): two peers on one LAN behind a NAT router, the signaling
+ * NAT lab scenario 1: two peers on one LAN behind a NAT router, the signaling
  * server and its embedded TURN outside. ICE must pick the host candidates (the LAN path),
  * not a server-reflexive or relayed one, and data must flow both ways.
  */

@@ -1,5 +1,5 @@
 /**
- * The lab's own check (issue 4 NAT lab): its NAT routers behave as the scenarios claim.
+ * The NAT lab's own check: its NAT routers behave as the scenarios claim.
  * One socket behind the `cone` router keeps one public port towards every destination (so
  * a STUN-learnt address works for any peer: scenario 2); behind the `symmetric` router it
  * gets a new port per destination (so it never does: scenarios 3 and 4 must relay).

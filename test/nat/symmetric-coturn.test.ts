@@ -1,5 +1,5 @@
 /**
- * NAT lab scenario 4 (issue 4): scenario 3 (both peers behind symmetric NATs) with Debian's
+ * NAT lab scenario 4: scenario 3 (both peers behind symmetric NATs) with Debian's
  * coturn as the relay instead of the embedded TURN. coturn runs with the turnserver.conf
  * `rallypoint coturn-config` prints; `rallypoint serve --turn-urls ... --turn-secret S` hands
  * out coturn's URLs with REST credentials minted from the same secret. The peers must relay

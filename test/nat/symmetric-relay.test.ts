@@ -1,5 +1,5 @@
 /**
- * NAT lab scenario 3 (issue 4): two peers, each behind a symmetric NAT (nftables
+ * NAT lab scenario 3: two peers, each behind a symmetric NAT (nftables
  * `masquerade random`: a new public port for every destination). The port a STUN server
  * sees is not the port the other peer would see, so no direct pair can work: ICE must
  * connect through the embedded TURN server, and data must flow both ways through it.

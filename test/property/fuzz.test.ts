@@ -227,7 +227,7 @@ const validMessageArb = fc.oneof(
     .map((m) => ({ type: 'join', ...m })),
   fc.record({ to: fc.oneof(knownIdArb, fc.string({ minLength: 1, maxLength: 64 })), data: smallJson, ref: refArb }, { requiredKeys: ['to', 'data'] }).map((m) => ({ type: 'signal', ...m })),
   fc.record({ ref: refArb }, { requiredKeys: [] }).map((m) => ({ type: 'leave', ...m })),
-  // Relay frames (issue 5): to real ids mostly; unreliable ones are never answered with an error.
+  // Relay frames (the data fallback): to real ids mostly; unreliable ones are never answered with an error.
   fc
     .record(
       {

@@ -1,5 +1,5 @@
 /**
- * Issue 11: quiet HTTP transports through an nginx with short idle timeouts (the times are
+ * Quiet HTTP transports through an nginx with short idle timeouts (the times are
  * scaled down: proxy_read_timeout 2s against the server's sseKeepaliveMs 700 and pollHoldMs
  * 1200, as the defaults 15 s and 20 s stand against common 30-60 s proxy timeouts). The SSE
  * stream must be kept alive by its comments and each poll answered before nginx gives up

@@ -1,5 +1,5 @@
 /**
- * Issue 11: a middlebox that answers the WebSocket upgrade and then forwards nothing (a
+ * Signaling through a middlebox that answers the WebSocket upgrade and then forwards nothing (a
  * TLS-inspecting proxy gone silent), between a Node client and a server on port 0; a
  * WebSocket peer is connected to the server directly, in the same room.
  */

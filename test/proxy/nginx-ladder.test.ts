@@ -1,5 +1,5 @@
 /**
- * Issue 11: the client's transport ladder through a real nginx (Debian's, the documented
+ * The client's transport ladder through a real nginx (Debian's, the documented
  * signaling/deploy/nginx.conf, edited into the proxies users meet). Each test: a server on
  * port 0, its own nginx, a Node client through nginx and a WebSocket peer connected to the
  * server directly, in the same room.

@@ -2,7 +2,7 @@
  * Regression: node-turn 0.0.6 `message.data()` (lib/message.js) took each Data indication's
  * transaction id from the async `crypto.randomBytes(12, cb)`, a libuv thread-pool job per
  * datagram; the pool's completions come back in any order, so the client got the peer's
- * datagrams reordered (BENCHMARKS.md, "TURN relay (issue 4): where the time goes", "What changed" 1).
+ * datagrams reordered (BENCHMARKS.md, "TURN relay: where the time goes", "What changed" 1).
  * RFC 8656 promises no ordering, but a relay must not add reordering the path does not have.
  */
 import { afterEach, describe, expect, it } from 'vitest';

@@ -1,5 +1,5 @@
 /**
- * Every documented limit can be set (issue 11: pollHoldMs, sseKeepaliveMs and maxPostBytes
+ * Every documented limit can be set (also the HTTP transports' pollHoldMs, sseKeepaliveMs and maxPostBytes
  * were in DEFAULT_LIMITS but missing from the options schema, so `limits: { pollHoldMs }`
  * threw "Unrecognized key" and the HTTP transports' timings could not be configured).
  */
