@@ -13,9 +13,9 @@ import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadResults, resultsPath, writeSection, writeSummary } from './lib/results.mjs';
 
-const REPORTS = ['signaling', 'turn', 'peer', 'cluster', 'transports', 'loss', 'turn-attack'];
+const REPORTS = ['signaling', 'turn', 'peer', 'cluster', 'transports', 'loss', 'turn-attack', 'hotpaths'];
 /** Their sections in BENCHMARKS.md are rewritten whole by their scripts. */
-const WRITABLE = new Set(['signaling', 'turn', 'peer', 'cluster', 'transports']);
+const WRITABLE = new Set(['signaling', 'turn', 'peer', 'cluster', 'transports', 'hotpaths']);
 
 const { values: args, positionals } = parseArgs({
   options: { write: { type: 'boolean', default: false }, json: { type: 'string' } },

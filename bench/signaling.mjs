@@ -12,6 +12,8 @@
  *       # + a CPU profile of each server's measured seconds; summarize with
  *       #   node bench/lib/profile-summary.mjs /tmp/prof/ours.cpuprofile
  *   other options: --servers ours,bare,peerjs (also: ours-nocoalesce, ours@/other/build/dist)
+ *                  --frames signal|relay (relay: `relay` frames, the data fallback's, instead of
+ *                  signals; rallypoint servers only)
  *                  --pairs 100 --workers 4 --window 8
  *                  --warmup-ms --measure-ms --paced-rate --paced-ms --idle 10000
  *                  --idle-workers 4 --placement pinned|shared
@@ -63,6 +65,7 @@ const args = benchArgs({
   'skip-idle': { type: 'boolean', default: false },
   'skip-paced': { type: 'boolean', default: false },
   servers: { type: 'string', default: 'ours,bare,peerjs' },
+  frames: { type: 'string', default: 'signal' },
   placement: { type: 'string', default: 'pinned' },
   'cpu-prof': { type: 'string' },
 });
@@ -83,6 +86,7 @@ const CONFIG = {
   idleWorkers: Number(args['idle-workers']),
   servers: list(args.servers),
   skipPaced: args['skip-paced'],
+  frames: args.frames,
 };
 const TIME_BUDGET_MS = 290_000; // watchdog: the whole run, npm's build step aside
 /** Before each round, wait up to this long for other processes to leave the CPUs alone. */
@@ -210,7 +214,7 @@ async function relayRound(kind, round) {
     const connected = await Promise.all(
       workers.map((w, i) => {
         const answer = nextMessage(w, (m) => m?.type === 'connected', 30_000, `worker ${i} connect`);
-        w.send({ cmd: 'pairs', kind, port: server.port, pairs: perWorker[i], tag: `r${round}w${i}` });
+        w.send({ cmd: 'pairs', kind, port: server.port, pairs: perWorker[i], tag: `r${round}w${i}`, frames: CONFIG.frames });
         return answer;
       }),
     );

@@ -13,6 +13,7 @@
  *       # + a CPU profile of the embedded server's process (node bench/lib/profile-summary.mjs FILE)
  *   other options: --workers 3 --allocs 8 --window 4 --warmup-ms --measure-ms --paced-rate --paced-ms
  *                  --servers rallypoint,coturn --methods channel,send --placement pinned|shared
+ *                  (a server rallypoint@/other/build/dist runs another build's embedded server)
  *
  * Per round and server: a fresh server process pinned to CPU 0; load processes
  * (bench/lib/turn-load.mjs) and coturn's C echo peer (turnutils_peer) on the other CPU(s).
@@ -88,8 +89,8 @@ watchdog(TIME_BUDGET_MS);
 
 /** A native program, started under taskset so every thread it creates inherits the CPUs. */
 const spawnNative = (file, argv, cpus, out) => spawnChild(...place.command(file, argv, cpus), { out });
-function forkNode(file, argv, cpus, execArgv = []) {
-  const child = forkChild(file, argv, { execArgv });
+function forkNode(file, argv, cpus, execArgv = [], env) {
+  const child = forkChild(file, argv, { execArgv, env });
   place.pin([child.pid], cpus);
   return child;
 }
@@ -136,9 +137,12 @@ async function waitStun(port, child, label) {
 
 /** Starts a server: { kind, pid, port, usage(): {cpuUs, wallMs, packets?}, stop() }. */
 async function startServer(kind, profileDir) {
-  if (kind === 'rallypoint' || kind === 'rallypoint-public') {
+  // rallypoint@/other/build/dist: the embedded server of another build (before/after comparisons).
+  const [base, otherDist] = kind.split('@');
+  if (base === 'rallypoint' || base === 'rallypoint-public') {
     const execArgv = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
-    const child = forkNode(SERVER_CHILD, [SECRET, kind === 'rallypoint' ? 'allow' : 'public'], place.serverCpus, execArgv);
+    const env = otherDist ? { ...process.env, RALLYPOINT_TURN_DIST: join(otherDist, 'turn', 'index.js') } : undefined;
+    const child = forkNode(SERVER_CHILD, [SECRET, base === 'rallypoint' ? 'allow' : 'public'], place.serverCpus, execArgv, env);
     const ready = await nextMessage(child, (m) => m?.type === 'ready', 15_000, 'rallypoint start');
     return {
       kind,

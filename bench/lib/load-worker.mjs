@@ -4,7 +4,8 @@
  * come from the same clock.
  *
  * IPC (parent -> worker):
- *   { cmd: 'pairs', kind, port, pairs, tag }    open and join `pairs` sender/receiver pairs
+ *   { cmd: 'pairs', kind, port, pairs, tag, frames }  open and join `pairs` sender/receiver pairs;
+ *                                               frames 'relay': they send `relay` frames, not signals
  *   { cmd: 'idle', kind, port, count, tag }     open and join `count` sockets (rooms of 2), then hold them
  *   { cmd: 'start', mode: 'window', window }    each sender keeps `window` messages in flight
  *   { cmd: 'start', mode: 'paced', rate }       this worker offers `rate` messages/s in total
@@ -39,8 +40,13 @@ const CLIENT_OPTIONS = {
   handshakeTimeout: 20_000,
 };
 
+/** A relay frame's payload: 150 bytes, base64 as the peer library sends bytes. */
+const RELAY_DATA = Buffer.alloc(150, 7).toString('base64');
+/** A relay frame has no field for a float timestamp: microseconds mod 2^32 go in `ack`. */
+const stampUs = () => Math.floor(performance.now() * 1000) % 2 ** 32;
+
 /** Per-server-kind wire details: URL, handshake, how a signal is framed. */
-function adapter(kind, port) {
+function adapter(kind, port, frames) {
   if (kind === 'peerjs') {
     return {
       url: (id) => `ws://127.0.0.1:${port}/peerjs?key=peerjs&id=${id}&token=t${id}`,
@@ -79,8 +85,17 @@ function adapter(kind, port) {
         ws.on('message', onMessage);
         ws.send(JSON.stringify({ type: 'join', room }));
       }),
-    prefix: (to) => `{"type":"signal","to":${JSON.stringify(to)},"data":{${CANDIDATE},"seq":`,
-    signalStart: '{"type":"signal","from":',
+    ...(frames === 'relay'
+      ? {
+          prefix: (to) => `{"type":"relay","to":${JSON.stringify(to)},"channel":"bench","data":"${RELAY_DATA}","b64":true,"seq":`,
+          signalStart: '{"type":"relay","from":',
+          relay: true,
+        }
+      : {
+          prefix: (to) => `{"type":"signal","to":${JSON.stringify(to)},"data":{${CANDIDATE},"seq":`,
+          signalStart: '{"type":"signal","from":',
+          relay: false,
+        }),
     fromField: 'from',
     dataField: 'data',
   };
@@ -155,7 +170,7 @@ function sendOne(pair) {
     pair.socket.cork();
     process.nextTick(uncork, pair);
   }
-  pair.ws.send(`${pair.prefix}${pair.nextSeq++},"t":${performance.now()}}}`);
+  pair.ws.send(pair.relay ? `${pair.prefix}${pair.nextSeq++},"ack":${stampUs()}}` : `${pair.prefix}${pair.nextSeq++},"t":${performance.now()}}}`);
   state.sent++;
 }
 
@@ -178,7 +193,8 @@ function onSignal(pair, data) {
   const s = text.lastIndexOf('"seq":');
   const c = text.indexOf(',', s);
   const seq = Number(text.slice(s + 6, c));
-  const t = Number(text.slice(c + 5, text.length - 2));
+  // Signals end `,"t":<ms>}}`; relay frames `,"ack":<µs mod 2^32>}`.
+  const latency = pair.relay ? ((stampUs() - Number(text.slice(c + 7, text.length - 1)) + 2 ** 32) % 2 ** 32) / 1000 : now - Number(text.slice(c + 5, text.length - 2));
   if (seq !== pair.expectSeq) {
     state.seqErrors++;
     if (state.unexpected.length < 5) state.unexpected.push(`seq ${seq}, expected ${pair.expectSeq}`);
@@ -188,13 +204,14 @@ function onSignal(pair, data) {
   if ((seq & 255) === 0) {
     const msg = JSON.parse(text);
     const body = msg[pair.dataField];
-    if (msg[pair.fromField] !== pair.fromId || body?.seq !== seq || body?.sdpMid !== '0' || typeof body?.candidate !== 'string') {
+    const intact = pair.relay ? msg.seq === seq && body === RELAY_DATA && msg.b64 === true : body?.seq === seq && body?.sdpMid === '0' && typeof body?.candidate === 'string';
+    if (msg[pair.fromField] !== pair.fromId || !intact) {
       state.errors++;
       if (state.unexpected.length < 5) state.unexpected.push(`bad frame: ${text.slice(0, 300)}`);
     }
   }
   state.received++;
-  record(state.hist, now - t);
+  record(state.hist, latency);
   pair.inflight--;
   if (state.mode === 'window' && pair.inflight < state.window) {
     pair.inflight++;
@@ -202,8 +219,8 @@ function onSignal(pair, data) {
   }
 }
 
-async function connectPairs({ kind, port, pairs, tag }) {
-  const ad = adapter(kind, port);
+async function connectPairs({ kind, port, pairs, tag, frames }) {
+  const ad = adapter(kind, port, frames);
   const made = await pool(pairs, 32, async (i) => {
     const room = `${tag}-${i}`;
     const sender = await open(ad, `${tag}-${i}-s`, room);
@@ -217,6 +234,7 @@ async function connectPairs({ kind, port, pairs, tag }) {
       fromId: sender.id,
       prefix: ad.prefix(receiver.id),
       expectStart: ad.signalStart,
+      relay: ad.relay === true,
       fromField: ad.fromField,
       dataField: ad.dataField,
       nextSeq: 0,
@@ -234,7 +252,7 @@ async function connectPairs({ kind, port, pairs, tag }) {
     return pair;
   });
   state.pairs = made;
-  const sample = `${made[0].prefix}123456,"t":12345.678901}}`;
+  const sample = ad.relay ? `${made[0].prefix}123456,"ack":1234567890}` : `${made[0].prefix}123456,"t":12345.678901}}`;
   process.send({ type: 'connected', sockets: made.length * 2, frameBytes: Buffer.byteLength(sample) });
 }
 

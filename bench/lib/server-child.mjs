@@ -35,6 +35,10 @@ async function startOurs(dist = new URL('../../dist/', import.meta.url).href) {
       // measures relaying with full validation, not the limiter refusing messages.
       messagesPerSecond: HUGE,
       messageBurst: HUGE,
+      relayMessagesPerSecond: HUGE,
+      relayMessageBurst: HUGE,
+      relayBytesPerSecond: HUGE,
+      relayBytesBurst: HUGE,
       maxConnectionsPerIp: 0,
       maxConnections: 100_000,
       maxRooms: 100_000,

@@ -79,11 +79,15 @@ describeRedis('a frozen node', () => {
     // n3 lets D go (its old connection is closed: replaced) and takes C back.
     const dClose = await d.closed;
     expect([4010, 1012]).toContain(dClose.code);
+    // Probe until one arrives. Looked up in everything C received, not awaited with next():
+    // a probe lost while n3 was taking C back would leave a waiter behind, and each later
+    // probe would go to the oldest waiter, never to the newest one the check looks at.
+    const probeArrived = () => c.received.some((m) => m.type === 'signal' && m.from === aW.id && m.data === 'back?');
     await until(
-      async () => {
+      () => {
+        if (probeArrived()) return true;
         a.send({ type: 'signal', to: cW.id, data: 'back?' });
-        const got = await Promise.race([signalFrom(c, aW.id), new Promise((r) => setTimeout(() => r(null), 300))]);
-        return got === 'back?';
+        return false;
       },
       'C reachable on n3 again',
       10_000,
