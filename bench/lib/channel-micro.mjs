@@ -6,7 +6,7 @@
  * numbering, outbox, acknowledgements and reassembly, the unreliable stream's drop check.
  * Forked by bench/hotpaths.mjs once per build and round; prints one JSON line.
  *
- *   node bench/lib/channel-micro.mjs DIST_DIR [small-messages=100000] [bulk-messages=2000]
+ *   node bench/lib/channel-micro.mjs DIST_DIR [small-messages=200000] [bulk-messages=40000]
  *
  * DIST_DIR: a build's dist/ (this tree's, or another commit's for before/after). Works with
  * both the channel API before the peer library's split (`new Channel(config, flow, hooks)`,
@@ -14,7 +14,7 @@
  */
 import { pathToFileURL } from 'node:url';
 
-const [dist, smallArg = '100000', bulkArg = '2000'] = process.argv.slice(2);
+const [dist, smallArg = '200000', bulkArg = '40000'] = process.argv.slice(2);
 if (!dist) throw new Error('usage: channel-micro.mjs DIST_DIR [small] [bulk]');
 const SMALL = Number(smallArg);
 const BULK = Number(bulkArg);

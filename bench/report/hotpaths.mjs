@@ -58,7 +58,7 @@ export function render({ machine: m, config: C, signaling, relay, turn, channels
       '(100 sender/receiver pairs, 8 in flight each, 280 B frames; once with signals and once with `relay` frames, the data fallback, relay limits raised out of the way) ' +
       'and of `bench/turn.mjs` (the embedded TURN server with loopback allowed, ChannelData and Send indications), each server in a fresh process pinned to CPU 0; ' +
       `and ${C.microRounds} runs per build of \`bench/lib/channel-micro.mjs\` (two channels of one build joined by an in-memory data channel pair: ` +
-      "the library's encoding, framing, numbering, outbox, acknowledgements and reassembly, 100,000 messages of 200 B or 2,000 of 16 KiB), one process per run, the order swapped every round. " +
+      "the library's encoding, framing, numbering, outbox, acknowledgements and reassembly, 200,000 messages of 200 B or 40,000 of 16 KiB), one process per run, the order swapped every round. " +
       'Medians over the rounds not disturbed by other jobs. "after / before" is the speed ratio: above 1x the restructured code is faster (more per second, or less CPU per message).',
     '',
   );
