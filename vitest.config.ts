@@ -8,7 +8,9 @@ const TIMING = ['test/integration/werift-partial-reliability.test.ts'];
 
 export default defineConfig({
   test: {
-    // Real sockets and child processes: give slow CI machines room, but no test sleeps.
+    // Real sockets and child processes: give slow CI machines room. No test sleeps in place of
+    // an event it can await; the waits left pace senders, poll a condition, or are the quiet
+    // period of a negative (nothing more arrives, no fallback happens), each saying so.
     testTimeout: 20_000,
     hookTimeout: 20_000,
     pool: 'forks',

@@ -6,7 +6,7 @@
  * "## Hot paths before and after" section of BENCHMARKS.md and its summary rows from it
  * (bench/report/hotpaths.mjs).
  *
- *   npm run bench:hotpaths                       # build, then the full run (~8 min)
+ *   npm run bench:hotpaths                       # build, then the full run (~12 min)
  *   node bench/hotpaths.mjs --before 1bc3260 --rounds 3 --no-write
  *   options: --before REV (default 1bc3260: the tree before the restructure into files by job)
  *            --rounds N (signaling and TURN rounds per build) --micro-rounds N
@@ -15,7 +15,8 @@
  * The other commit is exported with `git archive` into a temporary directory, given this
  * tree's node_modules (a symlink) and compiled with tsc; nothing of this checkout changes.
  * 1. signaling: bench/signaling.mjs with servers `ours` and `ours@<before>/dist`: signals,
- *    then `relay` frames (the data fallback's), interleaved rounds, each server its own process;
+ *    then `relay` frames (the data fallback's), interleaved rounds (which build goes first
+ *    alternates), each server its own process;
  * 2. turn: bench/turn.mjs with `rallypoint` and `rallypoint@<before>/dist`, ChannelData and
  *    Send indications;
  * 3. channels: bench/lib/channel-micro.mjs, the peer library's reliable and unreliable
@@ -39,8 +40,8 @@ const root = join(here, '..');
 
 const args = benchArgs({
   before: { type: 'string', default: '1bc3260' },
-  rounds: { type: 'string', default: '5' },
-  'micro-rounds': { type: 'string', default: '6' },
+  rounds: { type: 'string', default: '7' },
+  'micro-rounds': { type: 'string', default: '10' },
   skip: { type: 'string', default: '' },
 });
 const CONFIG = {
@@ -91,7 +92,7 @@ async function main() {
   for (const frames of ['signal', 'relay']) {
     if (CONFIG.skip.includes(frames === 'signal' ? 'signaling' : 'relay')) continue;
     const json = join(tmp, `signaling-${frames}.json`);
-    await runScript('signaling.mjs', ['--servers', `ours,ours@${beforeDist}`, '--frames', frames, '--rounds', String(CONFIG.rounds), '--skip-idle', '--no-write', '--json', json]);
+    await runScript('signaling.mjs', ['--servers', `ours,ours@${beforeDist}`, '--frames', frames, '--alternate', '--rounds', String(CONFIG.rounds), '--skip-idle', '--no-write', '--json', json]);
     const r = loadResults(json);
     results[frames === 'signal' ? 'signaling' : 'relay'] = r.results.map((x) => ({
       build: x.kind === 'ours' ? 'after' : 'before',
@@ -106,7 +107,7 @@ async function main() {
 
   if (!CONFIG.skip.includes('turn')) {
     const json = join(tmp, 'turn.json');
-    await runScript('turn.mjs', ['--servers', `rallypoint,rallypoint@${beforeDist}`, '--methods', 'channel,send', '--rounds', String(CONFIG.rounds), '--no-write', '--json', json]);
+    await runScript('turn.mjs', ['--servers', `rallypoint,rallypoint@${beforeDist}`, '--methods', 'channel,send', '--alternate', '--rounds', String(CONFIG.rounds), '--no-write', '--json', json]);
     results.turn = loadResults(json).results.map((x) => ({
       build: x.kind === 'rallypoint' ? 'after' : 'before',
       method: x.method,

@@ -12,6 +12,7 @@
  *       # + a CPU profile of each server's measured seconds; summarize with
  *       #   node bench/lib/profile-summary.mjs /tmp/prof/ours.cpuprofile
  *   other options: --servers ours,bare,peerjs (also: ours-nocoalesce, ours@/other/build/dist)
+ *                  --alternate (reverse the servers' order every other round)
  *                  --frames signal|relay (relay: `relay` frames, the data fallback's, instead of
  *                  signals; rallypoint servers only)
  *                  --pairs 100 --workers 4 --window 8
@@ -66,6 +67,7 @@ const args = benchArgs({
   'skip-paced': { type: 'boolean', default: false },
   servers: { type: 'string', default: 'ours,bare,peerjs' },
   frames: { type: 'string', default: 'signal' },
+  alternate: { type: 'boolean', default: false },
   placement: { type: 'string', default: 'pinned' },
   'cpu-prof': { type: 'string' },
 });
@@ -299,7 +301,9 @@ async function main() {
       break;
     }
     CONFIG.roundsDone = round + 1;
-    for (const kind of CONFIG.servers) {
+    // --alternate: the servers' order reversed every other round, so that neither build
+    // always runs first (the first of a round met other conditions, in before/after runs).
+    for (const kind of args.alternate && round % 2 ? [...CONFIG.servers].reverse() : CONFIG.servers) {
       await waitQuiet(QUIET_WAIT_MS);
       const r = await relayRound(kind, round);
       results.push(r);

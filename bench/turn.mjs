@@ -14,6 +14,7 @@
  *   other options: --workers 3 --allocs 8 --window 4 --warmup-ms --measure-ms --paced-rate --paced-ms
  *                  --servers rallypoint,coturn --methods channel,send --placement pinned|shared
  *                  (a server rallypoint@/other/build/dist runs another build's embedded server)
+ *                  --alternate (reverse the servers' order every other round)
  *
  * Per round and server: a fresh server process pinned to CPU 0; load processes
  * (bench/lib/turn-load.mjs) and coturn's C echo peer (turnutils_peer) on the other CPU(s).
@@ -59,6 +60,7 @@ const args = benchArgs({
   'paced-rate': { type: 'string', default: '5000' },
   'paced-ms': { type: 'string', default: '2000' },
   servers: { type: 'string', default: 'rallypoint,coturn,rallypoint-public' },
+  alternate: { type: 'boolean', default: false },
   methods: { type: 'string', default: 'channel,send' },
   placement: { type: 'string', default: 'pinned' },
   'cpu-prof': { type: 'string' },
@@ -334,7 +336,8 @@ async function main() {
       break;
     }
     for (const method of CONFIG.methods) {
-      for (const kind of CONFIG.servers) {
+      // --alternate: the servers' order reversed every other round (before/after runs).
+      for (const kind of args.alternate && round % 2 ? [...CONFIG.servers].reverse() : CONFIG.servers) {
         const r = await run(kind, method, round, echo);
         results.push(r);
         const s = r.saturated;

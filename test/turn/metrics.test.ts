@@ -24,8 +24,6 @@ function sample(text: string, name: string, labels = ''): number | undefined {
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 describe('TURN metrics', () => {
   it('has a registry of its own by default, or uses the one given', async () => {
     const own = new TurnServer({ credentials: () => undefined });
@@ -65,7 +63,8 @@ describe('TURN metrics', () => {
     expect(errorCode((await wrong.request(StunMethod.allocate, [{ type: StunAttr.requestedTransport, value: Buffer.from([17, 0, 0, 0]) }])).msg)).toBe(401);
     const unknown = await alice.request(StunMethod.refresh, [{ type: 0x7ff0, value: Buffer.from([1, 2, 3, 4]) }]);
     expect(errorCode(unknown.msg)).toBe(420);
-    await sleep(50);
+    // Every request above was answered; the last relayed datagram may still be on its way.
+    await expect.poll(async () => sample(await registry.metrics(), 'rallypoint_turn_relayed_packets_total', '{direction="to-peer"}')).toBe(2);
 
     const text = await registry.metrics();
     expect(sample(text, 'rallypoint_turn_allocations')).toBe(1);
@@ -101,9 +100,9 @@ describe('TURN metrics', () => {
     await c.request(StunMethod.binding, [], { auth: false });
     await c.request(StunMethod.binding, [], { auth: false });
     for (let i = 0; i < 5; i++) c.sendRaw(encode({ method: StunMethod.binding, cls: StunClass.request, transactionId: Buffer.alloc(12, i), attributes: [] }));
-    await sleep(100);
+    // Refused datagrams get no answer to await: wait for the count itself.
+    await expect.poll(async () => sample(await registry.metrics(), 'rallypoint_turn_refusals_total', '{reason="rate-limited"}')).toBe(5);
     const text = await registry.metrics();
-    expect(sample(text, 'rallypoint_turn_refusals_total', '{reason="rate-limited"}')).toBe(5);
     expect(sample(text, 'rallypoint_turn_requests_total', '{method="binding"}')).toBe(2);
   });
 });

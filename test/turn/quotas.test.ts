@@ -272,6 +272,8 @@ describe('TURN quotas: unauthenticated requests', () => {
     expect((await alice.refresh(600)).msg.cls).toBe(StunClass.success);
     alice.sendIndication(peer.address, Buffer.from('through the flood'));
     expect((await peer.next()).data.toString()).toBe('through the flood');
+    // A negative: the rest of the flood must stay unanswered, and no event says so; wait
+    // well past the time the burst's answers take on loopback.
     await sleep(300);
     // burst answered (less alice's first, unauthenticated, Allocate from the same IP), the
     // rest dropped (at most a token or two refilled meanwhile)
@@ -284,7 +286,7 @@ describe('TURN quotas: unauthenticated requests', () => {
     // the flooding source stays cut off
     const before = answers;
     flood.sendRaw(encode({ method: StunMethod.binding, cls: StunClass.request, transactionId: Buffer.alloc(12, 1), attributes: [] }));
-    await sleep(100);
+    await sleep(100); // a negative again: no answer comes
     expect(answers - before).toBeLessThanOrEqual(1);
   });
 
