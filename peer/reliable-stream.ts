@@ -41,6 +41,8 @@ export class ReliableChannel extends Channel {
   #unsubscribeFallbackDrain: (() => void) | null = null;
   readonly #poll = timer(this.clock);
   readonly #ackTimer = timer(this.clock);
+  /** Made once: arming the ack timer happens per fragment received, and must not allocate. */
+  readonly #ackDue = (): void => this.#sendAck();
   #unackedReceived = 0;
   /** The resend timer of the WebSocket path (FALLBACK_RTO_MS). */
   readonly #resendTimer = timer(this.clock);
@@ -69,9 +71,9 @@ export class ReliableChannel extends Channel {
     const frags = this.#sender.push(payload, this.#fragmentBytes(), bytes);
     this.#outboxBytes += size;
     return new Promise<void>((resolve, reject) => {
-      frags.forEach((frag, i) => {
-        this.#outbox.push(i === frags.length - 1 ? { frag, done: { resolve, reject } } : { frag });
-      });
+      const last = frags.length - 1;
+      for (let i = 0; i < last; i++) this.#outbox.push({ frag: frags[i] as Fragment });
+      this.#outbox.push({ frag: frags[last] as Fragment, done: { resolve, reject } });
       this.flush();
     });
   }
@@ -205,7 +207,7 @@ export class ReliableChannel extends Channel {
     for (const m of done) this.deliver(m.bytes, m.text);
     this.#unackedReceived++;
     if (this.#unackedReceived >= ACK_EVERY) this.#sendAck();
-    else this.#ackTimer.start(() => this.#sendAck(), ACK_DELAY_MS);
+    else this.#ackTimer.start(this.#ackDue, ACK_DELAY_MS);
   }
 
   /** Writes a 5-byte control frame on the data channel; false if it did not go out. */
@@ -241,7 +243,7 @@ export class ReliableChannel extends Channel {
     const ack = this.#receiver.ack;
     const sent = this.hooks.route() === 'websocket' ? (this.hooks.fallback()?.trySend(this.config.name, { ack }) ?? false) : this.#control(encodeAck(ack));
     if (sent) this.#unackedReceived = 0;
-    else this.#ackTimer.start(() => this.#sendAck(), ACK_DELAY_MS * 5);
+    else this.#ackTimer.start(this.#ackDue, ACK_DELAY_MS * 5);
   }
 
   /** Rejects waiting sends, stops the timers and detaches from the data channel. Idempotent. */

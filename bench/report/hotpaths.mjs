@@ -63,7 +63,7 @@ export function render({ machine: m, config: C, signaling, relay, turn, channels
   L.push(machineLine(m), '');
   L.push(
     `Before: commit ${C.beforeCommit} (\`--before ${C.before}\`), exported with \`git archive\` and compiled with this tree's dependencies. After: ${C.after}. ` +
-      `Both under the same load in one run (${fmt(seconds / 60, 1)} min), alternated: ${C.rounds} interleaved rounds per build of \`bench/signaling.mjs\` ` +
+      `Both under the same load in one run (${fmt(seconds / 60, 1)} min), alternated: ${C.rounds} interleaved rounds per build (which goes first swapped every round) of \`bench/signaling.mjs\` ` +
       '(100 sender/receiver pairs, 8 in flight each, 280 B frames; once with signals and once with `relay` frames, the data fallback, relay limits raised out of the way) ' +
       'and of `bench/turn.mjs` (the embedded TURN server with loopback allowed, ChannelData and Send indications), each server in a fresh process pinned to CPU 0; ' +
       `and ${C.microRounds} runs per build of \`bench/lib/channel-micro.mjs\` (two channels of one build joined by an in-memory data channel pair: ` +

@@ -6,6 +6,22 @@ import { DEFAULT_LIMITS, DEFAULT_PATH } from '../protocol/index.js';
 import { isCidr } from '../server/source.js';
 
 /** One CLI option: its flag, its environment variable, and how to read it. */
+
+/** `*` (anything), or a comma-separated list (blanks around items and empty items ignored). */
+const starOrList = z
+  .string()
+  .optional()
+  .transform((s) =>
+    s === undefined
+      ? undefined
+      : s.trim() === '*'
+        ? ('*' as const)
+        : s
+            .split(',')
+            .map((item) => item.trim())
+            .filter(Boolean),
+  );
+
 export interface OptionSpec {
   flag: string;
   env: string;
@@ -92,19 +108,7 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     env: 'RALLYPOINT_ORIGINS',
     description: 'allowed browser origins, comma-separated, or * for any',
     defaultText: "the server's own origin",
-    schema: z
-      .string()
-      .optional()
-      .transform((s) =>
-        s === undefined
-          ? undefined
-          : s.trim() === '*'
-            ? ('*' as const)
-            : s
-                .split(',')
-                .map((o) => o.trim())
-                .filter(Boolean),
-      ),
+    schema: starOrList,
   },
   secret: {
     flag: 'secret',
@@ -119,19 +123,7 @@ export const SERVE_OPTIONS: Record<string, OptionSpec> = {
     description:
       'host names browsers may use to reach this server (DNS-rebinding check), comma-separated; .example.com allows subdomains; * turns the check off. Set, it is checked on every browser upgrade',
     defaultText: 'localhost, IP literals, this machine (and NAME.local) and --host, checked only on upgrades arriving on a loopback/private address, not via --trust-proxy',
-    schema: z
-      .string()
-      .optional()
-      .transform((s) =>
-        s === undefined
-          ? undefined
-          : s.trim() === '*'
-            ? ('*' as const)
-            : s
-                .split(',')
-                .map((h) => h.trim())
-                .filter(Boolean),
-      ),
+    schema: starOrList,
   },
   tokenAudience: {
     flag: 'token-audience',
