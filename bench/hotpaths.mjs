@@ -24,7 +24,7 @@
  *    order of the builds swapped every round.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,7 +85,6 @@ async function main() {
   const beforeDist = buildBefore(CONFIG.before);
   const afterDist = join(root, 'dist');
   const tmp = trackDir(mkdtempSync(join(os.tmpdir(), 'rallypoint-hotpaths-')));
-  mkdirSync(tmp, { recursive: true });
   const results = { name: 'hotpaths', machine: machine(), config: CONFIG };
   const started = performance.now();
 
