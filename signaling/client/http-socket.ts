@@ -35,7 +35,13 @@ export class HttpSocket implements WebSocketLike {
   /** The POST in flight: the next one (and the closing one) waits for it, so they arrive in order. */
   #posting: Promise<void> | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Ends the event stream (and polls) at the session's end. */
   readonly #abort = new AbortController();
+  /**
+   * Ends POSTs in flight, except at an orderly close(): a POST aborted after the server took
+   * it, then sent again in the closing POST, would deliver its frames twice.
+   */
+  readonly #abortPosts = new AbortController();
   /** The URL up to where this transport's own parameters start. */
   readonly #base: string;
   readonly #kind: HttpKind;
@@ -70,14 +76,16 @@ export class HttpSocket implements WebSocketLike {
     // Tells the server what arrived (it queues the rest for a resume) and how we left.
     // Not aborted with the rest: it goes out after the POST in flight, whatever happens here.
     if (open) this.done = (this.#posting ?? Promise.resolve()).then(() => this.#req(`&n=${++this.#n}&close=${code}`, this.#out.join('\n'), false)).catch(() => undefined);
-    this.#end(code, reason);
+    this.#end(code, reason, open);
   }
 
-  #end(code: number, reason: string): void {
+  /** `orderly`: close() sends what is left after the POST in flight, which it lets finish. */
+  #end(code: number, reason: string, orderly = false): void {
     if (this.readyState === 3) return;
     this.readyState = 3;
     clearTimeout(this.#timer);
     this.#abort.abort();
+    if (!orderly) this.#abortPosts.abort();
     this.onclose?.({ code, reason });
   }
 
@@ -87,7 +95,7 @@ export class HttpSocket implements WebSocketLike {
    * preflighted. (Nothing is cached: the server says no-store on every answer.)
    */
   #req(q: string, body: string, abortable = true): Promise<Response> {
-    return this.#fetch(this.#url('send') + q, { method: 'POST', body, ...(abortable && { signal: this.#abort.signal }) });
+    return this.#fetch(this.#url('send') + q, { method: 'POST', body, ...(abortable && { signal: this.#abortPosts.signal }) });
   }
 
   #post(): void {
